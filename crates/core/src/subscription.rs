@@ -1,0 +1,753 @@
+//! What a subscription is: who wants which events, where to send them and how, with the
+//! validation that keeps a bad one out of the store.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::InvalidSubscription;
+use crate::filter::FieldFilter;
+use crate::name::Pattern;
+use crate::path;
+
+/// Limits of the vendors' APIs (Autotask and SuperOffice field sizes) and sane bounds where
+/// they say nothing.
+pub mod limits {
+    /// `name`, in characters (Autotask `Name` string(50)).
+    pub const NAME: usize = 50;
+    /// `target_url` and `deactivation_url`, in characters (Autotask string(500)).
+    pub const URL: usize = 500;
+    /// An Autotask `SecretKey`, in characters.
+    pub const AUTOTASK_SECRET: usize = 64;
+    /// Any other secret, in characters.
+    pub const SECRET: usize = 1_024;
+    /// Secrets held at once while one is rotated.
+    pub const SECRETS: usize = 8;
+    /// Event patterns per subscription.
+    pub const EVENTS: usize = 100;
+    /// Custom headers per subscription.
+    pub const HEADERS: usize = 50;
+    /// A custom header's value, in bytes.
+    pub const HEADER_VALUE: usize = 4_096;
+    /// Notification addresses, in characters (Autotask `NotificationEmailAddress` string(150)).
+    pub const EMAIL: usize = 150;
+    /// Skip keys and excluded actors, each list.
+    pub const KEYS: usize = 1_000;
+    /// One skip key, actor, handler name or path, in characters.
+    pub const KEY: usize = 200;
+    /// Filters, paths and expansions per entity, each list.
+    pub const PER_ENTITY: usize = 200;
+    /// `chunk_size` (Pipeliner: default and maximum 100).
+    pub const CHUNK_SIZE: u32 = 100;
+    /// `chunk_delay`, in seconds: one day.
+    pub const CHUNK_DELAY: i64 = 86_400;
+    /// Attempts in a retry schedule.
+    pub const RETRIES: usize = 50;
+    /// One retry delay, in seconds: a week.
+    pub const RETRY_DELAY: u64 = 7 * 86_400;
+    /// A timeout, in milliseconds: ten minutes.
+    pub const TIMEOUT_MS: u64 = 600_000;
+}
+
+/// Headers callout sets itself; a subscription may not override them.
+pub const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "host",
+    "user-agent",
+    "callout-delivery-id",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "x-hook-signature",
+    "x-hook-test",
+    "x-superoffice-signature",
+    "x-superoffice-event",
+    "x-superoffice-eventid",
+    "x-superoffice-retry",
+];
+
+/// Whether the subscription receives events (SuperOffice `State`, Autotask `IsActive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Events are delivered.
+    #[default]
+    Active,
+    /// Switched off by its owner.
+    Stopped,
+    /// Switched off by callout after continued failures, or a 410; deliveries are held.
+    TooManyErrors,
+}
+
+impl State {
+    /// The name used in listings and filters: `active`, `stopped`, `too_many_errors`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Active => "active",
+            State::Stopped => "stopped",
+            State::TooManyErrors => "too_many_errors",
+        }
+    }
+}
+
+/// How a delivery is carried out (SuperOffice `Type`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// An HTTP POST to `target_url`.
+    #[default]
+    Webhook,
+    /// A function the host registered under this name runs in-process (SuperOffice `crmscript`).
+    Handler(String),
+}
+
+/// The wire format: body shape, headers and signature a receiver expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// Standard Webhooks, callout's own envelope.
+    #[default]
+    Standard,
+    /// Autotask's callouts.
+    Autotask,
+    /// SuperOffice's webhooks.
+    Superoffice,
+    /// Pipeliner's webhooks.
+    Pipeliner,
+}
+
+/// A signing secret. Its `Debug` never shows the value, so logging a subscription is safe.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Secret {
+        Secret(secret.into())
+    }
+
+    /// The secret itself, for signing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Options for one entity's events (Pipeliner's `options.entity.<E>`): filters, the fields whose
+/// change fires an update, and what the body carries.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EntityOptions {
+    /// Field conditions, combined with AND.
+    pub filters: Vec<FieldFilter>,
+    /// Updates fire only when one of these dot paths changed (empty: any change).
+    pub on_field_change: Vec<String>,
+    /// The fields the body carries (empty: all).
+    pub load_only: Vec<String>,
+    /// Fields carried whatever `load_only` says (Autotask `IsDisplayAlwaysField`).
+    pub always_fields: Vec<String>,
+    /// Related records the host's expander resolves at publish time.
+    pub expand: Vec<String>,
+}
+
+impl EntityOptions {
+    fn is_empty(&self) -> bool {
+        self == &EntityOptions::default()
+    }
+}
+
+/// A webhook subscription: the union of the three vendors' webhook entities.
+///
+/// ```
+/// use callout_core::Subscription;
+/// use serde_json::json;
+///
+/// let sub = Subscription::new("https://receiver.example/hooks")
+///     .name("crm.Contact.Update")
+///     .events(["contact.updated"])
+///     .secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+///     .on_field_change("Contact", ["email1"])
+///     .filter("Contact", "email1", "iends", json!("@example.com"));
+/// assert_eq!(sub.validate(), Ok(()));
+/// assert!(!format!("{sub:?}").contains("MfKQ9r8G"), "Debug redacts secrets");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Subscription {
+    /// Sequential id, assigned by the store; 0 until stored.
+    pub id: u64,
+    /// Globally unique id (Autotask `WebhookGUID`), assigned by the store.
+    pub guid: String,
+    /// A name for people, 1..=50 characters; need not be unique.
+    pub name: String,
+    /// Event patterns: `contact.updated`, `contact.*`, `*.deleted`, `*`, in any vendor spelling.
+    pub events: Vec<String>,
+    /// Where HTTP deliveries go.
+    pub target_url: String,
+    /// HTTP webhook or in-process handler.
+    pub kind: Kind,
+    /// Signing secrets; more than one while a secret is rotated. The first signs alone for the
+    /// vendor profiles; Standard Webhooks signs with each.
+    pub secrets: Vec<Secret>,
+    /// Wire format.
+    pub profile: Profile,
+    /// Active, stopped, or too many errors.
+    pub state: State,
+    /// Extra HTTP headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// Values injected into every body (SuperOffice `Properties`).
+    pub properties: Map<String, Value>,
+    /// Per-entity options, keyed by entity name in any spelling.
+    pub entities: BTreeMap<String, EntityOptions>,
+    /// Options for the related record of link events (Pipeliner `related_entity`).
+    pub related: EntityOptions,
+    /// An event whose skip key is listed does not fire (exact match).
+    pub skip_keys: Vec<String>,
+    /// Changes made by these actors do not fire (Autotask `ExcludedResources`).
+    pub excluded_actors: Vec<String>,
+    /// When set, only events of this tenant fire.
+    pub tenant: Option<String>,
+    /// Events per request when one publish carries many, 1..=100.
+    pub chunk_size: u32,
+    /// Chunk N of a publish is due N x this many seconds later.
+    pub chunk_delay: i64,
+    /// Skip TLS certificate checks for this target only (Pipeliner `insecure_ssl`).
+    pub insecure_tls: bool,
+    /// Deliver one at a time, in publish order.
+    pub ordered: bool,
+    /// Most requests per second; excess deliveries wait, never drop.
+    pub rate_limit: Option<u32>,
+    /// Delays in seconds before each retry; `None` uses the engine's schedule.
+    pub retry_schedule: Option<Vec<u64>>,
+    /// Connect timeout in milliseconds; `None` uses the engine's.
+    pub connect_timeout_ms: Option<u64>,
+    /// Response timeout in milliseconds; `None` uses the engine's.
+    pub timeout_ms: Option<u64>,
+    /// Where the host's notifier sends alerts (Autotask `NotificationEmailAddress`).
+    pub notification_email: Option<String>,
+    /// Where the host's notifier sends error alerts (SuperOffice `ErrorsEmail`).
+    pub errors_email: Option<String>,
+    /// Called when the subscription is deleted, deactivated or auto-disabled (Autotask).
+    pub deactivation_url: Option<String>,
+    /// Warn when the hourly callout threshold per entity is passed (Autotask).
+    pub send_threshold_exceeded_notification: bool,
+    /// The owning user or resource (Autotask `OwnerResourceID`).
+    pub owner: Option<String>,
+    /// Created, in milliseconds since the Unix epoch; set by the store.
+    pub created_at: Option<u64>,
+    /// Who created it.
+    pub created_by: Option<String>,
+    /// Last updated, in milliseconds since the Unix epoch; set by the store.
+    pub updated_at: Option<u64>,
+    /// Who last updated it.
+    pub updated_by: Option<String>,
+}
+
+impl Default for Subscription {
+    fn default() -> Self {
+        Subscription {
+            id: 0,
+            guid: String::new(),
+            name: String::new(),
+            events: Vec::new(),
+            target_url: String::new(),
+            kind: Kind::Webhook,
+            secrets: Vec::new(),
+            profile: Profile::Standard,
+            state: State::Active,
+            headers: Vec::new(),
+            properties: Map::new(),
+            entities: BTreeMap::new(),
+            related: EntityOptions::default(),
+            skip_keys: Vec::new(),
+            excluded_actors: Vec::new(),
+            tenant: None,
+            chunk_size: limits::CHUNK_SIZE,
+            chunk_delay: 0,
+            insecure_tls: false,
+            ordered: false,
+            rate_limit: None,
+            retry_schedule: None,
+            connect_timeout_ms: None,
+            timeout_ms: None,
+            notification_email: None,
+            errors_email: None,
+            deactivation_url: None,
+            send_threshold_exceeded_notification: false,
+            owner: None,
+            created_at: None,
+            created_by: None,
+            updated_at: None,
+            updated_by: None,
+        }
+    }
+}
+
+impl Subscription {
+    /// An HTTP webhook to `target_url`, named after it until [`Subscription::name`] is called.
+    pub fn new(target_url: impl Into<String>) -> Subscription {
+        let target_url = target_url.into();
+        Subscription {
+            name: target_url.chars().take(limits::NAME).collect(),
+            target_url,
+            ..Subscription::default()
+        }
+    }
+
+    /// A subscription served by the host's handler registered as `handler`.
+    pub fn handler(handler: impl Into<String>) -> Subscription {
+        let handler = handler.into();
+        Subscription {
+            name: handler.chars().take(limits::NAME).collect(),
+            kind: Kind::Handler(handler),
+            ..Subscription::default()
+        }
+    }
+
+    /// Sets the name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets the event patterns.
+    pub fn events<I, S>(mut self, patterns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.events = patterns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds a signing secret (call again to hold a second one during rotation).
+    pub fn secret(mut self, secret: impl Into<String>) -> Self {
+        self.secrets.push(Secret::new(secret));
+        self
+    }
+
+    /// Sets the wire profile.
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.profile = profile;
+        self
+    }
+
+    /// Sets the state.
+    pub fn state(mut self, state: State) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// Adds a custom HTTP header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds a value injected into every body.
+    pub fn property(mut self, key: impl Into<String>, value: Value) -> Self {
+        self.properties.insert(key.into(), value);
+        self
+    }
+
+    fn entity(&mut self, entity: &str) -> &mut EntityOptions {
+        self.entities.entry(entity.to_string()).or_default()
+    }
+
+    /// Adds a field condition on `entity`'s events.
+    pub fn filter(
+        mut self,
+        entity: &str,
+        path: impl Into<String>,
+        op: impl Into<String>,
+        value: Value,
+    ) -> Self {
+        self.entity(entity)
+            .filters
+            .push(FieldFilter::new(path, op, value));
+        self
+    }
+
+    /// Updates of `entity` fire only when one of these fields changed.
+    pub fn on_field_change<I, S>(mut self, entity: &str, fields: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.entity(entity)
+            .on_field_change
+            .extend(fields.into_iter().map(Into::into));
+        self
+    }
+
+    /// The body carries only these fields of `entity`'s records.
+    pub fn load_only<I, S>(mut self, entity: &str, fields: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.entity(entity)
+            .load_only
+            .extend(fields.into_iter().map(Into::into));
+        self
+    }
+
+    /// The body always carries these fields of `entity`'s records.
+    pub fn always_fields<I, S>(mut self, entity: &str, fields: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.entity(entity)
+            .always_fields
+            .extend(fields.into_iter().map(Into::into));
+        self
+    }
+
+    /// Related records of `entity` the host's expander resolves into the body.
+    pub fn expand<I, S>(mut self, entity: &str, paths: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.entity(entity)
+            .expand
+            .extend(paths.into_iter().map(Into::into));
+        self
+    }
+
+    /// Events carrying one of these skip keys do not fire.
+    pub fn skip_keys<I, S>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.skip_keys.extend(keys.into_iter().map(Into::into));
+        self
+    }
+
+    /// Changes by these actors do not fire.
+    pub fn excluded_actors<I, S>(mut self, actors: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.excluded_actors
+            .extend(actors.into_iter().map(Into::into));
+        self
+    }
+
+    /// Only events of this tenant fire.
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
+        self
+    }
+
+    /// Events per request, 1..=100.
+    pub fn chunk_size(mut self, size: u32) -> Self {
+        self.chunk_size = size;
+        self
+    }
+
+    /// Seconds between chunks of one publish.
+    pub fn chunk_delay(mut self, seconds: i64) -> Self {
+        self.chunk_delay = seconds;
+        self
+    }
+
+    /// Deliver one at a time, in publish order.
+    pub fn ordered(mut self, ordered: bool) -> Self {
+        self.ordered = ordered;
+        self
+    }
+
+    /// Sets the deactivation URL.
+    pub fn deactivation_url(mut self, url: impl Into<String>) -> Self {
+        self.deactivation_url = Some(url.into());
+        self
+    }
+
+    /// The parsed event patterns.
+    pub fn patterns(&self) -> Result<Vec<Pattern>, InvalidSubscription> {
+        self.events.iter().map(|p| p.parse()).collect()
+    }
+
+    /// Checks every field; the error names the first bad one. [`crate::Matcher`] and the store
+    /// refuse a subscription that fails this.
+    pub fn validate(&self) -> Result<(), InvalidSubscription> {
+        crate::matcher::CompiledSubscription::compile(self.clone()).map(drop)
+    }
+
+    /// The field checks that need no compilation; filters and patterns are checked where they
+    /// are compiled.
+    pub(crate) fn validate_fields(&self) -> Result<(), InvalidSubscription> {
+        use InvalidSubscription as E;
+        let name_len = self.name.chars().count();
+        if self.name.trim().is_empty() {
+            return Err(E::EmptyName);
+        }
+        if name_len > limits::NAME {
+            return Err(E::NameTooLong {
+                len: name_len,
+                max: limits::NAME,
+            });
+        }
+        match &self.kind {
+            Kind::Webhook => check_url("target_url", &self.target_url)?,
+            Kind::Handler(name) if name.trim().is_empty() => return Err(E::EmptyHandler),
+            Kind::Handler(name) => max_len("kind", name, limits::KEY)?,
+        }
+        if let Some(url) = &self.deactivation_url {
+            check_url("deactivation_url", url)?;
+        }
+        self.check_secrets()?;
+        if self.events.is_empty() {
+            return Err(E::NoEvents);
+        }
+        max_count("events", self.events.len(), limits::EVENTS)?;
+        self.check_headers()?;
+        if !(1..=limits::CHUNK_SIZE).contains(&self.chunk_size) {
+            return Err(E::ChunkSize {
+                value: self.chunk_size,
+            });
+        }
+        if !(0..=limits::CHUNK_DELAY).contains(&self.chunk_delay) {
+            return Err(E::ChunkDelay {
+                value: self.chunk_delay,
+            });
+        }
+        for (field, list) in [
+            ("skip_keys", &self.skip_keys),
+            ("excluded_actors", &self.excluded_actors),
+        ] {
+            max_count(field, list.len(), limits::KEYS)?;
+            for key in list {
+                max_len(field, key, limits::KEY)?;
+            }
+        }
+        if let Some(tenant) = &self.tenant {
+            max_len("tenant", tenant, limits::KEY)?;
+        }
+        for (field, email) in [
+            ("notification_email", &self.notification_email),
+            ("errors_email", &self.errors_email),
+        ] {
+            if let Some(email) = email {
+                max_len(field, email, limits::EMAIL)?;
+            }
+        }
+        if self.rate_limit == Some(0) {
+            return Err(E::ZeroRateLimit);
+        }
+        if let Some(schedule) = &self.retry_schedule {
+            max_count("retry_schedule", schedule.len(), limits::RETRIES)?;
+            if let Some(delay) = schedule.iter().find(|d| **d > limits::RETRY_DELAY) {
+                return Err(E::BadRetrySchedule {
+                    reason: format!(
+                        "a delay of {delay} s is over the {} s maximum",
+                        limits::RETRY_DELAY
+                    ),
+                });
+            }
+        }
+        for (field, timeout) in [
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("timeout_ms", self.timeout_ms),
+        ] {
+            if let Some(value) = timeout.filter(|t| !(1..=limits::TIMEOUT_MS).contains(t)) {
+                return Err(E::BadTimeout {
+                    field,
+                    value,
+                    max: limits::TIMEOUT_MS,
+                });
+            }
+        }
+        let related = std::iter::once(("related", &self.related));
+        for (entity, options) in self
+            .entities
+            .iter()
+            .map(|(e, o)| (e.as_str(), o))
+            .chain(related)
+        {
+            check_entity_options(entity, options)?;
+        }
+        Ok(())
+    }
+
+    fn check_secrets(&self) -> Result<(), InvalidSubscription> {
+        let bad = |reason: String| InvalidSubscription::BadSecret { reason };
+        max_count("secrets", self.secrets.len(), limits::SECRETS)?;
+        for secret in &self.secrets {
+            let text = secret.expose();
+            let len = text.chars().count();
+            if text.is_empty() {
+                return Err(bad("must not be empty".into()));
+            }
+            let max = match self.profile {
+                Profile::Autotask => limits::AUTOTASK_SECRET,
+                _ => limits::SECRET,
+            };
+            if len > max {
+                return Err(bad(format!("{len} characters, at most {max} allowed")));
+            }
+            match self.profile {
+                Profile::Standard => {
+                    let key = text.strip_prefix("whsec_").unwrap_or(text);
+                    let base64 = !key.is_empty()
+                        && key.len() % 4 == 0
+                        && key
+                            .trim_end_matches('=')
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
+                    if !base64 {
+                        return Err(bad(
+                            "a Standard Webhooks secret is `whsec_` followed by base64".into(),
+                        ));
+                    }
+                }
+                Profile::Pipeliner if !is_uuid(text) => {
+                    return Err(bad("a Pipeliner signature must be a UUID".into()));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn check_headers(&self) -> Result<(), InvalidSubscription> {
+        max_count("headers", self.headers.len(), limits::HEADERS)?;
+        let mut seen = HashSet::new();
+        for (name, value) in &self.headers {
+            let lower = name.to_ascii_lowercase();
+            let token = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            let clean_value = value.len() <= limits::HEADER_VALUE
+                && value
+                    .bytes()
+                    .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+            if !token || !clean_value {
+                return Err(InvalidSubscription::BadHeader { name: name.clone() });
+            }
+            if RESERVED_HEADERS.contains(&lower.as_str()) {
+                return Err(InvalidSubscription::ReservedHeader { name: name.clone() });
+            }
+            if !seen.insert(lower) {
+                return Err(InvalidSubscription::DuplicateHeader { name: name.clone() });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_entity_options(entity: &str, options: &EntityOptions) -> Result<(), InvalidSubscription> {
+    if entity.trim().is_empty() || entity.contains('.') || entity.contains('*') {
+        return Err(InvalidSubscription::BadEntity {
+            entity: entity.to_string(),
+        });
+    }
+    if options.is_empty() {
+        return Ok(());
+    }
+    max_count("filters", options.filters.len(), limits::PER_ENTITY)?;
+    let lists = [
+        ("on_field_change", &options.on_field_change),
+        ("load_only", &options.load_only),
+        ("always_fields", &options.always_fields),
+        ("expand", &options.expand),
+    ];
+    for (field, paths) in lists {
+        max_count(field, paths.len(), limits::PER_ENTITY)?;
+        for p in paths {
+            if !path::is_valid(p) || p.len() > limits::KEY {
+                return Err(InvalidSubscription::BadPath {
+                    field: format!("{field}.{entity}"),
+                    path: p.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn max_len(field: &'static str, value: &str, max: usize) -> Result<(), InvalidSubscription> {
+    let len = value.chars().count();
+    if len > max {
+        return Err(InvalidSubscription::TooLong { field, len, max });
+    }
+    Ok(())
+}
+
+fn max_count(field: &'static str, len: usize, max: usize) -> Result<(), InvalidSubscription> {
+    if len > max {
+        return Err(InvalidSubscription::TooMany { field, len, max });
+    }
+    Ok(())
+}
+
+/// Accepts what an HTTP client can send to: `http://` or `https://`, a host, an optional port,
+/// no white space or control characters, at most 500 characters.
+fn check_url(field: &'static str, url: &str) -> Result<(), InvalidSubscription> {
+    let len = url.chars().count();
+    if len > limits::URL {
+        return Err(InvalidSubscription::TooLong {
+            field,
+            len,
+            max: limits::URL,
+        });
+    }
+    let bad = || InvalidSubscription::BadUrl {
+        field,
+        url: url.to_string(),
+    };
+    let lower = url.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+        .ok_or_else(bad)?;
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or_else(bad)?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match host_port.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    if host_ok && port_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+fn is_uuid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
