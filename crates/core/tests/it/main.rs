@@ -1,0 +1,7 @@
+//! Integration tests of callout-core: validation, matching rules, the seeds' samples, and the
+//! indexed matcher against a naive scan.
+
+mod matching;
+mod props;
+mod seeds;
+mod validate;

@@ -1,0 +1,336 @@
+//! Every error `Subscription::validate` can return, each named after its field.
+
+use callout_core::{InvalidSubscription as E, Kind, Profile, Subscription};
+use serde_json::json;
+
+fn ok() -> Subscription {
+    Subscription::new("https://receiver.example/hooks")
+        .name("ok")
+        .events(["contact.created"])
+}
+
+fn err(sub: Subscription) -> E {
+    sub.validate()
+        .expect_err("validate accepted a bad subscription")
+}
+
+#[test]
+fn a_well_formed_subscription_passes() {
+    assert_eq!(ok().validate(), Ok(()));
+    let full = ok()
+        .secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .header("X-Service-Key", "abc")
+        .property("source", json!("crm"))
+        .filter("Contact", "email1", "ieq", json!(["a@x.com", "b@x.com"]))
+        .on_field_change("Contact", ["email1"])
+        .load_only("Contact", ["id", "primary_account.name"])
+        .always_fields("Contact", ["id"])
+        .expand("Contact", ["primary_account"])
+        .skip_keys(["gmail_sync"])
+        .excluded_actors(["7"])
+        .tenant("Cust54321")
+        .chunk_size(100)
+        .chunk_delay(300)
+        .deactivation_url("http://127.0.0.1:9/off");
+    assert_eq!(full.validate(), Ok(()));
+    assert_eq!(
+        Subscription::handler("on_contact").events(["*"]).validate(),
+        Ok(())
+    );
+}
+
+#[test]
+fn name_must_be_one_to_fifty_chars() {
+    assert_eq!(err(ok().name("")), E::EmptyName);
+    assert_eq!(err(ok().name("   ")), E::EmptyName);
+    assert_eq!(
+        err(ok().name("é".repeat(51))),
+        E::NameTooLong { len: 51, max: 50 }
+    );
+    assert_eq!(
+        ok().name("é".repeat(50)).validate(),
+        Ok(()),
+        "characters, not bytes"
+    );
+}
+
+#[test]
+fn target_url_must_be_absolute_http_and_bounded() {
+    for bad in [
+        "",
+        "receiver.example/hooks",
+        "ftp://receiver.example/",
+        "https://",
+        "https:///path",
+        "https://exa mple.com/",
+        "https://example.com:99999/",
+        "https://example.com:0/",
+        "https://example.com:port/",
+        "javascript:alert(1)",
+        "https://[::1/",
+    ] {
+        let mut sub = ok();
+        sub.target_url = bad.to_string();
+        assert!(
+            matches!(
+                err(sub),
+                E::BadUrl {
+                    field: "target_url",
+                    ..
+                }
+            ),
+            "{bad:?} accepted"
+        );
+    }
+    for good in [
+        "http://127.0.0.1:8080/x?y=1#z",
+        "HTTPS://Example.com",
+        "https://[::1]:443/",
+        "https://user@host/",
+    ] {
+        let mut sub = ok();
+        sub.target_url = good.to_string();
+        assert_eq!(sub.validate(), Ok(()), "{good:?} refused");
+    }
+    let mut long = ok();
+    long.target_url = format!("https://example.com/{}", "a".repeat(481));
+    assert_eq!(
+        err(long),
+        E::TooLong {
+            field: "target_url",
+            len: 501,
+            max: 500
+        }
+    );
+    assert!(matches!(
+        err(ok().deactivation_url("nope")),
+        E::BadUrl {
+            field: "deactivation_url",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn handler_needs_a_name_and_no_url() {
+    let mut sub = Subscription::handler("x").events(["*"]);
+    sub.kind = Kind::Handler(" ".into());
+    assert_eq!(err(sub), E::EmptyHandler);
+}
+
+#[test]
+fn secrets_follow_their_profile() {
+    let autotask = |s: &str| ok().profile(Profile::Autotask).secret(s);
+    assert_eq!(autotask(&"k".repeat(64)).validate(), Ok(()));
+    assert!(matches!(
+        err(autotask(&"k".repeat(65))),
+        E::BadSecret { .. }
+    ));
+    assert!(matches!(err(ok().secret("")), E::BadSecret { .. }));
+    assert!(matches!(
+        err(ok().secret("whsec_not base64!")),
+        E::BadSecret { .. }
+    ));
+    assert_eq!(
+        ok().secret("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").validate(),
+        Ok(()),
+        "bare base64"
+    );
+    let pipeliner = |s: &str| ok().profile(Profile::Pipeliner).secret(s);
+    assert_eq!(
+        pipeliner("01234567-abcd-dcba-ffff-000000000000").validate(),
+        Ok(())
+    );
+    assert!(matches!(err(pipeliner("not-a-uuid")), E::BadSecret { .. }));
+    assert_eq!(
+        ok().profile(Profile::Superoffice)
+            .secret("Something Super Secret")
+            .validate(),
+        Ok(())
+    );
+    let too_many = (0..9).fold(ok(), |s, _| s.secret("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+    assert!(matches!(
+        err(too_many),
+        E::TooMany {
+            field: "secrets",
+            ..
+        }
+    ));
+    let message = err(autotask(&"s3cr3t".repeat(20))).to_string();
+    assert!(
+        !message.contains("s3cr3t"),
+        "errors never echo a secret: {message}"
+    );
+}
+
+#[test]
+fn events_must_be_present_and_parse() {
+    assert_eq!(err(ok().events(Vec::<String>::new())), E::NoEvents);
+    assert!(
+        matches!(err(ok().events(["contact"])), E::BadEventPattern { pattern } if pattern == "contact")
+    );
+    let many = ok().events((0..101).map(|i| format!("e{i}.created")));
+    assert!(matches!(
+        err(many),
+        E::TooMany {
+            field: "events",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn chunking_is_bounded() {
+    assert_eq!(err(ok().chunk_size(0)), E::ChunkSize { value: 0 });
+    assert_eq!(err(ok().chunk_size(101)), E::ChunkSize { value: 101 });
+    assert_eq!(err(ok().chunk_delay(-1)), E::ChunkDelay { value: -1 });
+    assert_eq!(
+        err(ok().chunk_delay(86_401)),
+        E::ChunkDelay { value: 86_401 }
+    );
+    assert_eq!(ok().chunk_size(1).chunk_delay(86_400).validate(), Ok(()));
+}
+
+#[test]
+fn filters_are_checked() {
+    assert!(matches!(
+        err(ok().filter("Contact", "email1", "approximately", json!("x"))),
+        E::UnknownOperator { entity, field, op } if entity == "Contact" && field == "email1" && op == "approximately"
+    ));
+    assert!(matches!(
+        err(ok().filter("Contact", "n", "between", json!([1]))),
+        E::BadFilterValue { .. }
+    ));
+    assert!(matches!(
+        err(ok().filter("Contact", "n", "regex", json!("(["))),
+        E::BadRegex { .. }
+    ));
+    assert!(matches!(
+        err(ok().filter("Contact", "n", "regex", json!("\\w{1000}\\w{1000}"))),
+        E::BadRegex { .. }
+    ));
+    assert!(matches!(
+        err(ok().filter("Contact", "", "eq", json!(1))),
+        E::BadPath { .. }
+    ));
+    assert!(matches!(
+        err(ok().on_field_change("Contact", ["a..b"])),
+        E::BadPath { .. }
+    ));
+    assert!(matches!(
+        err(ok().load_only("Contact", [""])),
+        E::BadPath { .. }
+    ));
+    assert!(matches!(
+        err(ok().filter("Con.tact", "a", "eq", json!(1))),
+        E::BadEntity { .. }
+    ));
+    let twice = ok()
+        .filter("Contact", "a", "eq", json!(1))
+        .filter("contact", "b", "eq", json!(2));
+    assert!(matches!(err(twice), E::BadEntity { entity } if entity == "contact"));
+}
+
+#[test]
+fn headers_may_not_repeat_or_override() {
+    assert!(
+        matches!(err(ok().header("X-A", "1").header("x-a", "2")), E::DuplicateHeader { name } if name == "x-a")
+    );
+    for reserved in [
+        "Content-Type",
+        "webhook-signature",
+        "X-SuperOffice-Signature",
+        "X-Hook-Signature",
+        "User-Agent",
+    ] {
+        assert!(
+            matches!(err(ok().header(reserved, "x")), E::ReservedHeader { .. }),
+            "{reserved}"
+        );
+    }
+    assert!(matches!(
+        err(ok().header("Bad Name", "x")),
+        E::BadHeader { .. }
+    ));
+    assert!(matches!(
+        err(ok().header("X-A", "line\r\nInjected: 1")),
+        E::BadHeader { .. }
+    ));
+    assert!(matches!(
+        err(ok().header("X-A", "v".repeat(4097))),
+        E::BadHeader { .. }
+    ));
+}
+
+#[test]
+fn delivery_options_are_bounded() {
+    let mut sub = ok();
+    sub.rate_limit = Some(0);
+    assert_eq!(err(sub), E::ZeroRateLimit);
+    let mut sub = ok();
+    sub.retry_schedule = Some(vec![0, 5, 8 * 86_400]);
+    assert!(matches!(err(sub), E::BadRetrySchedule { .. }));
+    let mut sub = ok();
+    sub.timeout_ms = Some(0);
+    assert!(matches!(
+        err(sub),
+        E::BadTimeout {
+            field: "timeout_ms",
+            ..
+        }
+    ));
+    let mut sub = ok();
+    sub.connect_timeout_ms = Some(600_001);
+    assert!(matches!(
+        err(sub),
+        E::BadTimeout {
+            field: "connect_timeout_ms",
+            ..
+        }
+    ));
+    let mut sub = ok();
+    sub.notification_email = Some("a".repeat(151));
+    assert!(matches!(
+        err(sub),
+        E::TooLong {
+            field: "notification_email",
+            ..
+        }
+    ));
+    let sub = ok().skip_keys(["k".repeat(201)]);
+    assert!(matches!(
+        err(sub),
+        E::TooLong {
+            field: "skip_keys",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn errors_read_well() {
+    let e = err(ok().filter("Contact", "email1", "approx", json!("x")));
+    assert_eq!(
+        e.to_string(),
+        "filters.Contact.email1: unknown operator \"approx\""
+    );
+    assert_eq!(err(ok().name("")).to_string(), "name: must not be empty");
+}
+
+#[test]
+fn subscription_round_trips_through_json() {
+    let sub = ok()
+        .secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .header("X-A", "1")
+        .filter("Contact", "n", "between", json!([1, 2]))
+        .tenant("t");
+    let text = serde_json::to_string(&sub).unwrap();
+    let back: Subscription = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, sub);
+    // Missing fields take their defaults, so stored records survive new fields.
+    let minimal: Subscription =
+        serde_json::from_str(r#"{"name":"m","events":["*"],"target_url":"https://x.example/"}"#)
+            .unwrap();
+    assert_eq!(minimal.chunk_size, 100);
+    assert_eq!(minimal.validate(), Ok(()));
+}
