@@ -167,6 +167,8 @@ enum Operand {
 #[derive(Debug, Clone)]
 pub struct CompiledFilter {
     path: String,
+    /// `path` split at its dots once, not per event.
+    segments: Vec<String>,
     op: FilterOp,
     operand: Operand,
 }
@@ -282,9 +284,15 @@ impl CompiledFilter {
         };
         Ok(CompiledFilter {
             path: filter.path.clone(),
+            segments: filter.path.split('.').map(str::to_string).collect(),
             op,
             operand,
         })
+    }
+
+    /// The operator.
+    pub fn op(&self) -> FilterOp {
+        self.op
     }
 
     /// The field path this filter reads.
@@ -294,7 +302,10 @@ impl CompiledFilter {
 
     /// Whether the record's data passes. Mismatched types never pass, whatever the operator.
     pub fn passes(&self, data: &Value) -> bool {
-        let field = path::lookup(data, &self.path);
+        let field = self
+            .segments
+            .iter()
+            .try_fold(data, |node, segment| node.as_object()?.get(segment));
         match (self.op, &self.operand) {
             (FilterOp::Null, _) => field.is_none_or(Value::is_null),
             (FilterOp::NotNull, _) => field.is_some_and(|v| !v.is_null()),
@@ -362,6 +373,23 @@ fn compare_field(op: FilterOp, operand: &Operand, field: &Value) -> bool {
             let Some(f) = field.as_str() else {
                 return false;
             };
+            if f.is_ascii() {
+                // The common case needs no lowercased copy of the field.
+                let starts = |v: &str| {
+                    f.len() >= v.len() && f.as_bytes()[..v.len()].eq_ignore_ascii_case(v.as_bytes())
+                };
+                let ends = |v: &str| {
+                    f.len() >= v.len()
+                        && f.as_bytes()[f.len() - v.len()..].eq_ignore_ascii_case(v.as_bytes())
+                };
+                match op {
+                    FilterOp::IEq => return values.iter().any(|v| f.eq_ignore_ascii_case(v)),
+                    FilterOp::NotIEq => return values.iter().all(|v| !f.eq_ignore_ascii_case(v)),
+                    FilterOp::IStarts => return values.iter().any(|v| starts(v)),
+                    FilterOp::IEnds => return values.iter().any(|v| ends(v)),
+                    _ => {}
+                }
+            }
             let f = f.to_lowercase();
             match op {
                 FilterOp::IEq => values.contains(&f),

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::error::InvalidSubscription;
 use crate::event::{Action, Event};
 use crate::filter::CompiledFilter;
-use crate::name::{canonical_entity, Part, Pattern};
+use crate::name::{canonical_entity, canonical_entity_in, Part, Pattern};
 use crate::path;
 use crate::subscription::{EntityOptions, State, Subscription};
 
@@ -27,7 +27,9 @@ struct CompiledEntity {
 pub struct CompiledSubscription {
     subscription: Subscription,
     patterns: Vec<Pattern>,
-    entities: HashMap<String, CompiledEntity>,
+    /// Keyed by canonical entity. A subscription sets options for few entities, so a short
+    /// list beats hashing the entity name for every candidate.
+    entities: Vec<(String, CompiledEntity)>,
 }
 
 /// Why a subscription does not want an event; what [`Matcher::explain`] reports.
@@ -75,10 +77,10 @@ impl CompiledSubscription {
     ) -> Result<CompiledSubscription, InvalidSubscription> {
         subscription.validate_fields()?;
         let patterns = subscription.patterns()?;
-        let mut entities = HashMap::new();
+        let mut entities: Vec<(String, CompiledEntity)> = Vec::new();
         for (entity, options) in &subscription.entities {
             let key = canonical_entity(entity).into_owned();
-            if key.is_empty() || entities.contains_key(&key) {
+            if key.is_empty() || entities.iter().any(|(k, _)| *k == key) {
                 return Err(InvalidSubscription::BadEntity {
                     entity: entity.clone(),
                 });
@@ -88,19 +90,26 @@ impl CompiledSubscription {
                 .iter()
                 .map(|f| CompiledFilter::compile(entity, f))
                 .collect::<Result<_, _>>()?;
-            entities.insert(
+            entities.push((
                 key,
                 CompiledEntity {
                     filters,
                     options: options.clone(),
                 },
-            );
+            ));
         }
         Ok(CompiledSubscription {
             subscription,
             patterns,
             entities,
         })
+    }
+
+    fn entity(&self, canonical: &str) -> Option<&CompiledEntity> {
+        self.entities
+            .iter()
+            .find(|(k, _)| k == canonical)
+            .map(|(_, e)| e)
     }
 
     /// The subscription as written.
@@ -116,16 +125,19 @@ impl CompiledSubscription {
     /// Whether this subscription wants the event, and if not, why.
     pub fn check(&self, event: &Event) -> Result<(), Miss> {
         let entity = event.canonical_entity();
-        self.check_canonical(event, &entity)
+        self.reject(event, &entity)
+            .map_err(|reason| self.explain(reason, event, &entity))
     }
 
-    fn check_canonical(&self, event: &Event, entity: &str) -> Result<(), Miss> {
+    /// The hot path of matching: says no without allocating; [`Self::explain`] turns the cheap
+    /// reason into a [`Miss`] only when someone asks why.
+    fn reject(&self, event: &Event, entity: &str) -> Result<(), Reject> {
         let sub = &self.subscription;
         if sub.state != State::Active {
-            return Err(Miss::NotActive(sub.state));
+            return Err(Reject::NotActive);
         }
         if sub.tenant.is_some() && sub.tenant != event.tenant {
-            return Err(Miss::OtherTenant);
+            return Err(Reject::OtherTenant);
         }
         let action = event.action.as_str();
         if !self
@@ -133,36 +145,34 @@ impl CompiledSubscription {
             .iter()
             .any(|p| p.matches_canonical(entity, action))
         {
-            return Err(Miss::NoPattern);
+            return Err(Reject::NoPattern);
         }
-        if let Some(actor) = event
+        self.reject_candidate(event, entity)
+    }
+
+    /// The checks the index cannot make: a candidate found in the event's buckets is active,
+    /// of the event's tenant, and has a matching pattern by construction.
+    fn reject_candidate(&self, event: &Event, entity: &str) -> Result<(), Reject> {
+        let sub = &self.subscription;
+        if event
             .actor
             .as_ref()
-            .filter(|a| sub.excluded_actors.contains(a))
+            .is_some_and(|a| sub.excluded_actors.contains(a))
         {
-            return Err(Miss::ExcludedActor(actor.clone()));
+            return Err(Reject::ExcludedActor);
         }
-        if let Some(key) = event
+        if event
             .skip_key
             .as_ref()
-            .filter(|k| sub.skip_keys.contains(k))
+            .is_some_and(|k| sub.skip_keys.contains(k))
         {
-            return Err(Miss::SkipKey(key.clone()));
+            return Err(Reject::SkipKey);
         }
-        let Some(options) = self.entities.get(entity) else {
+        let Some(options) = self.entity(entity) else {
             return Ok(());
         };
-        if let Some(failed) = options.filters.iter().find(|f| !f.passes(&event.data)) {
-            let op = options
-                .options
-                .filters
-                .iter()
-                .find(|f| f.path == failed.path())
-                .map_or_else(String::new, |f| f.op.clone());
-            return Err(Miss::Filter {
-                path: failed.path().to_string(),
-                op,
-            });
+        if let Some(failed) = options.filters.iter().position(|f| !f.passes(&event.data)) {
+            return Err(Reject::Filter(failed));
         }
         let watched = &options.options.on_field_change;
         if event.action == Action::Updated && !watched.is_empty() {
@@ -173,21 +183,35 @@ impl CompiledSubscription {
                     .iter()
                     .any(|w| changed.iter().any(|c| path::touches(w, c)));
                 if !touched {
-                    return Err(Miss::FieldNotChanged);
+                    return Err(Reject::FieldNotChanged);
                 }
             }
         }
         Ok(())
     }
 
+    fn explain(&self, reason: Reject, event: &Event, entity: &str) -> Miss {
+        match reason {
+            Reject::NotActive => Miss::NotActive(self.subscription.state),
+            Reject::OtherTenant => Miss::OtherTenant,
+            Reject::NoPattern => Miss::NoPattern,
+            Reject::ExcludedActor => Miss::ExcludedActor(event.actor.clone().unwrap_or_default()),
+            Reject::SkipKey => Miss::SkipKey(event.skip_key.clone().unwrap_or_default()),
+            Reject::Filter(index) => {
+                let filter = self.entity(entity).and_then(|e| e.filters.get(index));
+                Miss::Filter {
+                    path: filter.map_or_else(String::new, |f| f.path().to_string()),
+                    op: filter.map_or_else(String::new, |f| f.op().to_string()),
+                }
+            }
+            Reject::FieldNotChanged => Miss::FieldNotChanged,
+        }
+    }
+
     /// The record's data as this subscription's body carries it: projected to `load_only` plus
     /// `always_fields` when `load_only` is set (nested objects keep their shape), whole otherwise.
     pub fn shape_data(&self, event: &Event) -> Value {
-        let options = self
-            .entities
-            .get(event.canonical_entity().as_ref())
-            .map(|e| &e.options);
-        match options {
+        match self.entity_options(&event.entity) {
             Some(o) if !o.load_only.is_empty() => {
                 project(&event.data, o.load_only.iter().chain(&o.always_fields))
             }
@@ -197,9 +221,7 @@ impl CompiledSubscription {
 
     /// The options for the event's entity, if the subscription sets any.
     pub fn entity_options(&self, entity: &str) -> Option<&EntityOptions> {
-        self.entities
-            .get(canonical_entity(entity).as_ref())
-            .map(|e| &e.options)
+        self.entity(&canonical_entity(entity)).map(|e| &e.options)
     }
 }
 
@@ -212,6 +234,18 @@ pub fn project<'a>(data: &Value, paths: impl IntoIterator<Item = &'a String>) ->
     Value::Object(out)
 }
 
+/// Why a subscription said no, cheaply; see [`Miss`] for the readable form.
+#[derive(Debug, Clone, Copy)]
+enum Reject {
+    NotActive,
+    OtherTenant,
+    NoPattern,
+    ExcludedActor,
+    SkipKey,
+    Filter(usize),
+    FieldNotChanged,
+}
+
 /// Where a subscription is filed in the index.
 struct Slot {
     tenant: Option<String>,
@@ -219,7 +253,9 @@ struct Slot {
     action: Part,
 }
 
-type Bucket = Vec<u64>;
+/// Subscriptions filed under one slot, sorted by id. Holding the subscriptions themselves, not
+/// their ids, spares the hot path a map lookup per candidate.
+type Bucket = Vec<Arc<CompiledSubscription>>;
 
 /// Answers "who wants this event?" for a set of subscriptions.
 ///
@@ -279,7 +315,7 @@ impl TenantIndex {
     fn remove(&mut self, entity: &Part, action: &Part, id: u64) {
         fn drop_id<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Bucket>, key: &K, id: u64) {
             if let Some(bucket) = map.get_mut(key) {
-                bucket.retain(|x| *x != id);
+                bucket.retain(|x| x.id() != id);
                 if bucket.is_empty() {
                     map.remove(key);
                 }
@@ -296,25 +332,33 @@ impl TenantIndex {
             }
             (Part::Name(e), Part::Any) => drop_id(&mut self.any_action, e, id),
             (Part::Any, Part::Name(a)) => drop_id(&mut self.any_entity, a, id),
-            (Part::Any, Part::Any) => self.any.retain(|x| *x != id),
+            (Part::Any, Part::Any) => self.any.retain(|x| x.id() != id),
         }
     }
 
-    fn candidates(&self, entity: &str, action: &str, out: &mut Vec<u64>) {
-        if let Some(ids) = self
+    /// Appends the event's candidates; returns how many buckets contributed.
+    fn candidates<'a>(
+        &'a self,
+        entity: &str,
+        action: &str,
+        out: &mut Vec<&'a Arc<CompiledSubscription>>,
+    ) -> usize {
+        let exact = self
             .exact
             .get(entity)
-            .and_then(|by_action| by_action.get(action))
-        {
-            out.extend_from_slice(ids);
+            .and_then(|by_action| by_action.get(action));
+        let buckets = [
+            exact,
+            self.any_action.get(entity),
+            self.any_entity.get(action),
+            Some(&self.any),
+        ];
+        let mut used = 0;
+        for bucket in buckets.into_iter().flatten().filter(|b| !b.is_empty()) {
+            out.extend(bucket);
+            used += 1;
         }
-        for ids in [self.any_action.get(entity), self.any_entity.get(action)]
-            .into_iter()
-            .flatten()
-        {
-            out.extend_from_slice(ids);
-        }
-        out.extend_from_slice(&self.any);
+        used
     }
 
     fn is_empty(&self) -> bool {
@@ -345,7 +389,7 @@ impl Matcher {
     /// Adds a subscription, or replaces the one with the same id. Only inactive subscriptions
     /// stay out of the index; they are kept for [`Matcher::explain`] and [`Matcher::get`].
     pub fn insert(&mut self, subscription: Subscription) -> Result<(), InvalidSubscription> {
-        let compiled = CompiledSubscription::compile(subscription)?;
+        let compiled = Arc::new(CompiledSubscription::compile(subscription)?);
         let id = compiled.id();
         self.remove(id);
         if compiled.subscription.state == State::Active {
@@ -356,12 +400,12 @@ impl Matcher {
                 };
                 let bucket = index.bucket(&slot.entity, &slot.action);
                 // Buckets stay sorted so candidates come out nearly in id order.
-                if let Err(at) = bucket.binary_search(&id) {
-                    bucket.insert(at, id);
+                if let Err(at) = bucket.binary_search_by_key(&id, |s| s.id()) {
+                    bucket.insert(at, Arc::clone(&compiled));
                 }
             }
         }
-        self.subscriptions.insert(id, Arc::new(compiled));
+        self.subscriptions.insert(id, compiled);
         Ok(())
     }
 
@@ -401,23 +445,26 @@ impl Matcher {
 
     /// The subscriptions that want the event, in id order.
     pub fn matches(&self, event: &Event) -> Vec<&Arc<CompiledSubscription>> {
-        let entity = event.canonical_entity();
+        let mut buf = [0u8; 64];
+        let entity = canonical_entity_in(&event.entity, &mut buf);
         let action = event.action.as_str();
-        let mut ids = Vec::new();
-        self.shared.candidates(&entity, action, &mut ids);
+        let mut ids = Vec::with_capacity(16);
+        let mut buckets = self.shared.candidates(&entity, action, &mut ids);
         if let Some(index) = event
             .tenant
             .as_deref()
             .and_then(|tenant| self.tenants.get(tenant))
         {
-            index.candidates(&entity, action, &mut ids);
+            buckets += index.candidates(&entity, action, &mut ids);
         }
-        ids.sort_unstable();
-        ids.dedup();
-        ids.into_iter()
-            .filter_map(|id| self.subscriptions.get(&id))
-            .filter(|sub| sub.check_canonical(event, &entity).is_ok())
-            .collect()
+        // One bucket is sorted and unique already; several may overlap, since a subscription
+        // with several patterns sits in several buckets.
+        if buckets > 1 {
+            ids.sort_unstable_by_key(|s| s.id());
+            ids.dedup_by_key(|s| s.id());
+        }
+        ids.retain(|sub| sub.reject_candidate(event, &entity).is_ok());
+        ids
     }
 
     /// Every subscription with its verdict on the event, in id order: a scan, for diagnostics
