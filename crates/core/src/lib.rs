@@ -34,6 +34,7 @@ mod matcher;
 mod name;
 mod path;
 mod subscription;
+mod time;
 
 pub use crate::error::InvalidSubscription;
 pub use crate::event::{Action, Event, Related};
@@ -46,3 +47,4 @@ pub use crate::path::{changed_paths, lookup};
 pub use crate::subscription::{
     limits, EntityOptions, Kind, Profile, Secret, State, Subscription, RESERVED_HEADERS,
 };
+pub use crate::time::rfc3339;
