@@ -8,6 +8,13 @@
 //! [`store`] (the durable queue) and [`deliver`] (the signed HTTP sender).
 #![deny(missing_docs)]
 
+mod body;
+mod clock;
+mod retry;
+
+pub use crate::body::Expander;
+pub use crate::clock::{Clock, ManualClock, SystemClock};
+pub use crate::retry::RetryPolicy;
 pub use callout_core as core;
 pub use callout_core::{Event, Matcher, Subscription};
 pub use callout_deliver as deliver;
