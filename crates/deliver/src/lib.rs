@@ -23,6 +23,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod connector;
 mod error;
 mod guard;
 mod outcome;

@@ -5,6 +5,7 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
+use crate::connector::TlsFailure;
 use crate::guard::BlockedAddress;
 
 /// The result of one send. Not a `Result`: a failed delivery is a normal, recorded event.
@@ -174,6 +175,7 @@ pub(crate) fn classify(error: &ureq::Error) -> ErrorClass {
         // sender's agents never do; classed as what they would mean.
         E::StatusCode(_) | E::RedirectFailed | E::TooManyRedirects => ErrorClass::HttpStatus,
         E::Other(inner) if inner.is::<BlockedAddress>() => ErrorClass::BlockedAddress,
+        E::Other(inner) if inner.is::<TlsFailure>() => ErrorClass::Tls,
         _ => ErrorClass::Io,
     }
 }

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ureq::http::{HeaderName, HeaderValue, Uri};
 use ureq::tls::TlsConfig;
-use ureq::unversioned::transport::DefaultConnector;
 use ureq::Agent;
 
+use crate::connector::connector;
 use crate::guard::{host_and_port, resolve_permitted, AllowList, GuardResolver};
 use crate::outcome::{
     classify, classify_io, BodyEnd, ErrorClass, Outcome, ResponseExcerpt, Verdict,
@@ -281,7 +281,7 @@ impl Sender {
                 allow: config.allow.clone(),
                 proxy: proxy_address.clone(),
             };
-            Agent::with_parts(agent_config, DefaultConnector::default(), resolver)
+            Agent::with_parts(agent_config, connector(), resolver)
         };
         Ok(Sender {
             verified: agent(TlsConfig::default()),

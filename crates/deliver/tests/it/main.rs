@@ -1,0 +1,8 @@
+//! Integration tests of callout-deliver against real receivers on 127.0.0.1.
+
+mod guard;
+mod outcomes;
+mod pool;
+mod profiles;
+mod retry_after;
+mod support;
