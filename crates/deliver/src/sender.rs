@@ -245,12 +245,21 @@ impl Sender {
         let proxy = match &config.proxy {
             None => None,
             Some(url) => {
-                Some(
-                    ureq::Proxy::new(url).map_err(|error| DeliverError::InvalidProxy {
-                        proxy: url.clone(),
-                        reason: error.to_string(),
-                    })?,
-                )
+                let invalid = |reason: String| DeliverError::InvalidProxy {
+                    proxy: url.clone(),
+                    reason,
+                };
+                let proxy = ureq::Proxy::new(url).map_err(|error| invalid(error.to_string()))?;
+                // ureq's SOCKS support is a cargo feature this crate does not enable.
+                if !matches!(
+                    proxy.protocol(),
+                    ureq::ProxyProtocol::Http | ureq::ProxyProtocol::Https
+                ) {
+                    return Err(invalid(
+                        "only http:// and https:// proxies are supported".into(),
+                    ));
+                }
+                Some(proxy)
             }
         };
         let proxy_address = proxy

@@ -344,5 +344,16 @@ fn zero_timeouts_and_bad_proxies_are_refused_at_construction() {
         proxy: Some("ftp://nope".into()),
         ..SenderConfig::default()
     };
-    assert!(Sender::new(proxy).is_err());
+    assert!(matches!(
+        Sender::new(proxy),
+        Err(callout_deliver::DeliverError::InvalidProxy { .. })
+    ));
+    let socks = SenderConfig {
+        proxy: Some("socks5://127.0.0.1:1080".into()),
+        ..SenderConfig::default()
+    };
+    assert!(matches!(
+        Sender::new(socks),
+        Err(callout_deliver::DeliverError::InvalidProxy { .. })
+    ));
 }
