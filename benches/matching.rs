@@ -21,8 +21,18 @@ fn matcher(total: usize) -> Matcher {
         let mut sub = Subscription::new("https://receiver.example/hooks")
             .events([format!("Entity{entity}.*")])
             .tenant(format!("tenant{tenant}"))
-            .filter(&format!("Entity{entity}"), "score", "gte", json!((i % 7) as i64))
-            .filter(&format!("Entity{entity}"), "status", "ieq", json!(["open", "pending"]));
+            .filter(
+                &format!("Entity{entity}"),
+                "score",
+                "gte",
+                json!((i % 7) as i64),
+            )
+            .filter(
+                &format!("Entity{entity}"),
+                "status",
+                "ieq",
+                json!(["open", "pending"]),
+            );
         sub.id = i as u64 + 1;
         sub
     });
@@ -50,16 +60,23 @@ fn matching(c: &mut Criterion) {
         let matcher = matcher(total);
         let events = events(total);
         let candidates: usize = events.iter().map(|e| matcher.matches(e).len()).sum();
-        eprintln!("{total} subscriptions: {:.1} matches per event", candidates as f64 / EVENTS as f64);
-        group.bench_with_input(BenchmarkId::new("subscriptions", total), &events, |b, events| {
-            b.iter(|| {
-                let mut hits = 0;
-                for event in events {
-                    hits += matcher.matches(black_box(event)).len();
-                }
-                black_box(hits)
-            })
-        });
+        eprintln!(
+            "{total} subscriptions: {:.1} matches per event",
+            candidates as f64 / EVENTS as f64
+        );
+        group.bench_with_input(
+            BenchmarkId::new("subscriptions", total),
+            &events,
+            |b, events| {
+                b.iter(|| {
+                    let mut hits = 0;
+                    for event in events {
+                        hits += matcher.matches(black_box(event)).len();
+                    }
+                    black_box(hits)
+                })
+            },
+        );
     }
     group.finish();
 }
