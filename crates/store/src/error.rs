@@ -1,0 +1,55 @@
+//! The one error type of callout-store.
+
+use std::path::PathBuf;
+
+use callout_core::InvalidSubscription;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another process (or another handle in this one) has the store open.
+    #[error("the store at {path} is in use by another process or handle")]
+    Locked {
+        /// The store's directory.
+        path: PathBuf,
+    },
+    /// The store was written by a newer callout with a format this one cannot read.
+    #[error(
+        "the store at {path} has format version {found}; this callout reads up to {supported}"
+    )]
+    NewerFormat {
+        /// The store's directory.
+        path: PathBuf,
+        /// The version on disk.
+        found: u8,
+        /// The newest version this build reads.
+        supported: u8,
+    },
+    /// A record could not be decoded; it was moved aside to the `corrupt` tree.
+    #[error("corrupt record under key {key}: {reason}")]
+    Corrupt {
+        /// The record's key, hex-encoded.
+        key: String,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// A subscription failed validation.
+    #[error("invalid subscription: {0}")]
+    Invalid(#[from] InvalidSubscription),
+    /// No subscription with this id.
+    #[error("no subscription {0}")]
+    UnknownSubscription(u64),
+    /// No delivery with this id (or not in the state the call needs).
+    #[error("no delivery {0} in flight")]
+    UnknownDelivery(u64),
+    /// sled failed (disk full, I/O error...).
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    /// An fsync of the store's files failed.
+    #[error("fsync failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// A lock was poisoned by a panicking thread.
+    #[error("store state poisoned by a panicked thread")]
+    Poisoned,
+}

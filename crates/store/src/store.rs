@@ -1,0 +1,1100 @@
+//! The store: a sled database with three trees. `subs` holds subscriptions (JSON, so their
+//! format can grow); `queue` holds every delivery, its indexes, attempts and counters under
+//! one-byte key prefixes, so that each state change is one atomic `apply_batch`; `corrupt`
+//! holds records that failed to decode, moved aside.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use callout_core::{Part, Pattern, Subscription};
+use sled::{Batch, Db, Tree};
+
+use crate::codec::{self, key, part};
+use crate::error::StoreError;
+use crate::model::{
+    Attempt, Counts, Delivery, DeliveryState, EnqueueReceipt, NewDelivery, SubscriptionFilter,
+};
+
+// Key prefixes of the `queue` tree. Big-endian parts after the tag.
+const DELIVERY: u8 = b'd'; // d id -> Delivery
+const DUE: u8 = b'q'; // q due_at id -> ()
+const LEASED: u8 = b'f'; // f until id -> ()
+const PENDING: u8 = b'p'; // p sub id -> () (due, in flight or held)
+const HELD: u8 = b'h'; // h sub id -> ()
+const DEAD: u8 = b'x'; // x sub id -> ()
+const ATTEMPT: u8 = b'a'; // a id n -> Attempt
+const BY_SUB: u8 = b'A'; // A sub at id n -> ()
+const FINISHED: u8 = b'r'; // r at id sub -> () (delivered or purged: attempts to prune later)
+const DELIVERED: u8 = b'n'; // n sub -> u64 delivered count
+const HELD_SUB: u8 = b'H'; // H sub -> ()
+const SEEN: u8 = b'e'; // e event_id -> at
+const SEEN_AT: u8 = b't'; // t at event_id -> ()
+const NEXT_DELIVERY: &[u8] = b"N";
+// Keys of the `subs` tree.
+const SUB: u8 = b'S';
+const NEXT_SUB: &[u8] = b"#";
+const FORMAT_KEY: &[u8] = b"format";
+
+/// How durable a write is when the call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// After sled's flush: survives a crash of the process (not a power loss: sled 0.34 flushes
+    /// with `sync_file_range`). Concurrent writers share flushes.
+    #[default]
+    Flush,
+    /// Also fsyncs the store's files: survives a power loss, at the disk's fsync rate.
+    Sync,
+    /// No flush in the call: sled writes in the background every 500 ms, so a crash can lose
+    /// the last half second of publishes.
+    Relaxed,
+}
+
+/// How a store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// sled's page cache, in bytes (default 64 MiB; sled's own default of 1 GiB is too much for
+    /// a library inside someone else's process).
+    pub cache_capacity: u64,
+    /// See [`Durability`].
+    pub durability: Durability,
+    /// How long a leased delivery may stay in flight before it returns to the queue.
+    pub lease: Duration,
+    /// How long a host-supplied event id is remembered for de-duplication.
+    pub dedup_retention: Duration,
+    /// How long the attempts of finished deliveries are kept.
+    pub attempt_retention: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            cache_capacity: 64 * 1024 * 1024,
+            durability: Durability::Flush,
+            lease: Duration::from_secs(300),
+            dedup_retention: Duration::from_secs(86_400),
+            attempt_retention: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// In-memory state, kept in step with the `queue` tree by the one writer.
+#[derive(Default)]
+struct Book {
+    counts: HashMap<u64, Counts>,
+    held: HashSet<u64>,
+    ordered_in_flight: HashSet<u64>,
+    next_delivery: u64,
+}
+
+impl Book {
+    fn counts(&mut self, sub: u64) -> &mut Counts {
+        self.counts.entry(sub).or_default()
+    }
+
+    fn leave(&mut self, sub: u64, state: DeliveryState) {
+        let c = self.counts(sub);
+        match state {
+            DeliveryState::Due => c.due = c.due.saturating_sub(1),
+            DeliveryState::InFlight { .. } => c.in_flight = c.in_flight.saturating_sub(1),
+            DeliveryState::Held => c.held = c.held.saturating_sub(1),
+            DeliveryState::Dead { .. } => c.dead = c.dead.saturating_sub(1),
+        }
+    }
+
+    fn enter(&mut self, sub: u64, state: DeliveryState) {
+        let c = self.counts(sub);
+        match state {
+            DeliveryState::Due => c.due += 1,
+            DeliveryState::InFlight { .. } => c.in_flight += 1,
+            DeliveryState::Held => c.held += 1,
+            DeliveryState::Dead { .. } => c.dead += 1,
+        }
+    }
+}
+
+/// Group commit: writers apply their batch, take a ticket, and wait until a flush that started
+/// after their write has finished; one of them flushes for all who wait.
+#[derive(Default)]
+struct Flusher {
+    state: Mutex<FlushState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct FlushState {
+    written: u64,
+    flushed: u64,
+    flushing: bool,
+    flushes: u64,
+}
+
+/// Paths open in this process: sled's file lock stops a second process, this stops a second
+/// handle in the same one.
+static OPEN: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// The durable queue and subscription registry.
+///
+/// ```
+/// use callout_store::{NewDelivery, Store, StoreConfig};
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path(), StoreConfig::default())?;
+/// let receipt = store.enqueue(&[], vec![NewDelivery {
+///     subscription_id: 1, event_ids: vec!["e1".into()], event_type: "contact.created".into(),
+///     body: b"{}".to_vec(), due_at: 1_000, ordered: false,
+/// }], 1_000)?;
+/// let leased = store.lease(1_000, 10)?;
+/// assert_eq!(leased[0].id, receipt.delivery_ids[0]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Store {
+    path: PathBuf,
+    db: Db,
+    subs: Tree,
+    queue: Tree,
+    corrupt: Tree,
+    config: StoreConfig,
+    book: Mutex<Book>,
+    flusher: Flusher,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the store at `path`, creating it if absent. Deliveries a dead process had in
+    /// flight return to the due queue (at-least-once).
+    pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<Store, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        std::fs::create_dir_all(&path)?;
+        let canonical = path.canonicalize()?;
+        {
+            let mut open = OPEN.lock().map_err(|_| StoreError::Poisoned)?;
+            if open.contains(&canonical) {
+                return Err(StoreError::Locked { path });
+            }
+            open.push(canonical.clone());
+        }
+        let opened = Store::open_unregistered(&path, config);
+        if opened.is_err() {
+            if let Ok(mut open) = OPEN.lock() {
+                open.retain(|p| *p != canonical);
+            }
+        }
+        opened
+    }
+
+    fn open_unregistered(path: &Path, config: StoreConfig) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(config.cache_capacity)
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    StoreError::Locked {
+                        path: path.to_path_buf(),
+                    }
+                }
+                other => StoreError::Sled(other),
+            })?;
+        let subs = db.open_tree("subs")?;
+        match subs.get(FORMAT_KEY)?.as_deref() {
+            None => {
+                subs.insert(FORMAT_KEY, &[codec::FORMAT])?;
+            }
+            Some([found]) if *found <= codec::FORMAT => {}
+            Some(found) => {
+                return Err(StoreError::NewerFormat {
+                    path: path.to_path_buf(),
+                    found: found.first().copied().unwrap_or(u8::MAX),
+                    supported: codec::FORMAT,
+                })
+            }
+        }
+        let store = Store {
+            path: path.to_path_buf(),
+            queue: db.open_tree("queue")?,
+            corrupt: db.open_tree("corrupt")?,
+            subs,
+            db,
+            config,
+            book: Mutex::new(Book::default()),
+            flusher: Flusher::default(),
+        };
+        store.recover()?;
+        Ok(store)
+    }
+
+    /// Rebuilds the in-memory counts and returns every lease of a dead process to the queue.
+    fn recover(&self) -> Result<(), StoreError> {
+        let mut book = self.book()?;
+        book.next_delivery = match self.queue.get(NEXT_DELIVERY)? {
+            Some(v) => part(&v, 0),
+            None => 1,
+        };
+        let mut batch = Batch::default();
+        for item in self.queue.scan_prefix([DELIVERY]) {
+            let (k, v) = item?;
+            let mut delivery: Delivery = match codec::decode(&k, &v) {
+                Ok(d) => d,
+                Err(error) => {
+                    self.move_aside(&k, &v, &error)?;
+                    continue;
+                }
+            };
+            book.next_delivery = book.next_delivery.max(delivery.id + 1);
+            if let DeliveryState::InFlight { until } = delivery.state {
+                batch.remove(key(LEASED, &[until, delivery.id]));
+                batch.insert(key(DUE, &[delivery.due_at, delivery.id]), &[]);
+                delivery.state = DeliveryState::Due;
+                batch.insert(k, codec::encode(&delivery));
+            }
+            book.enter(delivery.subscription_id, delivery.state);
+        }
+        for item in self.queue.scan_prefix([DELIVERED]) {
+            let (k, v) = item?;
+            book.counts(part(&k, 1)).delivered = part(&v, 0);
+        }
+        for item in self.queue.scan_prefix([HELD_SUB]) {
+            let (k, _) = item?;
+            book.held.insert(part(&k, 1));
+        }
+        self.queue.apply_batch(batch)?;
+        self.queue.flush()?;
+        Ok(())
+    }
+
+    fn book(&self) -> Result<MutexGuard<'_, Book>, StoreError> {
+        self.book.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    fn move_aside(&self, k: &[u8], v: &[u8], error: &StoreError) -> Result<(), StoreError> {
+        tracing::error!(%error, "corrupt record moved aside");
+        self.corrupt.insert(k, v)?;
+        self.queue.remove(k)?;
+        Ok(())
+    }
+
+    /// Records that failed to decode and were moved aside, by key (hex).
+    pub fn corrupt_keys(&self) -> Result<Vec<String>, StoreError> {
+        self.corrupt
+            .iter()
+            .keys()
+            .map(|k| Ok(codec::hex(&k?)))
+            .collect()
+    }
+
+    /// How many flushes the store has made for durable writes (group commit makes this smaller
+    /// than the number of writes).
+    pub fn flush_count(&self) -> u64 {
+        self.flusher.state.lock().map(|s| s.flushes).unwrap_or(0)
+    }
+
+    /// Makes everything written so far durable now.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Waits until write `ticket` is durable, flushing for every writer waiting with it.
+    fn durable(&self, ticket: u64) -> Result<(), StoreError> {
+        if self.config.durability == Durability::Relaxed {
+            return Ok(());
+        }
+        let mut state = self
+            .flusher
+            .state
+            .lock()
+            .map_err(|_| StoreError::Poisoned)?;
+        loop {
+            if state.flushed >= ticket {
+                return Ok(());
+            }
+            if !state.flushing {
+                state.flushing = true;
+                let target = state.written;
+                drop(state);
+                let result = self.flush_files();
+                state = self
+                    .flusher
+                    .state
+                    .lock()
+                    .map_err(|_| StoreError::Poisoned)?;
+                state.flushing = false;
+                state.flushes += 1;
+                if result.is_ok() {
+                    state.flushed = state.flushed.max(target);
+                }
+                self.flusher.done.notify_all();
+                result?;
+            } else {
+                state = self
+                    .flusher
+                    .done
+                    .wait(state)
+                    .map_err(|_| StoreError::Poisoned)?;
+            }
+        }
+    }
+
+    fn flush_files(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        if self.config.durability == Durability::Sync {
+            // sled 0.34 flushes with sync_file_range, which a power loss can undo: fsync its files.
+            sync_dir(&self.path)?;
+        }
+        Ok(())
+    }
+
+    fn ticket(&self) -> Result<u64, StoreError> {
+        let mut state = self
+            .flusher
+            .state
+            .lock()
+            .map_err(|_| StoreError::Poisoned)?;
+        state.written += 1;
+        Ok(state.written)
+    }
+
+    // ---- registry ----
+
+    /// Validates and stores a new subscription: assigns the next id (never reused), a GUID, and
+    /// the creation time.
+    pub fn create_subscription(
+        &self,
+        mut sub: Subscription,
+        now_ms: u64,
+    ) -> Result<Subscription, StoreError> {
+        sub.validate()?;
+        let _book = self.book()?;
+        let id = self.subs.get(NEXT_SUB)?.map_or(1, |v| part(&v, 0));
+        sub.id = id;
+        if sub.guid.is_empty() {
+            sub.guid = uuid::Uuid::new_v4().to_string();
+        }
+        sub.created_at = Some(now_ms);
+        sub.updated_at = Some(now_ms);
+        let mut batch = Batch::default();
+        batch.insert(key(SUB, &[id]), codec::encode_json(&sub));
+        batch.insert(NEXT_SUB, &(id + 1).to_be_bytes());
+        self.subs.apply_batch(batch)?;
+        self.subs.flush()?;
+        Ok(sub)
+    }
+
+    /// The subscription with this id.
+    pub fn get_subscription(&self, id: u64) -> Result<Option<Subscription>, StoreError> {
+        let k = key(SUB, &[id]);
+        self.subs
+            .get(&k)?
+            .map(|v| codec::decode_json(&k, &v))
+            .transpose()
+    }
+
+    /// Replaces a stored subscription (by `id`), keeping its GUID and creation time.
+    pub fn update_subscription(
+        &self,
+        mut sub: Subscription,
+        now_ms: u64,
+    ) -> Result<Subscription, StoreError> {
+        sub.validate()?;
+        let _book = self.book()?;
+        let old = self
+            .get_subscription(sub.id)?
+            .ok_or(StoreError::UnknownSubscription(sub.id))?;
+        sub.guid = old.guid;
+        sub.created_at = old.created_at;
+        sub.created_by = old.created_by;
+        sub.updated_at = Some(now_ms);
+        self.subs
+            .insert(key(SUB, &[sub.id]), codec::encode_json(&sub))?;
+        self.subs.flush()?;
+        Ok(sub)
+    }
+
+    /// Deletes a subscription; returns it if it existed. Its deliveries stay until the engine
+    /// dead-letters them.
+    pub fn delete_subscription(&self, id: u64) -> Result<Option<Subscription>, StoreError> {
+        let _book = self.book()?;
+        let k = key(SUB, &[id]);
+        let old = self.subs.remove(&k)?;
+        self.subs.flush()?;
+        old.map(|v| codec::decode_json(&k, &v)).transpose()
+    }
+
+    /// Subscriptions by name (contains, ignoring case), event (a pattern matches the event name,
+    /// or equals the given pattern) and state, in id order. Corrupt records are moved aside.
+    pub fn list_subscriptions(
+        &self,
+        filter: &SubscriptionFilter,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let name = filter.name.as_ref().map(|n| n.to_lowercase());
+        let event: Option<(Option<Pattern>, String)> =
+            filter.event.as_ref().map(|e| (e.parse().ok(), e.clone()));
+        let mut out = Vec::new();
+        for item in self.subs.scan_prefix([SUB]) {
+            let (k, v) = item?;
+            let sub: Subscription = match codec::decode_json(&k, &v) {
+                Ok(sub) => sub,
+                Err(error) => {
+                    tracing::error!(%error, "corrupt subscription moved aside");
+                    self.corrupt.insert(&k, &v)?;
+                    self.subs.remove(&k)?;
+                    continue;
+                }
+            };
+            if name
+                .as_ref()
+                .is_some_and(|n| !sub.name.to_lowercase().contains(n))
+            {
+                continue;
+            }
+            if filter.state.is_some_and(|s| s != sub.state) {
+                continue;
+            }
+            if let Some((pattern, raw)) = &event {
+                let patterns = sub.patterns().unwrap_or_default();
+                let wanted = match pattern {
+                    // An event name: any pattern that would receive it.
+                    Some(Pattern {
+                        entity: Part::Name(e),
+                        action: Part::Name(a),
+                    }) => patterns.iter().any(|p| p.matches(e, a)),
+                    // A wildcard pattern: subscriptions that hold that very pattern.
+                    Some(given) => patterns.contains(given),
+                    // Free text (SuperOffice's EventFilter): a pattern containing it.
+                    None => sub
+                        .events
+                        .iter()
+                        .any(|s| s.to_lowercase().contains(&raw.to_lowercase())),
+                };
+                if !wanted {
+                    continue;
+                }
+            }
+            out.push(sub);
+        }
+        Ok(out)
+    }
+
+    // ---- queue ----
+
+    /// Stores every delivery of a publish atomically (all or none) and returns once they are
+    /// durable (see [`Durability`]). `dedup_event_ids` are host-supplied event ids: one seen
+    /// before within the retention window is reported as a duplicate, and the deliveries that
+    /// carry it are skipped.
+    pub fn enqueue(
+        &self,
+        dedup_event_ids: &[String],
+        deliveries: Vec<NewDelivery>,
+        now_ms: u64,
+    ) -> Result<EnqueueReceipt, StoreError> {
+        let mut receipt = EnqueueReceipt::default();
+        let ticket = {
+            let mut book = self.book()?;
+            let mut batch = Batch::default();
+            let mut duplicates = HashSet::new();
+            for event_id in dedup_event_ids {
+                let seen = key_str(SEEN, event_id);
+                match self.queue.get(&seen)? {
+                    Some(at)
+                        if part(&at, 0) + (self.config.dedup_retention.as_millis() as u64)
+                            > now_ms =>
+                    {
+                        duplicates.insert(event_id.clone());
+                    }
+                    _ => {
+                        batch.insert(seen, &now_ms.to_be_bytes());
+                        let mut expiry = key(SEEN_AT, &[now_ms]);
+                        expiry.extend_from_slice(event_id.as_bytes());
+                        batch.insert(expiry, &[]);
+                    }
+                }
+            }
+            let mut entered = Vec::new();
+            for new in deliveries {
+                if new.event_ids.iter().any(|e| duplicates.contains(e)) {
+                    continue;
+                }
+                let id = book.next_delivery;
+                book.next_delivery += 1;
+                let delivery = Delivery {
+                    id,
+                    subscription_id: new.subscription_id,
+                    event_ids: new.event_ids,
+                    event_type: new.event_type,
+                    body: new.body,
+                    attempts: 0,
+                    due_at: new.due_at,
+                    created_at: now_ms,
+                    ordered: new.ordered,
+                    state: if book.held.contains(&new.subscription_id) {
+                        DeliveryState::Held
+                    } else {
+                        DeliveryState::Due
+                    },
+                };
+                batch.insert(key(PENDING, &[delivery.subscription_id, id]), &[]);
+                match delivery.state {
+                    DeliveryState::Held => {
+                        batch.insert(key(HELD, &[delivery.subscription_id, id]), &[])
+                    }
+                    _ => batch.insert(key(DUE, &[delivery.due_at, id]), &[]),
+                }
+                batch.insert(key(DELIVERY, &[id]), codec::encode(&delivery));
+                entered.push((delivery.subscription_id, delivery.state));
+                receipt.delivery_ids.push(id);
+            }
+            batch.insert(NEXT_DELIVERY, &book.next_delivery.to_be_bytes());
+            self.queue.apply_batch(batch)?;
+            for (sub, state) in entered {
+                book.enter(sub, state);
+            }
+            let mut dups: Vec<String> = duplicates.into_iter().collect();
+            dups.sort();
+            receipt.duplicate_event_ids = dups;
+            self.ticket()?
+        };
+        self.durable(ticket)?;
+        Ok(receipt)
+    }
+
+    /// Leases up to `max` due deliveries (due at or before `now_ms`), in due order, until
+    /// `now_ms` plus the lease duration. Expired leases return to the queue first. An ordered
+    /// subscription never has two deliveries in flight, and its deliveries go in publish order.
+    pub fn lease(&self, now_ms: u64, max: usize) -> Result<Vec<Delivery>, StoreError> {
+        let mut book = self.book()?;
+        self.reclaim_expired(&mut book, now_ms)?;
+        let until = now_ms + self.config.lease.as_millis() as u64;
+        let mut batch = Batch::default();
+        let mut leased = Vec::new();
+        let mut ordered_taken = HashSet::new();
+        let end = key(DUE, &[now_ms.saturating_add(1), 0]);
+        for item in self.queue.range(key(DUE, &[0, 0])..end) {
+            if leased.len() >= max {
+                break;
+            }
+            let (due_key, _) = item?;
+            let id = part(&due_key, 9);
+            let dk = key(DELIVERY, &[id]);
+            let Some(bytes) = self.queue.get(&dk)? else {
+                batch.remove(due_key);
+                continue;
+            };
+            let mut delivery: Delivery = match codec::decode(&dk, &bytes) {
+                Ok(d) => d,
+                Err(error) => {
+                    self.move_aside(&dk, &bytes, &error)?;
+                    batch.remove(due_key);
+                    continue;
+                }
+            };
+            let sub = delivery.subscription_id;
+            if delivery.ordered {
+                if book.ordered_in_flight.contains(&sub) || ordered_taken.contains(&sub) {
+                    continue;
+                }
+                // The head of the subscription's pending deliveries goes first, even when a
+                // later one is due earlier (the head may be waiting for a retry).
+                let head = self
+                    .queue
+                    .scan_prefix(key(PENDING, &[sub]))
+                    .keys()
+                    .next()
+                    .transpose()?;
+                if head.is_some_and(|h| part(&h, 9) != id) {
+                    continue;
+                }
+                ordered_taken.insert(sub);
+            }
+            batch.remove(due_key);
+            batch.insert(key(LEASED, &[until, id]), &[]);
+            delivery.state = DeliveryState::InFlight { until };
+            batch.insert(dk, codec::encode(&delivery));
+            leased.push(delivery);
+        }
+        self.queue.apply_batch(batch)?;
+        for d in &leased {
+            book.leave(d.subscription_id, DeliveryState::Due);
+            book.enter(d.subscription_id, d.state);
+            if d.ordered {
+                book.ordered_in_flight.insert(d.subscription_id);
+            }
+        }
+        Ok(leased)
+    }
+
+    fn reclaim_expired(&self, book: &mut Book, now_ms: u64) -> Result<(), StoreError> {
+        let mut batch = Batch::default();
+        let mut moved = Vec::new();
+        for item in self
+            .queue
+            .range(key(LEASED, &[0, 0])..key(LEASED, &[now_ms, u64::MAX]))
+        {
+            let (lease_key, _) = item?;
+            let id = part(&lease_key, 9);
+            batch.remove(lease_key);
+            let dk = key(DELIVERY, &[id]);
+            let Some(bytes) = self.queue.get(&dk)? else {
+                continue;
+            };
+            let Ok(mut delivery) = codec::decode::<Delivery>(&dk, &bytes) else {
+                continue;
+            };
+            let due_at = delivery.due_at.min(now_ms);
+            let target = self.requeue(&mut batch, &mut delivery, book, due_at);
+            batch.insert(dk, codec::encode(&delivery));
+            moved.push((delivery.subscription_id, delivery.ordered, target));
+        }
+        if moved.is_empty() {
+            return Ok(());
+        }
+        self.queue.apply_batch(batch)?;
+        for (sub, ordered, target) in moved {
+            tracing::warn!(
+                subscription = sub,
+                "lease expired; delivery returns to the queue"
+            );
+            book.leave(sub, DeliveryState::InFlight { until: 0 });
+            book.enter(sub, target);
+            if ordered {
+                book.ordered_in_flight.remove(&sub);
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts a delivery back as due at `due_at`, or held when its subscription is held; returns
+    /// the new state.
+    fn requeue(
+        &self,
+        batch: &mut Batch,
+        delivery: &mut Delivery,
+        book: &Book,
+        due_at: u64,
+    ) -> DeliveryState {
+        delivery.due_at = due_at;
+        if book.held.contains(&delivery.subscription_id) {
+            batch.insert(key(HELD, &[delivery.subscription_id, delivery.id]), &[]);
+            delivery.state = DeliveryState::Held;
+        } else {
+            batch.insert(key(DUE, &[due_at, delivery.id]), &[]);
+            delivery.state = DeliveryState::Due;
+        }
+        delivery.state
+    }
+
+    /// Takes a delivery out of flight for `finish`, which writes its new state into the batch.
+    fn settle(
+        &self,
+        id: u64,
+        attempt: Option<Attempt>,
+        finish: impl FnOnce(&mut Batch, &mut Delivery, &mut Book) -> Option<DeliveryState>,
+    ) -> Result<(), StoreError> {
+        let ticket = {
+            let mut book = self.book()?;
+            let dk = key(DELIVERY, &[id]);
+            let bytes = self
+                .queue
+                .get(&dk)?
+                .ok_or(StoreError::UnknownDelivery(id))?;
+            let mut delivery: Delivery = codec::decode(&dk, &bytes)?;
+            let DeliveryState::InFlight { until } = delivery.state else {
+                return Err(StoreError::UnknownDelivery(id));
+            };
+            let sub = delivery.subscription_id;
+            let mut batch = Batch::default();
+            batch.remove(key(LEASED, &[until, id]));
+            if let Some(mut attempt) = attempt {
+                attempt.excerpt = attempt.excerpt.chars().take(1024).collect();
+                let at = attempt.at;
+                let n = u64::from(attempt.number);
+                batch.insert(key(ATTEMPT, &[id, n]), codec::encode(&attempt));
+                batch.insert(key(BY_SUB, &[sub, at, id, n]), &[]);
+                delivery.attempts = delivery.attempts.max(attempt.number);
+            }
+            let next = finish(&mut batch, &mut delivery, &mut book);
+            match next {
+                Some(state) => {
+                    delivery.state = state;
+                    batch.insert(dk, codec::encode(&delivery));
+                }
+                None => batch.remove(dk),
+            }
+            self.queue.apply_batch(batch)?;
+            book.leave(sub, DeliveryState::InFlight { until });
+            if let Some(state) = next {
+                book.enter(sub, state);
+            }
+            if delivery.ordered {
+                book.ordered_in_flight.remove(&sub);
+            }
+            self.ticket()?
+        };
+        self.durable(ticket)
+    }
+
+    /// The delivery was delivered: it leaves the queue; its attempts stay for the retention time.
+    pub fn complete(&self, id: u64, attempt: Attempt) -> Result<(), StoreError> {
+        let at = attempt.at;
+        self.settle(id, Some(attempt), |batch, d, book| {
+            batch.remove(key(PENDING, &[d.subscription_id, d.id]));
+            batch.insert(key(FINISHED, &[at, d.id, d.subscription_id]), &[]);
+            let counts = book.counts(d.subscription_id);
+            counts.delivered += 1;
+            batch.insert(
+                key(DELIVERED, &[d.subscription_id]),
+                &counts.delivered.to_be_bytes(),
+            );
+            None
+        })
+    }
+
+    /// The attempt failed; the delivery is due again at `due_at` (held, if its subscription is).
+    pub fn reschedule(&self, id: u64, due_at: u64, attempt: Attempt) -> Result<(), StoreError> {
+        self.settle(id, Some(attempt), |batch, d, book| {
+            Some(self.requeue(batch, d, book, due_at))
+        })
+    }
+
+    /// Returns a leased delivery unattempted, due at `due_at` (e.g. its subscription is at its
+    /// in-flight bound or rate limit).
+    pub fn release(&self, id: u64, due_at: u64) -> Result<(), StoreError> {
+        self.settle(id, None, |batch, d, book| {
+            Some(self.requeue(batch, d, book, due_at))
+        })
+    }
+
+    /// The delivery will not be tried again; it is kept as a dead letter.
+    pub fn dead_letter(&self, id: u64, attempt: Attempt) -> Result<(), StoreError> {
+        let at = attempt.at;
+        self.settle(id, Some(attempt), |batch, d, _| {
+            batch.remove(key(PENDING, &[d.subscription_id, d.id]));
+            batch.insert(key(DEAD, &[d.subscription_id, d.id]), &[]);
+            Some(DeliveryState::Dead { at })
+        })
+    }
+
+    /// Holds a subscription's deliveries: due ones move to held and are not leased until
+    /// [`Store::resume_subscription`]; ones in flight are held when they come back.
+    pub fn hold_subscription(&self, sub: u64) -> Result<(), StoreError> {
+        let mut book = self.book()?;
+        book.held.insert(sub);
+        let mut batch = Batch::default();
+        batch.insert(key(HELD_SUB, &[sub]), &[]);
+        let mut moved = 0;
+        for item in self.queue.scan_prefix(key(PENDING, &[sub])) {
+            let (pk, _) = item?;
+            let id = part(&pk, 9);
+            let dk = key(DELIVERY, &[id]);
+            let Some(bytes) = self.queue.get(&dk)? else {
+                continue;
+            };
+            let Ok(mut d) = codec::decode::<Delivery>(&dk, &bytes) else {
+                continue;
+            };
+            if d.state == DeliveryState::Due {
+                batch.remove(key(DUE, &[d.due_at, id]));
+                batch.insert(key(HELD, &[sub, id]), &[]);
+                d.state = DeliveryState::Held;
+                batch.insert(dk, codec::encode(&d));
+                moved += 1;
+            }
+        }
+        self.queue.apply_batch(batch)?;
+        let c = book.counts(sub);
+        c.due -= moved.min(c.due);
+        c.held += moved;
+        drop(book);
+        self.flush()
+    }
+
+    /// Releases a held subscription's deliveries, due at `now_ms`.
+    pub fn resume_subscription(&self, sub: u64, now_ms: u64) -> Result<u64, StoreError> {
+        let mut book = self.book()?;
+        book.held.remove(&sub);
+        let mut batch = Batch::default();
+        batch.remove(key(HELD_SUB, &[sub]));
+        let mut moved = 0;
+        for item in self.queue.scan_prefix(key(HELD, &[sub])) {
+            let (hk, _) = item?;
+            let id = part(&hk, 9);
+            batch.remove(hk);
+            let dk = key(DELIVERY, &[id]);
+            let Some(bytes) = self.queue.get(&dk)? else {
+                continue;
+            };
+            let Ok(mut d) = codec::decode::<Delivery>(&dk, &bytes) else {
+                continue;
+            };
+            d.state = DeliveryState::Due;
+            d.due_at = d.due_at.min(now_ms);
+            batch.insert(key(DUE, &[d.due_at, id]), &[]);
+            batch.insert(dk, codec::encode(&d));
+            moved += 1;
+        }
+        self.queue.apply_batch(batch)?;
+        let c = book.counts(sub);
+        c.held -= moved.min(c.held);
+        c.due += moved;
+        drop(book);
+        self.flush()?;
+        Ok(moved)
+    }
+
+    /// When the next delivery is due or the next lease expires, if any.
+    pub fn next_due_at(&self) -> Result<Option<u64>, StoreError> {
+        let due = self
+            .queue
+            .scan_prefix([DUE])
+            .keys()
+            .next()
+            .transpose()?
+            .map(|k| part(&k, 1));
+        let lease = self
+            .queue
+            .scan_prefix([LEASED])
+            .keys()
+            .next()
+            .transpose()?
+            .map(|k| part(&k, 1));
+        Ok(match (due, lease) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// A delivery by id, in any state.
+    pub fn delivery(&self, id: u64) -> Result<Option<Delivery>, StoreError> {
+        let dk = key(DELIVERY, &[id]);
+        self.queue
+            .get(&dk)?
+            .map(|v| codec::decode(&dk, &v))
+            .transpose()
+    }
+
+    // ---- attempts and dead letters ----
+
+    /// Every attempt of a delivery, oldest first.
+    pub fn attempts_for_delivery(&self, id: u64) -> Result<Vec<Attempt>, StoreError> {
+        self.queue
+            .scan_prefix(key(ATTEMPT, &[id]))
+            .map(|item| {
+                let (k, v) = item?;
+                codec::decode(&k, &v)
+            })
+            .collect()
+    }
+
+    /// The newest attempts of a subscription's deliveries, newest first, at most `limit`, as
+    /// (delivery id, attempt).
+    pub fn attempts_for_subscription(
+        &self,
+        sub: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Attempt)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.queue.scan_prefix(key(BY_SUB, &[sub])).rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = item?;
+            let (id, n) = (part(&k, 17), part(&k, 25));
+            let ak = key(ATTEMPT, &[id, n]);
+            if let Some(v) = self.queue.get(&ak)? {
+                out.push((id, codec::decode(&ak, &v)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Dead letters of one subscription or all, dead-lettered within `[from_ms, to_ms)`.
+    pub fn dead_letters(
+        &self,
+        sub: Option<u64>,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let prefix = match sub {
+            Some(s) => key(DEAD, &[s]),
+            None => vec![DEAD],
+        };
+        let mut out = Vec::new();
+        for item in self.queue.scan_prefix(prefix) {
+            let (k, _) = item?;
+            if let Some(d) = self.delivery(part(&k, 9))? {
+                if matches!(d.state, DeliveryState::Dead { at } if at >= from_ms && at < to_ms) {
+                    out.push(d);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Puts dead letters (of one subscription or all, dead-lettered within `[from_ms, to_ms)`)
+    /// back in the queue, due at `now_ms`, with their attempt count reset (their attempt
+    /// history is kept); returns how many.
+    pub fn replay_dead(
+        &self,
+        sub: Option<u64>,
+        from_ms: u64,
+        to_ms: u64,
+        now_ms: u64,
+    ) -> Result<usize, StoreError> {
+        let dead = self.dead_letters(sub, from_ms, to_ms)?;
+        let mut book = self.book()?;
+        let mut batch = Batch::default();
+        let mut moved = Vec::new();
+        for mut d in dead {
+            let state = d.state;
+            batch.remove(key(DEAD, &[d.subscription_id, d.id]));
+            batch.insert(key(PENDING, &[d.subscription_id, d.id]), &[]);
+            d.attempts = 0;
+            let target = self.requeue(&mut batch, &mut d, &book, now_ms);
+            batch.insert(key(DELIVERY, &[d.id]), codec::encode(&d));
+            moved.push((d.subscription_id, state, target));
+        }
+        self.queue.apply_batch(batch)?;
+        for (sub, from, to) in &moved {
+            book.leave(*sub, *from);
+            book.enter(*sub, *to);
+        }
+        drop(book);
+        self.flush()?;
+        Ok(moved.len())
+    }
+
+    /// Deletes dead letters (of one subscription or all, dead-lettered within `[from_ms,
+    /// to_ms)`); their attempts go with the retention; returns how many.
+    pub fn purge_dead(
+        &self,
+        sub: Option<u64>,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<usize, StoreError> {
+        let dead = self.dead_letters(sub, from_ms, to_ms)?;
+        let mut book = self.book()?;
+        let mut batch = Batch::default();
+        for d in &dead {
+            batch.remove(key(DEAD, &[d.subscription_id, d.id]));
+            batch.remove(key(DELIVERY, &[d.id]));
+            if let DeliveryState::Dead { at } = d.state {
+                batch.insert(key(FINISHED, &[at, d.id, d.subscription_id]), &[]);
+            }
+        }
+        self.queue.apply_batch(batch)?;
+        for d in &dead {
+            book.leave(d.subscription_id, d.state);
+        }
+        drop(book);
+        self.flush()?;
+        Ok(dead.len())
+    }
+
+    /// Drops what is past retention: attempts of deliveries finished before `now_ms` minus the
+    /// attempt retention, and remembered event ids older than the dedup retention. Bounded to
+    /// `max` records per call so it never stalls writers; returns how many were removed.
+    pub fn prune(&self, now_ms: u64, max: usize) -> Result<usize, StoreError> {
+        let _book = self.book()?;
+        let mut batch = Batch::default();
+        let mut removed = 0;
+        let attempts_before =
+            now_ms.saturating_sub(self.config.attempt_retention.as_millis() as u64);
+        for item in self
+            .queue
+            .range(key(FINISHED, &[0, 0, 0])..key(FINISHED, &[attempts_before, 0, 0]))
+            .take(max)
+        {
+            let (fk, _) = item?;
+            let (id, sub) = (part(&fk, 9), part(&fk, 17));
+            for attempt in self.queue.scan_prefix(key(ATTEMPT, &[id])) {
+                let (ak, av) = attempt?;
+                if let Ok(a) = codec::decode::<Attempt>(&ak, &av) {
+                    batch.remove(key(BY_SUB, &[sub, a.at, id, u64::from(a.number)]));
+                }
+                batch.remove(ak);
+                removed += 1;
+            }
+            batch.remove(fk);
+        }
+        let seen_before = now_ms.saturating_sub(self.config.dedup_retention.as_millis() as u64);
+        for item in self
+            .queue
+            .range(key(SEEN_AT, &[0])..key(SEEN_AT, &[seen_before]))
+            .take(max)
+        {
+            let (tk, _) = item?;
+            let mut seen = vec![SEEN];
+            seen.extend_from_slice(tk.get(9..).unwrap_or_default());
+            batch.remove(seen);
+            batch.remove(tk);
+            removed += 1;
+        }
+        self.queue.apply_batch(batch)?;
+        Ok(removed)
+    }
+
+    // ---- counts ----
+
+    /// Deliveries by state over all subscriptions, from counters (no scan).
+    pub fn counts(&self) -> Result<Counts, StoreError> {
+        let book = self.book()?;
+        Ok(book
+            .counts
+            .values()
+            .fold(Counts::default(), |mut total, c| {
+                total.due += c.due;
+                total.in_flight += c.in_flight;
+                total.held += c.held;
+                total.delivered += c.delivered;
+                total.dead += c.dead;
+                total
+            }))
+    }
+
+    /// Deliveries by state of one subscription, from counters (no scan).
+    pub fn subscription_counts(&self, sub: u64) -> Result<Counts, StoreError> {
+        Ok(self.book()?.counts.get(&sub).copied().unwrap_or_default())
+    }
+
+    /// The size of the store's files on disk, in bytes.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.db.flush();
+        if let (Ok(canonical), Ok(mut open)) = (self.path.canonicalize(), OPEN.lock()) {
+            open.retain(|p| *p != canonical);
+        }
+    }
+}
+
+fn key_str(tag: u8, text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + text.len());
+    out.push(tag);
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            sync_dir(&path)?;
+        } else {
+            std::fs::File::open(&path)?.sync_all()?;
+        }
+    }
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
