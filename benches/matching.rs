@@ -2,6 +2,9 @@
 //! filters, where every event has about the same number of candidates (ten), so the figures
 //! show whether cost follows candidates or the total number of subscriptions.
 
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use callout_core::{Event, Matcher, Subscription};

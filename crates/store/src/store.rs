@@ -570,6 +570,18 @@ impl Store {
     /// `now_ms` plus the lease duration. Expired leases return to the queue first. An ordered
     /// subscription never has two deliveries in flight, and its deliveries go in publish order.
     pub fn lease(&self, now_ms: u64, max: usize) -> Result<Vec<Delivery>, StoreError> {
+        self.lease_where(now_ms, max, |_| true)
+    }
+
+    /// Like [`Store::lease`], taking only deliveries whose subscription `wanted` accepts; the
+    /// others stay due, untouched (e.g. a subscription already at its in-flight bound).
+    /// `wanted` is asked once per delivery about to be leased, so it can count them.
+    pub fn lease_where(
+        &self,
+        now_ms: u64,
+        max: usize,
+        mut wanted: impl FnMut(u64) -> bool,
+    ) -> Result<Vec<Delivery>, StoreError> {
         let mut book = self.book()?;
         self.reclaim_expired(&mut book, now_ms)?;
         let until = now_ms + self.config.lease.as_millis() as u64;
@@ -612,6 +624,12 @@ impl Store {
                 if head.is_some_and(|h| part(&h, 9) != id) {
                     continue;
                 }
+            }
+            // Asked last, so that `wanted` sees exactly the deliveries that will be leased.
+            if !wanted(sub) {
+                continue;
+            }
+            if delivery.ordered {
                 ordered_taken.insert(sub);
             }
             batch.remove(due_key);

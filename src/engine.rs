@@ -1,0 +1,909 @@
+//! The engine: publish → match → durable enqueue → dispatcher → workers → outcome. It owns every
+//! thread callout starts.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, Sender as Tx};
+use serde_json::json;
+
+use callout_core::{CompiledSubscription, Event, Matcher, State, Subscription};
+use callout_deliver::{AllowList, Sender, SenderConfig, Timeouts, Verdict};
+use callout_store::{Durability, Store, StoreConfig};
+
+use crate::body::{self, Expander};
+use crate::clock::{Clock, SystemClock};
+use crate::error::Error;
+use crate::notify::{Handler, Notice, NoticeKind, Notifier};
+use crate::retry::RetryPolicy;
+use crate::send::{self, AttemptResult};
+
+/// When a subscription that keeps failing is switched to `too_many_errors`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailurePolicy {
+    /// After this many failed attempts in a row (across its deliveries); `None`: never by count.
+    pub consecutive_failures: Option<u32>,
+    /// After failing without a single success for this long; `None`: never by time.
+    pub failing_for: Option<Duration>,
+}
+
+impl Default for FailurePolicy {
+    /// Five days of continuous failure, as the hosted webhook services do; no count.
+    fn default() -> Self {
+        FailurePolicy {
+            consecutive_failures: None,
+            failing_for: Some(Duration::from_secs(5 * 86_400)),
+        }
+    }
+}
+
+/// Everything [`Engine::builder`] can set.
+pub struct EngineBuilder {
+    path: PathBuf,
+    workers: usize,
+    retry: RetryPolicy,
+    failure: FailurePolicy,
+    durability: Durability,
+    timeouts: Timeouts,
+    allow: Vec<String>,
+    notifier: Option<Arc<dyn Notifier>>,
+    handlers: HashMap<String, Arc<Handler>>,
+    expander: Option<Arc<Expander>>,
+    clock: Arc<dyn Clock>,
+    max_in_flight_per_subscription: usize,
+    hourly_threshold: Option<u64>,
+    poll: Duration,
+}
+
+impl EngineBuilder {
+    /// Worker threads sending deliveries (default 4).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
+    /// The retry schedule for subscriptions that do not set their own.
+    pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// When a failing subscription is switched off.
+    pub fn failure_policy(mut self, failure: FailurePolicy) -> Self {
+        self.failure = failure;
+        self
+    }
+
+    /// How durable a publish is when it returns (default: survives a process crash).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Default HTTP time limits (connect 5 s, the rest 30 s).
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Lets deliveries reach an internal address or range (`127.0.0.1`, `10.0.0.0/8`) that the
+    /// SSRF guard refuses by default.
+    pub fn allow_address(mut self, entry: impl Into<String>) -> Self {
+        self.allow.push(entry.into());
+        self
+    }
+
+    /// Where notices about subscriptions go.
+    pub fn notifier(mut self, notifier: impl Notifier) -> Self {
+        self.notifier = Some(Arc::new(notifier));
+        self
+    }
+
+    /// Registers the function that serves `handler(name)` subscriptions.
+    pub fn handler(
+        mut self,
+        name: impl Into<String>,
+        handler: impl Fn(&crate::HandlerCall<'_>) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.handlers.insert(name.into(), Arc::new(handler));
+        self
+    }
+
+    /// Resolves `expand` paths (related records) at publish time.
+    pub fn expander(
+        mut self,
+        expander: impl Fn(&Event, &str) -> Option<serde_json::Value> + Send + Sync + 'static,
+    ) -> Self {
+        self.expander = Some(Arc::new(expander));
+        self
+    }
+
+    /// The clock (tests pass a [`crate::ManualClock`]).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Deliveries of one subscription in flight at once (default: half the workers, at least
+    /// one), so a slow receiver cannot take every worker.
+    pub fn max_in_flight_per_subscription(mut self, max: usize) -> Self {
+        self.max_in_flight_per_subscription = max.max(1);
+        self
+    }
+
+    /// Callouts per subscription, entity and hour above which subscriptions with
+    /// `send_threshold_exceeded_notification` warn the notifier (Autotask's threshold).
+    pub fn hourly_threshold(mut self, threshold: u64) -> Self {
+        self.hourly_threshold = Some(threshold);
+        self
+    }
+
+    /// How often the dispatcher looks at the clock when nothing wakes it (default 50 ms).
+    pub fn poll_interval(mut self, poll: Duration) -> Self {
+        self.poll = poll.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Opens the store and starts the dispatcher and workers.
+    pub fn open(self) -> Result<Engine, Error> {
+        Engine::start(self)
+    }
+}
+
+/// What a publish did: the ids of its events and the deliveries it stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// Every event's id (generated where the host gave none), in publish order.
+    pub event_ids: Vec<String>,
+    /// The deliveries created, durable when `publish` returned.
+    pub deliveries: Vec<u64>,
+    /// Host-supplied event ids seen before (not enqueued again).
+    pub duplicates: Vec<String>,
+}
+
+/// A delivery's run-time bookkeeping per subscription.
+#[derive(Debug, Default)]
+struct SubscriptionRuntime {
+    in_flight: usize,
+    consecutive_failures: u32,
+    failing_since: Option<u64>,
+    next_send_at: u64,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) matcher: RwLock<Matcher>,
+    sender: Sender,
+    pub(crate) clock: Arc<dyn Clock>,
+    retry: RetryPolicy,
+    failure: FailurePolicy,
+    timeouts: Timeouts,
+    notifier: Option<Arc<dyn Notifier>>,
+    handlers: HashMap<String, Arc<Handler>>,
+    expander: Option<Arc<Expander>>,
+    runtime: Mutex<HashMap<u64, SubscriptionRuntime>>,
+    hourly: Mutex<HashMap<(u64, String, u64), u64>>,
+    hourly_threshold: Option<u64>,
+    max_in_flight: usize,
+    stopping: AtomicBool,
+    wake: Tx<()>,
+    poll: Duration,
+}
+
+enum Job {
+    Deliver(callout_store::Delivery),
+    Deactivate {
+        subscription: Box<Subscription>,
+        reason: &'static str,
+    },
+}
+
+/// The engine a host embeds: subscriptions, publishing, and the threads that deliver.
+///
+/// ```no_run
+/// use callout::{Engine, Event, Subscription};
+/// let engine = Engine::open("callout-data")?;
+/// engine.subscriptions().create(
+///     Subscription::new("https://receiver.example/hooks").events(["contact.updated"]),
+/// )?;
+/// engine.publish(Event::updated("Contact", "42"))?;
+/// engine.shutdown(std::time::Duration::from_secs(5))?;
+/// # Ok::<(), callout::Error>(())
+/// ```
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    jobs: Mutex<Option<Tx<Job>>>,
+}
+
+impl Engine {
+    /// Opens (or creates) the store at `path` with the defaults and starts delivering.
+    pub fn open(path: impl AsRef<Path>) -> Result<Engine, Error> {
+        Engine::builder(path).open()
+    }
+
+    /// A builder for everything beyond the defaults.
+    pub fn builder(path: impl AsRef<Path>) -> EngineBuilder {
+        EngineBuilder {
+            path: path.as_ref().to_path_buf(),
+            workers: 4,
+            retry: RetryPolicy::default(),
+            failure: FailurePolicy::default(),
+            durability: Durability::default(),
+            timeouts: Timeouts::default(),
+            allow: Vec::new(),
+            notifier: None,
+            handlers: HashMap::new(),
+            expander: None,
+            clock: Arc::new(SystemClock),
+            max_in_flight_per_subscription: 0,
+            hourly_threshold: None,
+            poll: Duration::from_millis(50),
+        }
+    }
+
+    fn start(b: EngineBuilder) -> Result<Engine, Error> {
+        let store = Store::open(
+            &b.path,
+            StoreConfig {
+                durability: b.durability,
+                ..StoreConfig::default()
+            },
+        )?;
+        let mut matcher = Matcher::new();
+        for sub in store.list_subscriptions(&Default::default())? {
+            let id = sub.id;
+            if let Err(error) = matcher.insert(sub) {
+                // A stored subscription that no longer validates is kept out of matching
+                // rather than stopping the engine; the host sees it through `get`.
+                tracing::warn!(subscription = id, %error, "stored subscription is invalid; not matched");
+            }
+        }
+        let allow = AllowList::parse(&b.allow)?;
+        let sender = Sender::new(SenderConfig {
+            max_idle_connections_per_host: b.workers.max(4),
+            max_idle_connections: (b.workers * 4).max(16),
+            timeouts: b.timeouts,
+            allow,
+            ..SenderConfig::default()
+        })?;
+        let (wake_tx, wake_rx) = bounded::<()>(1);
+        let (job_tx, job_rx) = bounded::<Job>(b.workers * 2);
+        let max_in_flight = if b.max_in_flight_per_subscription == 0 {
+            (b.workers / 2).max(1)
+        } else {
+            b.max_in_flight_per_subscription
+        };
+        let inner = Arc::new(Inner {
+            store,
+            matcher: RwLock::new(matcher),
+            sender,
+            clock: b.clock,
+            retry: b.retry,
+            failure: b.failure,
+            timeouts: b.timeouts,
+            notifier: b.notifier,
+            handlers: b.handlers,
+            expander: b.expander,
+            runtime: Mutex::new(HashMap::new()),
+            hourly: Mutex::new(HashMap::new()),
+            hourly_threshold: b.hourly_threshold,
+            max_in_flight,
+            stopping: AtomicBool::new(false),
+            wake: wake_tx,
+            poll: b.poll,
+        });
+        let mut threads = Vec::new();
+        for n in 0..b.workers {
+            let (inner, jobs) = (Arc::clone(&inner), job_rx.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("callout-worker-{n}"))
+                    .spawn(move || worker(&inner, &jobs))
+                    .map_err(Error::Thread)?,
+            );
+        }
+        let dispatcher_jobs = job_tx.clone();
+        let dispatcher_inner = Arc::clone(&inner);
+        threads.push(
+            std::thread::Builder::new()
+                .name("callout-dispatcher".into())
+                .spawn(move || dispatcher(&dispatcher_inner, &dispatcher_jobs, &wake_rx))
+                .map_err(Error::Thread)?,
+        );
+        Ok(Engine {
+            inner,
+            threads: Mutex::new(threads),
+            jobs: Mutex::new(Some(job_tx)),
+        })
+    }
+
+    /// Creates, reads, changes and lists subscriptions.
+    pub fn subscriptions(&self) -> crate::Subscriptions<'_> {
+        crate::Subscriptions { engine: self }
+    }
+
+    /// Publishes one event; returns once its deliveries are durable.
+    pub fn publish(&self, event: Event) -> Result<Receipt, Error> {
+        self.publish_batch(vec![event])
+    }
+
+    /// Publishes many events atomically: all their deliveries are stored, or none. Each
+    /// subscription's matched events are grouped into requests of at most `chunk_size`
+    /// events, chunk N due `N * chunk_delay` seconds later.
+    pub fn publish_batch(&self, events: Vec<Event>) -> Result<Receipt, Error> {
+        let inner = &self.inner;
+        let now = inner.clock.now_ms();
+        let mut events = events;
+        // Only ids the host chose can repeat; generated ones are unique and need no memory.
+        let host_ids: Vec<String> = events.iter().filter_map(|e| e.event_id.clone()).collect();
+        for event in &mut events {
+            if event.event_id.is_none() {
+                event.event_id = Some(new_event_id());
+            }
+            event.occurred_at.get_or_insert(now);
+        }
+        let event_ids: Vec<String> = events.iter().filter_map(|e| e.event_id.clone()).collect();
+        let span = tracing::info_span!("publish", events = events.len());
+        let _guard = span.enter();
+        let mut per_subscription: Vec<(Arc<CompiledSubscription>, Vec<&Event>)> = Vec::new();
+        {
+            let matcher = inner.matcher.read().map_err(|_| Error::Poisoned)?;
+            let mut slots: HashMap<u64, usize> = HashMap::new();
+            for event in &events {
+                for sub in matcher.matches(event) {
+                    let slot = *slots.entry(sub.id()).or_insert_with(|| {
+                        per_subscription.push((Arc::clone(sub), Vec::new()));
+                        per_subscription.len() - 1
+                    });
+                    per_subscription[slot].1.push(event);
+                }
+            }
+        }
+        let expander = inner.expander.as_deref();
+        let mut deliveries = Vec::new();
+        for (sub, matched) in &per_subscription {
+            let s = sub.subscription();
+            let chunks = callout_store::chunk(
+                matched,
+                s.chunk_size as usize,
+                s.chunk_delay.max(0) as u64,
+                now,
+            );
+            for (due_at, chunk) in chunks {
+                let name = chunk
+                    .first()
+                    .map(|e| e.name().to_string())
+                    .unwrap_or_default();
+                deliveries.push(callout_store::NewDelivery {
+                    subscription_id: s.id,
+                    event_ids: chunk.iter().filter_map(|e| e.event_id.clone()).collect(),
+                    event_type: name,
+                    body: body::standard(sub, chunk, now, expander),
+                    due_at,
+                    ordered: s.ordered,
+                });
+            }
+        }
+        let receipt = inner.store.enqueue(&host_ids, deliveries, now)?;
+        tracing::debug!(deliveries = receipt.delivery_ids.len(), "published");
+        let _ = inner.wake.try_send(());
+        Ok(Receipt {
+            event_ids,
+            deliveries: receipt.delivery_ids,
+            duplicates: receipt.duplicate_event_ids,
+        })
+    }
+
+    /// Stops leasing, lets in-flight deliveries finish until `deadline`, and stops the threads.
+    /// What is still in flight then is released by the store's leases (delivered again later,
+    /// at least once).
+    pub fn shutdown(&self, deadline: Duration) -> Result<(), Error> {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        let _ = self.inner.wake.try_send(());
+        drop(self.jobs.lock().map_err(|_| Error::Poisoned)?.take());
+        let started = std::time::Instant::now();
+        let threads = std::mem::take(&mut *self.threads.lock().map_err(|_| Error::Poisoned)?);
+        for thread in threads {
+            // A worker stuck past the deadline is left to finish alone; its lease expires.
+            while !thread.is_finished() && started.elapsed() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
+        self.inner.store.flush()?;
+        Ok(())
+    }
+
+    pub(crate) fn deactivated(&self, subscription: Subscription, reason: &'static str) {
+        if subscription.deactivation_url.is_none() {
+            return;
+        }
+        let jobs = self.jobs.lock().ok().and_then(|j| j.clone());
+        if let Some(jobs) = jobs {
+            let _ = jobs.send(Job::Deactivate {
+                subscription: Box::new(subscription),
+                reason,
+            });
+        }
+    }
+
+    pub(crate) fn wake(&self) {
+        let _ = self.inner.wake.try_send(());
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.shutdown(Duration::from_secs(5));
+    }
+}
+
+fn new_event_id() -> String {
+    format!("evt_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Leases due deliveries and hands them to the workers, within each subscription's bounds.
+fn dispatcher(inner: &Inner, jobs: &Tx<Job>, wake: &Receiver<()>) {
+    while !inner.stopping.load(Ordering::SeqCst) {
+        let now = inner.clock.now_ms();
+        let room = jobs.capacity().unwrap_or(1).saturating_sub(jobs.len());
+        let leased = if room == 0 {
+            Vec::new()
+        } else {
+            // Subscriptions at their in-flight bound keep their deliveries due; a worker that
+            // finishes one wakes this loop.
+            let mut taken: HashMap<u64, usize> = HashMap::new();
+            let wanted = |sub: u64| {
+                let bound = inner
+                    .matcher
+                    .read()
+                    .ok()
+                    .and_then(|m| {
+                        m.get(sub).map(|s| {
+                            if s.subscription().ordered {
+                                1
+                            } else {
+                                inner.max_in_flight
+                            }
+                        })
+                    })
+                    .unwrap_or(inner.max_in_flight);
+                let in_flight = inner
+                    .runtime
+                    .lock()
+                    .map(|r| r.get(&sub).map_or(0, |rt| rt.in_flight))
+                    .unwrap_or(usize::MAX);
+                let batch = taken.entry(sub).or_insert(0);
+                let ok = in_flight.saturating_add(*batch) < bound;
+                if ok {
+                    *batch += 1;
+                }
+                ok
+            };
+            match inner.store.lease_where(now, room, wanted) {
+                Ok(leased) => leased,
+                Err(error) => {
+                    tracing::error!(%error, "lease failed");
+                    Vec::new()
+                }
+            }
+        };
+        let mut sent = 0;
+        for delivery in leased {
+            match admit(inner, &delivery, now) {
+                Admit::Send => {
+                    if jobs.send(Job::Deliver(delivery)).is_err() {
+                        return;
+                    }
+                    sent += 1;
+                }
+                Admit::Later(due_at) => {
+                    if let Err(error) = inner.store.release(delivery.id, due_at) {
+                        tracing::error!(%error, delivery = delivery.id, "release failed");
+                    }
+                }
+                Admit::Hold => {
+                    let _ = inner.store.release(delivery.id, now);
+                    let _ = inner.store.hold_subscription(delivery.subscription_id);
+                }
+                Admit::Orphan => {
+                    let attempt = record(
+                        &delivery,
+                        now,
+                        "subscription deleted",
+                        None,
+                        Duration::ZERO,
+                        "",
+                    );
+                    let _ = inner.store.dead_letter(delivery.id, attempt);
+                }
+            }
+        }
+        if sent == 0 {
+            // Due deliveries left behind belong to subscriptions at their bound: wait for a
+            // worker to wake us rather than spin.
+            let wait = match inner.store.next_due_at() {
+                Ok(Some(due)) if due > now => Duration::from_millis(due - now).min(inner.poll),
+                _ => inner.poll,
+            };
+            let _ = wake.recv_timeout(wait);
+        }
+    }
+}
+
+enum Admit {
+    Send,
+    Later(u64),
+    Hold,
+    Orphan,
+}
+
+/// Whether a leased delivery may go now: its subscription exists and is active, is under its
+/// in-flight bound, and its rate limit has a slot.
+fn admit(inner: &Inner, delivery: &callout_store::Delivery, now: u64) -> Admit {
+    let Ok(matcher) = inner.matcher.read() else {
+        return Admit::Later(now + 100);
+    };
+    let Some(sub) = matcher.get(delivery.subscription_id) else {
+        return Admit::Orphan;
+    };
+    let sub = sub.subscription();
+    if sub.state != State::Active {
+        return Admit::Hold;
+    }
+    let Ok(mut runtime) = inner.runtime.lock() else {
+        return Admit::Later(now + 100);
+    };
+    let rt = runtime.entry(sub.id).or_default();
+    if let Some(rate) = sub.rate_limit {
+        let spacing = 1000 / u64::from(rate.max(1));
+        if rt.next_send_at > now {
+            return Admit::Later(rt.next_send_at);
+        }
+        rt.next_send_at = now.max(rt.next_send_at) + spacing;
+    }
+    rt.in_flight += 1;
+    Admit::Send
+}
+
+fn worker(inner: &Inner, jobs: &Receiver<Job>) {
+    while let Ok(job) = jobs.recv() {
+        match job {
+            Job::Deliver(delivery) => deliver(inner, delivery),
+            Job::Deactivate {
+                subscription,
+                reason,
+            } => call_deactivation_url(inner, &subscription, reason),
+        }
+    }
+}
+
+fn record(
+    delivery: &callout_store::Delivery,
+    now: u64,
+    outcome: &str,
+    status: Option<u16>,
+    duration: Duration,
+    excerpt: &str,
+) -> callout_store::Attempt {
+    callout_store::Attempt {
+        number: delivery.attempts + 1,
+        at: now,
+        duration_ms: duration.as_millis() as u64,
+        status,
+        outcome: outcome.to_string(),
+        excerpt: excerpt.chars().take(1024).collect(),
+    }
+}
+
+fn deliver(inner: &Inner, delivery: callout_store::Delivery) {
+    let sub = inner.matcher.read().ok().and_then(|m| {
+        m.get(delivery.subscription_id)
+            .map(|s| s.subscription().clone())
+    });
+    let now = inner.clock.now_ms();
+    let Some(sub) = sub else {
+        let attempt = record(
+            &delivery,
+            now,
+            "subscription deleted",
+            None,
+            Duration::ZERO,
+            "",
+        );
+        let _ = inner.store.dead_letter(delivery.id, attempt);
+        return;
+    };
+    let span = tracing::info_span!(
+        "attempt",
+        delivery = delivery.id,
+        subscription = sub.id,
+        attempt = delivery.attempts + 1
+    );
+    let _guard = span.enter();
+    count_callout(inner, &sub, &delivery.event_type, now);
+    let handler = match &sub.kind {
+        callout_core::Kind::Handler(name) => inner.handlers.get(name).map(|h| h.as_ref()),
+        callout_core::Kind::Webhook => None,
+    };
+    let result = send::attempt(
+        &inner.sender,
+        handler,
+        &sub,
+        (delivery.id, &delivery.event_type, delivery.attempts + 1),
+        delivery.body.clone(),
+        now,
+        inner.timeouts,
+    );
+    settle(inner, &sub, &delivery, result);
+    if let Ok(mut runtime) = inner.runtime.lock() {
+        if let Some(rt) = runtime.get_mut(&sub.id) {
+            rt.in_flight = rt.in_flight.saturating_sub(1);
+        }
+    }
+    let _ = inner.wake.try_send(());
+}
+
+/// Records the attempt and moves the delivery on: done, retried, or dead; and the
+/// subscription's state with it.
+fn settle(
+    inner: &Inner,
+    sub: &Subscription,
+    delivery: &callout_store::Delivery,
+    result: AttemptResult,
+) {
+    let now = inner.clock.now_ms();
+    let (label, retry_after) = match &result.verdict {
+        Verdict::Delivered => ("delivered".to_string(), None),
+        Verdict::Gone => ("gone".to_string(), None),
+        Verdict::Throttled { retry_after } => ("throttled".to_string(), *retry_after),
+        Verdict::Failed { class, detail } => (format!("{}: {detail}", class.as_str()), None),
+        other => (format!("{other:?}"), None),
+    };
+    tracing::info!(outcome = %label, status = ?result.status, ms = result.duration.as_millis() as u64, "attempt");
+    let attempt = record(
+        delivery,
+        now,
+        &label,
+        result.status,
+        result.duration,
+        &result.excerpt,
+    );
+    let stored = match result.verdict {
+        Verdict::Delivered => {
+            succeeded(inner, sub.id);
+            inner.store.complete(delivery.id, attempt)
+        }
+        Verdict::Gone => {
+            let stored = inner.store.dead_letter(delivery.id, attempt);
+            switch_off(inner, sub, State::Stopped, NoticeKind::Gone, "gone");
+            stored
+        }
+        _ => {
+            let policy = sub.retry_schedule.as_ref().map_or_else(
+                || inner.retry.clone(),
+                |s| RetryPolicy {
+                    schedule: s.iter().map(|d| Duration::from_secs(*d)).collect(),
+                    ..inner.retry.clone()
+                },
+            );
+            let made = delivery.attempts + 1;
+            let stored = match policy.next_delay(made, retry_after, delivery.id) {
+                Some(delay) => {
+                    inner
+                        .store
+                        .reschedule(delivery.id, now + delay.as_millis() as u64, attempt)
+                }
+                None => inner.store.dead_letter(delivery.id, attempt),
+            };
+            failed(inner, sub, now);
+            stored
+        }
+    };
+    if let Err(error) = stored {
+        tracing::error!(%error, delivery = delivery.id, "could not record the attempt; the lease will return it");
+    }
+}
+
+fn succeeded(inner: &Inner, id: u64) {
+    if let Ok(mut runtime) = inner.runtime.lock() {
+        let rt = runtime.entry(id).or_default();
+        rt.consecutive_failures = 0;
+        rt.failing_since = None;
+    }
+}
+
+fn failed(inner: &Inner, sub: &Subscription, now: u64) {
+    let tripped = {
+        let Ok(mut runtime) = inner.runtime.lock() else {
+            return;
+        };
+        let rt = runtime.entry(sub.id).or_default();
+        rt.consecutive_failures += 1;
+        let since = *rt.failing_since.get_or_insert(now);
+        let by_count = inner
+            .failure
+            .consecutive_failures
+            .is_some_and(|n| rt.consecutive_failures >= n);
+        let by_time = inner
+            .failure
+            .failing_for
+            .is_some_and(|window| now.saturating_sub(since) >= window.as_millis() as u64);
+        (by_count || by_time).then_some(rt.consecutive_failures)
+    };
+    if let Some(consecutive_failures) = tripped {
+        switch_off(
+            inner,
+            sub,
+            State::TooManyErrors,
+            NoticeKind::TooManyErrors {
+                consecutive_failures,
+            },
+            "too_many_errors",
+        );
+    }
+}
+
+/// Stops a subscription after a 410 or too many errors: new state stored, pending deliveries
+/// held, the notifier told, the deactivation URL called.
+fn switch_off(
+    inner: &Inner,
+    sub: &Subscription,
+    state: State,
+    kind: NoticeKind,
+    reason: &'static str,
+) {
+    let current = inner
+        .matcher
+        .read()
+        .ok()
+        .and_then(|m| m.get(sub.id).map(|s| s.subscription().state));
+    if current != Some(State::Active) {
+        return;
+    }
+    let mut updated = sub.clone();
+    updated.state = state;
+    let now = inner.clock.now_ms();
+    match inner.store.update_subscription(updated.clone(), now) {
+        Ok(stored) => updated = stored,
+        Err(error) => {
+            tracing::error!(%error, subscription = sub.id, "could not store the new state")
+        }
+    }
+    if let Ok(mut matcher) = inner.matcher.write() {
+        let _ = matcher.insert(updated.clone());
+    }
+    if let Err(error) = inner.store.hold_subscription(sub.id) {
+        tracing::error!(%error, subscription = sub.id, "could not hold deliveries");
+    }
+    if let Ok(mut runtime) = inner.runtime.lock() {
+        if let Some(rt) = runtime.get_mut(&sub.id) {
+            rt.consecutive_failures = 0;
+            rt.failing_since = None;
+        }
+    }
+    tracing::warn!(
+        subscription = sub.id,
+        state = state.as_str(),
+        "subscription switched off"
+    );
+    notify(inner, kind, &updated);
+    call_deactivation_url(inner, &updated, reason);
+}
+
+pub(crate) fn notify(inner: &Inner, kind: NoticeKind, sub: &Subscription) {
+    if let Some(notifier) = &inner.notifier {
+        let emails = [&sub.errors_email, &sub.notification_email]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        notifier.notify(&Notice {
+            kind,
+            subscription: sub.clone(),
+            emails,
+        });
+    }
+}
+
+/// Tells the subscription's `deactivation_url` that it was switched off: a POST signed like
+/// its deliveries, body `{"type":"subscription.deactivated", ...}`. Best effort: one attempt,
+/// logged.
+fn call_deactivation_url(inner: &Inner, sub: &Subscription, reason: &str) {
+    let Some(url) = &sub.deactivation_url else {
+        return;
+    };
+    let now = inner.clock.now_ms();
+    let body = json!({
+        "type": "subscription.deactivated",
+        "timestamp": callout_core::rfc3339(now, 3),
+        "data": {"subscription_id": sub.id, "guid": sub.guid, "name": sub.name, "state": sub.state.as_str(), "reason": reason},
+    });
+    let mut target = sub.clone();
+    target.target_url = url.clone();
+    let request = send::request(
+        &target,
+        0,
+        serde_json::to_vec(&body).unwrap_or_default(),
+        now,
+        inner.timeouts,
+    );
+    let outcome = inner.sender.send(&request);
+    tracing::info!(subscription = sub.id, verdict = ?outcome.verdict, "deactivation URL called");
+}
+
+/// Counts callouts per subscription, entity and hour; warns once an hour past the threshold.
+fn count_callout(inner: &Inner, sub: &Subscription, event_type: &str, now: u64) {
+    let Some(threshold) = inner.hourly_threshold else {
+        return;
+    };
+    let entity = event_type.split('.').next().unwrap_or_default().to_string();
+    let hour = now / 3_600_000;
+    let count = {
+        let Ok(mut hourly) = inner.hourly.lock() else {
+            return;
+        };
+        hourly.retain(|(_, _, h), _| *h + 1 >= hour);
+        let count = hourly.entry((sub.id, entity.clone(), hour)).or_insert(0);
+        *count += 1;
+        *count
+    };
+    if count == threshold + 1 && sub.send_threshold_exceeded_notification {
+        notify(
+            inner,
+            NoticeKind::ThresholdExceeded {
+                entity,
+                count,
+                threshold,
+            },
+            sub,
+        );
+    }
+}
+
+impl Engine {
+    /// Deliveries by state, over all subscriptions.
+    pub fn stats(&self) -> Result<callout_store::Counts, Error> {
+        Ok(self.inner.store.counts()?)
+    }
+
+    /// Deliveries by state for one subscription.
+    pub fn subscription_stats(&self, id: u64) -> Result<callout_store::Counts, Error> {
+        Ok(self.inner.store.subscription_counts(id)?)
+    }
+
+    /// Every recorded attempt of a delivery, oldest first.
+    pub fn attempts(&self, delivery_id: u64) -> Result<Vec<callout_store::Attempt>, Error> {
+        Ok(self.inner.store.attempts_for_delivery(delivery_id)?)
+    }
+
+    /// Puts dead-lettered deliveries (of one subscription, or all) back in the queue, due now;
+    /// returns how many.
+    pub fn replay_dead(&self, subscription: Option<u64>) -> Result<usize, Error> {
+        let replayed =
+            self.inner
+                .store
+                .replay_dead(subscription, 0, u64::MAX, self.inner.clock.now_ms())?;
+        self.wake();
+        Ok(replayed)
+    }
+}
+
+/// A subscription's id and whether it wants an event, or why not.
+pub type Explanation = (u64, Result<(), callout_core::Miss>);
+
+impl Engine {
+    /// For every subscription, whether it wants `event` and if not, why: "why did my webhook
+    /// not fire?". A scan of all subscriptions, for diagnostics.
+    pub fn explain(&self, event: &Event) -> Result<Vec<Explanation>, Error> {
+        let matcher = self.inner.matcher.read().map_err(|_| Error::Poisoned)?;
+        Ok(matcher.explain(event))
+    }
+}

@@ -1,0 +1,27 @@
+//! The engine's one error type.
+
+use callout_core::InvalidSubscription;
+
+/// Why an engine call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The subscription was refused; the error names the field.
+    #[error("invalid subscription: {0}")]
+    Invalid(#[from] InvalidSubscription),
+    /// No subscription has this id.
+    #[error("no subscription {0}")]
+    NotFound(u64),
+    /// The store failed (disk, lock, corrupt record...).
+    #[error(transparent)]
+    Store(#[from] callout_store::StoreError),
+    /// The HTTP sender could not be configured (e.g. a bad allow-list entry).
+    #[error(transparent)]
+    Deliver(#[from] callout_deliver::DeliverError),
+    /// A thread could not be started.
+    #[error("could not start a thread: {0}")]
+    Thread(std::io::Error),
+    /// A thread panicked while holding engine state.
+    #[error("engine state poisoned by a panicked thread")]
+    Poisoned,
+}

@@ -1,0 +1,146 @@
+//! Turning a stored delivery and its subscription into one attempt: an HTTP request through
+//! callout-deliver, or a call of the host's handler.
+
+use std::time::Duration;
+
+use callout_core::{Kind, Profile, Subscription};
+use callout_deliver::sign::standard;
+use callout_deliver::{ErrorClass, Outcome, Request, Sender, Signature, Timeouts, Verdict};
+
+use crate::notify::{Handler, HandlerCall};
+
+/// The signature scheme a subscription's profile signs with, from its secrets. Secrets that do
+/// not parse were refused by `validate()`; any that slip through are skipped, so the request
+/// goes out unsigned for that secret rather than not at all.
+pub(crate) fn signature(sub: &Subscription) -> Signature {
+    let first = sub.secrets.first().map(|s| s.expose().to_string());
+    match (sub.profile, first) {
+        (_, None) => match sub.profile {
+            Profile::Standard => Signature::Standard {
+                secrets: Vec::new(),
+            },
+            _ => Signature::None,
+        },
+        (Profile::Standard, Some(_)) => Signature::Standard {
+            secrets: sub
+                .secrets
+                .iter()
+                .filter_map(|s| standard::Secret::parse(s.expose()).ok())
+                .collect(),
+        },
+        (Profile::Pipeliner, Some(key)) => Signature::Pipeliner {
+            key,
+            encoding: Default::default(),
+        },
+        (Profile::Superoffice, Some(secret)) => Signature::SuperOffice { secret },
+        (Profile::Autotask, Some(secret)) => Signature::Autotask { secret },
+    }
+}
+
+/// The request for one attempt of a delivery.
+pub(crate) fn request(
+    sub: &Subscription,
+    delivery_id: u64,
+    body: Vec<u8>,
+    now_ms: u64,
+    defaults: Timeouts,
+) -> Request {
+    let mut request = Request::new(format!("msg_{delivery_id}"), sub.target_url.clone(), body);
+    request.signature = signature(sub);
+    request.timestamp = Some(now_ms / 1000);
+    request.custom_headers = sub.headers.clone();
+    request.insecure_tls = sub.insecure_tls;
+    if sub.connect_timeout_ms.is_some() || sub.timeout_ms.is_some() {
+        let mut timeouts = defaults;
+        if let Some(ms) = sub.connect_timeout_ms {
+            timeouts.connect = Duration::from_millis(ms);
+        }
+        if let Some(ms) = sub.timeout_ms {
+            let limit = Duration::from_millis(ms);
+            timeouts.send = limit;
+            timeouts.response = limit;
+            timeouts.body = limit;
+        }
+        request.timeouts = Some(timeouts);
+    }
+    request
+}
+
+/// One attempt's result, in the engine's terms: HTTP and handlers alike.
+pub(crate) struct AttemptResult {
+    pub(crate) verdict: Verdict,
+    pub(crate) duration: Duration,
+    pub(crate) status: Option<u16>,
+    /// A bounded, lossy-UTF-8 excerpt of the response body, for the attempt log.
+    pub(crate) excerpt: String,
+}
+
+impl From<Outcome> for AttemptResult {
+    fn from(outcome: Outcome) -> Self {
+        AttemptResult {
+            status: outcome.status(),
+            excerpt: outcome
+                .response
+                .as_ref()
+                .map(|r| r.body_text().into_owned())
+                .unwrap_or_default(),
+            verdict: outcome.verdict,
+            duration: outcome.duration,
+        }
+    }
+}
+
+/// Runs one attempt: the host's handler for `handler(name)` subscriptions, HTTP otherwise.
+pub(crate) fn attempt(
+    sender: &Sender,
+    handler: Option<&Handler>,
+    sub: &Subscription,
+    call: (u64, &str, u32),
+    body: Vec<u8>,
+    now_ms: u64,
+    defaults: Timeouts,
+) -> AttemptResult {
+    let (delivery_id, event_type, attempt) = call;
+    match &sub.kind {
+        Kind::Webhook => sender
+            .send(&request(sub, delivery_id, body, now_ms, defaults))
+            .into(),
+        Kind::Handler(name) => {
+            let started = std::time::Instant::now();
+            let verdict = match handler {
+                None => Verdict::Failed {
+                    class: ErrorClass::InvalidTarget,
+                    detail: format!("no handler registered as {name:?}"),
+                },
+                Some(handler) => {
+                    let call = HandlerCall {
+                        subscription: sub,
+                        delivery_id,
+                        event_type,
+                        body: &body,
+                        attempt,
+                    };
+                    // A panicking handler is a failed attempt, not a dead worker thread.
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&call)))
+                    {
+                        Ok(Ok(())) => Verdict::Delivered,
+                        Ok(Err(message)) => Verdict::Failed {
+                            class: ErrorClass::Io,
+                            detail: format!("handler {name:?} failed: {message}"),
+                        },
+                        Err(_) => Verdict::Failed {
+                            class: ErrorClass::Io,
+                            detail: format!("handler {name:?} panicked"),
+                        },
+                    }
+                }
+            };
+            AttemptResult {
+                verdict,
+                duration: started.elapsed(),
+                status: None,
+                excerpt: String::new(),
+            }
+        }
+    }
+}

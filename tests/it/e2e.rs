@@ -1,0 +1,440 @@
+//! Publish to delivered, with retries, states and notifications, asserting what the receiver got
+//! and what the store recorded.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use callout::{
+    Engine, EngineBuilder, Event, FailurePolicy, ManualClock, NoticeKind, RetryPolicy, State,
+    Subscription,
+};
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+
+use crate::receiver::{Receiver, Reply};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const WAIT: Duration = Duration::from_secs(10);
+
+fn engine(dir: &tempfile::TempDir) -> EngineBuilder {
+    Engine::builder(dir.path().join("store"))
+        .allow_address("127.0.0.1")
+        .poll_interval(Duration::from_millis(5))
+}
+
+fn sub(receiver: &Receiver, path: &str) -> Subscription {
+    Subscription::new(format!("{}{path}", receiver.url))
+        .name(path)
+        .events(["*"])
+        .secret(SECRET)
+}
+
+/// Standard Webhooks verification done here, from the raw bytes, not by the code under test.
+fn verify_standard(r: &crate::receiver::Received) -> bool {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(SECRET.trim_start_matches("whsec_"))
+        .unwrap();
+    let (Some(id), Some(ts), Some(sig)) = (
+        r.header("webhook-id"),
+        r.header("webhook-timestamp"),
+        r.header("webhook-signature"),
+    ) else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.").as_bytes());
+    mac.update(&r.body);
+    let expected = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    sig.split(' ').any(|s| s == expected)
+}
+
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    done()
+}
+
+#[test]
+fn delivered_first_time_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::ok();
+    let engine = engine(&dir).open().unwrap();
+    let s = engine.subscriptions().create(sub(&receiver, "/a")).unwrap();
+    let receipt = engine
+        .publish(
+            Event::updated("Contact", "42")
+                .data(json!({"email1": "a@x"}))
+                .previous(json!({"email1": "b@x"})),
+        )
+        .unwrap();
+    assert_eq!(receipt.deliveries.len(), 1);
+    let got = receiver.wait_for("/a", 1, WAIT);
+    assert_eq!(got.len(), 1);
+    assert!(verify_standard(&got[0]), "signature verifies");
+    let body = got[0].json();
+    assert_eq!(body["type"], "contact.updated");
+    assert_eq!(body["data"]["fields"]["email1"], "a@x");
+    assert_eq!(body["data"]["changes"], json!(["email1"]));
+    assert!(wait_until(WAIT, || engine.stats().unwrap().delivered == 1));
+    let attempts = engine.attempts(receipt.deliveries[0]).unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].status, Some(200));
+    assert_eq!(engine.subscription_stats(s.id).unwrap().delivered, 1);
+}
+
+#[test]
+fn fails_twice_then_succeeds_with_three_attempts_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(|n, _| Reply::status(if n < 2 { 500 } else { 200 }));
+    let clock = ManualClock::new(1_700_000_000_000);
+    let engine = engine(&dir)
+        .clock(clock.clone())
+        .retry_policy(RetryPolicy::from_secs(&[0, 5, 300]))
+        .open()
+        .unwrap();
+    engine
+        .subscriptions()
+        .create(sub(&receiver, "/flaky"))
+        .unwrap();
+    let receipt = engine.publish(Event::created("Ticket", "1")).unwrap();
+    assert_eq!(receiver.wait_for("/flaky", 1, WAIT).len(), 1);
+    // Nothing more until the clock reaches the retry.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(receiver.on("/flaky").len(), 1);
+    clock.advance_ms(5_000);
+    assert_eq!(receiver.wait_for("/flaky", 2, WAIT).len(), 2);
+    clock.advance_ms(300_000);
+    assert_eq!(receiver.wait_for("/flaky", 3, WAIT).len(), 3);
+    assert!(wait_until(WAIT, || engine
+        .attempts(receipt.deliveries[0])
+        .unwrap()
+        .len()
+        == 3));
+    let statuses: Vec<_> = engine
+        .attempts(receipt.deliveries[0])
+        .unwrap()
+        .iter()
+        .map(|a| a.status)
+        .collect();
+    assert!(
+        statuses.contains(&Some(500)) && statuses.contains(&Some(200)),
+        "{statuses:?}"
+    );
+    let ids: Vec<_> = receiver
+        .on("/flaky")
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap().to_string())
+        .collect();
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "delivery id stable across retries"
+    );
+}
+
+#[test]
+fn never_succeeds_then_dead_letter_then_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = Arc::new(Mutex::new(false));
+    let flag = Arc::clone(&healthy);
+    let receiver =
+        Receiver::start(move |_, _| Reply::status(if *flag.lock().unwrap() { 200 } else { 503 }));
+    let clock = ManualClock::new(1_700_000_000_000);
+    let engine = engine(&dir)
+        .clock(clock.clone())
+        .retry_policy(RetryPolicy::from_secs(&[0, 1]))
+        .open()
+        .unwrap();
+    let s = engine
+        .subscriptions()
+        .create(sub(&receiver, "/down"))
+        .unwrap();
+    engine.publish(Event::created("Ticket", "1")).unwrap();
+    assert_eq!(receiver.wait_for("/down", 1, WAIT).len(), 1);
+    clock.advance_ms(5_000);
+    assert_eq!(receiver.wait_for("/down", 2, WAIT).len(), 2);
+    assert!(
+        wait_until(WAIT, || engine.stats().unwrap().dead == 1),
+        "dead-lettered after the last attempt"
+    );
+    *healthy.lock().unwrap() = true;
+    assert_eq!(engine.replay_dead(Some(s.id)).unwrap(), 1);
+    assert_eq!(receiver.wait_for("/down", 3, WAIT).len(), 3);
+    assert!(wait_until(WAIT, || engine.stats().unwrap().delivered == 1));
+    assert_eq!(engine.stats().unwrap().dead, 0);
+}
+
+#[test]
+fn gone_stops_the_subscription_and_calls_the_deactivation_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(|_, r| Reply::status(if r.path == "/gone" { 410 } else { 200 }));
+    let notices = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&notices);
+    let engine = engine(&dir)
+        .notifier(move |n: &callout::Notice| seen.lock().unwrap().push(n.kind.clone()))
+        .open()
+        .unwrap();
+    let s = engine
+        .subscriptions()
+        .create(sub(&receiver, "/gone").deactivation_url(format!("{}/off", receiver.url)))
+        .unwrap();
+    engine.publish(Event::created("Ticket", "1")).unwrap();
+    let off = receiver.wait_for("/off", 1, WAIT);
+    assert_eq!(off.len(), 1, "deactivation URL called");
+    assert_eq!(off[0].json()["type"], "subscription.deactivated");
+    assert!(verify_standard(&off[0]));
+    assert_eq!(
+        engine.subscriptions().get(s.id).unwrap().unwrap().state,
+        State::Stopped
+    );
+    assert_eq!(notices.lock().unwrap().as_slice(), [NoticeKind::Gone]);
+    // Stopped: new events do not go out.
+    engine.publish(Event::created("Ticket", "2")).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(receiver.on("/gone").len(), 1);
+}
+
+#[test]
+fn too_many_errors_holds_deliveries_until_reactivated() {
+    let dir = tempfile::tempdir().unwrap();
+    let healthy = Arc::new(Mutex::new(false));
+    let flag = Arc::clone(&healthy);
+    let receiver = Receiver::start(move |_, r| {
+        Reply::status(if r.path == "/off" || *flag.lock().unwrap() {
+            200
+        } else {
+            500
+        })
+    });
+    let notices = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&notices);
+    let clock = ManualClock::new(1_700_000_000_000);
+    let engine = engine(&dir)
+        .clock(clock.clone())
+        .retry_policy(RetryPolicy::from_secs(&[0, 60, 60, 60]))
+        .failure_policy(FailurePolicy {
+            consecutive_failures: Some(3),
+            failing_for: None,
+        })
+        .notifier(move |n: &callout::Notice| {
+            seen.lock()
+                .unwrap()
+                .push((n.kind.clone(), n.emails.clone()))
+        })
+        .open()
+        .unwrap();
+    let mut s = sub(&receiver, "/bad").deactivation_url(format!("{}/off", receiver.url));
+    s.errors_email = Some("ops@example.com".into());
+    let s = engine.subscriptions().create(s).unwrap();
+    engine
+        .publish_batch(vec![Event::created("Ticket", "1")])
+        .unwrap();
+    engine
+        .publish_batch(vec![Event::created("Ticket", "2")])
+        .unwrap();
+    engine
+        .publish_batch(vec![Event::created("Ticket", "3")])
+        .unwrap();
+    assert!(wait_until(WAIT, || engine
+        .subscriptions()
+        .get(s.id)
+        .unwrap()
+        .unwrap()
+        .state
+        == State::TooManyErrors));
+    assert_eq!(
+        receiver.wait_for("/off", 1, WAIT).len(),
+        1,
+        "deactivation URL called"
+    );
+    assert!(
+        matches!(notices.lock().unwrap()[0], (NoticeKind::TooManyErrors { consecutive_failures: 3 }, ref emails) if emails == &["ops@example.com".to_string()])
+    );
+    // Held, not dropped: time passes, nothing is sent, nothing is dead.
+    let sent = receiver.on("/bad").len();
+    clock.advance_ms(3_600_000);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(receiver.on("/bad").len(), sent);
+    assert_eq!(engine.stats().unwrap().dead, 0);
+    assert_eq!(engine.subscription_stats(s.id).unwrap().held, 3);
+    *healthy.lock().unwrap() = true;
+    engine
+        .subscriptions()
+        .set_state(s.id, State::Active)
+        .unwrap();
+    let done = wait_until(WAIT, || {
+        engine.subscription_stats(s.id).unwrap().delivered == 3
+    });
+    assert!(
+        done,
+        "stats {:?}, received {}",
+        engine.subscription_stats(s.id).unwrap(),
+        receiver.on("/bad").len()
+    );
+}
+
+#[test]
+fn chunks_of_100_100_50_two_seconds_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::ok();
+    let engine = engine(&dir).open().unwrap();
+    engine
+        .subscriptions()
+        .create(sub(&receiver, "/bulk").chunk_size(100).chunk_delay(2))
+        .unwrap();
+    let events = (0..250)
+        .map(|i| Event::created("Account", i.to_string()))
+        .collect();
+    let receipt = engine.publish_batch(events).unwrap();
+    assert_eq!(receipt.deliveries.len(), 3);
+    let got = receiver.wait_for("/bulk", 3, Duration::from_secs(15));
+    let sizes: Vec<usize> = got
+        .iter()
+        .map(|r| r.json()["data"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [100, 100, 50]);
+    for pair in got.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at).as_secs_f64();
+        assert!((1.7..2.8).contains(&gap), "chunks {gap:.2} s apart");
+    }
+}
+
+#[test]
+fn ordered_subscription_stays_in_order_through_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first request of each event fails once.
+    let receiver = Receiver::start(|n, _| Reply::status(if n % 2 == 0 { 500 } else { 200 }));
+    let clock = ManualClock::new(1_700_000_000_000);
+    let engine = engine(&dir)
+        .clock(clock.clone())
+        .retry_policy(RetryPolicy::from_secs(&[0, 1, 1, 1]))
+        .workers(4)
+        .open()
+        .unwrap();
+    engine
+        .subscriptions()
+        .create(sub(&receiver, "/ordered").ordered(true))
+        .unwrap();
+    for i in 0..5 {
+        engine
+            .publish(Event::created("Ticket", i.to_string()))
+            .unwrap();
+    }
+    let started = Instant::now();
+    while receiver.on("/ordered").len() < 10 && started.elapsed() < WAIT {
+        clock.advance_ms(1_000);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let order: Vec<String> = receiver
+        .on("/ordered")
+        .iter()
+        .map(|r| r.json()["data"]["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(order, ["0", "0", "1", "1", "2", "2", "3", "3", "4", "4"]);
+}
+
+#[test]
+fn a_hanging_receiver_does_not_delay_another_subscription() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(|_, r| Reply {
+        delay: if r.path == "/slow" {
+            Duration::from_secs(3)
+        } else {
+            Duration::ZERO
+        },
+        ..Reply::status(200)
+    });
+    let engine = engine(&dir).workers(4).open().unwrap();
+    engine
+        .subscriptions()
+        .create(sub(&receiver, "/slow").events(["slow.*"]))
+        .unwrap();
+    engine
+        .subscriptions()
+        .create(sub(&receiver, "/fast").events(["fast.*"]))
+        .unwrap();
+    for i in 0..6 {
+        engine
+            .publish(Event::created("slow", i.to_string()))
+            .unwrap();
+    }
+    let started = Instant::now();
+    engine.publish(Event::created("fast", "1")).unwrap();
+    assert_eq!(receiver.wait_for("/fast", 1, WAIT).len(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "fast waited {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn handler_subscription_runs_in_process_with_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&calls);
+    let clock = ManualClock::new(1_700_000_000_000);
+    let engine = engine(&dir)
+        .clock(clock.clone())
+        .retry_policy(RetryPolicy::from_secs(&[0, 1]))
+        .handler("crm", move |call: &callout::HandlerCall<'_>| {
+            seen.lock().unwrap().push(call.attempt);
+            if call.attempt == 1 {
+                Err("not yet".into())
+            } else {
+                Ok(())
+            }
+        })
+        .open()
+        .unwrap();
+    engine
+        .subscriptions()
+        .create(Subscription::handler("crm").events(["contact.*"]))
+        .unwrap();
+    let receipt = engine.publish(Event::created("Contact", "1")).unwrap();
+    assert!(wait_until(WAIT, || calls.lock().unwrap().len() == 1));
+    clock.advance_ms(2_000);
+    assert!(wait_until(WAIT, || engine.stats().unwrap().delivered == 1));
+    assert_eq!(calls.lock().unwrap().as_slice(), [1, 2]);
+    assert_eq!(engine.attempts(receipt.deliveries[0]).unwrap().len(), 2);
+}
+
+#[test]
+fn duplicate_event_ids_are_not_enqueued_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::ok();
+    let engine = engine(&dir).open().unwrap();
+    engine
+        .subscriptions()
+        .create(sub(&receiver, "/dup"))
+        .unwrap();
+    let first = engine
+        .publish(Event::created("Ticket", "1").event_id("host-1"))
+        .unwrap();
+    let again = engine
+        .publish(Event::created("Ticket", "1").event_id("host-1"))
+        .unwrap();
+    assert_eq!(first.deliveries.len(), 1);
+    assert!(again.deliveries.is_empty());
+    assert_eq!(again.duplicates, ["host-1"]);
+}
+
+#[test]
+fn invalid_subscription_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&dir).open().unwrap();
+    let error = engine
+        .subscriptions()
+        .create(Subscription::new("nope").events(["*"]))
+        .unwrap_err();
+    assert!(matches!(error, callout::Error::Invalid(_)), "{error}");
+}
