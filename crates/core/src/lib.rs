@@ -35,6 +35,7 @@ mod name;
 mod path;
 mod subscription;
 mod time;
+pub mod vendor;
 
 pub use crate::error::InvalidSubscription;
 pub use crate::event::{Action, Event, Related};
@@ -48,3 +49,4 @@ pub use crate::subscription::{
     limits, EntityOptions, Kind, Profile, Secret, State, Subscription, RESERVED_HEADERS,
 };
 pub use crate::time::rfc3339;
+pub use crate::vendor::{VendorError, VendorRules};

@@ -5,3 +5,4 @@ mod matching;
 mod props;
 mod seeds;
 mod validate;
+mod vendor;
