@@ -22,21 +22,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .open()?;
 
     let subscriptions = engine.subscriptions();
-    subscriptions.create(
+    let mut names = std::collections::HashMap::new();
+    let mut create = |sub: Subscription| -> Result<(), callout::Error> {
+        let sub = subscriptions.create(sub)?;
+        names.insert(sub.id, sub.name);
+        Ok(())
+    };
+    create(
         Subscription::new(format!("{url}/crm"))
             .name("crm.Contact.EmailChanged")
             .events(["Contact.Update"])
             .secret(SECRET)
             .on_field_change("Contact", ["email1"]),
     )?;
-    subscriptions.create(
+    create(
         Subscription::new(format!("{url}/sync"))
             .name("mail.Sync")
             .events(["contact.*"])
             .secret(SECRET)
             .skip_keys(["gmail_sync"]),
     )?;
-    subscriptions.create(
+    create(
         Subscription::new(format!("{url}/sales"))
             .name("sales.BigDeals")
             .events(["sale.*"])
@@ -62,13 +68,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for event in events {
         println!("publish {} {}", event.name(), event.id);
         for (id, verdict) in engine.explain(&event)? {
+            let name = names.get(&id).map_or("?", String::as_str);
             match verdict {
                 Ok(()) => {
                     expected += 1;
-                    println!("  -> subscription {id}: will be delivered");
+                    println!("  -> {name}: will be delivered");
                 }
                 Err(callout::core::Miss::NoPattern) => {}
-                Err(why) => println!("  -- subscription {id}: filtered ({why})"),
+                Err(why) => println!("  -- {name}: filtered ({why})"),
             }
         }
         engine.publish(event)?;

@@ -1,0 +1,115 @@
+//! End to end: publish -> durable enqueue -> dispatcher -> worker -> signed POST -> received,
+//! to a local keep-alive receiver, beside the raw ureq loopback rate measured in the same run.
+//! Throughput from 1 and 8 publishers; latency (p50/p99, printed) at low load, one at a time.
+
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use callout::{Engine, Event, Subscription};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+#[path = "support/mod.rs"]
+mod support;
+use support::{raw_agent, raw_send, run_split, start_receiver};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const WORKERS: usize = 4;
+
+struct Rig {
+    engine: Engine,
+    received: Arc<AtomicU64>,
+    _dir: tempfile::TempDir,
+}
+
+fn rig() -> Rig {
+    let received = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&received);
+    let url = start_receiver(Arc::new(move |_: &[u8]| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    }));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::builder(dir.path().join("store"))
+        .workers(WORKERS)
+        .allow_address("127.0.0.1")
+        .open()
+        .expect("engine opens");
+    engine
+        .subscriptions()
+        .create(Subscription::new(url).events(["contact.*"]).secret(SECRET))
+        .expect("subscription");
+    Rig { engine, received, _dir: dir }
+}
+
+fn event(i: u64) -> Event {
+    Event::updated("Contact", i.to_string())
+        .data(serde_json::json!({"email1": format!("user{i}@example.com"), "name": "Ada", "notes": "x".repeat(600)}))
+        .changed(["email1"])
+}
+
+/// Waits (bounded) until the receiver has seen `target` requests.
+fn wait_received(received: &AtomicU64, target: u64) {
+    let started = Instant::now();
+    while received.load(Ordering::SeqCst) < target && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_micros(50));
+    }
+}
+
+fn end_to_end(c: &mut Criterion) {
+    let mut group = c.benchmark_group("end_to_end");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(4));
+
+    // The ceiling: raw ureq keep-alive POSTs of the same size, from as many threads as workers.
+    let raw_url = start_receiver(Arc::new(|_: &[u8]| {}));
+    let agent = raw_agent();
+    let body = serde_json::to_vec(&serde_json::json!({"data": "x".repeat(900)})).unwrap_or_default();
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("raw_ureq", WORKERS), |b| {
+        b.iter_custom(|iters| run_split(iters, WORKERS, |_| raw_send(&agent, &raw_url, &body, &[])))
+    });
+
+    for publishers in [1usize, 8] {
+        let rig = rig();
+        group.bench_function(BenchmarkId::new("publish_to_received", publishers), |b| {
+            b.iter_custom(|iters| {
+                let before = rig.received.load(Ordering::SeqCst);
+                let started = Instant::now();
+                run_split(iters, publishers, |i| {
+                    rig.engine.publish(event(i)).expect("publish");
+                });
+                wait_received(&rig.received, before + iters);
+                started.elapsed()
+            })
+        });
+    }
+    group.finish();
+
+    // Latency at low load: one event at a time, publish call to request received.
+    let rig = rig();
+    let mut samples: Vec<Duration> = (0..300u64)
+        .map(|i| {
+            let before = rig.received.load(Ordering::SeqCst);
+            let started = Instant::now();
+            rig.engine.publish(event(i)).expect("publish");
+            wait_received(&rig.received, before + 1);
+            started.elapsed()
+        })
+        .collect();
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    eprintln!(
+        "latency publish->received, low load (300 samples): p50 {:?} p99 {:?} max {:?}",
+        at(0.50),
+        at(0.99),
+        samples[samples.len() - 1]
+    );
+}
+
+criterion_group!(benches, end_to_end);
+criterion_main!(benches);

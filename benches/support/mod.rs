@@ -1,0 +1,124 @@
+//! Shared bench fixtures: a minimal keep-alive HTTP/1.1 receiver on 127.0.0.1, the raw ureq
+//! agent the sender is compared with, and a helper that splits work over threads.
+
+#![allow(dead_code)] // each bench uses a different part
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use callout_deliver::Timeouts;
+
+/// Called with each request body the receiver reads.
+pub type OnRequest = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+/// Serves keep-alive connections forever (the bench process ends them): reads a request head
+/// and its Content-Length body, answers an empty 200.
+pub fn start_receiver(on_request: OnRequest) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let on_request = Arc::clone(&on_request);
+            thread::spawn(move || serve(stream, &on_request));
+        }
+    });
+    format!("http://{address}/hook")
+}
+
+fn serve(stream: TcpStream, on_request: &OnRequest) {
+    stream.set_nodelay(true).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    let mut body = Vec::new();
+    loop {
+        let mut length = 0usize;
+        // Request line and headers, up to the empty line.
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        body.resize(length, 0);
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        on_request(&body);
+        if writer
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+pub fn timeouts() -> Timeouts {
+    Timeouts {
+        connect: Duration::from_secs(5),
+        send: Duration::from_secs(10),
+        response: Duration::from_secs(30),
+        body: Duration::from_secs(10),
+    }
+}
+
+/// The agent the Sender builds, minus the guard resolver and TLS-marking connector.
+pub fn raw_agent() -> ureq::Agent {
+    let t = timeouts();
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .max_idle_connections(64)
+        .max_idle_connections_per_host(16)
+        .timeout_connect(Some(t.connect))
+        .timeout_send_request(Some(t.send))
+        .timeout_send_body(Some(t.send))
+        .timeout_recv_response(Some(t.response))
+        .timeout_recv_body(Some(t.body))
+        .build()
+        .into()
+}
+
+/// One POST with ureq alone: no signing, no guard, no classification; reads the body to its
+/// end so the connection returns to the pool, as the sender does.
+pub fn raw_send(agent: &ureq::Agent, url: &str, body: &[u8], headers: &[(&str, String)]) {
+    let mut builder = agent.post(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, value.as_str());
+    }
+    let mut response = builder.send(body).unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    std::io::copy(&mut response.body_mut().as_reader(), &mut std::io::sink()).unwrap();
+}
+
+/// Runs `total` calls of `one` split over `threads` threads; returns the wall time.
+pub fn run_split(total: u64, threads: usize, one: impl Fn(u64) + Sync) -> Duration {
+    let per_thread = total.div_ceil(threads as u64);
+    let started = Instant::now();
+    thread::scope(|scope| {
+        for worker in 0..threads as u64 {
+            let one = &one;
+            scope.spawn(move || {
+                for i in 0..per_thread {
+                    one(worker * per_thread + i);
+                }
+            });
+        }
+    });
+    started.elapsed()
+}
+
