@@ -128,8 +128,8 @@ impl EngineBuilder {
         self
     }
 
-    /// Deliveries of one subscription in flight at once (default: half the workers, at least
-    /// one), so a slow receiver cannot take every worker.
+    /// Deliveries of one subscription in flight at once (default: all workers but one, at
+    /// least one), so a slow receiver cannot take every worker.
     pub fn max_in_flight_per_subscription(mut self, max: usize) -> Self {
         self.max_in_flight_per_subscription = max.max(1);
         self
@@ -273,8 +273,10 @@ impl Engine {
         })?;
         let (wake_tx, wake_rx) = bounded::<()>(1);
         let (job_tx, job_rx) = bounded::<Job>(b.workers * 2);
+        // All workers but one: a busy subscription may use almost the whole pool, yet one
+        // worker always stays free for the others.
         let max_in_flight = if b.max_in_flight_per_subscription == 0 {
-            (b.workers / 2).max(1)
+            b.workers.saturating_sub(1).max(1)
         } else {
             b.max_in_flight_per_subscription
         };

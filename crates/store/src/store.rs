@@ -288,7 +288,10 @@ impl Store {
             book.next_delivery = book.next_delivery.max(delivery.id + 1);
             if let DeliveryState::InFlight { until } = delivery.state {
                 batch.remove(key(LEASED, &[until, delivery.id]));
-                batch.insert(key(DUE, &[delivery.due_at, delivery.id]), &[]);
+                batch.insert(
+                    key(DUE, &[delivery.due_at, delivery.id]),
+                    &due_entry(&delivery),
+                );
                 delivery.state = DeliveryState::Due;
                 batch.insert(k, codec::encode(&delivery));
             }
@@ -621,7 +624,7 @@ impl Store {
                     DeliveryState::Held => {
                         batch.insert(key(HELD, &[delivery.subscription_id, id]), [])
                     }
-                    _ => batch.insert(key(DUE, &[delivery.due_at, id]), []),
+                    _ => batch.insert(key(DUE, &[delivery.due_at, id]), &due_entry(&delivery)),
                 }
                 batch.insert(key(DELIVERY, &[id]), codec::encode(&delivery));
                 entered.push((delivery.subscription_id, delivery.state));
@@ -684,8 +687,16 @@ impl Store {
             if leased.len() >= max {
                 break;
             }
-            let (due_key, _) = item?;
+            let (due_key, entry) = item?;
             let id = part(&due_key, 9);
+            let known = (entry.len() == 9).then(|| (part(&entry, 0), entry[8] == 1));
+            // Decide from the index entry when it can: most passed-over deliveries (a
+            // subscription at its bound) then cost no read and no decode.
+            if let Some((sub, ordered)) = known {
+                if !self.may_lease(&book, &ordered_taken, sub, ordered, id)? || !wanted(sub) {
+                    continue;
+                }
+            }
             let dk = key(DELIVERY, &[id]);
             let Some(bytes) = self.queue.get(&dk)? else {
                 batch.remove(due_key);
@@ -700,24 +711,10 @@ impl Store {
                 }
             };
             let sub = delivery.subscription_id;
-            if delivery.ordered {
-                if book.ordered_in_flight.contains(&sub) || ordered_taken.contains(&sub) {
-                    continue;
-                }
-                // The head of the subscription's pending deliveries goes first, even when a
-                // later one is due earlier (the head may be waiting for a retry).
-                let head = self
-                    .queue
-                    .scan_prefix(key(PENDING, &[sub]))
-                    .keys()
-                    .next()
-                    .transpose()?;
-                if head.is_some_and(|h| part(&h, 9) != id) {
-                    continue;
-                }
-            }
-            // Asked last, so that `wanted` sees exactly the deliveries that will be leased.
-            if !wanted(sub) {
+            if known.is_none()
+                && (!self.may_lease(&book, &ordered_taken, sub, delivery.ordered, id)?
+                    || !wanted(sub))
+            {
                 continue;
             }
             if delivery.ordered {
@@ -738,6 +735,32 @@ impl Store {
             }
         }
         Ok(leased)
+    }
+
+    /// Whether ordering allows leasing delivery `id` of `sub` now: an ordered subscription has
+    /// none in flight and this is the head of its pending deliveries (publish order, even when
+    /// a later one is due earlier because the head waits for a retry).
+    fn may_lease(
+        &self,
+        book: &Book,
+        taken: &HashSet<u64>,
+        sub: u64,
+        ordered: bool,
+        id: u64,
+    ) -> Result<bool, StoreError> {
+        if !ordered {
+            return Ok(true);
+        }
+        if book.ordered_in_flight.contains(&sub) || taken.contains(&sub) {
+            return Ok(false);
+        }
+        let head = self
+            .queue
+            .scan_prefix(key(PENDING, &[sub]))
+            .keys()
+            .next()
+            .transpose()?;
+        Ok(head.is_none_or(|h| part(&h, 9) == id))
     }
 
     fn reclaim_expired(&self, book: &mut Book, now_ms: u64) -> Result<(), StoreError> {
@@ -794,7 +817,7 @@ impl Store {
             batch.insert(key(HELD, &[delivery.subscription_id, delivery.id]), &[]);
             delivery.state = DeliveryState::Held;
         } else {
-            batch.insert(key(DUE, &[due_at, delivery.id]), &[]);
+            batch.insert(key(DUE, &[due_at, delivery.id]), &due_entry(delivery));
             delivery.state = DeliveryState::Due;
         }
         delivery.state
@@ -948,7 +971,7 @@ impl Store {
             };
             d.state = DeliveryState::Due;
             d.due_at = d.due_at.min(now_ms);
-            batch.insert(key(DUE, &[d.due_at, id]), &[]);
+            batch.insert(key(DUE, &[d.due_at, id]), &due_entry(&d));
             batch.insert(dk, codec::encode(&d));
             moved += 1;
         }
@@ -1189,6 +1212,15 @@ impl Drop for Store {
             open.retain(|p| *p != canonical);
         }
     }
+}
+
+/// The due index's value: the subscription and whether it is ordered, so that leasing can pass
+/// over deliveries it will not take without reading and decoding them.
+fn due_entry(delivery: &Delivery) -> [u8; 9] {
+    let mut entry = [0u8; 9];
+    entry[..8].copy_from_slice(&delivery.subscription_id.to_be_bytes());
+    entry[8] = u8::from(delivery.ordered);
+    entry
 }
 
 fn key_str(tag: u8, text: &str) -> Vec<u8> {
