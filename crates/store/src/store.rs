@@ -275,6 +275,12 @@ impl Store {
             Some(v) => part(&v, 0),
             None => 1,
         };
+        // Held subscriptions first: a delivery a dead process had in flight for one of them
+        // comes back held, as `reschedule` would have put it, not due.
+        for item in self.queue.scan_prefix([HELD_SUB]) {
+            let (k, _) = item?;
+            book.held.insert(part(&k, 1));
+        }
         let mut batch = Batch::default();
         for item in self.queue.scan_prefix([DELIVERY]) {
             let (k, v) = item?;
@@ -288,11 +294,8 @@ impl Store {
             book.next_delivery = book.next_delivery.max(delivery.id + 1);
             if let DeliveryState::InFlight { until } = delivery.state {
                 batch.remove(key(LEASED, &[until, delivery.id]));
-                batch.insert(
-                    key(DUE, &[delivery.due_at, delivery.id]),
-                    &due_entry(&delivery),
-                );
-                delivery.state = DeliveryState::Due;
+                let due_at = delivery.due_at;
+                self.requeue(&mut batch, &mut delivery, &book, due_at);
                 batch.insert(k, codec::encode(&delivery));
             }
             book.enter(delivery.subscription_id, delivery.state);
@@ -300,10 +303,6 @@ impl Store {
         for item in self.queue.scan_prefix([DELIVERED]) {
             let (k, v) = item?;
             book.counts(part(&k, 1)).delivered = part(&v, 0);
-        }
-        for item in self.queue.scan_prefix([HELD_SUB]) {
-            let (k, _) = item?;
-            book.held.insert(part(&k, 1));
         }
         self.queue.apply_batch(batch)?;
         self.queue.flush()?;
