@@ -1167,7 +1167,15 @@ impl Store {
             let (tk, _) = item?;
             let mut seen = vec![SEEN];
             seen.extend_from_slice(tk.get(9..).unwrap_or_default());
-            batch.remove(seen);
+            // An id seen again after its retention was remembered anew under a later time:
+            // only this old expiry entry goes, not the fresh memory of it.
+            let renewed = self
+                .queue
+                .get(&seen)?
+                .is_some_and(|at| part(&at, 0) >= seen_before);
+            if !renewed {
+                batch.remove(seen);
+            }
             batch.remove(tk);
             removed += 1;
         }
