@@ -170,6 +170,14 @@ const GATHER: Duration = Duration::from_micros(50);
 /// handle in the same one.
 static OPEN: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
+/// Paths this process has closed. sled lets go of its file lock only once its background
+/// threads have dropped the database, a moment after the last handle: reopening one of these
+/// waits for that instead of failing with `Locked`.
+static CLOSED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// How long a reopen of a path this process closed waits for sled's lock.
+const REOPEN_WAIT: Duration = Duration::from_secs(2);
+
 /// The durable queue and subscription registry.
 ///
 /// ```
@@ -217,7 +225,16 @@ impl Store {
             }
             open.push(canonical.clone());
         }
-        let opened = Store::open_unregistered(&path, config);
+        let mut opened = Store::open_unregistered(&path, config.clone());
+        let closed_here = CLOSED.lock().is_ok_and(|c| c.contains(&canonical));
+        let deadline = std::time::Instant::now() + REOPEN_WAIT;
+        while closed_here
+            && matches!(opened, Err(StoreError::Locked { .. }))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+            opened = Store::open_unregistered(&path, config.clone());
+        }
         if opened.is_err() {
             if let Ok(mut open) = OPEN.lock() {
                 open.retain(|p| *p != canonical);
@@ -1215,8 +1232,15 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         let _ = self.db.flush();
-        if let (Ok(canonical), Ok(mut open)) = (self.path.canonicalize(), OPEN.lock()) {
-            open.retain(|p| *p != canonical);
+        if let Ok(canonical) = self.path.canonicalize() {
+            if let Ok(mut closed) = CLOSED.lock() {
+                if !closed.contains(&canonical) {
+                    closed.push(canonical.clone());
+                }
+            }
+            if let Ok(mut open) = OPEN.lock() {
+                open.retain(|p| *p != canonical);
+            }
         }
     }
 }
