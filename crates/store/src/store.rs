@@ -24,7 +24,9 @@ const LEASED: u8 = b'f'; // f until id -> ()
 const PENDING: u8 = b'p'; // p sub id -> () (due, in flight or held)
 const HELD: u8 = b'h'; // h sub id -> ()
 const DEAD: u8 = b'x'; // x sub id -> ()
-const ATTEMPT: u8 = b'a'; // a id n -> Attempt
+// Attempts are keyed by time as well as number: a replayed dead letter starts again at attempt
+// 1, and its new attempts must add to the history, not overwrite it.
+const ATTEMPT: u8 = b'a'; // a id at n -> Attempt
 const BY_SUB: u8 = b'A'; // A sub at id n -> ()
 const FINISHED: u8 = b'r'; // r at id sub -> () (delivered or purged: attempts to prune later)
 const DELIVERED: u8 = b'n'; // n sub -> u64 delivered count
@@ -864,7 +866,7 @@ impl Store {
                 attempt.excerpt = attempt.excerpt.chars().take(1024).collect();
                 let at = attempt.at;
                 let n = u64::from(attempt.number);
-                batch.insert(key(ATTEMPT, &[id, n]), codec::encode(&attempt));
+                batch.insert(key(ATTEMPT, &[id, at, n]), codec::encode(&attempt));
                 batch.insert(key(BY_SUB, &[sub, at, id, n]), &[]);
                 delivery.attempts = delivery.attempts.max(attempt.number);
             }
@@ -1058,7 +1060,7 @@ impl Store {
             }
             let (k, _) = item?;
             let (id, n) = (part(&k, 17), part(&k, 25));
-            let ak = key(ATTEMPT, &[id, n]);
+            let ak = key(ATTEMPT, &[id, part(&k, 9), n]);
             if let Some(v) = self.queue.get(&ak)? {
                 out.push((id, codec::decode(&ak, &v)?));
             }
@@ -1165,11 +1167,10 @@ impl Store {
         {
             let (fk, _) = item?;
             let (id, sub) = (part(&fk, 9), part(&fk, 17));
-            for attempt in self.queue.scan_prefix(key(ATTEMPT, &[id])) {
-                let (ak, av) = attempt?;
-                if let Ok(a) = codec::decode::<Attempt>(&ak, &av) {
-                    batch.remove(key(BY_SUB, &[sub, a.at, id, u64::from(a.number)]));
-                }
+            for attempt in self.queue.scan_prefix(key(ATTEMPT, &[id])).keys() {
+                let ak = attempt?;
+                // The index key follows from the attempt's key: no decode needed.
+                batch.remove(key(BY_SUB, &[sub, part(&ak, 9), id, part(&ak, 17)]));
                 batch.remove(ak);
                 removed += 1;
             }
