@@ -606,7 +606,7 @@ impl Store {
                         duplicates.insert(event_id.clone());
                     }
                     _ => {
-                        batch.insert(seen, &now_ms.to_be_bytes());
+                        batch.insert(seen, now_ms.to_be_bytes());
                         let mut expiry = key(SEEN_AT, &[now_ms]);
                         expiry.extend_from_slice(event_id.as_bytes());
                         batch.insert(expiry, []);
@@ -642,7 +642,7 @@ impl Store {
                     DeliveryState::Held => {
                         batch.insert(key(HELD, &[delivery.subscription_id, id]), [])
                     }
-                    _ => batch.insert(key(DUE, &[delivery.due_at, id]), &due_entry(&delivery)),
+                    _ => batch.insert(key(DUE, &[delivery.due_at, id]), due_entry(&delivery)),
                 }
                 batch.insert(key(DELIVERY, &[id]), codec::encode(&delivery));
                 entered.push((delivery.subscription_id, delivery.state));
