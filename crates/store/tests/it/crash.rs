@@ -1,0 +1,116 @@
+//! Crash test: a child process enqueues and acknowledges events until it is SIGKILLed; the
+//! store must reopen cleanly holding every acknowledged event exactly once.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::{delivery, open, spawn_self};
+
+const CHILD_DIR: &str = "CALLOUT_CRASH_CHILD_DIR";
+const TRIALS: &str = "CALLOUT_CRASH_TRIALS";
+
+/// In the child: enqueue forever, printing `ACK <event id>` once each enqueue returned.
+fn child(dir: &Path) -> ! {
+    let store = open(dir);
+    for n in 0u64.. {
+        let event = format!("evt_{n}");
+        let receipt = store
+            .enqueue(
+                std::slice::from_ref(&event),
+                vec![delivery(n % 4 + 1, &event, 0)],
+                n,
+            )
+            .expect("enqueue");
+        assert_eq!(receipt.delivery_ids.len(), 1);
+        println!("ACK {event}");
+    }
+    unreachable!("the parent kills this process")
+}
+
+fn trial(number: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_self(
+        "crash::killed_writer_loses_no_acknowledged_event",
+        &[(CHILD_DIR, dir.path())],
+    );
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            // libtest prints its "test ... " prefix on the same line as the first ACK.
+            if let Some((_, event)) = line.split_once("ACK ") {
+                if tx.send(event.to_string()).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    // Wait for the first acknowledgement, then let it run 100-400 ms before the kill.
+    let first = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the child acknowledges within 30 s");
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let run = Duration::from_millis(100 + u64::from(nanos) % 301);
+    std::thread::sleep(run);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    reader.join().unwrap();
+    let mut acknowledged: HashSet<String> = rx.try_iter().collect();
+    acknowledged.insert(first);
+
+    let started = Instant::now();
+    let store = open(dir.path());
+    assert!(store.corrupt_keys().unwrap().is_empty(), "trial {number}");
+    let leased = store.lease(u64::MAX / 2, 10_000_000).unwrap();
+    let mut found = HashSet::new();
+    for d in &leased {
+        for event in &d.event_ids {
+            assert!(
+                found.insert(event.clone()),
+                "trial {number}: {event} stored twice"
+            );
+        }
+        let body = String::from_utf8_lossy(&d.body);
+        assert!(
+            body.contains(&d.event_ids[0]),
+            "trial {number}: body {body}"
+        );
+    }
+    let lost: Vec<&String> = acknowledged.difference(&found).collect();
+    assert!(
+        lost.is_empty(),
+        "trial {number}: {} of {} acknowledged events lost, e.g. {:?}",
+        lost.len(),
+        acknowledged.len(),
+        lost.iter().take(5).collect::<Vec<_>>()
+    );
+    assert_eq!(store.counts().unwrap().in_flight as usize, leased.len());
+    // A reopen of what the child left costs no more than a moment.
+    assert!(started.elapsed() < Duration::from_secs(20));
+    eprintln!(
+        "crash trial {number}: {} acknowledged, {} stored, killed after {run:?}",
+        acknowledged.len(),
+        found.len()
+    );
+}
+
+#[test]
+fn killed_writer_loses_no_acknowledged_event() {
+    if let Some(dir) = std::env::var_os(CHILD_DIR) {
+        child(Path::new(&dir));
+    }
+    let trials = std::env::var(TRIALS)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3u64);
+    for number in 0..trials {
+        trial(number);
+    }
+}

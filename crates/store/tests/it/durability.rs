@@ -1,0 +1,113 @@
+//! Durability: group commit, the Sync and Relaxed modes, corrupt records.
+
+use std::sync::{Arc, Barrier};
+
+use callout_store::{Durability, Store, StoreConfig};
+
+use crate::{delivery, open};
+
+#[test]
+fn concurrent_enqueues_share_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 20;
+    let before = store.flush_count();
+    let mut ids = Vec::new();
+    for round in 0..ROUNDS {
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let writers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (store, barrier) = (store.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let event = format!("r{round}t{t}");
+                    store
+                        .enqueue(
+                            std::slice::from_ref(&event),
+                            vec![delivery(1, &event, 0)],
+                            0,
+                        )
+                        .unwrap()
+                        .delivery_ids
+                })
+            })
+            .collect();
+        for w in writers {
+            ids.extend(w.join().unwrap());
+        }
+    }
+    let flushes = store.flush_count() - before;
+    let writes = (THREADS * ROUNDS) as u64;
+    assert!(flushes < writes, "{flushes} flushes for {writes} enqueues");
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=writes).collect::<Vec<_>>());
+    assert_eq!(store.lease(0, 1_000).unwrap().len() as u64, writes);
+}
+
+fn round_trip(durability: Durability) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        durability,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(dir.path(), config.clone()).unwrap();
+    let ids = vec!["e1".to_string()];
+    let receipt = store.enqueue(&ids, vec![delivery(1, "e1", 0)], 0).unwrap();
+    let dup = store.enqueue(&ids, vec![delivery(1, "e1", 0)], 0).unwrap();
+    assert_eq!(dup.duplicate_event_ids, ids, "{durability:?}");
+    let leased = store.lease(0, 10).unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].id, receipt.delivery_ids[0]);
+    store.enqueue(&[], vec![delivery(1, "e2", 0)], 0).unwrap();
+    drop(store);
+    let store = Store::open(dir.path(), config).unwrap();
+    assert_eq!(store.lease(0, 10).unwrap().len(), 2, "{durability:?}");
+}
+
+#[test]
+fn sync_mode_round_trips() {
+    round_trip(Durability::Sync);
+}
+
+#[test]
+fn relaxed_mode_round_trips() {
+    round_trip(Durability::Relaxed);
+}
+
+#[test]
+fn corrupt_delivery_is_moved_aside_and_the_rest_still_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .enqueue(&[], vec![delivery(1, "a", 0), delivery(1, "b", 0)], 0)
+        .unwrap();
+    drop(store);
+    let mut dk = vec![b'd'];
+    dk.extend_from_slice(&99u64.to_be_bytes());
+    let mut qk = vec![b'q'];
+    qk.extend_from_slice(&0u64.to_be_bytes());
+    qk.extend_from_slice(&99u64.to_be_bytes());
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let queue = db.open_tree("queue").unwrap();
+        queue.insert(&dk, &b"\x01\xff\xfe garbage"[..]).unwrap();
+        queue.insert(&qk, &b"junk"[..]).unwrap();
+        // A record with a version this build does not know is corrupt too.
+        let mut dk2 = vec![b'd'];
+        dk2.extend_from_slice(&100u64.to_be_bytes());
+        queue.insert(dk2, &[7u8, 1, 2][..]).unwrap();
+        db.flush().unwrap();
+    }
+    let store = open(dir.path());
+    let corrupt = store.corrupt_keys().unwrap();
+    assert_eq!(corrupt.len(), 2, "{corrupt:?}");
+    assert!(corrupt.contains(&format!("64{:016x}", 99)), "{corrupt:?}");
+    assert!(store.delivery(99).unwrap().is_none());
+    let leased = store.lease(0, 10).unwrap();
+    assert_eq!(leased.len(), 2);
+    assert_eq!(store.counts().unwrap().due, 0);
+    // New ids do not collide with what was there.
+    let receipt = store.enqueue(&[], vec![delivery(1, "c", 0)], 0).unwrap();
+    assert_eq!(receipt.delivery_ids, [3]);
+}

@@ -1,0 +1,73 @@
+//! Integration tests of callout-store: one target, one module per concern.
+
+mod crash;
+mod durability;
+mod open;
+mod queue;
+mod registry;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use callout_store::{Attempt, NewDelivery, Store, StoreConfig};
+
+/// Opens a store with the default configuration.
+pub fn open(dir: &Path) -> Store {
+    Store::open(dir, StoreConfig::default()).expect("store opens")
+}
+
+/// Opens a store with a short lease.
+pub fn open_with_lease(dir: &Path, lease_ms: u64) -> Store {
+    let config = StoreConfig {
+        lease: Duration::from_millis(lease_ms),
+        ..StoreConfig::default()
+    };
+    Store::open(dir, config).expect("store opens")
+}
+
+/// A delivery of one event to `sub`, due at `due_at`.
+pub fn delivery(sub: u64, event_id: &str, due_at: u64) -> NewDelivery {
+    NewDelivery {
+        subscription_id: sub,
+        event_ids: vec![event_id.to_string()],
+        event_type: "contact.created".into(),
+        body: format!(r#"{{"id":"{event_id}","type":"contact.created"}}"#).into_bytes(),
+        due_at,
+        ordered: false,
+    }
+}
+
+/// The same, for an ordered subscription.
+pub fn ordered(sub: u64, event_id: &str, due_at: u64) -> NewDelivery {
+    NewDelivery {
+        ordered: true,
+        ..delivery(sub, event_id, due_at)
+    }
+}
+
+/// An attempt numbered `number`, started at `at`.
+pub fn attempt(number: u32, at: u64, outcome: &str) -> Attempt {
+    Attempt {
+        number,
+        at,
+        duration_ms: 5,
+        status: Some(if outcome == "delivered" { 200 } else { 500 }),
+        outcome: outcome.into(),
+        excerpt: String::new(),
+    }
+}
+
+/// Runs this very test binary again, as a child running only `test` (its full path), with
+/// `env` set; returns the child, stdout piped.
+pub fn spawn_self(test: &str, env: &[(&str, &Path)]) -> std::process::Child {
+    let mut command = Command::new(std::env::current_exe().expect("test binary path"));
+    command
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.spawn().expect("child test process starts")
+}

@@ -1,0 +1,602 @@
+//! The delivery queue: enqueue, dedup, chunking, leases, settling, ordering, holds, dead letters.
+
+use std::sync::{Arc, Barrier};
+
+use callout_store::{chunk, Counts, DeliveryState, NewDelivery, StoreError};
+
+use crate::{attempt, delivery, open, open_with_lease, ordered};
+
+const DAY_MS: u64 = 86_400_000;
+
+#[test]
+fn enqueue_stores_a_batch_with_sequential_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let batch: Vec<NewDelivery> = (0..500)
+        .map(|i| delivery(i % 7 + 1, &format!("e{i}"), 10))
+        .collect();
+    let receipt = store.enqueue(&[], batch, 10).unwrap();
+    assert_eq!(receipt.delivery_ids, (1..=500).collect::<Vec<u64>>());
+    assert!(receipt.duplicate_event_ids.is_empty());
+    let second = store.enqueue(&[], vec![delivery(1, "x", 10)], 10).unwrap();
+    assert_eq!(second.delivery_ids, [501]);
+    assert_eq!(store.counts().unwrap().due, 501);
+    let d = store.delivery(42).unwrap().unwrap();
+    assert_eq!((d.subscription_id, d.created_at), (41 % 7 + 1, 10));
+    assert_eq!(d.event_ids, ["e41"]);
+    assert_eq!(d.state, DeliveryState::Due);
+    // Ids keep counting after a reopen.
+    drop(store);
+    let store = open(dir.path());
+    let third = store.enqueue(&[], vec![delivery(1, "y", 10)], 10).unwrap();
+    assert_eq!(third.delivery_ids, [502]);
+}
+
+#[test]
+fn duplicate_event_id_within_retention_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let ids = vec!["evt_1".to_string()];
+    let first = store
+        .enqueue(
+            &ids,
+            vec![delivery(1, "evt_1", 0), delivery(2, "evt_1", 0)],
+            1_000,
+        )
+        .unwrap();
+    assert_eq!(first.delivery_ids.len(), 2);
+    let again = store
+        .enqueue(
+            &["evt_1".to_string(), "evt_2".to_string()],
+            vec![delivery(1, "evt_1", 0), delivery(1, "evt_2", 0)],
+            2_000,
+        )
+        .unwrap();
+    assert_eq!(again.duplicate_event_ids, ["evt_1"]);
+    assert_eq!(again.delivery_ids, [3]);
+    assert_eq!(store.delivery(3).unwrap().unwrap().event_ids, ["evt_2"]);
+    // Remembered across a reopen.
+    drop(store);
+    let store = open(dir.path());
+    let third = store
+        .enqueue(&ids, vec![delivery(1, "evt_1", 0)], 3_000)
+        .unwrap();
+    assert_eq!(third.duplicate_event_ids, ["evt_1"]);
+    assert!(third.delivery_ids.is_empty());
+    // Past the retention (one day by default) it is a new event again.
+    let later = 1_000 + DAY_MS + 1;
+    let fourth = store
+        .enqueue(&ids, vec![delivery(1, "evt_1", 0)], later)
+        .unwrap();
+    assert!(fourth.duplicate_event_ids.is_empty());
+    assert_eq!(fourth.delivery_ids.len(), 1);
+}
+
+#[test]
+fn prune_forgets_expired_event_ids_but_not_fresh_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let old = vec!["old".to_string()];
+    let renewed = vec!["renewed".to_string()];
+    store
+        .enqueue(&old, vec![delivery(1, "old", 0)], 1_000)
+        .unwrap();
+    store
+        .enqueue(&renewed, vec![delivery(1, "renewed", 0)], 1_000)
+        .unwrap();
+    // "renewed" comes back after its retention, so it is remembered again from `now`.
+    let now = 1_000 + DAY_MS + 10;
+    let back = store
+        .enqueue(&renewed, vec![delivery(1, "renewed", 0)], now)
+        .unwrap();
+    assert!(back.duplicate_event_ids.is_empty());
+    assert_eq!(store.prune(now, 1_000).unwrap(), 2, "two expired ids");
+    assert_eq!(store.prune(now, 1_000).unwrap(), 0, "nothing left to prune");
+    // The renewed id is still remembered: its new sighting is within retention.
+    let dup = store
+        .enqueue(&renewed, vec![delivery(1, "renewed", 0)], now + 1)
+        .unwrap();
+    assert_eq!(dup.duplicate_event_ids, ["renewed"]);
+}
+
+#[test]
+fn prune_removes_attempts_past_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .enqueue(&[], vec![delivery(1, "a", 0), delivery(1, "b", 0)], 0)
+        .unwrap();
+    let leased = store.lease(0, 10).unwrap();
+    store
+        .reschedule(leased[0].id, 0, attempt(1, 10, "http 500"))
+        .unwrap();
+    store
+        .complete(leased[1].id, attempt(1, 20, "delivered"))
+        .unwrap();
+    let again = store.lease(30, 10).unwrap();
+    store
+        .complete(again[0].id, attempt(2, 40, "delivered"))
+        .unwrap();
+    assert_eq!(store.attempts_for_subscription(1, 10).unwrap().len(), 3);
+    // Within the 30-day retention nothing goes.
+    assert_eq!(store.prune(1_000, 100).unwrap(), 0);
+    let later = 40 + 30 * DAY_MS + 1;
+    assert_eq!(store.prune(later, 100).unwrap(), 3);
+    assert!(store
+        .attempts_for_delivery(leased[0].id)
+        .unwrap()
+        .is_empty());
+    assert!(store.attempts_for_subscription(1, 10).unwrap().is_empty());
+    assert_eq!(store.counts().unwrap().delivered, 2);
+}
+
+#[test]
+fn chunk_splits_by_size_and_delay() {
+    let items: Vec<u32> = (0..250).collect();
+    let shape: Vec<(u64, usize)> = chunk(&items, 100, 2, 5_000)
+        .iter()
+        .map(|(due, c)| (*due, c.len()))
+        .collect();
+    assert_eq!(shape, [(5_000, 100), (7_000, 100), (9_000, 50)]);
+    let ones = chunk(&items[..3], 1, 0, 7);
+    assert_eq!(ones.len(), 3);
+    assert!(ones.iter().all(|(due, c)| *due == 7 && c.len() == 1));
+    assert_eq!(ones[2].1, [2]);
+    assert!(chunk::<u32>(&[], 100, 2, 0).is_empty());
+    // A size of 0 is treated as 1 rather than looping forever.
+    assert_eq!(chunk(&items[..2], 0, 1, 0).len(), 2);
+}
+
+#[test]
+fn lease_takes_only_due_deliveries_in_due_order_up_to_max() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .enqueue(
+            &[],
+            vec![
+                delivery(1, "late", 300),
+                delivery(1, "first", 100),
+                delivery(2, "second", 200),
+                delivery(1, "future", 10_000),
+            ],
+            0,
+        )
+        .unwrap();
+    assert!(store.lease(99, 10).unwrap().is_empty());
+    let two = store.lease(300, 2).unwrap();
+    let events: Vec<&str> = two.iter().map(|d| d.event_ids[0].as_str()).collect();
+    assert_eq!(events, ["first", "second"]);
+    assert!(two
+        .iter()
+        .all(|d| matches!(d.state, DeliveryState::InFlight { until } if until == 300 + 300_000)));
+    // Leased ones are not leased again.
+    let rest = store.lease(300, 10).unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].event_ids, ["late"]);
+    assert!(store.lease(300, 10).unwrap().is_empty());
+    assert_eq!(store.next_due_at().unwrap(), Some(10_000));
+    let counts = store.counts().unwrap();
+    assert_eq!((counts.due, counts.in_flight), (1, 3));
+}
+
+#[test]
+fn expired_lease_returns_to_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_lease(dir.path(), 50);
+    store.enqueue(&[], vec![delivery(1, "e", 0)], 0).unwrap();
+    let first = store.lease(0, 10).unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(store.lease(49, 10).unwrap().is_empty(), "lease still held");
+    assert_eq!(store.next_due_at().unwrap(), Some(50), "lease deadline");
+    let again = store.lease(60, 10).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, first[0].id);
+    assert_eq!(again[0].state, DeliveryState::InFlight { until: 110 });
+    assert_eq!(store.counts().unwrap().in_flight, 1);
+    // The new lease is the one that settles.
+    store
+        .complete(first[0].id, attempt(1, 61, "delivered"))
+        .unwrap();
+    assert_eq!(store.counts().unwrap().in_flight, 0);
+}
+
+#[test]
+fn racing_leases_hand_out_a_delivery_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    for round in 0..50u64 {
+        store
+            .enqueue(&[], vec![delivery(1, &format!("e{round}"), round)], round)
+            .unwrap();
+        let barrier = Arc::new(Barrier::new(2));
+        let racers: Vec<_> = (0..2)
+            .map(|_| {
+                let (store, barrier) = (store.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    store.lease(round, 10).unwrap()
+                })
+            })
+            .collect();
+        let got: Vec<_> = racers.into_iter().flat_map(|r| r.join().unwrap()).collect();
+        assert_eq!(got.len(), 1, "round {round}: {got:?}");
+        store
+            .complete(got[0].id, attempt(1, round, "delivered"))
+            .unwrap();
+    }
+    assert_eq!(store.counts().unwrap().delivered, 50);
+}
+
+#[test]
+fn lease_where_leaves_refused_subscriptions_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .enqueue(
+            &[],
+            vec![
+                delivery(1, "a", 0),
+                delivery(2, "b", 0),
+                delivery(1, "c", 0),
+            ],
+            0,
+        )
+        .unwrap();
+    let mut asked = Vec::new();
+    let leased = store
+        .lease_where(0, 10, |sub| {
+            asked.push(sub);
+            sub != 2
+        })
+        .unwrap();
+    assert_eq!(
+        leased.iter().map(|d| d.subscription_id).collect::<Vec<_>>(),
+        [1, 1]
+    );
+    assert_eq!(asked, [1, 2, 1]);
+    assert_eq!(store.subscription_counts(2).unwrap().due, 1);
+    let rest = store.lease(0, 10).unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].subscription_id, 2);
+}
+
+#[test]
+fn settling_records_attempts_and_moves_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .enqueue(
+            &[],
+            vec![
+                delivery(1, "ok", 0),
+                delivery(1, "retry", 0),
+                delivery(2, "dead", 0),
+                delivery(2, "released", 0),
+            ],
+            0,
+        )
+        .unwrap();
+    let leased = store.lease(0, 10).unwrap();
+    let [ok, retry, dead, released] = [0, 1, 2, 3].map(|i| leased[i].id);
+    assert_eq!(
+        store.counts().unwrap(),
+        Counts {
+            in_flight: 4,
+            ..Counts::default()
+        }
+    );
+    let mut long = attempt(1, 10, "delivered");
+    long.excerpt = "é".repeat(3_000);
+    store.complete(ok, long).unwrap();
+    store
+        .reschedule(retry, 1_000, attempt(1, 11, "http 503"))
+        .unwrap();
+    store.dead_letter(dead, attempt(1, 12, "gone")).unwrap();
+    store.release(released, 5).unwrap();
+
+    let expected_total = Counts {
+        due: 2,
+        in_flight: 0,
+        held: 0,
+        delivered: 1,
+        dead: 1,
+    };
+    assert_eq!(store.counts().unwrap(), expected_total);
+    assert_eq!(
+        store.subscription_counts(1).unwrap(),
+        Counts {
+            due: 1,
+            delivered: 1,
+            ..Counts::default()
+        }
+    );
+    assert_eq!(
+        store.subscription_counts(2).unwrap(),
+        Counts {
+            due: 1,
+            dead: 1,
+            ..Counts::default()
+        }
+    );
+    assert_eq!(store.subscription_counts(3).unwrap(), Counts::default());
+
+    let kept = store.attempts_for_delivery(ok).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].excerpt.chars().count(), 1024);
+    assert!(
+        store.delivery(ok).unwrap().is_none(),
+        "delivered leaves the queue"
+    );
+    let r = store.delivery(retry).unwrap().unwrap();
+    assert_eq!(
+        (r.attempts, r.due_at, r.state),
+        (1, 1_000, DeliveryState::Due)
+    );
+    assert_eq!(
+        store.delivery(dead).unwrap().unwrap().state,
+        DeliveryState::Dead { at: 12 }
+    );
+    let rel = store.delivery(released).unwrap().unwrap();
+    assert_eq!((rel.attempts, rel.due_at), (0, 5));
+    assert!(store.attempts_for_delivery(released).unwrap().is_empty());
+
+    // Settling what is not in flight is refused.
+    for id in [ok, retry, dead, 999] {
+        let result = store.complete(id, attempt(2, 20, "delivered"));
+        assert!(
+            matches!(result, Err(StoreError::UnknownDelivery(i)) if i == id),
+            "{result:?}"
+        );
+    }
+    assert!(matches!(
+        store.release(retry, 0),
+        Err(StoreError::UnknownDelivery(_))
+    ));
+
+    // The second attempt of the retried one; history oldest first, newest first per subscription.
+    let again = store.lease(1_000, 10).unwrap();
+    assert_eq!(
+        again.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [released, retry]
+    );
+    store
+        .complete(retry, attempt(2, 1_001, "delivered"))
+        .unwrap();
+    store.release(released, 2_000).unwrap();
+    let history = store.attempts_for_delivery(retry).unwrap();
+    assert_eq!(history.iter().map(|a| a.number).collect::<Vec<_>>(), [1, 2]);
+    let newest = store.attempts_for_subscription(1, 10).unwrap();
+    let order: Vec<(u64, u64)> = newest.iter().map(|(id, a)| (*id, a.at)).collect();
+    assert_eq!(order, [(retry, 1_001), (retry, 11), (ok, 10)]);
+    assert_eq!(store.attempts_for_subscription(1, 2).unwrap().len(), 2);
+
+    // Counts are rebuilt after a reopen.
+    let before = (
+        store.counts().unwrap(),
+        store.subscription_counts(2).unwrap(),
+    );
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(
+        (
+            store.counts().unwrap(),
+            store.subscription_counts(2).unwrap()
+        ),
+        before
+    );
+}
+
+#[test]
+fn ordered_subscription_sends_its_head_first_one_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .enqueue(
+            &[],
+            vec![ordered(1, "first", 0), ordered(1, "second", 0)],
+            0,
+        )
+        .unwrap();
+    store
+        .enqueue(&[], vec![delivery(2, "other", 0)], 0)
+        .unwrap();
+    let leased = store.lease(0, 10).unwrap();
+    let events: Vec<&str> = leased.iter().map(|d| d.event_ids[0].as_str()).collect();
+    assert_eq!(events, ["first", "other"]);
+    let head = leased[0].id;
+    assert!(store.lease(0, 10).unwrap().is_empty(), "head in flight");
+    // The head waits for a retry; the second is due now but must not overtake it.
+    store
+        .reschedule(head, 500, attempt(1, 1, "http 500"))
+        .unwrap();
+    assert!(
+        store.lease(100, 10).unwrap().is_empty(),
+        "second overtook the head"
+    );
+    let retried = store.lease(500, 10).unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].id, head);
+    store.complete(head, attempt(2, 501, "delivered")).unwrap();
+    let next = store.lease(501, 10).unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].event_ids, ["second"]);
+}
+
+#[test]
+fn held_subscription_keeps_its_deliveries_until_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .enqueue(
+            &[],
+            vec![
+                delivery(1, "a", 0),
+                delivery(1, "b", 0),
+                delivery(2, "c", 0),
+            ],
+            0,
+        )
+        .unwrap();
+    let in_flight = store.lease_where(0, 1, |sub| sub == 1).unwrap();
+    assert_eq!(in_flight.len(), 1);
+    store.hold_subscription(1).unwrap();
+    assert_eq!(store.subscription_counts(1).unwrap().held, 1);
+    let leased = store.lease(0, 10).unwrap();
+    assert_eq!(
+        leased.iter().map(|d| d.subscription_id).collect::<Vec<_>>(),
+        [2]
+    );
+    store
+        .complete(leased[0].id, attempt(1, 1, "delivered"))
+        .unwrap();
+    // The one in flight comes back held.
+    store
+        .reschedule(in_flight[0].id, 0, attempt(1, 1, "http 500"))
+        .unwrap();
+    // New deliveries for it land held.
+    let receipt = store.enqueue(&[], vec![delivery(1, "d", 0)], 2).unwrap();
+    assert_eq!(
+        store
+            .delivery(receipt.delivery_ids[0])
+            .unwrap()
+            .unwrap()
+            .state,
+        DeliveryState::Held
+    );
+    assert_eq!(
+        store.subscription_counts(1).unwrap(),
+        Counts {
+            held: 3,
+            ..Counts::default()
+        }
+    );
+    assert!(store.lease(10, 10).unwrap().is_empty());
+    // Held survives a reopen.
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.subscription_counts(1).unwrap().held, 3);
+    assert!(store.lease(10, 10).unwrap().is_empty());
+    assert_eq!(store.resume_subscription(1, 20).unwrap(), 3);
+    assert_eq!(store.subscription_counts(1).unwrap().due, 3);
+    let resumed = store.lease(20, 10).unwrap();
+    assert_eq!(resumed.len(), 3);
+    // A release of a held subscription's delivery holds it too.
+    store.hold_subscription(1).unwrap();
+    store.release(resumed[0].id, 20).unwrap();
+    assert_eq!(
+        store.delivery(resumed[0].id).unwrap().unwrap().state,
+        DeliveryState::Held
+    );
+}
+
+#[test]
+fn delivery_in_flight_of_a_held_subscription_stays_held_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.enqueue(&[], vec![delivery(1, "a", 0)], 0).unwrap();
+    let leased = store.lease(0, 1).unwrap();
+    store.hold_subscription(1).unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert!(
+        store.lease(10, 10).unwrap().is_empty(),
+        "a held delivery was leased"
+    );
+    assert_eq!(
+        store.delivery(leased[0].id).unwrap().unwrap().state,
+        DeliveryState::Held
+    );
+    assert_eq!(store.subscription_counts(1).unwrap().held, 1);
+    assert_eq!(store.resume_subscription(1, 10).unwrap(), 1);
+    assert_eq!(store.lease(10, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn dead_letters_are_listed_replayed_and_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let new: Vec<NewDelivery> = [(1, "a"), (1, "b"), (2, "c")]
+        .iter()
+        .map(|(sub, e)| delivery(*sub, e, 0))
+        .collect();
+    store.enqueue(&[], new, 0).unwrap();
+    for (d, at) in store.lease(0, 10).unwrap().iter().zip([100, 200, 300]) {
+        store
+            .reschedule(d.id, 0, attempt(1, at - 50, "http 500"))
+            .unwrap();
+    }
+    for (d, at) in store.lease(0, 10).unwrap().iter().zip([100, 200, 300]) {
+        store.dead_letter(d.id, attempt(2, at, "gone")).unwrap();
+    }
+    let events = |list: Vec<callout_store::Delivery>| -> Vec<String> {
+        list.into_iter().map(|d| d.event_ids[0].clone()).collect()
+    };
+    assert_eq!(
+        events(store.dead_letters(None, 0, u64::MAX).unwrap()),
+        ["a", "b", "c"]
+    );
+    assert_eq!(
+        events(store.dead_letters(Some(1), 0, u64::MAX).unwrap()),
+        ["a", "b"]
+    );
+    assert_eq!(events(store.dead_letters(None, 150, 300).unwrap()), ["b"]);
+    assert_eq!(store.counts().unwrap().dead, 3);
+
+    // Replay sub 1's: due again, attempts reset, history kept.
+    assert_eq!(store.replay_dead(Some(1), 0, u64::MAX, 1_000).unwrap(), 2);
+    assert_eq!(store.counts().unwrap().dead, 1);
+    assert_eq!(store.counts().unwrap().due, 2);
+    let replayed = store.lease(1_000, 10).unwrap();
+    assert_eq!(replayed.len(), 2);
+    assert!(replayed
+        .iter()
+        .all(|d| d.attempts == 0 && d.due_at <= 1_000));
+    let a = replayed[0].id;
+    assert_eq!(store.attempts_for_delivery(a).unwrap().len(), 2);
+    // The first attempt after the replay adds to the history, not over it.
+    store.complete(a, attempt(1, 1_001, "delivered")).unwrap();
+    let history = store.attempts_for_delivery(a).unwrap();
+    let outcomes: Vec<&str> = history.iter().map(|x| x.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["http 500", "gone", "delivered"]);
+    assert_eq!(
+        store.attempts_for_subscription(1, 1).unwrap()[0].1.at,
+        1_001
+    );
+
+    // Purge the rest.
+    assert_eq!(store.purge_dead(None, 0, u64::MAX).unwrap(), 1);
+    assert!(store.dead_letters(None, 0, u64::MAX).unwrap().is_empty());
+    assert_eq!(store.counts().unwrap().dead, 0);
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.counts().unwrap().dead, 0);
+    assert!(store.dead_letters(None, 0, u64::MAX).unwrap().is_empty());
+}
+
+#[test]
+fn deliveries_in_flight_when_dropped_are_due_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .enqueue(&[], vec![delivery(1, "a", 0), delivery(1, "b", 0)], 0)
+        .unwrap();
+    let leased = store.lease(0, 10).unwrap();
+    assert_eq!(leased.len(), 2);
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(
+        store.counts().unwrap(),
+        Counts {
+            due: 2,
+            ..Counts::default()
+        }
+    );
+    let again = store.lease(0, 10).unwrap();
+    assert_eq!(again.len(), 2);
+    assert_eq!(
+        store.next_due_at().unwrap(),
+        Some(300_000),
+        "only leases left"
+    );
+}
