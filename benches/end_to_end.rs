@@ -41,7 +41,11 @@ fn rig() -> Rig {
         .subscriptions()
         .create(Subscription::new(url).events(["contact.*"]).secret(SECRET))
         .expect("subscription");
-    Rig { engine, received, _dir: dir }
+    Rig {
+        engine,
+        received,
+        _dir: dir,
+    }
 }
 
 fn event(i: u64) -> Event {
@@ -68,7 +72,8 @@ fn end_to_end(c: &mut Criterion) {
     // The ceiling: raw ureq keep-alive POSTs of the same size, from as many threads as workers.
     let raw_url = start_receiver(Arc::new(|_: &[u8]| {}));
     let agent = raw_agent();
-    let body = serde_json::to_vec(&serde_json::json!({"data": "x".repeat(900)})).unwrap_or_default();
+    let body =
+        serde_json::to_vec(&serde_json::json!({"data": "x".repeat(900)})).unwrap_or_default();
     group.throughput(Throughput::Elements(1));
     group.bench_function(BenchmarkId::new("raw_ureq", WORKERS), |b| {
         b.iter_custom(|iters| run_split(iters, WORKERS, |_| raw_send(&agent, &raw_url, &body, &[])))

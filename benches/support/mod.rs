@@ -121,4 +121,3 @@ pub fn run_split(total: u64, threads: usize, one: impl Fn(u64) + Sync) -> Durati
     });
     started.elapsed()
 }
-
