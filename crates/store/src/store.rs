@@ -24,6 +24,7 @@ const LEASED: u8 = b'f'; // f until id -> ()
 const PENDING: u8 = b'p'; // p sub id -> () (due, in flight or held)
 const HELD: u8 = b'h'; // h sub id -> ()
 const DEAD: u8 = b'x'; // x sub id -> ()
+
 // Attempts are keyed by time as well as number: a replayed dead letter starts again at attempt
 // 1, and its new attempts must add to the history, not overwrite it.
 const ATTEMPT: u8 = b'a'; // a id at n -> Attempt
@@ -164,6 +165,9 @@ impl Ops {
         }
     }
 }
+
+/// The fewest due-index entries one lease call may walk.
+const LEASE_SCAN_MIN: usize = 512;
 
 /// How long a flushing writer waits for writers already under way to join its flush.
 const GATHER: Duration = Duration::from_micros(50);
@@ -701,10 +705,16 @@ impl Store {
         let mut leased = Vec::new();
         let mut ordered_taken = HashSet::new();
         let end = key(DUE, &[now_ms.saturating_add(1), 0]);
+        // Bounds the work of one call: deliveries passed over (their subscription at its bound,
+        // or waiting behind an ordered head) would otherwise be walked on every call, making a
+        // large backlog quadratic. The cost: due deliveries beyond this many passed-over ones
+        // wait for a later call.
+        let mut budget = max.saturating_mul(64).max(LEASE_SCAN_MIN);
         for item in self.queue.range(key(DUE, &[0, 0])..end) {
-            if leased.len() >= max {
+            if leased.len() >= max || budget == 0 {
                 break;
             }
+            budget -= 1;
             let (due_key, entry) = item?;
             let id = part(&due_key, 9);
             let known = (entry.len() == 9).then(|| (part(&entry, 0), entry[8] == 1));
