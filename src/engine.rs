@@ -451,10 +451,22 @@ fn new_event_id() -> String {
     format!("evt_{}", uuid::Uuid::new_v4().simple())
 }
 
+/// How often the dispatcher drops history past retention.
+const PRUNE_EVERY_MS: u64 = 60_000;
+
 /// Leases due deliveries and hands them to the workers, within each subscription's bounds.
 fn dispatcher(inner: &Inner, jobs: &Tx<Job>, wake: &Receiver<()>) {
+    let mut pruned_at = 0u64;
     while !inner.stopping.load(Ordering::SeqCst) {
         let now = inner.clock.now_ms();
+        // Attempts past retention and remembered event ids go a bounded slice at a time, so
+        // the store does not grow with history and no call stalls the queue.
+        if now.saturating_sub(pruned_at) >= PRUNE_EVERY_MS {
+            pruned_at = now;
+            if let Err(error) = inner.store.prune(now, 10_000) {
+                tracing::error!(%error, "prune failed");
+            }
+        }
         let room = jobs.capacity().unwrap_or(1).saturating_sub(jobs.len());
         let leased = if room == 0 {
             Vec::new()
