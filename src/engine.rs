@@ -341,6 +341,17 @@ impl Engine {
         let inner = &self.inner;
         let now = inner.clock.now_ms();
         let mut events = events;
+        // An id repeated inside the batch is a duplicate of its first occurrence; the store
+        // catches repeats across calls.
+        let mut repeated = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        events.retain(|e| match &e.event_id {
+            Some(id) if !seen.insert(id.clone()) => {
+                repeated.push(id.clone());
+                false
+            }
+            _ => true,
+        });
         // Only ids the host chose can repeat; generated ones are unique and need no memory.
         let host_ids: Vec<String> = events.iter().filter_map(|e| e.event_id.clone()).collect();
         for event in &mut events {
@@ -397,7 +408,11 @@ impl Engine {
         Ok(Receipt {
             event_ids,
             deliveries: receipt.delivery_ids,
-            duplicates: receipt.duplicate_event_ids,
+            duplicates: {
+                let mut all = receipt.duplicate_event_ids;
+                all.extend(repeated);
+                all
+            },
         })
     }
 

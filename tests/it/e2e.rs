@@ -426,6 +426,16 @@ fn duplicate_event_ids_are_not_enqueued_twice() {
     assert_eq!(first.deliveries.len(), 1);
     assert!(again.deliveries.is_empty());
     assert_eq!(again.duplicates, ["host-1"]);
+    // Inside one batch, the second occurrence is the duplicate.
+    let batch = engine
+        .publish_batch(vec![
+            Event::created("Ticket", "2").event_id("host-2"),
+            Event::created("Ticket", "2").event_id("host-2"),
+        ])
+        .unwrap();
+    assert_eq!(batch.deliveries.len(), 1);
+    assert_eq!(batch.duplicates, ["host-2"]);
+    assert_eq!(receiver.wait_for("/dup", 2, WAIT).len(), 2);
 }
 
 #[test]
