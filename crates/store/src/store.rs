@@ -6,10 +6,10 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use callout_core::{Part, Pattern, Subscription};
-use sled::{Batch, Db, Tree};
+use sled::{Batch, Db, IVec, Tree};
 
 use crate::codec::{self, key, part};
 use crate::error::StoreError;
@@ -91,6 +91,19 @@ struct Book {
     next_delivery: u64,
     /// Host event ids enqueued but not yet applied (see `FlushState::pending`).
     pending_seen: HashSet<String>,
+    /// Write-behind buffer of settles (complete, reschedule, release, dead letter), applied as
+    /// one batch by the next lease, read or flush, or once it holds [`BEHIND_MAX`] settles or
+    /// is [`BEHIND_AGE`] old. sled pays a log write per `apply_batch` (about 50-100 us here),
+    /// which made one settle cost more than leasing and enqueueing its delivery together.
+    /// Settles were never flushed by the call (see [`Store::complete`]), so buffering them
+    /// changes no promise: a crash before they reach disk leaves their deliveries in flight,
+    /// and reopening makes them due again (at least once).
+    behind: Ops,
+    /// Deliveries with a settle in `behind`: a second settle of one applies the buffer first,
+    /// so it sees the first.
+    behind_ids: HashSet<u64>,
+    /// When the oldest settle in `behind` was buffered.
+    behind_since: Option<Instant>,
 }
 
 impl Book {
@@ -144,16 +157,30 @@ struct FlushState {
     flushes: u64,
 }
 
-/// Writes of one enqueue, waiting to be applied with the others of the same group commit.
+/// Writes of one state change, in order, before they become one sled batch: an enqueue's wait
+/// for the group commit, a settle's in the write-behind buffer (see [`Book::behind`]), or any
+/// other change's until it is applied. Unlike `sled::Batch`, two of these can be merged.
 #[derive(Default)]
 struct Ops {
-    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    writes: Vec<(IVec, Option<IVec>)>,
 }
 
 impl Ops {
-    fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl AsRef<[u8]>) {
+    fn insert(&mut self, key: impl Into<IVec>, value: impl AsRef<[u8]>) {
         self.writes
-            .push((key.into(), Some(value.as_ref().to_vec())));
+            .push((key.into(), Some(IVec::from(value.as_ref()))));
+    }
+
+    fn remove(&mut self, key: impl Into<IVec>) {
+        self.writes.push((key.into(), None));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    fn append(&mut self, other: Ops) {
+        self.writes.extend(other.writes);
     }
 
     fn into_batch(self, batch: &mut Batch) {
@@ -165,6 +192,11 @@ impl Ops {
         }
     }
 }
+
+/// Settles the write-behind buffer holds before it applies them.
+const BEHIND_MAX: usize = 256;
+/// The longest a settle waits in the write-behind buffer when the store is in use.
+const BEHIND_AGE: Duration = Duration::from_millis(50);
 
 /// The fewest due-index entries one lease call may walk.
 const LEASE_SCAN_MIN: usize = 512;
@@ -304,7 +336,7 @@ impl Store {
             let (k, _) = item?;
             book.held.insert(part(&k, 1));
         }
-        let mut batch = Batch::default();
+        let mut batch = Ops::default();
         for item in self.queue.scan_prefix([DELIVERY]) {
             let (k, v) = item?;
             let mut delivery: Delivery = match codec::decode(&k, &v) {
@@ -327,13 +359,43 @@ impl Store {
             let (k, v) = item?;
             book.counts(part(&k, 1)).delivered = part(&v, 0);
         }
-        self.queue.apply_batch(batch)?;
+        self.apply(batch)?;
         self.queue.flush()?;
         Ok(())
     }
 
     fn book(&self) -> Result<MutexGuard<'_, Book>, StoreError> {
         self.book.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    /// Applies one state change's writes as one atomic sled batch.
+    fn apply(&self, ops: Ops) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::default();
+        ops.into_batch(&mut batch);
+        self.queue.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Applies the buffered settles (see [`Book::behind`]) as one batch. Every path that reads
+    /// the queue tree or writes to it outside the group commit calls this first, under the
+    /// book lock, so it sees every settle and orders its writes after them.
+    fn apply_behind(&self, book: &mut Book) -> Result<(), StoreError> {
+        if book.behind.is_empty() {
+            return Ok(());
+        }
+        let ops = std::mem::take(&mut book.behind);
+        book.behind_ids.clear();
+        book.behind_since = None;
+        self.apply(ops)
+    }
+
+    /// [`Store::apply_behind`] for callers that do not hold the book lock.
+    fn catch_up(&self) -> Result<(), StoreError> {
+        let mut book = self.book()?;
+        self.apply_behind(&mut book)
     }
 
     fn move_aside(&self, k: &[u8], v: &[u8], error: &StoreError) -> Result<(), StoreError> {
@@ -360,6 +422,7 @@ impl Store {
 
     /// Makes everything written so far durable now.
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.catch_up()?;
         self.db.flush()?;
         Ok(())
     }
@@ -699,9 +762,10 @@ impl Store {
         mut wanted: impl FnMut(u64) -> bool,
     ) -> Result<Vec<Delivery>, StoreError> {
         let mut book = self.book()?;
+        self.apply_behind(&mut book)?;
         self.reclaim_expired(&mut book, now_ms)?;
         let until = now_ms + self.config.lease.as_millis() as u64;
-        let mut batch = Batch::default();
+        let mut batch = Ops::default();
         let mut leased = Vec::new();
         let mut ordered_taken = HashSet::new();
         let end = key(DUE, &[now_ms.saturating_add(1), 0]);
@@ -749,12 +813,12 @@ impl Store {
                 ordered_taken.insert(sub);
             }
             batch.remove(due_key);
-            batch.insert(key(LEASED, &[until, id]), &[]);
+            batch.insert(key(LEASED, &[until, id]), []);
             delivery.state = DeliveryState::InFlight { until };
             batch.insert(dk, codec::encode(&delivery));
             leased.push(delivery);
         }
-        self.queue.apply_batch(batch)?;
+        self.apply(batch)?;
         for d in &leased {
             book.leave(d.subscription_id, DeliveryState::Due);
             book.enter(d.subscription_id, d.state);
@@ -792,7 +856,7 @@ impl Store {
     }
 
     fn reclaim_expired(&self, book: &mut Book, now_ms: u64) -> Result<(), StoreError> {
-        let mut batch = Batch::default();
+        let mut batch = Ops::default();
         let mut moved = Vec::new();
         for item in self
             .queue
@@ -816,7 +880,7 @@ impl Store {
         if moved.is_empty() {
             return Ok(());
         }
-        self.queue.apply_batch(batch)?;
+        self.apply(batch)?;
         for (sub, ordered, target) in moved {
             tracing::warn!(
                 subscription = sub,
@@ -835,17 +899,17 @@ impl Store {
     /// the new state.
     fn requeue(
         &self,
-        batch: &mut Batch,
+        batch: &mut Ops,
         delivery: &mut Delivery,
         book: &Book,
         due_at: u64,
     ) -> DeliveryState {
         delivery.due_at = due_at;
         if book.held.contains(&delivery.subscription_id) {
-            batch.insert(key(HELD, &[delivery.subscription_id, delivery.id]), &[]);
+            batch.insert(key(HELD, &[delivery.subscription_id, delivery.id]), []);
             delivery.state = DeliveryState::Held;
         } else {
-            batch.insert(key(DUE, &[due_at, delivery.id]), &due_entry(delivery));
+            batch.insert(key(DUE, &[due_at, delivery.id]), due_entry(delivery));
             delivery.state = DeliveryState::Due;
         }
         delivery.state
@@ -856,10 +920,13 @@ impl Store {
         &self,
         id: u64,
         attempt: Option<Attempt>,
-        finish: impl FnOnce(&mut Batch, &mut Delivery, &mut Book) -> Option<DeliveryState>,
+        finish: impl FnOnce(&mut Ops, &mut Delivery, &mut Book) -> Option<DeliveryState>,
     ) -> Result<(), StoreError> {
         {
             let mut book = self.book()?;
+            if book.behind_ids.contains(&id) {
+                self.apply_behind(&mut book)?;
+            }
             let dk = key(DELIVERY, &[id]);
             let bytes = self
                 .queue
@@ -870,14 +937,14 @@ impl Store {
                 return Err(StoreError::UnknownDelivery(id));
             };
             let sub = delivery.subscription_id;
-            let mut batch = Batch::default();
+            let mut batch = Ops::default();
             batch.remove(key(LEASED, &[until, id]));
             if let Some(mut attempt) = attempt {
                 attempt.excerpt = attempt.excerpt.chars().take(1024).collect();
                 let at = attempt.at;
                 let n = u64::from(attempt.number);
                 batch.insert(key(ATTEMPT, &[id, at, n]), codec::encode(&attempt));
-                batch.insert(key(BY_SUB, &[sub, at, id, n]), &[]);
+                batch.insert(key(BY_SUB, &[sub, at, id, n]), []);
                 delivery.attempts = delivery.attempts.max(attempt.number);
             }
             let next = finish(&mut batch, &mut delivery, &mut book);
@@ -888,7 +955,12 @@ impl Store {
                 }
                 None => batch.remove(dk),
             }
-            self.queue.apply_batch(batch)?;
+            book.behind.append(batch);
+            book.behind_ids.insert(id);
+            let since = *book.behind_since.get_or_insert_with(Instant::now);
+            if book.behind_ids.len() >= BEHIND_MAX || since.elapsed() >= BEHIND_AGE {
+                self.apply_behind(&mut book)?;
+            }
             book.leave(sub, DeliveryState::InFlight { until });
             if let Some(state) = next {
                 book.enter(sub, state);
@@ -897,10 +969,10 @@ impl Store {
                 book.ordered_in_flight.remove(&sub);
             }
         }
-        // Not flushed here: an outcome lost in a crash leaves the delivery in flight, and
-        // reopening returns it to the queue, so it is sent again (at least once). Waiting for
-        // a flush per attempt would make the workers, not the receivers, the bottleneck. sled
-        // writes it within 500 ms anyway.
+        // Not flushed here, and only buffered (see `Book::behind`): an outcome lost in a crash
+        // leaves the delivery in flight, and reopening returns it to the queue, so it is sent
+        // again (at least once). Waiting for a flush per attempt would make the workers, not
+        // the receivers, the bottleneck.
         Ok(())
     }
 
@@ -909,12 +981,12 @@ impl Store {
         let at = attempt.at;
         self.settle(id, Some(attempt), |batch, d, book| {
             batch.remove(key(PENDING, &[d.subscription_id, d.id]));
-            batch.insert(key(FINISHED, &[at, d.id, d.subscription_id]), &[]);
+            batch.insert(key(FINISHED, &[at, d.id, d.subscription_id]), []);
             let counts = book.counts(d.subscription_id);
             counts.delivered += 1;
             batch.insert(
                 key(DELIVERED, &[d.subscription_id]),
-                &counts.delivered.to_be_bytes(),
+                counts.delivered.to_be_bytes(),
             );
             None
         })
@@ -940,7 +1012,7 @@ impl Store {
         let at = attempt.at;
         self.settle(id, Some(attempt), |batch, d, _| {
             batch.remove(key(PENDING, &[d.subscription_id, d.id]));
-            batch.insert(key(DEAD, &[d.subscription_id, d.id]), &[]);
+            batch.insert(key(DEAD, &[d.subscription_id, d.id]), []);
             Some(DeliveryState::Dead { at })
         })
     }
@@ -949,9 +1021,10 @@ impl Store {
     /// [`Store::resume_subscription`]; ones in flight are held when they come back.
     pub fn hold_subscription(&self, sub: u64) -> Result<(), StoreError> {
         let mut book = self.book()?;
+        self.apply_behind(&mut book)?;
         book.held.insert(sub);
-        let mut batch = Batch::default();
-        batch.insert(key(HELD_SUB, &[sub]), &[]);
+        let mut batch = Ops::default();
+        batch.insert(key(HELD_SUB, &[sub]), []);
         let mut moved = 0;
         for item in self.queue.scan_prefix(key(PENDING, &[sub])) {
             let (pk, _) = item?;
@@ -965,13 +1038,13 @@ impl Store {
             };
             if d.state == DeliveryState::Due {
                 batch.remove(key(DUE, &[d.due_at, id]));
-                batch.insert(key(HELD, &[sub, id]), &[]);
+                batch.insert(key(HELD, &[sub, id]), []);
                 d.state = DeliveryState::Held;
                 batch.insert(dk, codec::encode(&d));
                 moved += 1;
             }
         }
-        self.queue.apply_batch(batch)?;
+        self.apply(batch)?;
         let c = book.counts(sub);
         c.due -= moved.min(c.due);
         c.held += moved;
@@ -982,8 +1055,9 @@ impl Store {
     /// Releases a held subscription's deliveries, due at `now_ms`.
     pub fn resume_subscription(&self, sub: u64, now_ms: u64) -> Result<u64, StoreError> {
         let mut book = self.book()?;
+        self.apply_behind(&mut book)?;
         book.held.remove(&sub);
-        let mut batch = Batch::default();
+        let mut batch = Ops::default();
         batch.remove(key(HELD_SUB, &[sub]));
         let mut moved = 0;
         for item in self.queue.scan_prefix(key(HELD, &[sub])) {
@@ -999,11 +1073,11 @@ impl Store {
             };
             d.state = DeliveryState::Due;
             d.due_at = d.due_at.min(now_ms);
-            batch.insert(key(DUE, &[d.due_at, id]), &due_entry(&d));
+            batch.insert(key(DUE, &[d.due_at, id]), due_entry(&d));
             batch.insert(dk, codec::encode(&d));
             moved += 1;
         }
-        self.queue.apply_batch(batch)?;
+        self.apply(batch)?;
         let c = book.counts(sub);
         c.held -= moved.min(c.held);
         c.due += moved;
@@ -1014,6 +1088,7 @@ impl Store {
 
     /// When the next delivery is due or the next lease expires, if any.
     pub fn next_due_at(&self) -> Result<Option<u64>, StoreError> {
+        self.catch_up()?;
         let due = self
             .queue
             .scan_prefix([DUE])
@@ -1036,6 +1111,7 @@ impl Store {
 
     /// A delivery by id, in any state.
     pub fn delivery(&self, id: u64) -> Result<Option<Delivery>, StoreError> {
+        self.catch_up()?;
         let dk = key(DELIVERY, &[id]);
         self.queue
             .get(&dk)?
@@ -1047,6 +1123,7 @@ impl Store {
 
     /// Every attempt of a delivery, oldest first.
     pub fn attempts_for_delivery(&self, id: u64) -> Result<Vec<Attempt>, StoreError> {
+        self.catch_up()?;
         self.queue
             .scan_prefix(key(ATTEMPT, &[id]))
             .map(|item| {
@@ -1063,6 +1140,7 @@ impl Store {
         sub: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Attempt)>, StoreError> {
+        self.catch_up()?;
         let mut out = Vec::new();
         for item in self.queue.scan_prefix(key(BY_SUB, &[sub])).rev() {
             if out.len() >= limit {
@@ -1085,6 +1163,7 @@ impl Store {
         from_ms: u64,
         to_ms: u64,
     ) -> Result<Vec<Delivery>, StoreError> {
+        self.catch_up()?;
         let prefix = match sub {
             Some(s) => key(DEAD, &[s]),
             None => vec![DEAD],
@@ -1113,18 +1192,19 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let dead = self.dead_letters(sub, from_ms, to_ms)?;
         let mut book = self.book()?;
-        let mut batch = Batch::default();
+        self.apply_behind(&mut book)?;
+        let mut batch = Ops::default();
         let mut moved = Vec::new();
         for mut d in dead {
             let state = d.state;
             batch.remove(key(DEAD, &[d.subscription_id, d.id]));
-            batch.insert(key(PENDING, &[d.subscription_id, d.id]), &[]);
+            batch.insert(key(PENDING, &[d.subscription_id, d.id]), []);
             d.attempts = 0;
             let target = self.requeue(&mut batch, &mut d, &book, now_ms);
             batch.insert(key(DELIVERY, &[d.id]), codec::encode(&d));
             moved.push((d.subscription_id, state, target));
         }
-        self.queue.apply_batch(batch)?;
+        self.apply(batch)?;
         for (sub, from, to) in &moved {
             book.leave(*sub, *from);
             book.enter(*sub, *to);
@@ -1144,15 +1224,16 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let dead = self.dead_letters(sub, from_ms, to_ms)?;
         let mut book = self.book()?;
-        let mut batch = Batch::default();
+        self.apply_behind(&mut book)?;
+        let mut batch = Ops::default();
         for d in &dead {
             batch.remove(key(DEAD, &[d.subscription_id, d.id]));
             batch.remove(key(DELIVERY, &[d.id]));
             if let DeliveryState::Dead { at } = d.state {
-                batch.insert(key(FINISHED, &[at, d.id, d.subscription_id]), &[]);
+                batch.insert(key(FINISHED, &[at, d.id, d.subscription_id]), []);
             }
         }
-        self.queue.apply_batch(batch)?;
+        self.apply(batch)?;
         for d in &dead {
             book.leave(d.subscription_id, d.state);
         }
@@ -1165,8 +1246,9 @@ impl Store {
     /// attempt retention, and remembered event ids older than the dedup retention. Bounded to
     /// `max` records per call so it never stalls writers; returns how many were removed.
     pub fn prune(&self, now_ms: u64, max: usize) -> Result<usize, StoreError> {
-        let _book = self.book()?;
-        let mut batch = Batch::default();
+        let mut book = self.book()?;
+        self.apply_behind(&mut book)?;
+        let mut batch = Ops::default();
         let mut removed = 0;
         let attempts_before =
             now_ms.saturating_sub(self.config.attempt_retention.as_millis() as u64);
@@ -1207,7 +1289,7 @@ impl Store {
             batch.remove(tk);
             removed += 1;
         }
-        self.queue.apply_batch(batch)?;
+        self.apply(batch)?;
         Ok(removed)
     }
 
@@ -1236,12 +1318,14 @@ impl Store {
 
     /// The size of the store's files on disk, in bytes.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.catch_up()?;
         Ok(self.db.size_on_disk()?)
     }
 }
 
 impl Drop for Store {
     fn drop(&mut self) {
+        let _ = self.catch_up();
         let _ = self.db.flush();
         if let Ok(canonical) = self.path.canonicalize() {
             if let Ok(mut closed) = CLOSED.lock() {
