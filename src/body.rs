@@ -16,24 +16,30 @@ use callout_core::{rfc3339, CompiledSubscription, Event};
 /// the value to put there, or `None` to leave the field as it is.
 pub type Expander = dyn Fn(&Event, &str) -> Option<Value> + Send + Sync;
 
+/// The event with the subscription's `expand` paths resolved by the host's expander.
+pub(crate) fn expanded(
+    sub: &CompiledSubscription,
+    event: &Event,
+    expander: Option<&Expander>,
+) -> Event {
+    let mut event = event.clone();
+    if let (Some(expand), Some(options)) = (expander, sub.entity_options(&event.entity)) {
+        for path in &options.expand {
+            if let Some(value) = expand(&event, path) {
+                set_path(&mut event.data, path, value);
+            }
+        }
+    }
+    event
+}
+
 /// One event as a subscription sees it.
 pub(crate) fn item(
     sub: &CompiledSubscription,
     event: &Event,
     expander: Option<&Expander>,
 ) -> Value {
-    let mut fields = event.data.clone();
-    if let (Some(expand), Some(options)) = (expander, sub.entity_options(&event.entity)) {
-        for path in &options.expand {
-            if let Some(value) = expand(event, path) {
-                set_path(&mut fields, path, value);
-            }
-        }
-    }
-    let shaped = sub.shape_data(&Event {
-        data: fields,
-        ..event.clone()
-    });
+    let shaped = sub.shape_data(&expanded(sub, event, expander));
     let name = event.name();
     let mut item = Map::new();
     item.insert("event_id".into(), json!(event.event_id));

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, Sender as Tx};
 use serde_json::json;
 
-use callout_core::{CompiledSubscription, Event, Matcher, State, Subscription};
+use callout_core::{vendor, CompiledSubscription, Event, Matcher, Profile, State, Subscription};
 use callout_deliver::{AllowList, Sender, SenderConfig, Timeouts, Verdict};
 use callout_store::{Durability, Store, StoreConfig};
 
@@ -57,6 +57,7 @@ pub struct EngineBuilder {
     max_in_flight_per_subscription: usize,
     hourly_threshold: Option<u64>,
     poll: Duration,
+    pipeliner: vendor::pipeliner::PipelinerContext,
 }
 
 impl EngineBuilder {
@@ -142,6 +143,12 @@ impl EngineBuilder {
         self
     }
 
+    /// What Pipeliner bodies carry besides the subscription: the team space and application.
+    pub fn pipeliner_context(mut self, context: vendor::pipeliner::PipelinerContext) -> Self {
+        self.pipeliner = context;
+        self
+    }
+
     /// How often the dispatcher looks at the clock when nothing wakes it (default 50 ms).
     pub fn poll_interval(mut self, poll: Duration) -> Self {
         self.poll = poll.max(Duration::from_millis(1));
@@ -192,6 +199,7 @@ pub(crate) struct Inner {
     stopping: AtomicBool,
     wake: Tx<()>,
     poll: Duration,
+    pipeliner: vendor::pipeliner::PipelinerContext,
 }
 
 enum Job {
@@ -243,6 +251,7 @@ impl Engine {
             max_in_flight_per_subscription: 0,
             hourly_threshold: None,
             poll: Duration::from_millis(50),
+            pipeliner: Default::default(),
         }
     }
 
@@ -298,6 +307,7 @@ impl Engine {
             stopping: AtomicBool::new(false),
             wake: wake_tx,
             poll: b.poll,
+            pipeliner: b.pipeliner,
         });
         let mut threads = Vec::new();
         for n in 0..b.workers {
@@ -381,22 +391,56 @@ impl Engine {
         let mut deliveries = Vec::new();
         for (sub, matched) in &per_subscription {
             let s = sub.subscription();
-            let chunks = callout_store::chunk(
-                matched,
-                s.chunk_size as usize,
-                s.chunk_delay.max(0) as u64,
-                now,
-            );
+            // Autotask and SuperOffice send one event per request; the others chunk.
+            let chunk_size = match s.profile {
+                Profile::Autotask | Profile::Superoffice => 1,
+                Profile::Standard | Profile::Pipeliner => s.chunk_size as usize,
+            };
+            let chunks =
+                callout_store::chunk(matched, chunk_size, s.chunk_delay.max(0) as u64, now);
+            let mut sequence = match s.profile {
+                Profile::Autotask => inner.store.reserve_sequence(s.id, chunks.len() as u64)?,
+                _ => 0,
+            };
             for (due_at, chunk) in chunks {
                 let name = chunk
                     .first()
                     .map(|e| e.name().to_string())
                     .unwrap_or_default();
+                let body = match s.profile {
+                    Profile::Standard => body::standard(sub, chunk, now, expander),
+                    Profile::Pipeliner => {
+                        let events: Vec<Event> = chunk
+                            .iter()
+                            .map(|e| body::expanded(sub, e, expander))
+                            .collect();
+                        vendor::pipeliner::chunk_body(sub, &events, &inner.pipeliner)
+                    }
+                    Profile::Autotask | Profile::Superoffice => {
+                        let Some(event) = chunk.first().map(|e| body::expanded(sub, e, expander))
+                        else {
+                            continue;
+                        };
+                        if s.profile == Profile::Autotask {
+                            sequence += 1;
+                            vendor::autotask::callout_body(
+                                sub,
+                                &event,
+                                sequence - 1,
+                                Default::default(),
+                            )
+                        } else {
+                            let event_id = uuid::Uuid::new_v4().to_string();
+                            let ticks = event.occurred_at.unwrap_or(now).saturating_mul(10_000);
+                            vendor::superoffice::callout_body(sub, &event, &event_id, ticks)
+                        }
+                    }
+                };
                 deliveries.push(callout_store::NewDelivery {
                     subscription_id: s.id,
                     event_ids: chunk.iter().filter_map(|e| e.event_id.clone()).collect(),
                     event_type: name,
-                    body: body::standard(sub, chunk, now, expander),
+                    body,
                     due_at,
                     ordered: s.ordered,
                 });
@@ -850,20 +894,22 @@ fn call_deactivation_url(inner: &Inner, sub: &Subscription, reason: &str) {
         return;
     };
     let now = inner.clock.now_ms();
-    let body = json!({
-        "type": "subscription.deactivated",
-        "timestamp": callout_core::rfc3339(now, 3),
-        "data": {"subscription_id": sub.id, "guid": sub.guid, "name": sub.name, "state": sub.state.as_str(), "reason": reason},
-    });
+    let body = match sub.profile {
+        // Autotask's receivers get the callout shape with "Action":"Deactivated" (PROFILES.md).
+        Profile::Autotask => {
+            let sequence = inner.store.reserve_sequence(sub.id, 1).unwrap_or(0);
+            vendor::autotask::deactivation_body(sub, sequence, now, None, Default::default())
+        }
+        _ => serde_json::to_vec(&json!({
+            "type": "subscription.deactivated",
+            "timestamp": callout_core::rfc3339(now, 3),
+            "data": {"subscription_id": sub.id, "guid": sub.guid, "name": sub.name, "state": sub.state.as_str(), "reason": reason},
+        }))
+        .unwrap_or_default(),
+    };
     let mut target = sub.clone();
     target.target_url = url.clone();
-    let request = send::request(
-        &target,
-        0,
-        serde_json::to_vec(&body).unwrap_or_default(),
-        now,
-        inner.timeouts,
-    );
+    let request = send::request(&target, 0, 0, body, now, inner.timeouts);
     let outcome = inner.sender.send(&request);
     tracing::info!(subscription = sub.id, verdict = ?outcome.verdict, "deactivation URL called");
 }

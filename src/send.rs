@@ -41,6 +41,7 @@ pub(crate) fn signature(sub: &Subscription) -> Signature {
 pub(crate) fn request(
     sub: &Subscription,
     delivery_id: u64,
+    attempts_made: u32,
     body: Vec<u8>,
     now_ms: u64,
     defaults: Timeouts,
@@ -49,6 +50,9 @@ pub(crate) fn request(
     request.signature = signature(sub);
     request.timestamp = Some(now_ms / 1000);
     request.custom_headers = sub.headers.clone();
+    if sub.profile == Profile::Superoffice {
+        superoffice_headers(&mut request, sub, attempts_made);
+    }
     request.insecure_tls = sub.insecure_tls;
     if sub.connect_timeout_ms.is_some() || sub.timeout_ms.is_some() {
         let mut timeouts = defaults;
@@ -64,6 +68,20 @@ pub(crate) fn request(
         request.timeouts = Some(timeouts);
     }
     request
+}
+
+/// SuperOffice's own headers: the event and EventId, read back from the stored body (it is the
+/// source of truth for both), and how many times this EventId was sent before.
+fn superoffice_headers(request: &mut Request, sub: &Subscription, attempts_made: u32) {
+    let parsed: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
+    let event = parsed["Event"].as_str().unwrap_or_default();
+    let event_id = parsed["EventId"].as_str().unwrap_or_default();
+    request.content_type = Some(callout_core::vendor::superoffice::CONTENT_TYPE.to_string());
+    request.profile_headers =
+        callout_core::vendor::superoffice::headers(sub, event, event_id, attempts_made, false)
+            .into_iter()
+            .filter(|(name, _)| name.to_ascii_lowercase().starts_with("x-superoffice-"))
+            .collect();
 }
 
 /// One attempt's result, in the engine's terms: HTTP and handlers alike.
@@ -103,7 +121,14 @@ pub(crate) fn attempt(
     let (delivery_id, event_type, attempt) = call;
     match &sub.kind {
         Kind::Webhook => sender
-            .send(&request(sub, delivery_id, body, now_ms, defaults))
+            .send(&request(
+                sub,
+                delivery_id,
+                attempt.saturating_sub(1),
+                body,
+                now_ms,
+                defaults,
+            ))
             .into(),
         Kind::Handler(name) => {
             let started = std::time::Instant::now();

@@ -3,7 +3,7 @@
 //! one-byte key prefixes, so that each state change is one atomic `apply_batch`; `corrupt`
 //! holds records that failed to decode, moved aside.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -20,8 +20,13 @@ use crate::model::{
 // Key prefixes of the `queue` tree. Big-endian parts after the tag.
 const DELIVERY: u8 = b'd'; // d id -> Delivery
 const DUE: u8 = b'q'; // q due_at id -> ()
-const LEASED: u8 = b'f'; // f until id -> ()
-const PENDING: u8 = b'p'; // p sub id -> () (due, in flight or held)
+// Leases live in memory only (`Book::leased`): a crash makes every lease void anyway (they
+// return to due on open), so writing them cost sled operations for nothing. `f` keys and
+// `InFlight` records are still read at open, from stores written by earlier builds.
+const LEASED: u8 = b'f'; // f until id -> () (read at open only)
+// Only ordered subscriptions need their pending deliveries in publish order (to find the head);
+// leaving the entry out for the others saves a sled write on enqueue and one on settle.
+const PENDING: u8 = b'p'; // p sub id -> () (ordered only: due, in flight or held)
 const HELD: u8 = b'h'; // h sub id -> ()
 const DEAD: u8 = b'x'; // x sub id -> ()
 
@@ -38,6 +43,7 @@ const NEXT_DELIVERY: &[u8] = b"N";
 // Keys of the `subs` tree.
 const SUB: u8 = b'S';
 const NEXT_SUB: &[u8] = b"#";
+const SEQUENCE: u8 = b'Q'; // Q sub -> next sequence number
 const FORMAT_KEY: &[u8] = b"format";
 
 /// How durable a write is when the call returns.
@@ -104,6 +110,20 @@ struct Book {
     behind_ids: HashSet<u64>,
     /// When the oldest settle in `behind` was buffered.
     behind_since: Option<Instant>,
+    /// Deliveries in flight, by id. On disk they stay as they were when due (due-index entry
+    /// included); leasing skips the ones in here.
+    leased: HashMap<u64, Lease>,
+    /// The same leases by deadline, for `reclaim_expired` and `next_due_at`.
+    deadlines: BTreeSet<(u64, u64)>,
+}
+
+/// A delivery in flight.
+struct Lease {
+    until: u64,
+    /// Its due-index key, still on disk while it is in flight.
+    due_key: IVec,
+    sub: u64,
+    ordered: bool,
 }
 
 impl Book {
@@ -348,7 +368,17 @@ impl Store {
             };
             book.next_delivery = book.next_delivery.max(delivery.id + 1);
             if let DeliveryState::InFlight { until } = delivery.state {
+                // Written by an earlier build, which kept leases on disk.
                 batch.remove(key(LEASED, &[until, delivery.id]));
+                let due_at = delivery.due_at;
+                self.requeue(&mut batch, &mut delivery, &book, due_at);
+                batch.insert(k, codec::encode(&delivery));
+            } else if delivery.state == DeliveryState::Due
+                && book.held.contains(&delivery.subscription_id)
+            {
+                // In flight when the process died, after its subscription was held: it comes
+                // back held, as `reschedule` would have put it.
+                batch.remove(key(DUE, &[delivery.due_at, delivery.id]));
                 let due_at = delivery.due_at;
                 self.requeue(&mut batch, &mut delivery, &book, due_at);
                 batch.insert(k, codec::encode(&delivery));
@@ -539,6 +569,17 @@ impl Store {
         Ok(sub)
     }
 
+    /// Reserves `count` numbers of a subscription's own counter (Autotask's `SequenceNumber`
+    /// counts up per webhook) and returns the first. Made durable by the enqueue that follows.
+    pub fn reserve_sequence(&self, sub: u64, count: u64) -> Result<u64, StoreError> {
+        let _book = self.book()?;
+        let k = key(SEQUENCE, &[sub]);
+        let first = self.subs.get(&k)?.map_or(1, |v| part(&v, 0));
+        self.subs
+            .insert(k, &first.saturating_add(count).to_be_bytes())?;
+        Ok(first)
+    }
+
     /// The subscription with this id.
     pub fn get_subscription(&self, id: u64) -> Result<Option<Subscription>, StoreError> {
         let k = key(SUB, &[id]);
@@ -704,7 +745,9 @@ impl Store {
                         DeliveryState::Due
                     },
                 };
-                batch.insert(key(PENDING, &[delivery.subscription_id, id]), []);
+                if delivery.ordered {
+                    batch.insert(key(PENDING, &[delivery.subscription_id, id]), []);
+                }
                 match delivery.state {
                     DeliveryState::Held => {
                         batch.insert(key(HELD, &[delivery.subscription_id, id]), [])
@@ -764,7 +807,7 @@ impl Store {
         let mut book = self.book()?;
         self.apply_behind(&mut book)?;
         self.reclaim_expired(&mut book, now_ms)?;
-        let until = now_ms + self.config.lease.as_millis() as u64;
+        let until = now_ms.saturating_add(self.config.lease.as_millis() as u64);
         let mut batch = Ops::default();
         let mut leased = Vec::new();
         let mut ordered_taken = HashSet::new();
@@ -781,6 +824,9 @@ impl Store {
             budget -= 1;
             let (due_key, entry) = item?;
             let id = part(&due_key, 9);
+            if book.leased.contains_key(&id) {
+                continue;
+            }
             let known = (entry.len() == 9).then(|| (part(&entry, 0), entry[8] == 1));
             // Decide from the index entry when it can: most passed-over deliveries (a
             // subscription at its bound) then cost no read and no decode.
@@ -812,12 +858,21 @@ impl Store {
             if delivery.ordered {
                 ordered_taken.insert(sub);
             }
-            batch.remove(due_key);
-            batch.insert(key(LEASED, &[until, id]), []);
+            // Nothing is written: the lease lives in memory (see `LEASED`).
             delivery.state = DeliveryState::InFlight { until };
-            batch.insert(dk, codec::encode(&delivery));
+            book.deadlines.insert((until, id));
+            book.leased.insert(
+                id,
+                Lease {
+                    until,
+                    due_key,
+                    sub,
+                    ordered: delivery.ordered,
+                },
+            );
             leased.push(delivery);
         }
+        // Index entries without a record, and undecodable records moved aside.
         self.apply(batch)?;
         for d in &leased {
             book.leave(d.subscription_id, DeliveryState::Due);
@@ -855,16 +910,31 @@ impl Store {
         Ok(head.is_none_or(|h| part(&h, 9) == id))
     }
 
+    /// Voids leases whose deadline has passed: their deliveries are due again (still in the due
+    /// index on disk), or held when their subscription was held meanwhile.
     fn reclaim_expired(&self, book: &mut Book, now_ms: u64) -> Result<(), StoreError> {
         let mut batch = Ops::default();
-        let mut moved = Vec::new();
-        for item in self
-            .queue
-            .range(key(LEASED, &[0, 0])..key(LEASED, &[now_ms, u64::MAX]))
-        {
-            let (lease_key, _) = item?;
-            let id = part(&lease_key, 9);
-            batch.remove(lease_key);
+        while let Some(&(until, id)) = book.deadlines.first() {
+            if until > now_ms {
+                break;
+            }
+            book.deadlines.remove(&(until, id));
+            let Some(lease) = book.leased.remove(&id) else {
+                continue;
+            };
+            tracing::warn!(
+                subscription = lease.sub,
+                delivery = id,
+                "lease expired; delivery returns to the queue"
+            );
+            book.leave(lease.sub, DeliveryState::InFlight { until });
+            if lease.ordered {
+                book.ordered_in_flight.remove(&lease.sub);
+            }
+            if !book.held.contains(&lease.sub) {
+                book.enter(lease.sub, DeliveryState::Due);
+                continue;
+            }
             let dk = key(DELIVERY, &[id]);
             let Some(bytes) = self.queue.get(&dk)? else {
                 continue;
@@ -872,27 +942,13 @@ impl Store {
             let Ok(mut delivery) = codec::decode::<Delivery>(&dk, &bytes) else {
                 continue;
             };
-            let due_at = delivery.due_at.min(now_ms);
+            batch.remove(lease.due_key);
+            let due_at = delivery.due_at;
             let target = self.requeue(&mut batch, &mut delivery, book, due_at);
             batch.insert(dk, codec::encode(&delivery));
-            moved.push((delivery.subscription_id, delivery.ordered, target));
+            book.enter(lease.sub, target);
         }
-        if moved.is_empty() {
-            return Ok(());
-        }
-        self.apply(batch)?;
-        for (sub, ordered, target) in moved {
-            tracing::warn!(
-                subscription = sub,
-                "lease expired; delivery returns to the queue"
-            );
-            book.leave(sub, DeliveryState::InFlight { until: 0 });
-            book.enter(sub, target);
-            if ordered {
-                book.ordered_in_flight.remove(&sub);
-            }
-        }
-        Ok(())
+        self.apply(batch)
     }
 
     /// Puts a delivery back as due at `due_at`, or held when its subscription is held; returns
@@ -927,18 +983,25 @@ impl Store {
             if book.behind_ids.contains(&id) {
                 self.apply_behind(&mut book)?;
             }
+            let until = book
+                .leased
+                .get(&id)
+                .map(|lease| lease.until)
+                .ok_or(StoreError::UnknownDelivery(id))?;
             let dk = key(DELIVERY, &[id]);
             let bytes = self
                 .queue
                 .get(&dk)?
                 .ok_or(StoreError::UnknownDelivery(id))?;
             let mut delivery: Delivery = codec::decode(&dk, &bytes)?;
-            let DeliveryState::InFlight { until } = delivery.state else {
+            let Some(lease) = book.leased.remove(&id) else {
                 return Err(StoreError::UnknownDelivery(id));
             };
+            book.deadlines.remove(&(until, id));
             let sub = delivery.subscription_id;
             let mut batch = Ops::default();
-            batch.remove(key(LEASED, &[until, id]));
+            // Out of the due index: it leaves the queue, or `finish` files it anew.
+            batch.remove(lease.due_key);
             if let Some(mut attempt) = attempt {
                 attempt.excerpt = attempt.excerpt.chars().take(1024).collect();
                 let at = attempt.at;
@@ -980,7 +1043,9 @@ impl Store {
     pub fn complete(&self, id: u64, attempt: Attempt) -> Result<(), StoreError> {
         let at = attempt.at;
         self.settle(id, Some(attempt), |batch, d, book| {
-            batch.remove(key(PENDING, &[d.subscription_id, d.id]));
+            if d.ordered {
+                batch.remove(key(PENDING, &[d.subscription_id, d.id]));
+            }
             batch.insert(key(FINISHED, &[at, d.id, d.subscription_id]), []);
             let counts = book.counts(d.subscription_id);
             counts.delivered += 1;
@@ -1011,7 +1076,9 @@ impl Store {
     pub fn dead_letter(&self, id: u64, attempt: Attempt) -> Result<(), StoreError> {
         let at = attempt.at;
         self.settle(id, Some(attempt), |batch, d, _| {
-            batch.remove(key(PENDING, &[d.subscription_id, d.id]));
+            if d.ordered {
+                batch.remove(key(PENDING, &[d.subscription_id, d.id]));
+            }
             batch.insert(key(DEAD, &[d.subscription_id, d.id]), []);
             Some(DeliveryState::Dead { at })
         })
@@ -1026,9 +1093,14 @@ impl Store {
         let mut batch = Ops::default();
         batch.insert(key(HELD_SUB, &[sub]), []);
         let mut moved = 0;
-        for item in self.queue.scan_prefix(key(PENDING, &[sub])) {
-            let (pk, _) = item?;
-            let id = part(&pk, 9);
+        // One walk over the whole due index: holding is rare, and keeping a per-subscription
+        // index for it would cost every enqueue and settle a write (see `PENDING`).
+        for item in self.queue.scan_prefix([DUE]) {
+            let (due_key, entry) = item?;
+            let id = part(&due_key, 9);
+            if (entry.len() == 9 && part(&entry, 0) != sub) || book.leased.contains_key(&id) {
+                continue;
+            }
             let dk = key(DELIVERY, &[id]);
             let Some(bytes) = self.queue.get(&dk)? else {
                 continue;
@@ -1036,8 +1108,8 @@ impl Store {
             let Ok(mut d) = codec::decode::<Delivery>(&dk, &bytes) else {
                 continue;
             };
-            if d.state == DeliveryState::Due {
-                batch.remove(key(DUE, &[d.due_at, id]));
+            if d.subscription_id == sub && d.state == DeliveryState::Due {
+                batch.remove(due_key);
                 batch.insert(key(HELD, &[sub, id]), []);
                 d.state = DeliveryState::Held;
                 batch.insert(dk, codec::encode(&d));
@@ -1088,21 +1160,19 @@ impl Store {
 
     /// When the next delivery is due or the next lease expires, if any.
     pub fn next_due_at(&self) -> Result<Option<u64>, StoreError> {
-        self.catch_up()?;
-        let due = self
-            .queue
-            .scan_prefix([DUE])
-            .keys()
-            .next()
-            .transpose()?
-            .map(|k| part(&k, 1));
-        let lease = self
-            .queue
-            .scan_prefix([LEASED])
-            .keys()
-            .next()
-            .transpose()?
-            .map(|k| part(&k, 1));
+        let mut book = self.book()?;
+        self.apply_behind(&mut book)?;
+        // The first due-index entry not in flight: entries in flight stay in the index, so
+        // this walks past at most as many entries as there are leases.
+        let mut due = None;
+        for item in self.queue.scan_prefix([DUE]).keys().take(book.leased.len() + 1) {
+            let due_key = item?;
+            if !book.leased.contains_key(&part(&due_key, 9)) {
+                due = Some(part(&due_key, 1));
+                break;
+            }
+        }
+        let lease = book.deadlines.first().map(|(until, _)| *until);
         Ok(match (due, lease) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -1113,10 +1183,14 @@ impl Store {
     pub fn delivery(&self, id: u64) -> Result<Option<Delivery>, StoreError> {
         self.catch_up()?;
         let dk = key(DELIVERY, &[id]);
-        self.queue
-            .get(&dk)?
-            .map(|v| codec::decode(&dk, &v))
-            .transpose()
+        let Some(bytes) = self.queue.get(&dk)? else {
+            return Ok(None);
+        };
+        let mut delivery: Delivery = codec::decode(&dk, &bytes)?;
+        if let Some(lease) = self.book()?.leased.get(&id) {
+            delivery.state = DeliveryState::InFlight { until: lease.until };
+        }
+        Ok(Some(delivery))
     }
 
     // ---- attempts and dead letters ----
@@ -1198,7 +1272,9 @@ impl Store {
         for mut d in dead {
             let state = d.state;
             batch.remove(key(DEAD, &[d.subscription_id, d.id]));
-            batch.insert(key(PENDING, &[d.subscription_id, d.id]), []);
+            if d.ordered {
+                batch.insert(key(PENDING, &[d.subscription_id, d.id]), []);
+            }
             d.attempts = 0;
             let target = self.requeue(&mut batch, &mut d, &book, now_ms);
             batch.insert(key(DELIVERY, &[d.id]), codec::encode(&d));

@@ -1,0 +1,200 @@
+//! The vendor wire profiles end to end: a real receiver checks each body's shape and verifies
+//! the vendor's signature with its own HMAC, from the raw bytes, as that vendor's receivers do.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use callout::core::{autotask_event_patterns, Profile};
+use callout::{Engine, Event, ManualClock, RetryPolicy, Subscription};
+use hmac::{Hmac, Mac};
+use serde_json::json;
+
+use crate::receiver::{Receiver, Reply};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn engine(dir: &tempfile::TempDir) -> callout::EngineBuilder {
+    Engine::builder(dir.path().join("store"))
+        .allow_address("127.0.0.1")
+        .poll_interval(Duration::from_millis(5))
+}
+
+#[test]
+fn autotask_receiver_gets_its_callout_signed_with_sha1() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::ok();
+    let engine = engine(&dir).open().unwrap();
+    let sub = engine
+        .subscriptions()
+        .create(
+            Subscription::new(format!("{}/autotask", receiver.url))
+                .name("psa.Ticket.Update")
+                .profile(Profile::Autotask)
+                .events(autotask_event_patterns("Ticket", false, true, false))
+                .secret("SuperSecretKey123")
+                .on_field_change("Ticket", ["Title"])
+                .always_fields("Ticket", ["Status"]),
+        )
+        .unwrap();
+    for title in ["Printer & scanner down – Café", "Fixed"] {
+        engine
+            .publish(
+                Event::updated("Ticket", "351182")
+                    .data(json!({"Title": title, "Status": "5", "Priority": 1}))
+                    .previous(json!({"Title": "old", "Status": "5", "Priority": 2}))
+                    .actor("30691780"),
+            )
+            .unwrap();
+    }
+    let got = receiver.wait_for("/autotask", 2, WAIT);
+    assert_eq!(got.len(), 2);
+    for (n, request) in got.iter().enumerate() {
+        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(b"SuperSecretKey123").unwrap();
+        mac.update(&request.body);
+        let expected = format!("sha1={}", b64(&mac.finalize().into_bytes()));
+        assert_eq!(request.header("X-Hook-Signature"), Some(expected.as_str()));
+        let body = request.json();
+        assert_eq!(body["Action"], "Update");
+        assert_eq!(body["Guid"], sub.guid.as_str());
+        assert_eq!(body["EntityType"], "Ticket");
+        assert_eq!(body["Id"], 351182);
+        assert_eq!(body["PersonID"], 30691780);
+        assert_eq!(
+            body["SequenceNumber"],
+            n as u64 + 1,
+            "counts up per webhook"
+        );
+        assert_eq!(body["Fields"]["Status"], "5", "display-always field");
+        assert!(
+            body["Fields"].get("Priority").is_none(),
+            "not a subscribed field"
+        );
+    }
+    let raw = String::from_utf8(got[0].body.clone()).unwrap();
+    assert!(
+        raw.contains(r"Printer \u0026 scanner down \u2013 Caf\u00E9"),
+        "{raw}"
+    );
+}
+
+#[test]
+fn superoffice_receiver_gets_its_headers_and_retry_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(|n, _| Reply::status(if n == 0 { 500 } else { 200 }));
+    let clock = ManualClock::new(1_522_916_881_573);
+    let engine = engine(&dir)
+        .clock(clock.clone())
+        .retry_policy(RetryPolicy::from_secs(&[0, 1]))
+        .open()
+        .unwrap();
+    engine
+        .subscriptions()
+        .create(
+            Subscription::new(format!("{}/so", receiver.url))
+                .name("Tonys Contact Handler")
+                .profile(Profile::Superoffice)
+                .events(["contact.changed"])
+                .secret("Something Super Secret"),
+        )
+        .unwrap();
+    engine
+        .publish(
+            Event::new("contact", "changed", "18")
+                .changed(["name"])
+                .actor("5")
+                .tenant("Cust54321"),
+        )
+        .unwrap();
+    assert_eq!(receiver.wait_for("/so", 1, WAIT).len(), 1);
+    clock.advance_ms(2_000);
+    let got = receiver.wait_for("/so", 2, WAIT);
+    assert_eq!(got.len(), 2);
+    for (retry, request) in got.iter().enumerate() {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"Something Super Secret").unwrap();
+        mac.update(&request.body);
+        assert_eq!(
+            request.header("X-SuperOffice-Signature"),
+            Some(b64(&mac.finalize().into_bytes()).as_str())
+        );
+        let body = request.json();
+        assert_eq!(body["Event"], "contact.changed");
+        assert_eq!(body["PrimaryKey"], 18);
+        assert_eq!(body["ContextIdentifier"], "Cust54321");
+        assert_eq!(body["WebhookName"], "Tonys Contact Handler");
+        assert_eq!(body["Timestamp"], "2018-04-05T08:28:01.5730000Z");
+        assert_eq!(
+            request.header("X-SuperOffice-Event"),
+            Some("contact.changed")
+        );
+        assert_eq!(
+            request.header("X-SuperOffice-EventId"),
+            body["EventId"].as_str()
+        );
+        assert_eq!(
+            request.header("X-SuperOffice-Retry"),
+            Some(retry.to_string().as_str())
+        );
+        assert!(request
+            .header("Content-Type")
+            .unwrap()
+            .contains("charset=utf-8"));
+    }
+    assert_eq!(
+        got[0].json()["EventId"],
+        got[1].json()["EventId"],
+        "same EventId within a cycle"
+    );
+}
+
+#[test]
+fn pipeliner_receiver_gets_chunks_of_100_100_50_signed_in_hex() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::ok();
+    let engine = engine(&dir).open().unwrap();
+    let key = "01234567-abcd-dcba-ffff-000000000000";
+    engine
+        .subscriptions()
+        .create(
+            Subscription::new(format!("{}/pipeliner", receiver.url))
+                .profile(Profile::Pipeliner)
+                .events(["Account.*"])
+                .secret(key)
+                .chunk_size(100)
+                .chunk_delay(1),
+        )
+        .unwrap();
+    let events = (0..250)
+        .map(|i| Event::new("Account", "Create", format!("acc-{i}")).data(json!({"name": "Acme"})))
+        .collect();
+    engine.publish_batch(events).unwrap();
+    let got = receiver.wait_for("/pipeliner", 3, WAIT);
+    let sizes: Vec<usize> = got
+        .iter()
+        .map(|r| r.json().as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [100, 100, 50]);
+    for request in &got {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+        mac.update(&request.body);
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(request.header("WebHook-Signature"), Some(hex.as_str()));
+        let first = &request.json()[0];
+        assert_eq!(first["event"], "Account.Create");
+        assert!(
+            first["webhook"].get("signature").is_none(),
+            "the signature is never echoed"
+        );
+        assert_eq!(first["entity"]["name"], "Acme");
+    }
+    let gap = got[1].at.duration_since(got[0].at).as_secs_f64();
+    assert!((0.7..1.8).contains(&gap), "chunks {gap:.2} s apart");
+}
