@@ -11,7 +11,10 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, Sender as Tx};
 use serde_json::json;
 
-use callout_core::{vendor, CompiledSubscription, Event, Matcher, Profile, State, Subscription};
+use callout_core::vendor::DisableRule;
+use callout_core::{
+    vendor, CompiledSubscription, Event, Matcher, Profile, State, Subscription, VendorRules,
+};
 use callout_deliver::{AllowList, Sender, SenderConfig, Timeouts, Verdict};
 use callout_store::{Durability, Store, StoreConfig};
 
@@ -177,6 +180,7 @@ pub struct Receipt {
 struct SubscriptionRuntime {
     in_flight: usize,
     consecutive_failures: u32,
+    consecutive_failed_events: u32,
     failing_since: Option<u64>,
     next_send_at: u64,
 }
@@ -442,7 +446,7 @@ impl Engine {
                     event_type: name,
                     body,
                     due_at,
-                    ordered: s.ordered,
+                    ordered: ordered(s),
                 });
             }
         }
@@ -510,6 +514,12 @@ fn new_event_id() -> String {
     format!("evt_{}", uuid::Uuid::new_v4().simple())
 }
 
+/// Whether a subscription delivers one at a time: its own setting, or its vendor's (Autotask
+/// delivers FIFO per webhook).
+fn ordered(sub: &Subscription) -> bool {
+    sub.ordered || VendorRules::for_profile(sub.profile).ordered
+}
+
 /// How often the dispatcher drops history past retention.
 const PRUNE_EVERY_MS: u64 = 60_000;
 
@@ -540,7 +550,7 @@ fn dispatcher(inner: &Inner, jobs: &Tx<Job>, wake: &Receiver<()>) {
                     .ok()
                     .and_then(|m| {
                         m.get(sub).map(|s| {
-                            if s.subscription().ordered {
+                            if ordered(s.subscription()) {
                                 1
                             } else {
                                 inner.max_in_flight
@@ -756,27 +766,27 @@ fn settle(
         }
         Verdict::Gone => {
             let stored = inner.store.dead_letter(delivery.id, attempt);
-            switch_off(inner, sub, State::Stopped, NoticeKind::Gone, "gone");
+            // SuperOffice sets TooManyErrors at once on 410; the others stop.
+            let state = match sub.profile {
+                Profile::Superoffice => State::TooManyErrors,
+                _ => State::Stopped,
+            };
+            switch_off(inner, sub, state, NoticeKind::Gone, "gone");
             stored
         }
         _ => {
-            let policy = sub.retry_schedule.as_ref().map_or_else(
-                || inner.retry.clone(),
-                |s| RetryPolicy {
-                    schedule: s.iter().map(|d| Duration::from_secs(*d)).collect(),
-                    ..inner.retry.clone()
-                },
-            );
+            let policy = retry_policy(inner, sub);
             let made = delivery.attempts + 1;
-            let stored = match policy.next_delay(made, retry_after, delivery.id) {
-                Some(delay) => {
+            let (stored, dead) = match policy.next_delay(made, retry_after, delivery.id) {
+                Some(delay) => (
                     inner
                         .store
-                        .reschedule(delivery.id, now + delay.as_millis() as u64, attempt)
-                }
-                None => inner.store.dead_letter(delivery.id, attempt),
+                        .reschedule(delivery.id, now + delay.as_millis() as u64, attempt),
+                    false,
+                ),
+                None => (inner.store.dead_letter(delivery.id, attempt), true),
             };
-            failed(inner, sub, now);
+            failed(inner, sub, now, dead);
             stored
         }
     };
@@ -789,27 +799,80 @@ fn succeeded(inner: &Inner, id: u64) {
     if let Ok(mut runtime) = inner.runtime.lock() {
         let rt = runtime.entry(id).or_default();
         rt.consecutive_failures = 0;
+        rt.consecutive_failed_events = 0;
         rt.failing_since = None;
     }
 }
 
-fn failed(inner: &Inner, sub: &Subscription, now: u64) {
+/// The retry schedule of a subscription: its own, else its vendor's preset, else the engine's.
+fn retry_policy(inner: &Inner, sub: &Subscription) -> RetryPolicy {
+    let rules = VendorRules::for_profile(sub.profile);
+    let delays: Option<Vec<u64>> = match (&sub.retry_schedule, &rules.cycle) {
+        (Some(own), _) => Some(own.clone()),
+        // SuperOffice: cycles of three attempts (1 s, 4 s apart); a failed cycle waits at the
+        // back of the queue (a minute here) and starts again, until the disable rule trips.
+        (None, Some(cycle)) => {
+            let per_cycle = std::iter::once(&CYCLE_PAUSE_S).chain(&cycle.delays_s);
+            let three: Vec<u64> = per_cycle.copied().collect();
+            Some(
+                three
+                    .iter()
+                    .copied()
+                    .cycle()
+                    .skip(1)
+                    .take(SUPEROFFICE_ATTEMPTS - 1)
+                    .collect(),
+            )
+        }
+        (None, None) if rules.attempts.is_some() => Some(rules.retry_delays_s.clone()),
+        (None, None) => None,
+    };
+    match delays {
+        Some(delays) => RetryPolicy {
+            schedule: std::iter::once(Duration::ZERO)
+                .chain(delays.iter().map(|d| Duration::from_secs(*d)))
+                .collect(),
+            ..inner.retry.clone()
+        },
+        None => inner.retry.clone(),
+    }
+}
+
+/// Seconds a failed SuperOffice cycle waits before the next one starts.
+const CYCLE_PAUSE_S: u64 = 60;
+/// Attempts a SuperOffice delivery gets: three cycles of three, the point at which its
+/// disable rule (nine failed attempts in a row) switches the webhook off.
+const SUPEROFFICE_ATTEMPTS: usize = 9;
+
+/// Counts a failed attempt (and, when `dead`, a failed event) and switches the subscription off
+/// when its vendor's disable rule or the engine's failure policy says so.
+fn failed(inner: &Inner, sub: &Subscription, now: u64, dead: bool) {
     let tripped = {
         let Ok(mut runtime) = inner.runtime.lock() else {
             return;
         };
         let rt = runtime.entry(sub.id).or_default();
         rt.consecutive_failures += 1;
+        if dead {
+            rt.consecutive_failed_events += 1;
+        }
         let since = *rt.failing_since.get_or_insert(now);
-        let by_count = inner
-            .failure
-            .consecutive_failures
-            .is_some_and(|n| rt.consecutive_failures >= n);
-        let by_time = inner
-            .failure
-            .failing_for
-            .is_some_and(|window| now.saturating_sub(since) >= window.as_millis() as u64);
-        (by_count || by_time).then_some(rt.consecutive_failures)
+        let tripped = match VendorRules::for_profile(sub.profile).disable {
+            Some(DisableRule::ConsecutiveFailedAttempts(n)) => rt.consecutive_failures >= n,
+            Some(DisableRule::ConsecutiveFailedEvents(n)) => rt.consecutive_failed_events >= n,
+            _ => {
+                let by_count = inner
+                    .failure
+                    .consecutive_failures
+                    .is_some_and(|n| rt.consecutive_failures >= n);
+                let by_time = inner
+                    .failure
+                    .failing_for
+                    .is_some_and(|window| now.saturating_sub(since) >= window.as_millis() as u64);
+                by_count || by_time
+            }
+        };
+        tripped.then_some(rt.consecutive_failures)
     };
     if let Some(consecutive_failures) = tripped {
         switch_off(
@@ -859,6 +922,7 @@ fn switch_off(
     if let Ok(mut runtime) = inner.runtime.lock() {
         if let Some(rt) = runtime.get_mut(&sub.id) {
             rt.consecutive_failures = 0;
+            rt.consecutive_failed_events = 0;
             rt.failing_since = None;
         }
     }

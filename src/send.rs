@@ -54,12 +54,16 @@ pub(crate) fn request(
         superoffice_headers(&mut request, sub, attempts_made);
     }
     request.insecure_tls = sub.insecure_tls;
-    if sub.connect_timeout_ms.is_some() || sub.timeout_ms.is_some() {
+    // A vendor's timeout (Autotask: 10 s) applies unless the subscription sets its own.
+    let timeout_ms = sub
+        .timeout_ms
+        .or(callout_core::VendorRules::for_profile(sub.profile).timeout_ms);
+    if sub.connect_timeout_ms.is_some() || timeout_ms.is_some() {
         let mut timeouts = defaults;
         if let Some(ms) = sub.connect_timeout_ms {
             timeouts.connect = Duration::from_millis(ms);
         }
-        if let Some(ms) = sub.timeout_ms {
+        if let Some(ms) = timeout_ms {
             let limit = Duration::from_millis(ms);
             timeouts.send = limit;
             timeouts.response = limit;

@@ -198,3 +198,95 @@ fn pipeliner_receiver_gets_chunks_of_100_100_50_signed_in_hex() {
     let gap = got[1].at.duration_since(got[0].at).as_secs_f64();
     assert!((0.7..1.8).contains(&gap), "chunks {gap:.2} s apart");
 }
+
+/// Moves a manual clock in steps until `done`, bounded in steps and wall time.
+fn drive(clock: &ManualClock, step_ms: u64, done: impl Fn() -> bool) -> bool {
+    let started = std::time::Instant::now();
+    for _ in 0..2_000 {
+        if done() || started.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        clock.advance_ms(step_ms);
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    done()
+}
+
+#[test]
+fn autotask_webhook_is_deactivated_after_25_failed_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(|_, r| Reply::status(if r.path == "/off" { 200 } else { 500 }));
+    let clock = ManualClock::new(1_757_949_000_000);
+    let engine = engine(&dir).clock(clock.clone()).open().unwrap();
+    let sub = engine
+        .subscriptions()
+        .create(
+            Subscription::new(format!("{}/at", receiver.url))
+                .profile(Profile::Autotask)
+                .events(autotask_event_patterns("Ticket", true, false, false))
+                .secret("SuperSecretKey123")
+                .deactivation_url(format!("{}/off", receiver.url)),
+        )
+        .unwrap();
+    for i in 0..26 {
+        engine
+            .publish(Event::created("Ticket", i.to_string()))
+            .unwrap();
+    }
+    let off =
+        || engine.subscriptions().get(sub.id).unwrap().unwrap().state != callout::State::Active;
+    assert!(drive(&clock, 30_000, off), "deactivated");
+    // Autotask's rules: 5 attempts 30 s apart per event, events in order, 25 failed events.
+    let attempts = receiver.on("/at");
+    assert_eq!(
+        attempts.len(),
+        25 * 5,
+        "every failed event had its 5 attempts, one event at a time"
+    );
+    let ids: Vec<i64> = attempts
+        .iter()
+        .map(|r| r.json()["Id"].as_i64().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] <= w[1]), "FIFO per webhook");
+    let deactivation = receiver.wait_for("/off", 1, WAIT);
+    assert_eq!(deactivation.len(), 1, "DeactivationUrl called");
+    assert_eq!(deactivation[0].json()["Action"], "Deactivated");
+    // The 26th event is held, not lost.
+    assert_eq!(engine.subscription_stats(sub.id).unwrap().held, 1);
+}
+
+#[test]
+fn superoffice_webhook_goes_to_too_many_errors_after_nine_failed_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(|_, _| Reply::status(500));
+    let clock = ManualClock::new(1_522_916_881_573);
+    let engine = engine(&dir).clock(clock.clone()).open().unwrap();
+    let sub = engine
+        .subscriptions()
+        .create(
+            Subscription::new(format!("{}/so", receiver.url))
+                .profile(Profile::Superoffice)
+                .events(["contact.changed"])
+                .secret("Something Super Secret"),
+        )
+        .unwrap();
+    engine
+        .publish(Event::new("contact", "changed", "18"))
+        .unwrap();
+    let off = || {
+        engine.subscriptions().get(sub.id).unwrap().unwrap().state == callout::State::TooManyErrors
+    };
+    assert!(drive(&clock, 1_000, off), "TooManyErrors");
+    assert_eq!(
+        receiver.on("/so").len(),
+        9,
+        "three cycles of three attempts"
+    );
+    // Cycles: 1 s and 4 s apart inside one, a pause between them.
+    let retries: Vec<String> = receiver
+        .on("/so")
+        .iter()
+        .map(|r| r.header("X-SuperOffice-Retry").unwrap().to_string())
+        .collect();
+    assert_eq!(retries.first().map(String::as_str), Some("0"));
+}
