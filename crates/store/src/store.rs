@@ -20,12 +20,12 @@ use crate::model::{
 // Key prefixes of the `queue` tree. Big-endian parts after the tag.
 const DELIVERY: u8 = b'd'; // d id -> Delivery
 const DUE: u8 = b'q'; // q due_at id -> ()
-// Leases live in memory only (`Book::leased`): a crash makes every lease void anyway (they
-// return to due on open), so writing them cost sled operations for nothing. `f` keys and
-// `InFlight` records are still read at open, from stores written by earlier builds.
+                      // Leases live in memory only (`Book::leased`): a crash makes every lease void anyway (they
+                      // return to due on open), so writing them cost sled operations for nothing. `f` keys and
+                      // `InFlight` records are still read at open, from stores written by earlier builds.
 const LEASED: u8 = b'f'; // f until id -> () (read at open only)
-// Only ordered subscriptions need their pending deliveries in publish order (to find the head);
-// leaving the entry out for the others saves a sled write on enqueue and one on settle.
+                         // Only ordered subscriptions need their pending deliveries in publish order (to find the head);
+                         // leaving the entry out for the others saves a sled write on enqueue and one on settle.
 const PENDING: u8 = b'p'; // p sub id -> () (ordered only: due, in flight or held)
 const HELD: u8 = b'h'; // h sub id -> ()
 const DEAD: u8 = b'x'; // x sub id -> ()
@@ -1165,7 +1165,12 @@ impl Store {
         // The first due-index entry not in flight: entries in flight stay in the index, so
         // this walks past at most as many entries as there are leases.
         let mut due = None;
-        for item in self.queue.scan_prefix([DUE]).keys().take(book.leased.len() + 1) {
+        for item in self
+            .queue
+            .scan_prefix([DUE])
+            .keys()
+            .take(book.leased.len() + 1)
+        {
             let due_key = item?;
             if !book.leased.contains_key(&part(&due_key, 9)) {
                 due = Some(part(&due_key, 1));

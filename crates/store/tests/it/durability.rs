@@ -89,7 +89,7 @@ fn corrupt_delivery_is_moved_aside_and_the_rest_still_leases() {
     qk.extend_from_slice(&0u64.to_be_bytes());
     qk.extend_from_slice(&99u64.to_be_bytes());
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::raw_sled(dir.path());
         let queue = db.open_tree("queue").unwrap();
         queue.insert(&dk, &b"\x01\xff\xfe garbage"[..]).unwrap();
         queue.insert(&qk, &b"junk"[..]).unwrap();

@@ -71,3 +71,20 @@ pub fn spawn_self(test: &str, env: &[(&str, &Path)]) -> std::process::Child {
     }
     command.spawn().expect("child test process starts")
 }
+
+/// Opens the store's sled database directly, as a tool would. A store just dropped lets go of
+/// sled's file lock only once sled's background threads have dropped the database, a moment
+/// later: retry for a bounded time.
+pub fn raw_sled(dir: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("raw sled open of {}: {e}", dir.display()),
+        }
+    }
+}

@@ -71,7 +71,7 @@ fn newer_format_on_disk_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     drop(open(dir.path()));
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::raw_sled(dir.path());
         db.open_tree("subs")
             .unwrap()
             .insert("format", &[2u8])
@@ -88,7 +88,7 @@ fn newer_format_on_disk_is_refused() {
     }
     // The refusal released the path: with the format put back, it opens.
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::raw_sled(dir.path());
         db.open_tree("subs")
             .unwrap()
             .insert("format", &[1u8])

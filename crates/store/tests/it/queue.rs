@@ -600,3 +600,62 @@ fn deliveries_in_flight_when_dropped_are_due_after_reopen() {
         "only leases left"
     );
 }
+
+#[test]
+fn next_due_at_passes_over_deliveries_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_lease(dir.path(), 1_000);
+    store
+        .enqueue(&[], vec![delivery(1, "a", 10), delivery(1, "b", 500)], 0)
+        .unwrap();
+    assert_eq!(store.next_due_at().unwrap(), Some(10));
+    let leased = store.lease(10, 1).unwrap();
+    assert_eq!(leased.len(), 1);
+    // "a" is in flight until 1_010; "b" is next, at 500.
+    assert_eq!(store.next_due_at().unwrap(), Some(500));
+    store
+        .complete(leased[0].id, attempt(1, 20, "delivered"))
+        .unwrap();
+    assert_eq!(store.next_due_at().unwrap(), Some(500));
+    let b = store.lease(500, 10).unwrap();
+    assert_eq!(
+        store.next_due_at().unwrap(),
+        Some(1_500),
+        "only b's lease deadline"
+    );
+    assert_eq!(
+        store.delivery(b[0].id).unwrap().unwrap().state,
+        DeliveryState::InFlight { until: 1_500 }
+    );
+}
+
+#[test]
+fn expired_lease_of_a_held_subscription_comes_back_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_lease(dir.path(), 50);
+    store
+        .enqueue(&[], vec![delivery(1, "a", 0), delivery(2, "b", 0)], 0)
+        .unwrap();
+    let leased = store.lease(0, 10).unwrap();
+    assert_eq!(leased.len(), 2);
+    store.hold_subscription(1).unwrap();
+    assert_eq!(store.subscription_counts(1).unwrap().in_flight, 1);
+    let again = store.lease(100, 10).unwrap();
+    let subs: Vec<u64> = again.iter().map(|d| d.subscription_id).collect();
+    assert_eq!(
+        subs,
+        [2],
+        "sub 1's expired lease is held, sub 2's is due again"
+    );
+    assert_eq!(store.subscription_counts(1).unwrap().held, 1);
+    assert_eq!(store.resume_subscription(1, 200).unwrap(), 1);
+    assert_eq!(store.lease(200, 10).unwrap()[0].subscription_id, 1);
+    // A settle goes to the delivery's current lease; a second one finds none.
+    assert!(store
+        .complete(leased[1].id, attempt(1, 300, "delivered"))
+        .is_ok());
+    assert!(matches!(
+        store.complete(leased[1].id, attempt(1, 300, "delivered")),
+        Err(StoreError::UnknownDelivery(_))
+    ));
+}
