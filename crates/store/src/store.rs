@@ -34,7 +34,6 @@ const DEAD: u8 = b'x'; // x sub id -> ()
 // 1, and its new attempts must add to the history, not overwrite it.
 const ATTEMPT: u8 = b'a'; // a id at n -> Attempt
 const BY_SUB: u8 = b'A'; // A sub at id n -> ()
-const FINISHED: u8 = b'r'; // r at id sub -> () (delivered or purged: attempts to prune later)
 const DELIVERED: u8 = b'n'; // n sub -> u64 delivered count
 const HELD_SUB: u8 = b'H'; // H sub -> ()
 const SEEN: u8 = b'e'; // e event_id -> at
@@ -72,7 +71,8 @@ pub struct StoreConfig {
     pub lease: Duration,
     /// How long a host-supplied event id is remembered for de-duplication.
     pub dedup_retention: Duration,
-    /// How long the attempts of finished deliveries are kept.
+    /// How long an attempt is kept after it was made, by [`Store::prune`] (for every delivery:
+    /// a dead letter older than this keeps its record but loses its attempt history).
     pub attempt_retention: Duration,
 }
 
@@ -115,6 +115,8 @@ struct Book {
     leased: HashMap<u64, Lease>,
     /// The same leases by deadline, for `reclaim_expired` and `next_due_at`.
     deadlines: BTreeSet<(u64, u64)>,
+    /// Where the next `prune` goes on in the attempt index (empty: from the start).
+    prune_cursor: Vec<u8>,
 }
 
 /// A delivery in flight.
@@ -1041,12 +1043,10 @@ impl Store {
 
     /// The delivery was delivered: it leaves the queue; its attempts stay for the retention time.
     pub fn complete(&self, id: u64, attempt: Attempt) -> Result<(), StoreError> {
-        let at = attempt.at;
         self.settle(id, Some(attempt), |batch, d, book| {
             if d.ordered {
                 batch.remove(key(PENDING, &[d.subscription_id, d.id]));
             }
-            batch.insert(key(FINISHED, &[at, d.id, d.subscription_id]), []);
             let counts = book.counts(d.subscription_id);
             counts.delivered += 1;
             batch.insert(
@@ -1310,9 +1310,6 @@ impl Store {
         for d in &dead {
             batch.remove(key(DEAD, &[d.subscription_id, d.id]));
             batch.remove(key(DELIVERY, &[d.id]));
-            if let DeliveryState::Dead { at } = d.state {
-                batch.insert(key(FINISHED, &[at, d.id, d.subscription_id]), []);
-            }
         }
         self.apply(batch)?;
         for d in &dead {
@@ -1323,9 +1320,11 @@ impl Store {
         Ok(dead.len())
     }
 
-    /// Drops what is past retention: attempts of deliveries finished before `now_ms` minus the
-    /// attempt retention, and remembered event ids older than the dedup retention. Bounded to
-    /// `max` records per call so it never stalls writers; returns how many were removed.
+    /// Drops what is past retention: attempts made before `now_ms` minus the attempt retention
+    /// (of any delivery, finished or not), and remembered event ids older than the dedup
+    /// retention. Bounded to `max` records (and about `2 * max` index steps) per call so it
+    /// never stalls writers; a call goes on where the last one stopped. Returns how many were
+    /// removed; call it periodically (the engine does, once a minute).
     pub fn prune(&self, now_ms: u64, max: usize) -> Result<usize, StoreError> {
         let mut book = self.book()?;
         self.apply_behind(&mut book)?;
@@ -1333,22 +1332,43 @@ impl Store {
         let mut removed = 0;
         let attempts_before =
             now_ms.saturating_sub(self.config.attempt_retention.as_millis() as u64);
-        for item in self
-            .queue
-            .range(key(FINISHED, &[0, 0, 0])..key(FINISHED, &[attempts_before, 0, 0]))
-            .take(max)
-        {
-            let (fk, _) = item?;
-            let (id, sub) = (part(&fk, 9), part(&fk, 17));
-            for attempt in self.queue.scan_prefix(key(ATTEMPT, &[id])).keys() {
-                let ak = attempt?;
-                // The index key follows from the attempt's key: no decode needed.
-                batch.remove(key(BY_SUB, &[sub, part(&ak, 9), id, part(&ak, 17)]));
-                batch.remove(ak);
-                removed += 1;
-            }
-            batch.remove(fk);
+        // Walk the per-subscription attempt index, oldest first within each subscription,
+        // seeking to the next subscription at the first attempt still within retention: the
+        // cost is the attempts removed plus one seek per subscription, and needs no index of
+        // its own (which would cost every settle a write). A call stops after a bounded number
+        // of steps; the next one goes on from there, and starts over after the last
+        // subscription.
+        let mut cursor = std::mem::take(&mut book.prune_cursor);
+        if cursor.is_empty() {
+            cursor = key(BY_SUB, &[0]);
         }
+        let mut steps = 0;
+        while removed < max && steps < max.saturating_mul(2).max(64) {
+            steps += 1;
+            let Some(item) = self.queue.range(cursor.clone()..).next() else {
+                cursor.clear();
+                break;
+            };
+            let (bk, _) = item?;
+            if bk.first() != Some(&BY_SUB) || bk.len() != 33 {
+                cursor.clear();
+                break;
+            }
+            let (sub, at, id, n) = (part(&bk, 1), part(&bk, 9), part(&bk, 17), part(&bk, 25));
+            if at < attempts_before {
+                batch.remove(key(ATTEMPT, &[id, at, n]));
+                cursor = bk.to_vec();
+                cursor.push(0);
+                batch.remove(bk);
+                removed += 1;
+            } else if let Some(next) = sub.checked_add(1) {
+                cursor = key(BY_SUB, &[next]);
+            } else {
+                cursor.clear();
+                break;
+            }
+        }
+        book.prune_cursor = cursor;
         let seen_before = now_ms.saturating_sub(self.config.dedup_retention.as_millis() as u64);
         for item in self
             .queue

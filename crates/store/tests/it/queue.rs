@@ -659,3 +659,38 @@ fn expired_lease_of_a_held_subscription_comes_back_held() {
         Err(StoreError::UnknownDelivery(_))
     ));
 }
+
+#[test]
+fn prune_in_small_steps_reaches_every_subscription_and_keeps_fresh_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let new: Vec<NewDelivery> = (1..=3)
+        .map(|sub| delivery(sub, &format!("e{sub}"), 0))
+        .collect();
+    store.enqueue(&[], new, 0).unwrap();
+    for round in 0..2u32 {
+        for d in store.lease(u64::from(round) * 10, 10).unwrap() {
+            let at = u64::from(round) * 10 + 1;
+            store
+                .reschedule(d.id, 0, attempt(round + 1, at, "http 500"))
+                .unwrap();
+        }
+    }
+    let fresh_at = 40 * DAY_MS;
+    for d in store.lease(fresh_at, 10).unwrap() {
+        store
+            .reschedule(d.id, fresh_at, attempt(3, fresh_at, "http 500"))
+            .unwrap();
+    }
+    // Six attempts are past the 30-day retention at `fresh_at`; one per call.
+    let mut removed = 0;
+    for _ in 0..20 {
+        removed += store.prune(fresh_at, 1).unwrap();
+    }
+    assert_eq!(removed, 6);
+    for sub in 1..=3 {
+        let left = store.attempts_for_subscription(sub, 10).unwrap();
+        let numbers: Vec<u32> = left.iter().map(|(_, a)| a.number).collect();
+        assert_eq!(numbers, [3], "sub {sub}");
+    }
+}
