@@ -352,116 +352,7 @@ impl Engine {
     /// subscription's matched events are grouped into requests of at most `chunk_size`
     /// events, chunk N due `N * chunk_delay` seconds later.
     pub fn publish_batch(&self, events: Vec<Event>) -> Result<Receipt, Error> {
-        let inner = &self.inner;
-        let now = inner.clock.now_ms();
-        let mut events = events;
-        // An id repeated inside the batch is a duplicate of its first occurrence; the store
-        // catches repeats across calls.
-        let mut repeated = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        events.retain(|e| match &e.event_id {
-            Some(id) if !seen.insert(id.clone()) => {
-                repeated.push(id.clone());
-                false
-            }
-            _ => true,
-        });
-        // Only ids the host chose can repeat; generated ones are unique and need no memory.
-        let host_ids: Vec<String> = events.iter().filter_map(|e| e.event_id.clone()).collect();
-        for event in &mut events {
-            if event.event_id.is_none() {
-                event.event_id = Some(new_event_id());
-            }
-            event.occurred_at.get_or_insert(now);
-        }
-        let event_ids: Vec<String> = events.iter().filter_map(|e| e.event_id.clone()).collect();
-        let span = tracing::info_span!("publish", events = events.len());
-        let _guard = span.enter();
-        let mut per_subscription: Vec<(Arc<CompiledSubscription>, Vec<&Event>)> = Vec::new();
-        {
-            let matcher = inner.matcher.read().map_err(|_| Error::Poisoned)?;
-            let mut slots: HashMap<u64, usize> = HashMap::new();
-            for event in &events {
-                for sub in matcher.matches(event) {
-                    let slot = *slots.entry(sub.id()).or_insert_with(|| {
-                        per_subscription.push((Arc::clone(sub), Vec::new()));
-                        per_subscription.len() - 1
-                    });
-                    per_subscription[slot].1.push(event);
-                }
-            }
-        }
-        let expander = inner.expander.as_deref();
-        let mut deliveries = Vec::new();
-        for (sub, matched) in &per_subscription {
-            let s = sub.subscription();
-            // Autotask and SuperOffice send one event per request; the others chunk.
-            let chunk_size = match s.profile {
-                Profile::Autotask | Profile::Superoffice => 1,
-                Profile::Standard | Profile::Pipeliner => s.chunk_size as usize,
-            };
-            let chunks =
-                callout_store::chunk(matched, chunk_size, s.chunk_delay.max(0) as u64, now);
-            let mut sequence = match s.profile {
-                Profile::Autotask => inner.store.reserve_sequence(s.id, chunks.len() as u64)?,
-                _ => 0,
-            };
-            for (due_at, chunk) in chunks {
-                let name = chunk
-                    .first()
-                    .map(|e| e.name().to_string())
-                    .unwrap_or_default();
-                let body = match s.profile {
-                    Profile::Standard => body::standard(sub, chunk, now, expander),
-                    Profile::Pipeliner => {
-                        let events: Vec<Event> = chunk
-                            .iter()
-                            .map(|e| body::expanded(sub, e, expander))
-                            .collect();
-                        vendor::pipeliner::chunk_body(sub, &events, &inner.pipeliner)
-                    }
-                    Profile::Autotask | Profile::Superoffice => {
-                        let Some(event) = chunk.first().map(|e| body::expanded(sub, e, expander))
-                        else {
-                            continue;
-                        };
-                        if s.profile == Profile::Autotask {
-                            sequence += 1;
-                            vendor::autotask::callout_body(
-                                sub,
-                                &event,
-                                sequence - 1,
-                                Default::default(),
-                            )
-                        } else {
-                            let event_id = uuid::Uuid::new_v4().to_string();
-                            let ticks = event.occurred_at.unwrap_or(now).saturating_mul(10_000);
-                            vendor::superoffice::callout_body(sub, &event, &event_id, ticks)
-                        }
-                    }
-                };
-                deliveries.push(callout_store::NewDelivery {
-                    subscription_id: s.id,
-                    event_ids: chunk.iter().filter_map(|e| e.event_id.clone()).collect(),
-                    event_type: name,
-                    body,
-                    due_at,
-                    ordered: ordered(s),
-                });
-            }
-        }
-        let receipt = inner.store.enqueue(&host_ids, deliveries, now)?;
-        tracing::debug!(deliveries = receipt.delivery_ids.len(), "published");
-        let _ = inner.wake.try_send(());
-        Ok(Receipt {
-            event_ids,
-            deliveries: receipt.delivery_ids,
-            duplicates: {
-                let mut all = receipt.duplicate_event_ids;
-                all.extend(repeated);
-                all
-            },
-        })
+        publish_events(&self.inner, events, |_| true)
     }
 
     /// Stops leasing, lets in-flight deliveries finish until `deadline`, and stops the threads.
@@ -507,6 +398,169 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         let _ = self.shutdown(Duration::from_secs(5));
+    }
+}
+
+/// Publishes events: the engine's publish, also used for the state events it raises itself.
+fn publish_events(
+    inner: &Inner,
+    events: Vec<Event>,
+    wanted: impl Fn(&CompiledSubscription) -> bool,
+) -> Result<Receipt, Error> {
+    let now = inner.clock.now_ms();
+    let mut events = events;
+    // An id repeated inside the batch is a duplicate of its first occurrence; the store
+    // catches repeats across calls.
+    let mut repeated = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    events.retain(|e| match &e.event_id {
+        Some(id) if !seen.insert(id.clone()) => {
+            repeated.push(id.clone());
+            false
+        }
+        _ => true,
+    });
+    // Only ids the host chose can repeat; generated ones are unique and need no memory.
+    let host_ids: Vec<String> = events.iter().filter_map(|e| e.event_id.clone()).collect();
+    for event in &mut events {
+        if event.event_id.is_none() {
+            event.event_id = Some(new_event_id());
+        }
+        event.occurred_at.get_or_insert(now);
+    }
+    let event_ids: Vec<String> = events.iter().filter_map(|e| e.event_id.clone()).collect();
+    let span = tracing::info_span!("publish", events = events.len());
+    let _guard = span.enter();
+    let mut per_subscription: Vec<(Arc<CompiledSubscription>, Vec<&Event>)> = Vec::new();
+    {
+        let matcher = inner.matcher.read().map_err(|_| Error::Poisoned)?;
+        let mut slots: HashMap<u64, usize> = HashMap::new();
+        for event in &events {
+            for sub in matcher.matches(event).into_iter().filter(|s| wanted(s)) {
+                let slot = *slots.entry(sub.id()).or_insert_with(|| {
+                    per_subscription.push((Arc::clone(sub), Vec::new()));
+                    per_subscription.len() - 1
+                });
+                per_subscription[slot].1.push(event);
+            }
+        }
+    }
+    let expander = inner.expander.as_deref();
+    let mut deliveries = Vec::new();
+    for (sub, matched) in &per_subscription {
+        let s = sub.subscription();
+        // Autotask and SuperOffice send one event per request; the others chunk.
+        let chunk_size = match s.profile {
+            Profile::Autotask | Profile::Superoffice => 1,
+            Profile::Standard | Profile::Pipeliner => s.chunk_size as usize,
+        };
+        let chunks = callout_store::chunk(matched, chunk_size, s.chunk_delay.max(0) as u64, now);
+        let mut sequence = match s.profile {
+            Profile::Autotask => inner.store.reserve_sequence(s.id, chunks.len() as u64)?,
+            _ => 0,
+        };
+        for (due_at, chunk) in chunks {
+            let name = chunk
+                .first()
+                .map(|e| e.name().to_string())
+                .unwrap_or_default();
+            let body = match s.profile {
+                Profile::Standard => body::standard(sub, chunk, now, expander),
+                Profile::Pipeliner => {
+                    let events: Vec<Event> = chunk
+                        .iter()
+                        .map(|e| body::expanded(sub, e, expander))
+                        .collect();
+                    vendor::pipeliner::chunk_body(sub, &events, &inner.pipeliner)
+                }
+                Profile::Autotask | Profile::Superoffice => {
+                    let Some(event) = chunk.first().map(|e| body::expanded(sub, e, expander))
+                    else {
+                        continue;
+                    };
+                    if s.profile == Profile::Autotask {
+                        sequence += 1;
+                        vendor::autotask::callout_body(
+                            sub,
+                            &event,
+                            sequence - 1,
+                            Default::default(),
+                        )
+                    } else {
+                        let event_id = uuid::Uuid::new_v4().to_string();
+                        let ticks = event.occurred_at.unwrap_or(now).saturating_mul(10_000);
+                        match state_event(&event) {
+                            Some((webhook, change)) => vendor::superoffice::state_body(
+                                s, webhook, change, &event_id, ticks,
+                            ),
+                            None => {
+                                vendor::superoffice::callout_body(sub, &event, &event_id, ticks)
+                            }
+                        }
+                    }
+                }
+            };
+            deliveries.push(callout_store::NewDelivery {
+                subscription_id: s.id,
+                event_ids: chunk.iter().filter_map(|e| e.event_id.clone()).collect(),
+                event_type: name,
+                body,
+                due_at,
+                ordered: ordered(s),
+            });
+        }
+    }
+    let receipt = inner.store.enqueue(&host_ids, deliveries, now)?;
+    tracing::debug!(deliveries = receipt.delivery_ids.len(), "published");
+    let _ = inner.wake.try_send(());
+    Ok(Receipt {
+        event_ids,
+        deliveries: receipt.delivery_ids,
+        duplicates: {
+            let mut all = receipt.duplicate_event_ids;
+            all.extend(repeated);
+            all
+        },
+    })
+}
+
+/// A state event the engine raised (`webhook<id>.started|stopped|errors`): the webhook and the
+/// change, so SuperOffice receivers get their `webhook.*` body.
+fn state_event(event: &Event) -> Option<(u64, vendor::superoffice::StateChange)> {
+    use vendor::superoffice::StateChange;
+    let webhook = event
+        .canonical_entity()
+        .strip_prefix("webhook")?
+        .parse()
+        .ok()?;
+    let change = match event.action.as_str() {
+        "started" => StateChange::Started,
+        "stopped" => StateChange::Stopped,
+        "errors" => StateChange::Errors,
+        _ => return None,
+    };
+    Some((webhook, change))
+}
+
+/// Announces that a subscription changed state, as the event `webhook<id>.<started|stopped|
+/// errors>` (SuperOffice's state events), to whatever subscriptions listen for it.
+pub(crate) fn announce_state(inner: &Inner, sub: &Subscription) {
+    let change = vendor::superoffice::StateChange::entering(sub.state);
+    let event = Event::new(
+        format!("webhook{}", sub.id),
+        change.verb(),
+        sub.id.to_string(),
+    );
+    // Only subscriptions that name this webhook's events hear them: `*` means the host's
+    // events, not the engine's own.
+    let entity = callout_core::Part::Name(format!("webhook{}", sub.id));
+    let names_it = |s: &CompiledSubscription| {
+        s.subscription()
+            .patterns()
+            .is_ok_and(|patterns| patterns.iter().any(|p| p.entity == entity))
+    };
+    if let Err(error) = publish_events(inner, vec![event], names_it) {
+        tracing::error!(%error, subscription = sub.id, "could not publish the state event");
     }
 }
 
@@ -777,17 +831,19 @@ fn settle(
         _ => {
             let policy = retry_policy(inner, sub);
             let made = delivery.attempts + 1;
-            let (stored, dead) = match policy.next_delay(made, retry_after, delivery.id) {
-                Some(delay) => (
+            let next = policy.next_delay(made, retry_after, delivery.id);
+            // Count the failure (and switch the subscription off, holding its queue) before
+            // this delivery leaves flight: otherwise, for an ordered subscription, the next
+            // delivery could be leased in between and sent to a webhook that is already off.
+            failed(inner, sub, now, next.is_none());
+            match next {
+                Some(delay) => {
                     inner
                         .store
-                        .reschedule(delivery.id, now + delay.as_millis() as u64, attempt),
-                    false,
-                ),
-                None => (inner.store.dead_letter(delivery.id, attempt), true),
-            };
-            failed(inner, sub, now, dead);
-            stored
+                        .reschedule(delivery.id, now + delay.as_millis() as u64, attempt)
+                }
+                None => inner.store.dead_letter(delivery.id, attempt),
+            }
         }
     };
     if let Err(error) = stored {
@@ -932,6 +988,7 @@ fn switch_off(
         "subscription switched off"
     );
     notify(inner, kind, &updated);
+    announce_state(inner, &updated);
     call_deactivation_url(inner, &updated, reason);
 }
 

@@ -46,6 +46,9 @@ impl Subscriptions<'_> {
             matcher.insert(stored.clone())?;
             (before, stored)
         };
+        if before.state != stored.state {
+            crate::engine::announce_state(inner, &stored);
+        }
         match (before.state, stored.state) {
             (State::Active, State::Active) => {}
             (_, State::Active) => {

@@ -258,7 +258,8 @@ fn autotask_webhook_is_deactivated_after_25_failed_events() {
 #[test]
 fn superoffice_webhook_goes_to_too_many_errors_after_nine_failed_attempts() {
     let dir = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start(|_, _| Reply::status(500));
+    let receiver =
+        Receiver::start(|_, r| Reply::status(if r.path == "/listener" { 200 } else { 500 }));
     let clock = ManualClock::new(1_522_916_881_573);
     let engine = engine(&dir).clock(clock.clone()).open().unwrap();
     let sub = engine
@@ -268,6 +269,15 @@ fn superoffice_webhook_goes_to_too_many_errors_after_nine_failed_attempts() {
                 .profile(Profile::Superoffice)
                 .events(["contact.changed"])
                 .secret("Something Super Secret"),
+        )
+        .unwrap();
+    // Another webhook listens for the first one's state events.
+    engine
+        .subscriptions()
+        .create(
+            Subscription::new(format!("{}/listener", receiver.url))
+                .profile(Profile::Superoffice)
+                .events([format!("webhook{}.errors", sub.id)]),
         )
         .unwrap();
     engine
@@ -289,4 +299,10 @@ fn superoffice_webhook_goes_to_too_many_errors_after_nine_failed_attempts() {
         .map(|r| r.header("X-SuperOffice-Retry").unwrap().to_string())
         .collect();
     assert_eq!(retries.first().map(String::as_str), Some("0"));
+    let announced = receiver.wait_for("/listener", 1, WAIT);
+    assert_eq!(announced.len(), 1, "the .errors state event fired");
+    let body = announced[0].json();
+    assert_eq!(body["Event"], "webhook.errors");
+    assert_eq!(body["Entity"], "webhook");
+    assert_eq!(body["PrimaryKey"], sub.id);
 }
