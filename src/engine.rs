@@ -188,11 +188,11 @@ struct SubscriptionRuntime {
 pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) matcher: RwLock<Matcher>,
-    sender: Sender,
+    pub(crate) sender: Sender,
     pub(crate) clock: Arc<dyn Clock>,
     retry: RetryPolicy,
     failure: FailurePolicy,
-    timeouts: Timeouts,
+    pub(crate) timeouts: Timeouts,
     notifier: Option<Arc<dyn Notifier>>,
     handlers: HashMap<String, Arc<Handler>>,
     expander: Option<Arc<Expander>>,

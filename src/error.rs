@@ -18,6 +18,14 @@ pub enum Error {
     /// The HTTP sender could not be configured (e.g. a bad allow-list entry).
     #[error(transparent)]
     Deliver(#[from] callout_deliver::DeliverError),
+    /// The test event sent before saving a subscription was not answered with 200.
+    #[error("the test event to the target was answered {status:?}: {detail}")]
+    TestFailed {
+        /// The HTTP status, when a response arrived.
+        status: Option<u16>,
+        /// What happened.
+        detail: String,
+    },
     /// A thread could not be started.
     #[error("could not start a thread: {0}")]
     Thread(std::io::Error),

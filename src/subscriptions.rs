@@ -1,6 +1,7 @@
 //! Subscriptions through the engine: the store keeps them, the matcher stays in step.
 
-use callout_core::{State, Subscription};
+use callout_core::vendor::superoffice;
+use callout_core::{Profile, State, Subscription};
 use callout_store::SubscriptionFilter;
 
 use crate::engine::Engine;
@@ -22,6 +23,42 @@ impl Subscriptions<'_> {
             .create_subscription(subscription, inner.clock.now_ms())?;
         matcher.insert(stored.clone())?;
         Ok(stored)
+    }
+
+    /// Like [`Subscriptions::create`], but first sends the target a `test` event and saves the
+    /// subscription only if it answers 200 (SuperOffice's save-time check: body `Event` and
+    /// `Entity` = `test`, `PrimaryKey` 0, header `X-Hook-Test: true`; other profiles get
+    /// `{"type":"test",...}`), signed like its deliveries.
+    pub fn create_tested(&self, subscription: Subscription) -> Result<Subscription, Error> {
+        subscription.validate()?;
+        let inner = &self.engine.inner;
+        let now = inner.clock.now_ms();
+        let body = match subscription.profile {
+            Profile::Superoffice => {
+                let event_id = uuid::Uuid::new_v4().to_string();
+                superoffice::test_body(&subscription, &event_id, now.saturating_mul(10_000))
+            }
+            _ => serde_json::to_vec(&serde_json::json!({
+                "type": "test",
+                "timestamp": callout_core::rfc3339(now, 3),
+                "data": {},
+            }))
+            .unwrap_or_default(),
+        };
+        let mut request = crate::send::request(&subscription, 0, 0, body, now, inner.timeouts);
+        if subscription.profile == Profile::Superoffice {
+            request
+                .profile_headers
+                .push(("X-Hook-Test".into(), "true".into()));
+        }
+        let outcome = inner.sender.send(&request);
+        if outcome.status() != Some(200) {
+            return Err(Error::TestFailed {
+                status: outcome.status(),
+                detail: format!("{:?}", outcome.verdict),
+            });
+        }
+        self.create(subscription)
     }
 
     /// The subscription with this id.

@@ -306,3 +306,48 @@ fn superoffice_webhook_goes_to_too_many_errors_after_nine_failed_attempts() {
     assert_eq!(body["Entity"], "webhook");
     assert_eq!(body["PrimaryKey"], sub.id);
 }
+
+#[test]
+fn superoffice_save_sends_a_test_event_that_must_get_200() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(|_, r| Reply::status(if r.path == "/yes" { 200 } else { 404 }));
+    let engine = engine(&dir).open().unwrap();
+    let webhook = |path: &str| {
+        Subscription::new(format!("{}{path}", receiver.url))
+            .profile(Profile::Superoffice)
+            .events(["contact.created"])
+            .secret("Something Super Secret")
+    };
+    let saved = engine
+        .subscriptions()
+        .create_tested(webhook("/yes"))
+        .unwrap();
+    let test = receiver.wait_for("/yes", 1, WAIT);
+    assert_eq!(test[0].header("X-Hook-Test"), Some("true"));
+    assert_eq!(test[0].json()["Event"], "test");
+    assert_eq!(test[0].json()["PrimaryKey"], 0);
+    assert!(engine.subscriptions().get(saved.id).unwrap().is_some());
+    let refused = engine
+        .subscriptions()
+        .create_tested(webhook("/no"))
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            callout::Error::TestFailed {
+                status: Some(404),
+                ..
+            }
+        ),
+        "{refused}"
+    );
+    assert_eq!(
+        engine
+            .subscriptions()
+            .list(&Default::default())
+            .unwrap()
+            .len(),
+        1,
+        "not saved"
+    );
+}
