@@ -8,6 +8,14 @@
 //! return to the queue when the store reopens, so delivery is at least once. Only this crate
 //! knows sled; it never reads the clock: times come in as Unix milliseconds.
 //!
+//! What is durable when a call returns: an [`Store::enqueue`] per [`Durability`] (by default
+//! after sled's flush; concurrent enqueues share one flush). Leases live in memory only: a
+//! crash voids them all and reopening makes their deliveries due again. Outcomes
+//! ([`Store::complete`], [`Store::reschedule`], [`Store::dead_letter`], [`Store::release`])
+//! are buffered and written as one batch by the next lease or read, after 256 outcomes or
+//! 50 ms of store activity, or by [`Store::flush`]; a crash before that sends their deliveries
+//! again (at least once). Subscription and hold/resume changes are flushed before returning.
+//!
 //! ```
 //! use callout_store::{NewDelivery, Store, StoreConfig, Attempt};
 //!

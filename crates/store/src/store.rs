@@ -1056,6 +1056,11 @@ impl Store {
     }
 
     /// The delivery was delivered: it leaves the queue; its attempts stay for the retention time.
+    ///
+    /// Like every settle, this fails with [`StoreError::UnknownDelivery`] when `id` is not in
+    /// flight (never leased, settled already, or its lease expired and was voided by a later
+    /// [`Store::lease`]), and is buffered, not yet on disk, when it returns (see the crate
+    /// documentation).
     pub fn complete(&self, id: u64, attempt: Attempt) -> Result<(), StoreError> {
         self.settle(id, Some(attempt), |batch, d, book| {
             if d.ordered {
