@@ -77,3 +77,37 @@ pub(crate) fn part(key: &[u8], offset: usize) -> u64 {
         .and_then(|b| b.try_into().ok())
         .map_or(0, u64::from_be_bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_sort_by_their_big_endian_parts() {
+        let mut keys = [
+            key(b'q', &[256, 1]),
+            key(b'q', &[1, 9]),
+            key(b'q', &[255, 0]),
+        ];
+        keys.sort();
+        let parts: Vec<u64> = keys.iter().map(|k| part(k, 1)).collect();
+        assert_eq!(parts, [1, 255, 256]);
+    }
+
+    #[test]
+    fn records_round_trip_and_unknown_versions_are_corrupt() {
+        let bytes = encode(&(42u64, "x".to_string()));
+        assert_eq!(bytes[0], FORMAT);
+        let back: (u64, String) = decode(b"k", &bytes).unwrap();
+        assert_eq!(back, (42, "x".to_string()));
+        let mut newer = bytes.clone();
+        newer[0] = FORMAT + 1;
+        let error = decode::<(u64, String)>(b"k", &newer).unwrap_err();
+        assert!(
+            error.to_string().contains("6b"),
+            "names the key in hex: {error}"
+        );
+        assert!(decode::<(u64, String)>(b"k", &[]).is_err());
+        assert!(decode_json::<serde_json::Value>(b"k", b"\x01{not json").is_err());
+    }
+}

@@ -1488,3 +1488,50 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Store>();
+    }
+
+    #[test]
+    fn later_write_to_a_key_wins_within_one_batch() {
+        // `settle` removes a due entry and `requeue` may insert the very same key again.
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let mut ops = Ops::default();
+        ops.insert(b"k".as_slice(), b"old");
+        ops.remove(b"k".as_slice());
+        ops.insert(b"k".as_slice(), b"new");
+        ops.insert(b"gone".as_slice(), b"x");
+        ops.remove(b"gone".as_slice());
+        let mut batch = Batch::default();
+        ops.into_batch(&mut batch);
+        db.apply_batch(batch).unwrap();
+        assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"new"[..]));
+        assert_eq!(db.get("gone").unwrap(), None);
+    }
+
+    #[test]
+    fn due_entry_names_subscription_and_order() {
+        let delivery = Delivery {
+            id: 7,
+            subscription_id: 300,
+            event_ids: vec![],
+            event_type: "a.b".into(),
+            body: vec![],
+            attempts: 0,
+            due_at: 5,
+            created_at: 5,
+            ordered: true,
+            state: DeliveryState::Due,
+        };
+        let entry = due_entry(&delivery);
+        assert_eq!((part(&entry, 0), entry[8]), (300, 1));
+    }
+}
