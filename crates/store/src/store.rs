@@ -832,17 +832,22 @@ impl Store {
         // or waiting behind an ordered head) would otherwise be walked on every call, making a
         // large backlog quadratic. The cost: due deliveries beyond this many passed-over ones
         // wait for a later call.
+        // Entries in flight (still in the index, see `LEASED`) are passed over outside the
+        // budget, so many long leases at the head cannot starve the deliveries behind them;
+        // there are at most as many of those as leases.
         let mut budget = max.saturating_mul(64).max(LEASE_SCAN_MIN);
+        let mut in_flight_passed = 0;
         for item in self.queue.range(key(DUE, &[0, 0])..end) {
             if leased.len() >= max || budget == 0 {
                 break;
             }
-            budget -= 1;
             let (due_key, entry) = item?;
             let id = part(&due_key, 9);
-            if book.leased.contains_key(&id) {
+            if book.leased.contains_key(&id) && in_flight_passed < book.leased.len() {
+                in_flight_passed += 1;
                 continue;
             }
+            budget -= 1;
             let known = (entry.len() == 9).then(|| (part(&entry, 0), entry[8] == 1));
             // Decide from the index entry when it can: most passed-over deliveries (a
             // subscription at its bound) then cost no read and no decode.

@@ -694,3 +694,22 @@ fn prune_in_small_steps_reaches_every_subscription_and_keeps_fresh_attempts() {
         assert_eq!(numbers, [3], "sub {sub}");
     }
 }
+
+#[test]
+fn many_leases_at_the_head_do_not_hide_the_deliveries_behind_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let new: Vec<NewDelivery> = (0..1_200)
+        .map(|n| delivery(1, &format!("e{n}"), 0))
+        .collect();
+    store.enqueue(&[], new, 0).unwrap();
+    // 1,100 in flight, more than one call's scan budget for max = 1 (512 entries).
+    let mut in_flight = 0;
+    for _ in 0..11 {
+        in_flight += store.lease(0, 100).unwrap().len();
+    }
+    assert_eq!(in_flight, 1_100);
+    let next = store.lease(0, 1).unwrap();
+    assert_eq!(next.len(), 1, "the 1,101st delivery is still found");
+    assert_eq!(next[0].event_ids, ["e1100"]);
+}
