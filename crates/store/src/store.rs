@@ -1,7 +1,8 @@
-//! The store: a sled database with three trees. `subs` holds subscriptions (JSON, so their
-//! format can grow); `queue` holds every delivery, its indexes, attempts and counters under
-//! one-byte key prefixes, so that each state change is one atomic `apply_batch`; `corrupt`
-//! holds records that failed to decode, moved aside.
+//! The store: a sled database with four trees. `meta` holds the on-disk format version; `subs`
+//! holds subscriptions (JSON, so their format can grow) and the subscription id counter (in the
+//! same tree, so an id and its record commit in one batch); `queue` holds every delivery, its
+//! indexes, attempts and counters under one-byte key prefixes, so that each state change is one
+//! atomic `apply_batch`; `corrupt` holds records that failed to decode, moved aside.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -43,6 +44,8 @@ const NEXT_DELIVERY: &[u8] = b"N";
 const SUB: u8 = b'S';
 const NEXT_SUB: &[u8] = b"#";
 const SEQUENCE: u8 = b'Q'; // Q sub -> next sequence number
+
+// Keys of the `meta` tree.
 const FORMAT_KEY: &[u8] = b"format";
 
 /// How durable a write is when the call returns.
@@ -322,9 +325,10 @@ impl Store {
                 other => StoreError::Sled(other),
             })?;
         let subs = db.open_tree("subs")?;
-        match subs.get(FORMAT_KEY)?.as_deref() {
+        let meta = db.open_tree("meta")?;
+        match meta.get(FORMAT_KEY)?.as_deref() {
             None => {
-                subs.insert(FORMAT_KEY, &[codec::FORMAT])?;
+                meta.insert(FORMAT_KEY, &[codec::FORMAT])?;
             }
             Some([found]) if *found <= codec::FORMAT => {}
             Some(found) => {

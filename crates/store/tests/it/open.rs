@@ -72,7 +72,7 @@ fn newer_format_on_disk_is_refused() {
     drop(open(dir.path()));
     {
         let db = crate::raw_sled(dir.path());
-        db.open_tree("subs")
+        db.open_tree("meta")
             .unwrap()
             .insert("format", &[2u8])
             .unwrap();
@@ -89,7 +89,7 @@ fn newer_format_on_disk_is_refused() {
     // The refusal released the path: with the format put back, it opens.
     {
         let db = crate::raw_sled(dir.path());
-        db.open_tree("subs")
+        db.open_tree("meta")
             .unwrap()
             .insert("format", &[1u8])
             .unwrap();
