@@ -960,11 +960,7 @@ impl Store {
                 book.enter(lease.sub, DeliveryState::Due);
                 continue;
             }
-            let dk = key(DELIVERY, &[id]);
-            let Some(bytes) = self.queue.get(&dk)? else {
-                continue;
-            };
-            let Ok(mut delivery) = codec::decode::<Delivery>(&dk, &bytes) else {
+            let Some((dk, mut delivery)) = self.stored(id)? else {
                 continue;
             };
             batch.remove(lease.due_key);
@@ -1129,11 +1125,7 @@ impl Store {
             if (entry.len() == 9 && part(&entry, 0) != sub) || book.leased.contains_key(&id) {
                 continue;
             }
-            let dk = key(DELIVERY, &[id]);
-            let Some(bytes) = self.queue.get(&dk)? else {
-                continue;
-            };
-            let Ok(mut d) = codec::decode::<Delivery>(&dk, &bytes) else {
+            let Some((dk, mut d)) = self.stored(id)? else {
                 continue;
             };
             if d.subscription_id == sub && d.state == DeliveryState::Due {
@@ -1164,11 +1156,7 @@ impl Store {
             let (hk, _) = item?;
             let id = part(&hk, 9);
             batch.remove(hk);
-            let dk = key(DELIVERY, &[id]);
-            let Some(bytes) = self.queue.get(&dk)? else {
-                continue;
-            };
-            let Ok(mut d) = codec::decode::<Delivery>(&dk, &bytes) else {
+            let Some((dk, mut d)) = self.stored(id)? else {
                 continue;
             };
             d.state = DeliveryState::Due;
@@ -1210,6 +1198,16 @@ impl Store {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         })
+    }
+
+    /// The stored record of delivery `id` with its key, or `None` when it is gone or does not
+    /// decode (corrupt records are reported and moved aside where the queue is walked).
+    fn stored(&self, id: u64) -> Result<Option<(Vec<u8>, Delivery)>, StoreError> {
+        let dk = key(DELIVERY, &[id]);
+        let Some(bytes) = self.queue.get(&dk)? else {
+            return Ok(None);
+        };
+        Ok(codec::decode::<Delivery>(&dk, &bytes).ok().map(|d| (dk, d)))
     }
 
     /// A delivery by id, in any state.
