@@ -740,11 +740,14 @@ fn record(
     }
 }
 
-fn deliver(inner: &Inner, delivery: callout_store::Delivery) {
-    let sub = inner.matcher.read().ok().and_then(|m| {
-        m.get(delivery.subscription_id)
-            .map(|s| s.subscription().clone())
-    });
+fn deliver(inner: &Inner, mut delivery: callout_store::Delivery) {
+    // The matcher's own compiled copy, shared: no per-delivery clone of the subscription.
+    let compiled = inner
+        .matcher
+        .read()
+        .ok()
+        .and_then(|m| m.get(delivery.subscription_id).map(Arc::clone));
+    let sub = compiled.as_ref().map(|c| c.subscription());
     let now = inner.clock.now_ms();
     let Some(sub) = sub else {
         let attempt = record(
@@ -765,21 +768,23 @@ fn deliver(inner: &Inner, delivery: callout_store::Delivery) {
         attempt = delivery.attempts + 1
     );
     let _guard = span.enter();
-    count_callout(inner, &sub, &delivery.event_type, now);
+    count_callout(inner, sub, &delivery.event_type, now);
     let handler = match &sub.kind {
         callout_core::Kind::Handler(name) => inner.handlers.get(name).map(|h| h.as_ref()),
         callout_core::Kind::Webhook => None,
     };
+    // The body goes to the request; the rest of the delivery is still needed to settle it.
+    let body = std::mem::take(&mut delivery.body);
     let result = send::attempt(
         &inner.sender,
         handler,
-        &sub,
+        sub,
         (delivery.id, &delivery.event_type, delivery.attempts + 1),
-        delivery.body.clone(),
+        body,
         now,
         inner.timeouts,
     );
-    settle(inner, &sub, &delivery, result);
+    settle(inner, sub, &delivery, result);
     if let Ok(mut runtime) = inner.runtime.lock() {
         if let Some(rt) = runtime.get_mut(&sub.id) {
             rt.in_flight = rt.in_flight.saturating_sub(1);
