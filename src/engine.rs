@@ -650,17 +650,7 @@ fn dispatcher(inner: &Inner, jobs: &Tx<Job>, wake: &Receiver<()>) {
                     let _ = inner.store.release(delivery.id, now);
                     let _ = inner.store.hold_subscription(delivery.subscription_id);
                 }
-                Admit::Orphan => {
-                    let attempt = record(
-                        &delivery,
-                        now,
-                        "subscription deleted",
-                        None,
-                        Duration::ZERO,
-                        "",
-                    );
-                    let _ = inner.store.dead_letter(delivery.id, attempt);
-                }
+                Admit::Orphan => orphaned(inner, &delivery, now),
             }
         }
         if sent == 0 {
@@ -740,6 +730,21 @@ fn record(
     }
 }
 
+/// Dead-letters a delivery whose subscription was deleted: kept, with the reason recorded.
+fn orphaned(inner: &Inner, delivery: &callout_store::Delivery, now: u64) {
+    let attempt = record(
+        delivery,
+        now,
+        "subscription deleted",
+        None,
+        Duration::ZERO,
+        "",
+    );
+    if let Err(error) = inner.store.dead_letter(delivery.id, attempt) {
+        tracing::error!(%error, delivery = delivery.id, "could not dead-letter an orphaned delivery");
+    }
+}
+
 fn deliver(inner: &Inner, mut delivery: callout_store::Delivery) {
     // The matcher's own compiled copy, shared: no per-delivery clone of the subscription.
     let compiled = inner
@@ -750,15 +755,7 @@ fn deliver(inner: &Inner, mut delivery: callout_store::Delivery) {
     let sub = compiled.as_ref().map(|c| c.subscription());
     let now = inner.clock.now_ms();
     let Some(sub) = sub else {
-        let attempt = record(
-            &delivery,
-            now,
-            "subscription deleted",
-            None,
-            Duration::ZERO,
-            "",
-        );
-        let _ = inner.store.dead_letter(delivery.id, attempt);
+        orphaned(inner, &delivery, now);
         return;
     };
     let span = tracing::info_span!(
