@@ -61,9 +61,18 @@ pub struct EngineBuilder {
     hourly_threshold: Option<u64>,
     poll: Duration,
     pipeliner: vendor::pipeliner::PipelinerContext,
+    deliver: bool,
 }
 
 impl EngineBuilder {
+    /// Whether the engine leases and sends deliveries (default true). With `false` it only
+    /// stores them: publishing, subscriptions and inspection work, and another opening of the
+    /// store (a later run, another process) delivers them. Deactivation URLs are still called.
+    pub fn deliver(mut self, deliver: bool) -> Self {
+        self.deliver = deliver;
+        self
+    }
+
     /// Worker threads sending deliveries (default 4).
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers.max(1);
@@ -256,6 +265,7 @@ impl Engine {
             hourly_threshold: None,
             poll: Duration::from_millis(50),
             pipeliner: Default::default(),
+            deliver: true,
         }
     }
 
@@ -323,14 +333,16 @@ impl Engine {
                     .map_err(Error::Thread)?,
             );
         }
-        let dispatcher_jobs = job_tx.clone();
-        let dispatcher_inner = Arc::clone(&inner);
-        threads.push(
-            std::thread::Builder::new()
-                .name("callout-dispatcher".into())
-                .spawn(move || dispatcher(&dispatcher_inner, &dispatcher_jobs, &wake_rx))
-                .map_err(Error::Thread)?,
-        );
+        if b.deliver {
+            let dispatcher_jobs = job_tx.clone();
+            let dispatcher_inner = Arc::clone(&inner);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("callout-dispatcher".into())
+                    .spawn(move || dispatcher(&dispatcher_inner, &dispatcher_jobs, &wake_rx))
+                    .map_err(Error::Thread)?,
+            );
+        }
         Ok(Engine {
             inner,
             threads: Mutex::new(threads),
@@ -1082,15 +1094,90 @@ impl Engine {
         Ok(self.inner.store.attempts_for_delivery(delivery_id)?)
     }
 
-    /// Puts dead-lettered deliveries (of one subscription, or all) back in the queue, due now;
-    /// returns how many.
-    pub fn replay_dead(&self, subscription: Option<u64>) -> Result<usize, Error> {
-        let replayed =
-            self.inner
-                .store
-                .replay_dead(subscription, 0, u64::MAX, self.inner.clock.now_ms())?;
+    /// The newest attempts of one subscription's deliveries, newest first, at most `limit`, as
+    /// (delivery id, attempt).
+    pub fn subscription_attempts(
+        &self,
+        id: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, callout_store::Attempt)>, Error> {
+        Ok(self.inner.store.attempts_for_subscription(id, limit)?)
+    }
+
+    /// One delivery as stored, whatever its state.
+    pub fn delivery(&self, id: u64) -> Result<Option<callout_store::Delivery>, Error> {
+        Ok(self.inner.store.delivery(id)?)
+    }
+
+    /// The dead letters `filter` selects.
+    pub fn dead_letters(&self, filter: &DeadFilter) -> Result<Vec<callout_store::Delivery>, Error> {
+        let (sub, from, to) = filter.parts();
+        Ok(self.inner.store.dead_letters(sub, from, to)?)
+    }
+
+    /// Puts the dead letters `filter` selects back in the queue, due now, with their attempt
+    /// count reset (their history is kept); returns how many.
+    pub fn replay_dead(&self, filter: &DeadFilter) -> Result<usize, Error> {
+        let (sub, from, to) = filter.parts();
+        let replayed = self
+            .inner
+            .store
+            .replay_dead(sub, from, to, self.inner.clock.now_ms())?;
         self.wake();
         Ok(replayed)
+    }
+
+    /// Deletes the dead letters `filter` selects; returns how many.
+    pub fn purge_dead(&self, filter: &DeadFilter) -> Result<usize, Error> {
+        let (sub, from, to) = filter.parts();
+        Ok(self.inner.store.purge_dead(sub, from, to)?)
+    }
+}
+
+/// Which dead letters [`Engine::dead_letters`], [`Engine::replay_dead`] and
+/// [`Engine::purge_dead`] mean: those of one subscription or of all, dead-lettered within
+/// `[from_ms, to_ms)` (milliseconds since the Unix epoch). The default selects every one.
+///
+/// ```
+/// let last_hour = callout::DeadFilter {
+///     subscription: Some(7),
+///     from_ms: 1_700_000_000_000 - 3_600_000,
+///     to_ms: 1_700_000_000_000,
+/// };
+/// assert_eq!(callout::DeadFilter::subscription(7).to_ms, u64::MAX);
+/// # let _ = last_hour;
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeadFilter {
+    /// Only this subscription's dead letters; `None` for all.
+    pub subscription: Option<u64>,
+    /// Dead-lettered at or after this time.
+    pub from_ms: u64,
+    /// Dead-lettered before this time.
+    pub to_ms: u64,
+}
+
+impl DeadFilter {
+    /// Every dead letter of one subscription.
+    pub fn subscription(id: u64) -> DeadFilter {
+        DeadFilter {
+            subscription: Some(id),
+            ..DeadFilter::default()
+        }
+    }
+
+    fn parts(&self) -> (Option<u64>, u64, u64) {
+        (self.subscription, self.from_ms, self.to_ms)
+    }
+}
+
+impl Default for DeadFilter {
+    fn default() -> DeadFilter {
+        DeadFilter {
+            subscription: None,
+            from_ms: 0,
+            to_ms: u64::MAX,
+        }
     }
 }
 

@@ -21,7 +21,7 @@ mod subscriptions;
 
 pub use crate::body::Expander;
 pub use crate::clock::{Clock, ManualClock, SystemClock};
-pub use crate::engine::{Engine, EngineBuilder, Explanation, FailurePolicy, Receipt};
+pub use crate::engine::{DeadFilter, Engine, EngineBuilder, Explanation, FailurePolicy, Receipt};
 pub use crate::error::Error;
 pub use crate::notify::{Handler, HandlerCall, Notice, NoticeKind, Notifier};
 pub use crate::retry::RetryPolicy;

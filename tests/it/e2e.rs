@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use callout::{
-    Engine, EngineBuilder, Event, FailurePolicy, ManualClock, NoticeKind, RetryPolicy, State,
-    Subscription,
+    DeadFilter, Engine, EngineBuilder, Event, FailurePolicy, ManualClock, NoticeKind, RetryPolicy,
+    State, Subscription,
 };
 use hmac::{Hmac, Mac};
 use serde_json::json;
@@ -173,8 +173,41 @@ fn never_succeeds_then_dead_letter_then_replay() {
         wait_until(WAIT, || engine.stats().unwrap().dead == 1),
         "dead-lettered after the last attempt"
     );
+    let dead = engine
+        .dead_letters(&DeadFilter::subscription(s.id))
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        engine.delivery(dead[0].id).unwrap().unwrap().attempts,
+        2,
+        "both attempts counted on the stored delivery"
+    );
+    let recorded = engine.subscription_attempts(s.id, 10).unwrap();
+    assert_eq!(recorded.len(), 2);
+    assert!(recorded
+        .iter()
+        .all(|(id, a)| *id == dead[0].id && a.status == Some(503)));
+    let before = DeadFilter {
+        to_ms: 1_700_000_000_000,
+        ..DeadFilter::default()
+    };
+    assert!(
+        engine.dead_letters(&before).unwrap().is_empty(),
+        "time range excludes it"
+    );
+    assert_eq!(engine.replay_dead(&before).unwrap(), 0);
+    assert_eq!(
+        engine
+            .dead_letters(&DeadFilter::subscription(s.id + 1))
+            .unwrap()
+            .len(),
+        0
+    );
     *healthy.lock().unwrap() = true;
-    assert_eq!(engine.replay_dead(Some(s.id)).unwrap(), 1);
+    assert_eq!(
+        engine.replay_dead(&DeadFilter::subscription(s.id)).unwrap(),
+        1
+    );
     assert_eq!(receiver.wait_for("/down", 3, WAIT).len(), 3);
     assert!(wait_until(WAIT, || engine.stats().unwrap().delivered == 1));
     assert_eq!(engine.stats().unwrap().dead, 0);
@@ -460,4 +493,51 @@ fn invalid_subscription_is_a_typed_error() {
         .create(Subscription::new("nope").events(["*"]))
         .unwrap_err();
     assert!(matches!(error, callout::Error::Invalid(_)), "{error}");
+}
+
+#[test]
+fn purge_deletes_only_the_selected_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(|_, _| Reply::status(500));
+    let engine = engine(&dir)
+        .retry_policy(RetryPolicy::from_secs(&[0]))
+        .open()
+        .unwrap();
+    let a = engine.subscriptions().create(sub(&receiver, "/a")).unwrap();
+    let b = engine.subscriptions().create(sub(&receiver, "/b")).unwrap();
+    engine.publish(Event::created("Ticket", "1")).unwrap();
+    assert!(wait_until(WAIT, || engine.stats().unwrap().dead == 2));
+    assert_eq!(
+        engine.purge_dead(&DeadFilter::subscription(a.id)).unwrap(),
+        1
+    );
+    assert_eq!(
+        engine.dead_letters(&DeadFilter::default()).unwrap().len(),
+        1
+    );
+    assert_eq!(engine.subscription_stats(a.id).unwrap().dead, 0);
+    assert_eq!(engine.subscription_stats(b.id).unwrap().dead, 1);
+}
+
+#[test]
+fn an_engine_that_does_not_deliver_stores_for_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(|_, _| Reply::status(200));
+    {
+        let engine = engine(&dir).deliver(false).open().unwrap();
+        engine
+            .subscriptions()
+            .create(sub(&receiver, "/later"))
+            .unwrap();
+        engine.publish(Event::created("Ticket", "1")).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            receiver.received().is_empty(),
+            "nothing sent while not delivering"
+        );
+        assert_eq!(engine.stats().unwrap().due, 1);
+    }
+    let engine = engine(&dir).open().unwrap();
+    assert_eq!(receiver.wait_for("/later", 1, WAIT).len(), 1);
+    assert!(wait_until(WAIT, || engine.stats().unwrap().delivered == 1));
 }
