@@ -75,17 +75,46 @@ pub(crate) fn request(
 }
 
 /// SuperOffice's own headers: the event and EventId, read back from the stored body (it is the
-/// source of truth for both), and how many times this EventId was sent before.
+/// source of truth for both), and how many times this EventId was sent before. Attempts come in
+/// cycles (three with one EventId); a failed cycle is sent again as a new event, so from the
+/// second cycle on the body and header carry a new EventId, derived from the first so that every
+/// attempt of a cycle, across restarts too, carries the same one.
 fn superoffice_headers(request: &mut Request, sub: &Subscription, attempts_made: u32) {
+    let per_cycle = callout_core::VendorRules::for_profile(sub.profile)
+        .cycle
+        .map_or(u32::MAX, |c| c.attempts.max(1));
+    let (cycle, retry) = (attempts_made / per_cycle, attempts_made % per_cycle);
     let parsed: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
     let event = parsed["Event"].as_str().unwrap_or_default();
-    let event_id = parsed["EventId"].as_str().unwrap_or_default();
+    let first_id = parsed["EventId"].as_str().unwrap_or_default();
+    let mut event_id = first_id.to_string();
+    if cycle > 0 && !first_id.is_empty() {
+        event_id = uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_OID,
+            format!("{first_id}/cycle/{cycle}").as_bytes(),
+        )
+        .to_string();
+        request.body = replace_first(
+            &request.body,
+            format!("\"EventId\":\"{first_id}\"").as_bytes(),
+            format!("\"EventId\":\"{event_id}\"").as_bytes(),
+        );
+    }
     request.content_type = Some(callout_core::vendor::superoffice::CONTENT_TYPE.to_string());
     request.profile_headers =
-        callout_core::vendor::superoffice::headers(sub, event, event_id, attempts_made, false)
+        callout_core::vendor::superoffice::headers(sub, event, &event_id, retry, false)
             .into_iter()
             .filter(|(name, _)| name.to_ascii_lowercase().starts_with("x-superoffice-"))
             .collect();
+}
+
+/// `haystack` with the first occurrence of `from` replaced by `to`; every other byte is kept,
+/// so a body changes only where it must.
+fn replace_first(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    match haystack.windows(from.len()).position(|w| w == from) {
+        Some(at) => [&haystack[..at], to, &haystack[at + from.len()..]].concat(),
+        None => haystack.to_vec(),
+    }
 }
 
 /// One attempt's result, in the engine's terms: HTTP and handlers alike.

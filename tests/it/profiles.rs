@@ -302,7 +302,32 @@ fn superoffice_webhook_goes_to_too_many_errors_after_nine_failed_attempts() {
         .iter()
         .map(|r| r.header("X-SuperOffice-Retry").unwrap().to_string())
         .collect();
-    assert_eq!(retries.first().map(String::as_str), Some("0"));
+    assert_eq!(retries, ["0", "1", "2", "0", "1", "2", "0", "1", "2"]);
+    // One EventId per cycle, a new one for each cycle, the same in body and header, and the
+    // signature made over the body as sent.
+    let ids: Vec<String> = receiver
+        .on("/so")
+        .iter()
+        .map(|r| {
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"Something Super Secret").unwrap();
+            mac.update(&r.body);
+            assert_eq!(
+                r.header("X-SuperOffice-Signature"),
+                Some(b64(&mac.finalize().into_bytes()).as_str())
+            );
+            let id = r.json()["EventId"].as_str().unwrap().to_string();
+            assert_eq!(r.header("X-SuperOffice-EventId"), Some(id.as_str()));
+            id
+        })
+        .collect();
+    for cycle in ids.chunks(3) {
+        assert!(
+            cycle.iter().all(|id| id == &cycle[0]),
+            "same EventId within a cycle"
+        );
+    }
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), 3, "a new EventId per failed cycle");
     let announced = receiver.wait_for("/listener", 1, WAIT);
     assert_eq!(announced.len(), 1, "the .errors state event fired");
     let body = announced[0].json();
