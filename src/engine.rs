@@ -24,6 +24,7 @@ use crate::error::Error;
 use crate::notify::{Handler, Notice, NoticeKind, Notifier};
 use crate::retry::RetryPolicy;
 use crate::send::{self, AttemptResult};
+use crate::threshold::Hourly;
 
 /// When a subscription that keeps failing is switched to `too_many_errors`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,8 +149,10 @@ impl EngineBuilder {
         self
     }
 
-    /// Callouts per subscription, entity and hour above which subscriptions with
-    /// `send_threshold_exceeded_notification` warn the notifier (Autotask's threshold).
+    /// Callouts per subscription, entity and clock hour (Autotask's threshold; off by default).
+    /// Past it, Autotask-profile deliveries wait for the next hour (never dropped) and the others
+    /// go anyway; subscriptions with `send_threshold_exceeded_notification` have the notifier
+    /// told once an hour when it is passed, and when delayed deliveries have caught up.
     pub fn hourly_threshold(mut self, threshold: u64) -> Self {
         self.hourly_threshold = Some(threshold);
         self
@@ -192,6 +195,9 @@ struct SubscriptionRuntime {
     consecutive_failed_events: u32,
     failing_since: Option<u64>,
     next_send_at: u64,
+    /// Dead-lettered deliveries the notifier has not heard of yet, and when it last heard.
+    failed_unreported: u64,
+    failures_noticed_at: Option<u64>,
 }
 
 pub(crate) struct Inner {
@@ -206,8 +212,7 @@ pub(crate) struct Inner {
     handlers: HashMap<String, Arc<Handler>>,
     expander: Option<Arc<Expander>>,
     runtime: Mutex<HashMap<u64, SubscriptionRuntime>>,
-    hourly: Mutex<HashMap<(u64, String, u64), u64>>,
-    hourly_threshold: Option<u64>,
+    hourly: Hourly,
     max_in_flight: usize,
     stopping: AtomicBool,
     wake: Tx<()>,
@@ -315,8 +320,7 @@ impl Engine {
             handlers: b.handlers,
             expander: b.expander,
             runtime: Mutex::new(HashMap::new()),
-            hourly: Mutex::new(HashMap::new()),
-            hourly_threshold: b.hourly_threshold,
+            hourly: Hourly::new(b.hourly_threshold),
             max_in_flight,
             stopping: AtomicBool::new(false),
             wake: wake_tx,
@@ -602,6 +606,7 @@ fn dispatcher(inner: &Inner, jobs: &Tx<Job>, wake: &Receiver<()>) {
                 tracing::error!(%error, "prune failed");
             }
         }
+        report_failures(inner, now);
         let room = jobs.capacity().unwrap_or(1).saturating_sub(jobs.len());
         let leased = if room == 0 {
             Vec::new()
@@ -685,31 +690,54 @@ enum Admit {
 }
 
 /// Whether a leased delivery may go now: its subscription exists and is active, is under its
-/// in-flight bound, and its rate limit has a slot.
+/// in-flight bound, its rate limit has a slot and its hourly threshold (where its profile
+/// delays) has room. A threshold notice is passed on once the locks are released, so a
+/// notifier may call back into the engine.
 fn admit(inner: &Inner, delivery: &callout_store::Delivery, now: u64) -> Admit {
+    let (admit, notice) = decide(inner, delivery, now);
+    if let Some((kind, sub)) = notice {
+        notify(inner, kind, sub.subscription());
+    }
+    admit
+}
+
+type PendingNotice = Option<(NoticeKind, Arc<CompiledSubscription>)>;
+
+fn decide(inner: &Inner, delivery: &callout_store::Delivery, now: u64) -> (Admit, PendingNotice) {
     let Ok(matcher) = inner.matcher.read() else {
-        return Admit::Later(now + 100);
+        return (Admit::Later(now + 100), None);
     };
-    let Some(sub) = matcher.get(delivery.subscription_id) else {
-        return Admit::Orphan;
+    let Some(compiled) = matcher.get(delivery.subscription_id) else {
+        return (Admit::Orphan, None);
     };
-    let sub = sub.subscription();
+    let sub = compiled.subscription();
     if sub.state != State::Active {
-        return Admit::Hold;
+        return (Admit::Hold, None);
     }
     let Ok(mut runtime) = inner.runtime.lock() else {
-        return Admit::Later(now + 100);
+        return (Admit::Later(now + 100), None);
     };
     let rt = runtime.entry(sub.id).or_default();
+    if sub.rate_limit.is_some() && rt.next_send_at > now {
+        return (Admit::Later(rt.next_send_at), None);
+    }
+    let delays = VendorRules::for_profile(sub.profile).delays_over_threshold;
+    let gate = inner
+        .hourly
+        .admit(sub.id, &delivery.event_type, delivery.id, now, delays);
+    let notice = gate
+        .notice
+        .filter(|_| sub.send_threshold_exceeded_notification)
+        .map(|kind| (kind, Arc::clone(compiled)));
+    if let Some(until) = gate.wait_until {
+        return (Admit::Later(until), notice);
+    }
     if let Some(rate) = sub.rate_limit {
         let spacing = 1000 / u64::from(rate.max(1));
-        if rt.next_send_at > now {
-            return Admit::Later(rt.next_send_at);
-        }
         rt.next_send_at = now.max(rt.next_send_at) + spacing;
     }
     rt.in_flight += 1;
-    Admit::Send
+    (Admit::Send, notice)
 }
 
 fn worker(inner: &Inner, jobs: &Receiver<Job>) {
@@ -777,7 +805,6 @@ fn deliver(inner: &Inner, mut delivery: callout_store::Delivery) {
         attempt = delivery.attempts + 1
     );
     let _guard = span.enter();
-    count_callout(inner, sub, &delivery.event_type, now);
     let handler = match &sub.kind {
         callout_core::Kind::Handler(name) => inner.handlers.get(name).map(|h| h.as_ref()),
         callout_core::Kind::Webhook => None,
@@ -856,7 +883,14 @@ fn settle(
                         .store
                         .reschedule(delivery.id, now + delay.as_millis() as u64, attempt)
                 }
-                None => inner.store.dead_letter(delivery.id, attempt),
+                None => {
+                    // Counted before the store says dead, so whoever sees it dead sees it
+                    // counted for the next notice too.
+                    count_failed(inner, sub.id);
+                    let stored = inner.store.dead_letter(delivery.id, attempt);
+                    report_failures(inner, now);
+                    stored
+                }
             }
         }
     };
@@ -1049,31 +1083,59 @@ fn call_deactivation_url(inner: &Inner, sub: &Subscription, reason: &str) {
     tracing::info!(subscription = sub.id, verdict = ?outcome.verdict, "deactivation URL called");
 }
 
-/// Counts callouts per subscription, entity and hour; warns once an hour past the threshold.
-fn count_callout(inner: &Inner, sub: &Subscription, event_type: &str, now: u64) {
-    let Some(threshold) = inner.hourly_threshold else {
+/// Seconds between two `DeliveriesFailed` notices of one subscription whose profile sets none.
+const FAILURE_NOTICE_INTERVAL_S: u64 = 3_600;
+
+fn failure_notice_interval_ms(sub: &Subscription) -> u64 {
+    VendorRules::for_profile(sub.profile)
+        .notification_interval_s
+        .unwrap_or(FAILURE_NOTICE_INTERVAL_S)
+        * 1000
+}
+
+/// Counts a delivery about to be dead-lettered, for the next `DeliveriesFailed` notice.
+fn count_failed(inner: &Inner, sub: u64) {
+    if let Ok(mut runtime) = inner.runtime.lock() {
+        runtime.entry(sub).or_default().failed_unreported += 1;
+    }
+}
+
+/// Tells the notifier of dead-lettered deliveries not yet reported, per subscription at most
+/// once per its interval (Autotask: one error email a day).
+fn report_failures(inner: &Inner, now: u64) {
+    if inner.notifier.is_none() {
+        return;
+    }
+    let Ok(matcher) = inner.matcher.read() else {
         return;
     };
-    let entity = event_type.split('.').next().unwrap_or_default().to_string();
-    let hour = now / 3_600_000;
-    let count = {
-        let Ok(mut hourly) = inner.hourly.lock() else {
+    let due: Vec<(Arc<CompiledSubscription>, u64)> = {
+        let Ok(mut runtime) = inner.runtime.lock() else {
             return;
         };
-        hourly.retain(|(_, _, h), _| *h + 1 >= hour);
-        let count = hourly.entry((sub.id, entity.clone(), hour)).or_insert(0);
-        *count += 1;
-        *count
+        runtime
+            .iter_mut()
+            .filter(|(_, rt)| rt.failed_unreported > 0)
+            .filter_map(|(id, rt)| {
+                let sub = matcher.get(*id)?;
+                let interval = failure_notice_interval_ms(sub.subscription());
+                if rt
+                    .failures_noticed_at
+                    .is_some_and(|at| now.saturating_sub(at) < interval)
+                {
+                    return None;
+                }
+                rt.failures_noticed_at = Some(now);
+                Some((Arc::clone(sub), std::mem::take(&mut rt.failed_unreported)))
+            })
+            .collect()
     };
-    if count == threshold + 1 && sub.send_threshold_exceeded_notification {
+    drop(matcher);
+    for (sub, count) in due {
         notify(
             inner,
-            NoticeKind::ThresholdExceeded {
-                entity,
-                count,
-                threshold,
-            },
-            sub,
+            NoticeKind::DeliveriesFailed { count },
+            sub.subscription(),
         );
     }
 }

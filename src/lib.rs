@@ -18,6 +18,7 @@ mod notify;
 mod retry;
 mod send;
 mod subscriptions;
+mod threshold;
 
 pub use crate::body::Expander;
 pub use crate::clock::{Clock, ManualClock, SystemClock};

@@ -24,6 +24,19 @@ pub enum NoticeKind {
         /// The threshold.
         threshold: u64,
     },
+    /// Callouts of one entity that were delayed past the threshold (Autotask's profile delays
+    /// them to the next hour, never drops them) have all gone out.
+    ThresholdCaughtUp {
+        /// The entity counted.
+        entity: String,
+    },
+    /// Deliveries failed every attempt and were dead-lettered (the error log). Told at most
+    /// once per the profile's notification interval (Autotask: a day; others: an hour), so an
+    /// outage is one notice, not one per delivery.
+    DeliveriesFailed {
+        /// Deliveries dead-lettered since the last such notice.
+        count: u64,
+    },
 }
 
 /// A notice about one subscription.

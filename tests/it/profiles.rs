@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use callout::core::{autotask_event_patterns, Profile};
-use callout::{Engine, Event, ManualClock, RetryPolicy, Subscription};
+use callout::{Engine, Event, ManualClock, Notice, NoticeKind, RetryPolicy, Subscription};
 use hmac::{Hmac, Mac};
 use serde_json::json;
 
@@ -216,12 +216,36 @@ fn drive(engine: &Engine, clock: &ManualClock, step_ms: u64, done: impl Fn() -> 
     done()
 }
 
+type Notices = std::sync::Arc<std::sync::Mutex<Vec<NoticeKind>>>;
+
+/// A notifier that keeps what it was told.
+fn notices() -> (Notices, impl Fn(&Notice) + Send + Sync + 'static) {
+    let kept = Notices::default();
+    let seen = std::sync::Arc::clone(&kept);
+    (kept, move |n: &Notice| {
+        seen.lock().unwrap().push(n.kind.clone())
+    })
+}
+
+fn wait_until(limit: Duration, done: impl Fn() -> bool) -> bool {
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit && !done() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    done()
+}
+
 #[test]
 fn autotask_webhook_is_deactivated_after_25_failed_events() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start(|_, r| Reply::status(if r.path == "/off" { 200 } else { 500 }));
     let clock = ManualClock::new(1_757_949_000_000);
-    let engine = engine(&dir).clock(clock.clone()).open().unwrap();
+    let (notices, notifier) = notices();
+    let engine = engine(&dir)
+        .clock(clock.clone())
+        .notifier(notifier)
+        .open()
+        .unwrap();
     let sub = engine
         .subscriptions()
         .create(
@@ -252,6 +276,31 @@ fn autotask_webhook_is_deactivated_after_25_failed_events() {
         .map(|r| r.json()["Id"].as_i64().unwrap())
         .collect();
     assert!(ids.windows(2).all(|w| w[0] <= w[1]), "FIFO per webhook");
+    // One error notice a day: the first failed event is told at once; the switch-off is its
+    // own notice; the other 24 failed events wait for the next day's notice.
+    let kinds = |n: &Notices| n.lock().unwrap().clone();
+    // The switch-off is told while the 25th event is being dead-lettered: wait for both.
+    assert!(wait_until(WAIT, || {
+        engine.subscription_stats(sub.id).unwrap().dead == 25 && kinds(&notices).len() >= 2
+    }));
+    assert_eq!(
+        kinds(&notices),
+        [
+            NoticeKind::DeliveriesFailed { count: 1 },
+            NoticeKind::TooManyErrors {
+                consecutive_failures: 125
+            }
+        ]
+    );
+    clock.advance_ms(86_400_000);
+    assert!(
+        wait_until(WAIT, || kinds(&notices).len() == 3),
+        "the day's other failures are told a day later"
+    );
+    assert_eq!(
+        kinds(&notices)[2],
+        NoticeKind::DeliveriesFailed { count: 24 }
+    );
     let deactivation = receiver.wait_for("/off", 1, WAIT);
     assert_eq!(deactivation.len(), 1, "DeactivationUrl called");
     assert_eq!(deactivation[0].json()["Action"], "Deactivated");
@@ -378,5 +427,124 @@ fn superoffice_save_sends_a_test_event_that_must_get_200() {
             .len(),
         1,
         "not saved"
+    );
+}
+
+#[test]
+fn autotask_deliveries_past_the_hourly_threshold_wait_for_the_next_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::ok();
+    // Ten minutes before an hour ends.
+    let hour = 3_600_000;
+    let clock = ManualClock::new(1_757_949_000_000 / hour * hour + 50 * 60_000);
+    let (notices, notifier) = notices();
+    let engine = engine(&dir)
+        .clock(clock.clone())
+        .notifier(notifier)
+        .hourly_threshold(2)
+        .open()
+        .unwrap();
+    let sub = engine
+        .subscriptions()
+        .create(Subscription {
+            send_threshold_exceeded_notification: true,
+            ..Subscription::new(format!("{}/at", receiver.url))
+                .profile(Profile::Autotask)
+                .events(autotask_event_patterns("Ticket", true, false, false))
+        })
+        .unwrap();
+    for i in 1..=5 {
+        engine
+            .publish(Event::created("Ticket", i.to_string()))
+            .unwrap();
+    }
+    assert_eq!(receiver.wait_for("/at", 2, WAIT).len(), 2);
+    assert!(wait_until(WAIT, || {
+        notices.lock().unwrap().first()
+            == Some(&NoticeKind::ThresholdExceeded {
+                entity: "ticket".into(),
+                count: 3,
+                threshold: 2,
+            })
+    }));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        receiver.on("/at").len(),
+        2,
+        "the third waits for the next hour"
+    );
+    assert_eq!(
+        engine.subscription_stats(sub.id).unwrap().due,
+        3,
+        "delayed, not dropped"
+    );
+    clock.advance_ms(10 * 60_000);
+    assert_eq!(
+        receiver.wait_for("/at", 4, WAIT).len(),
+        4,
+        "two more the next hour"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(receiver.on("/at").len(), 4);
+    clock.advance_ms(hour);
+    let got = receiver.wait_for("/at", 5, WAIT);
+    let ids: Vec<i64> = got
+        .iter()
+        .map(|r| r.json()["Id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 3, 4, 5], "in order, none lost");
+    assert!(wait_until(WAIT, || {
+        notices.lock().unwrap().last()
+            == Some(&NoticeKind::ThresholdCaughtUp {
+                entity: "ticket".into(),
+            })
+    }));
+    assert_eq!(
+        notices
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|n| matches!(n, NoticeKind::ThresholdExceeded { .. }))
+            .count(),
+        2,
+        "one warning in each hour it was passed"
+    );
+}
+
+#[test]
+fn a_standard_subscription_past_the_threshold_is_sent_with_one_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::ok();
+    let (notices, notifier) = notices();
+    let engine = engine(&dir)
+        .notifier(notifier)
+        .hourly_threshold(2)
+        .open()
+        .unwrap();
+    engine
+        .subscriptions()
+        .create(Subscription {
+            send_threshold_exceeded_notification: true,
+            ..Subscription::new(format!("{}/std", receiver.url)).events(["*"])
+        })
+        .unwrap();
+    for i in 1..=4 {
+        engine
+            .publish(Event::created("Ticket", i.to_string()))
+            .unwrap();
+    }
+    assert_eq!(
+        receiver.wait_for("/std", 4, WAIT).len(),
+        4,
+        "nothing delayed"
+    );
+    assert!(wait_until(WAIT, || !notices.lock().unwrap().is_empty()));
+    assert_eq!(
+        notices.lock().unwrap().as_slice(),
+        [NoticeKind::ThresholdExceeded {
+            entity: "ticket".into(),
+            count: 3,
+            threshold: 2
+        }]
     );
 }

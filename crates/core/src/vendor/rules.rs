@@ -76,6 +76,9 @@ pub struct VendorRules {
     /// Callouts per hour and entity before deliveries are delayed (never dropped). Autotask does
     /// not publish its number, so it is `None` here: the host configures it.
     pub hourly_threshold: Option<u32>,
+    /// Past the hourly threshold, deliveries wait for the next hour (Autotask) rather than
+    /// only raising a warning.
+    pub delays_over_threshold: bool,
     /// Saving a webhook first sends a `test` event that must be answered with 200
     /// (SuperOffice; an option of the create call).
     pub test_on_save: bool,
@@ -106,6 +109,7 @@ impl VendorRules {
             error_log_retention_s: None,
             notification_interval_s: None,
             hourly_threshold: None,
+            delays_over_threshold: false,
             test_on_save: false,
         }
     }
@@ -122,6 +126,7 @@ impl VendorRules {
             disable: Some(DisableRule::ConsecutiveFailedEvents(25)),
             error_log_retention_s: Some(30 * 86_400),
             notification_interval_s: Some(86_400),
+            delays_over_threshold: true,
             ..VendorRules::engine_defaults(Profile::Autotask)
         }
     }
