@@ -605,6 +605,7 @@ fn dispatcher(inner: &Inner, jobs: &Tx<Job>, wake: &Receiver<()>) {
             if let Err(error) = inner.store.prune(now, 10_000) {
                 tracing::error!(%error, "prune failed");
             }
+            expire_error_logs(inner, now);
         }
         report_failures(inner, now);
         let room = jobs.capacity().unwrap_or(1).saturating_sub(jobs.len());
@@ -678,6 +679,28 @@ fn dispatcher(inner: &Inner, jobs: &Tx<Job>, wake: &Receiver<()>) {
                 _ => inner.poll,
             };
             let _ = wake.recv_timeout(wait);
+        }
+    }
+}
+
+/// Drops the dead letters of subscriptions whose vendor keeps its error log for a bounded time
+/// (Autotask: 30 days) once they are older than that; other dead letters stay until purged.
+fn expire_error_logs(inner: &Inner, now: u64) {
+    // Once a minute, so reading the registry is cheaper than keeping another index of it.
+    let subs = match inner.store.list_subscriptions(&Default::default()) {
+        Ok(subs) => subs,
+        Err(error) => {
+            tracing::error!(%error, "could not list subscriptions to expire error logs");
+            return;
+        }
+    };
+    let expiring = subs.iter().filter_map(|sub| {
+        let keep_s = VendorRules::for_profile(sub.profile).error_log_retention_s?;
+        Some((sub.id, now.saturating_sub(keep_s * 1000)))
+    });
+    for (sub, before) in expiring {
+        if let Err(error) = inner.store.purge_dead(Some(sub), 0, before) {
+            tracing::error!(%error, subscription = sub, "could not expire the error log");
         }
     }
 }

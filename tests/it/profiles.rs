@@ -548,3 +548,39 @@ fn a_standard_subscription_past_the_threshold_is_sent_with_one_warning() {
         }]
     );
 }
+
+#[test]
+fn autotask_error_log_keeps_failed_events_thirty_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(|_, _| Reply::status(500));
+    let clock = ManualClock::new(1_757_949_000_000);
+    let engine = engine(&dir).clock(clock.clone()).open().unwrap();
+    let autotask = engine
+        .subscriptions()
+        .create(
+            Subscription::new(format!("{}/at", receiver.url))
+                .profile(Profile::Autotask)
+                .events(autotask_event_patterns("Ticket", true, false, false)),
+        )
+        .unwrap();
+    let standard = engine
+        .subscriptions()
+        .create(Subscription {
+            retry_schedule: Some(vec![]),
+            ..Subscription::new(format!("{}/std", receiver.url)).events(["*"])
+        })
+        .unwrap();
+    engine.publish(Event::created("Ticket", "1")).unwrap();
+    let dead = |id| engine.subscription_stats(id).unwrap().dead;
+    assert!(drive(&engine, &clock, 30_000, || dead(autotask.id) == 1
+        && dead(standard.id) == 1));
+    clock.advance_ms(29 * 86_400_000);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(dead(autotask.id), 1, "kept for 30 days");
+    clock.advance_ms(2 * 86_400_000);
+    assert!(
+        wait_until(WAIT, || dead(autotask.id) == 0),
+        "gone from the error log after 30 days"
+    );
+    assert_eq!(dead(standard.id), 1, "other dead letters stay until purged");
+}

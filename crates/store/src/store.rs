@@ -1330,6 +1330,10 @@ impl Store {
         to_ms: u64,
     ) -> Result<usize, StoreError> {
         let dead = self.dead_letters(sub, from_ms, to_ms)?;
+        if dead.is_empty() {
+            // Nothing to write: no flush (the engine asks periodically).
+            return Ok(0);
+        }
         let mut book = self.book()?;
         self.apply_behind(&mut book)?;
         let mut batch = Ops::default();
