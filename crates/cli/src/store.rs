@@ -1,0 +1,81 @@
+//! Opening the store through the engine, so the CLI reads and writes exactly what a host's
+//! engine does (and its lock keeps two processes out of one store).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use callout::{Engine, EngineBuilder};
+
+use crate::error::Failure;
+
+/// How long closing waits for work in flight (a delivery, a deactivation URL) to finish; what
+/// is still running then is released by the store's leases and sent again later.
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The global options every command shares.
+pub(crate) struct Context {
+    pub(crate) store: PathBuf,
+    pub(crate) json: bool,
+    pub(crate) allow: Vec<String>,
+}
+
+impl Context {
+    /// The engine on an existing store, not delivering: every command but `run`.
+    pub(crate) fn open(&self) -> Result<Engine, Failure> {
+        self.require_store()?;
+        // One worker: it only calls deactivation URLs (and the test send of `create --test`).
+        Ok(self.builder().deliver(false).workers(1).open()?)
+    }
+
+    /// The engine on an existing store, delivering with `workers` threads.
+    pub(crate) fn open_delivering(&self, workers: usize) -> Result<Engine, Failure> {
+        self.require_store()?;
+        Ok(self.builder().workers(workers).open()?)
+    }
+
+    /// The engine on the store, created if absent (`init`).
+    pub(crate) fn create(&self) -> Result<Engine, Failure> {
+        if self.store.exists() && !self.store.is_dir() {
+            return Err(Failure::usage(format_args!(
+                "{} exists and is not a directory",
+                self.store.display()
+            )));
+        }
+        Ok(self.builder().deliver(false).workers(1).open()?)
+    }
+
+    fn builder(&self) -> EngineBuilder {
+        self.allow
+            .iter()
+            .fold(Engine::builder(&self.store), |builder, entry| {
+                builder.allow_address(entry.clone())
+            })
+    }
+
+    /// Refuses a missing or empty directory: opening would silently create a new store there,
+    /// and a mistyped --store would then show an empty queue instead of an error.
+    fn require_store(&self) -> Result<(), Failure> {
+        let path = self.store.display();
+        let hint = format!("create one with `callout --store {path} init`");
+        match std::fs::read_dir(&self.store).map(|mut entries| entries.next().is_some()) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Failure::not_found(format_args!(
+                "no callout store at {path} (the directory is empty); {hint}"
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Failure::not_found(
+                format_args!("no callout store at {path}; {hint}"),
+            )),
+            Err(_) if self.store.exists() => Err(Failure::usage(format_args!(
+                "{path} is not a store directory"
+            ))),
+            Err(e) => Err(Failure::failed(format_args!(
+                "cannot open the store at {path}: {e}"
+            ))),
+        }
+    }
+}
+
+/// Closes the engine: stops its threads and flushes the store.
+pub(crate) fn close(engine: &Engine) -> Result<(), Failure> {
+    Ok(engine.shutdown(SHUTDOWN_GRACE)?)
+}

@@ -1,0 +1,378 @@
+//! `callout subscriptions ...`: the engine's subscription calls, fed with callout's JSON or a
+//! vendor's registration document, shown as tables or JSON.
+
+use std::io::Write;
+
+use callout::core::vendor::{autotask, pipeliner, superoffice};
+use callout::core::Kind;
+use callout::store::SubscriptionFilter;
+use callout::{Engine, State, Subscription};
+use serde_json::{Map, Value};
+
+use crate::args::{DocumentArgs, Format, ListArgs, ShowArgs, SubscriptionsCommand};
+use crate::error::Failure;
+use crate::input;
+use crate::output::{self, Table};
+use crate::store::{self, Context};
+
+/// What output shows in place of a secret; a document carrying it back is refused, so that a
+/// shown-then-edited subscription cannot store the placeholder as its secret.
+const REDACTED: &str = "<redacted>";
+
+pub(crate) fn run(
+    ctx: &Context,
+    command: &SubscriptionsCommand,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let engine = ctx.open()?;
+    let result = match command {
+        SubscriptionsCommand::List(args) => list(ctx, &engine, args, out),
+        SubscriptionsCommand::Show(args) => show(ctx, &engine, args, out),
+        SubscriptionsCommand::Create(args) => {
+            let sub = parse(&args.document, None)?;
+            let subs = engine.subscriptions();
+            let stored = if args.test {
+                subs.create_tested(sub)?
+            } else {
+                subs.create(sub)?
+            };
+            report(ctx, out, "created", &stored)
+        }
+        SubscriptionsCommand::Update(args) => {
+            let before = get(&engine, args.id)?;
+            let sub = parse(&args.document, Some(&before))?;
+            let stored = engine.subscriptions().update(sub)?;
+            report(ctx, out, "updated", &stored)
+        }
+        SubscriptionsCommand::Delete(args) => {
+            let removed = engine
+                .subscriptions()
+                .delete(args.id)?
+                .ok_or_else(|| no_subscription(args.id))?;
+            report(ctx, out, "deleted", &removed)
+        }
+        SubscriptionsCommand::Activate(args) => {
+            let stored = engine.subscriptions().set_state(args.id, State::Active)?;
+            report(ctx, out, "activated", &stored)
+        }
+        SubscriptionsCommand::Deactivate(args) => {
+            let stored = engine.subscriptions().set_state(args.id, State::Stopped)?;
+            report(ctx, out, "deactivated", &stored)
+        }
+    };
+    // Close even after a failure, so a deactivation URL already queued still gets its call;
+    // the command's own failure is the one worth reporting.
+    let closed = store::close(&engine);
+    result.and(closed)
+}
+
+pub(crate) fn no_subscription(id: u64) -> Failure {
+    Failure::not_found(format_args!("no subscription {id}"))
+}
+
+pub(crate) fn get(engine: &Engine, id: u64) -> Result<Subscription, Failure> {
+    engine
+        .subscriptions()
+        .get(id)?
+        .ok_or_else(|| no_subscription(id))
+}
+
+fn list(
+    ctx: &Context,
+    engine: &Engine,
+    args: &ListArgs,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let filter = SubscriptionFilter {
+        name: args.name.clone(),
+        event: args.event.clone(),
+        state: args.state.map(State::from),
+    };
+    let subs = engine.subscriptions().list(&filter)?;
+    if ctx.json {
+        let all: Vec<Value> = subs
+            .iter()
+            .map(|s| callout_json(s, args.show_secrets))
+            .collect::<Result<_, _>>()?;
+        return output::print_json(out, &all);
+    }
+    let mut table = Table::new(&["ID", "NAME", "STATE", "PROFILE", "EVENTS", "TARGET"]);
+    for sub in &subs {
+        table.row(vec![
+            sub.id.to_string(),
+            sub.name.clone(),
+            sub.state.as_str().to_string(),
+            json_name(&sub.profile)?,
+            sub.events.join(","),
+            target(sub),
+        ]);
+    }
+    table.print(out)
+}
+
+fn show(
+    ctx: &Context,
+    engine: &Engine,
+    args: &ShowArgs,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let sub = get(engine, args.id)?;
+    if args.format != Format::Callout {
+        // A vendor's document is JSON whatever --json says: that is its only shape.
+        return output::print_json(out, &vendor_json(&sub, args.format, args.show_secrets));
+    }
+    let document = callout_json(&sub, args.show_secrets)?;
+    if ctx.json {
+        return output::print_json(out, &document);
+    }
+    let mut fields: Vec<(String, String)> = Vec::new();
+    let object = document.as_object().cloned().unwrap_or_default();
+    // The fields people look for first, then the rest as the JSON names them.
+    let first = [
+        "id",
+        "name",
+        "state",
+        "profile",
+        "kind",
+        "events",
+        "target_url",
+        "secrets",
+    ];
+    let rest = object.keys().filter(|k| !first.contains(&k.as_str()));
+    for name in first.iter().copied().chain(rest.map(String::as_str)) {
+        let Some(value) = object.get(name).filter(|v| !is_empty(v)) else {
+            continue;
+        };
+        let text = match value {
+            Value::Number(ms) if name.ends_with("_at") => {
+                ms.as_u64().map_or_else(|| ms.to_string(), output::time)
+            }
+            Value::String(s) => s.clone(),
+            Value::Array(items) if items.iter().all(Value::is_string) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+            other => other.to_string(),
+        };
+        fields.push((name.to_string(), text));
+    }
+    let counts = engine.subscription_stats(sub.id)?;
+    fields.push((
+        "deliveries".into(),
+        format!(
+            "due {}, in flight {}, held {}, delivered {}, dead {}",
+            counts.due, counts.in_flight, counts.held, counts.delivered, counts.dead
+        ),
+    ));
+    output::print_fields(out, &fields)
+}
+
+fn report(
+    ctx: &Context,
+    out: &mut dyn Write,
+    done: &str,
+    sub: &Subscription,
+) -> Result<(), Failure> {
+    if ctx.json {
+        return output::print_json(out, &callout_json(sub, false)?);
+    }
+    writeln!(
+        out,
+        "{done} subscription {} \"{}\" ({})",
+        sub.id,
+        output::cell(&sub.name),
+        sub.state.as_str()
+    )?;
+    Ok(())
+}
+
+/// The subscription the document describes. For an update (`before` given), callout's JSON is
+/// merged into the stored subscription (RFC 7386: absent keys keep their value, `null` clears
+/// one), while a vendor's document replaces it whole, as that vendor's update call does.
+fn parse(args: &DocumentArgs, before: Option<&Subscription>) -> Result<Subscription, Failure> {
+    let text = input::text(args.document.as_deref(), args.file.as_deref())?;
+    let mut sub = match args.format {
+        Format::Callout => {
+            let mut document: Value = serde_json::from_str(&text)
+                .map_err(|e| Failure::usage(format_args!("malformed subscription JSON: {e}")))?;
+            if let Some(before) = before {
+                keep_redacted_secrets(&mut document);
+                let mut merged = serde_json::to_value(before).map_err(Failure::failed)?;
+                merge_patch(&mut merged, document);
+                document = merged;
+            }
+            let mut sub = serde_json::from_value::<Subscription>(document)
+                .map_err(|e| Failure::usage(format_args!("malformed subscription JSON: {e}")))?;
+            if sub.name.trim().is_empty() {
+                // As the builders do: a subscription is named after its target until named.
+                sub.name = match &sub.kind {
+                    Kind::Webhook => Subscription::new(sub.target_url.clone()).name,
+                    Kind::Handler(handler) => Subscription::handler(handler.clone()).name,
+                };
+            }
+            sub
+        }
+        Format::Autotask => {
+            let entity = args.entity.as_deref().unwrap_or_default();
+            autotask::parse_rest(&text, entity).map_err(Failure::usage)?
+        }
+        Format::Superoffice => superoffice::parse_webhook(&text).map_err(Failure::usage)?,
+        Format::Pipeliner => pipeliner::parse_webhook(&text).map_err(Failure::usage)?,
+    };
+    if let Some(before) = before {
+        if args.format == Format::Callout && sub.id != before.id {
+            return Err(Failure::usage(format_args!(
+                "the document's id {} is not the subscription being updated ({})",
+                sub.id, before.id
+            )));
+        }
+        sub.id = before.id;
+        if sub.guid.is_empty() {
+            sub.guid.clone_from(&before.guid);
+        }
+        sub.created_at = sub.created_at.or(before.created_at);
+        if sub.created_by.is_none() {
+            sub.created_by.clone_from(&before.created_by);
+        }
+    }
+    if sub.secrets.iter().any(|s| s.expose() == REDACTED) {
+        return Err(Failure::usage(format_args!(
+            "secrets: \"{REDACTED}\" is a placeholder; give the real secret or leave it out"
+        )));
+    }
+    Ok(sub)
+}
+
+/// A shown subscription edited and fed back keeps its stored secrets when they are still all
+/// placeholders.
+fn keep_redacted_secrets(patch: &mut Value) {
+    let all_redacted = patch
+        .get("secrets")
+        .and_then(Value::as_array)
+        .is_some_and(|s| !s.is_empty() && s.iter().all(|v| v.as_str() == Some(REDACTED)));
+    if all_redacted {
+        if let Some(object) = patch.as_object_mut() {
+            object.remove("secrets");
+        }
+    }
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge_patch(target: &mut Value, patch: Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch;
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    if let Value::Object(target) = target {
+        for (key, value) in patch {
+            if value.is_null() {
+                target.remove(&key);
+            } else {
+                merge_patch(target.entry(key).or_insert(Value::Null), value);
+            }
+        }
+    }
+}
+
+/// callout's JSON form, secrets replaced by the placeholder unless `show_secrets`.
+fn callout_json(sub: &Subscription, show_secrets: bool) -> Result<Value, Failure> {
+    let mut value = serde_json::to_value(sub)
+        .map_err(|e| Failure::failed(format_args!("cannot write subscription {}: {e}", sub.id)))?;
+    if !show_secrets {
+        if let Some(secrets) = value.get_mut("secrets").and_then(Value::as_array_mut) {
+            secrets.fill(Value::String(REDACTED.into()));
+        }
+    }
+    Ok(value)
+}
+
+/// A vendor's registration document for the subscription, its secret field replaced by the
+/// placeholder unless `show_secrets`.
+fn vendor_json(sub: &Subscription, format: Format, show_secrets: bool) -> Value {
+    let (mut value, secret_key) = match format {
+        Format::Autotask => (autotask::render_rest(sub), "SecretKey"),
+        Format::Superoffice => (superoffice::render_webhook(sub), "Secret"),
+        Format::Pipeliner | Format::Callout => (pipeliner::render_webhook(sub), "signature"),
+    };
+    if !show_secrets {
+        for (key, secret) in value.as_object_mut().into_iter().flatten() {
+            let is_set = secret.as_str().is_some_and(|s| !s.is_empty());
+            if key.eq_ignore_ascii_case(secret_key) && is_set {
+                *secret = Value::String(REDACTED.into());
+            }
+        }
+    }
+    value
+}
+
+/// Null, `""`, `[]`, `{}`, or an object of only such values: nothing worth a line.
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.values().all(is_empty),
+        _ => false,
+    }
+}
+
+/// Where deliveries go: the URL, or the handler that serves them.
+fn target(sub: &Subscription) -> String {
+    match &sub.kind {
+        Kind::Webhook => sub.target_url.clone(),
+        Kind::Handler(name) => format!("handler:{name}"),
+    }
+}
+
+/// A serde enum's JSON name (`too_many_errors`, `superoffice`), as the documents spell it.
+pub(crate) fn json_name(value: &impl serde::Serialize) -> Result<String, Failure> {
+    match serde_json::to_value(value) {
+        Ok(Value::String(name)) => Ok(name),
+        _ => Err(Failure::failed("cannot name an enum value")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        let mut target = json!({"a": "b", "c": {"d": "e", "f": "g"}, "keep": 1});
+        merge_patch(&mut target, json!({"a": "z", "c": {"f": null}, "new": [1]}));
+        assert_eq!(
+            target,
+            json!({"a": "z", "c": {"d": "e"}, "keep": 1, "new": [1]})
+        );
+    }
+
+    #[test]
+    fn shown_secrets_are_placeholders_and_come_back_as_the_stored_ones() {
+        let sub = Subscription::new("https://receiver.example/h")
+            .events(["contact.created"])
+            .secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let mut shown = callout_json(&sub, false).unwrap();
+        assert_eq!(shown["secrets"], json!([REDACTED]));
+        keep_redacted_secrets(&mut shown);
+        assert!(shown.get("secrets").is_none());
+        assert_eq!(
+            callout_json(&sub, true).unwrap()["secrets"],
+            json!(["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"])
+        );
+    }
+
+    #[test]
+    fn vendor_documents_hide_their_secret_field() {
+        let sub = Subscription::new("https://receiver.example/h")
+            .events(["contact.updated"])
+            .secret("Something Super Secret");
+        let shown = vendor_json(&sub, Format::Superoffice, false);
+        assert_eq!(shown["Secret"], json!(REDACTED));
+        assert!(!shown.to_string().contains("Super Secret"));
+    }
+}

@@ -1,0 +1,176 @@
+//! Subscriptions from callout's and the vendors' JSON, listed with filters, changed, switched
+//! off and on; a JSON-lines batch published from stdin.
+
+use serde_json::json;
+
+use crate::{subscription, Store, CONTACT_CREATED, SECRET};
+
+#[test]
+fn vendor_registration_documents_create_subscriptions() {
+    let store = Store::new();
+    let superoffice = json!({
+        "Name": "so contacts", "Events": ["contact.created"], "TargetUrl": "https://so.example/hook",
+        "Secret": "Something Super Secret", "State": "Active", "Type": "webhook"
+    });
+    let created = store.json(&[
+        "subscriptions",
+        "create",
+        "--format",
+        "superoffice",
+        &superoffice.to_string(),
+    ]);
+    assert_eq!(created["profile"], "superoffice");
+    assert_eq!(
+        created["secrets"],
+        json!(["<redacted>"]),
+        "output hides the secret"
+    );
+
+    let pipeliner = "{\n  \"url\": \"https://pl.example/hook\", # where to\n  \"events\": [\"Account.Update\"],\n  \"insecure_ssl\": false,\n  \"options\": {},\n  \"signature\": \"01234567-abcd-dcba-ffff-000000000000\"\n}";
+    let ran = store.run_with_stdin(
+        &[
+            "--json",
+            "subscriptions",
+            "create",
+            "--format",
+            "pipeliner",
+            "--file",
+            "-",
+        ],
+        pipeliner.as_bytes(),
+    );
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let created: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(created["profile"], "pipeliner");
+
+    let autotask = json!({
+        "IsActive": true, "IsSubscribedToUpdateEvents": true, "Name": "at companies",
+        "WebhookUrl": "https://at.example/hook", "SecretKey": "SuperSecretKey123",
+        "Fields": [{"FieldID": "companyName", "IsSubscribedField": true}]
+    });
+    let created = store.json(&[
+        "subscriptions",
+        "create",
+        "--format",
+        "autotask",
+        "--entity",
+        "Company",
+        &autotask.to_string(),
+    ]);
+    assert_eq!(created["profile"], "autotask");
+
+    // Shown back in the vendor's shape, secret hidden unless asked for.
+    let id = created["id"].to_string();
+    let shown = store.json(&["subscriptions", "show", &id, "--format", "autotask"]);
+    assert_eq!(shown["Name"], "at companies");
+    assert_eq!(shown["SecretKey"], "<redacted>");
+    let shown = store.json(&[
+        "subscriptions",
+        "show",
+        &id,
+        "--format",
+        "autotask",
+        "--show-secrets",
+    ]);
+    assert_eq!(shown["SecretKey"], "SuperSecretKey123");
+
+    let table = store.ok(&["subscriptions", "list"]);
+    assert_eq!(table.lines().count(), 4, "a header and three rows: {table}");
+    assert!(table.lines().next().unwrap().starts_with("ID"), "{table}");
+}
+
+#[test]
+fn list_filters_by_name_event_and_state() {
+    let store = Store::new();
+    let contacts = subscription("https://a.example/h", json!({"name": "Contacts sync"}));
+    let sales = subscription(
+        "https://b.example/h",
+        json!({"name": "sales", "events": ["sale.*"]}),
+    );
+    store.ok(&["subscriptions", "create", &contacts]);
+    store.ok(&["subscriptions", "create", &sales]);
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["subscriptions", "list"];
+        all.extend_from_slice(args);
+        store
+            .json(&all)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&["--name", "CONTACTS"]), ["Contacts sync"]);
+    assert_eq!(names(&["--event", "sale.updated"]), ["sales"]);
+    assert_eq!(names(&["--state", "stopped"]), Vec::<String>::new());
+
+    let stopped = store.json(&["subscriptions", "deactivate", "2"]);
+    assert_eq!(stopped["state"], "stopped");
+    assert_eq!(names(&["--state", "stopped"]), ["sales"]);
+    assert_eq!(names(&["--state", "active"]), ["Contacts sync"]);
+    assert!(store
+        .ok(&["subscriptions", "activate", "2"])
+        .contains("activated subscription 2"));
+    assert_eq!(names(&["--state", "active"]).len(), 2);
+
+    assert!(store
+        .ok(&["subscriptions", "delete", "1"])
+        .contains("deleted subscription 1"));
+    assert_eq!(names(&[]), ["sales"]);
+}
+
+#[test]
+fn update_merges_into_the_stored_subscription_and_keeps_hidden_secrets() {
+    let store = Store::new();
+    store.ok(&[
+        "subscriptions",
+        "create",
+        &subscription("https://a.example/h", json!({})),
+    ]);
+    // What `show --json` printed, edited and fed back: the placeholder keeps the secret.
+    let mut shown = store.json(&["subscriptions", "show", "1"]);
+    shown["name"] = json!("renamed");
+    shown["events"] = json!(["contact.updated"]);
+    store.ok(&["subscriptions", "update", "1", &shown.to_string()]);
+    // A patch of one field leaves the others alone; null clears one.
+    store.ok(&["subscriptions", "update", "1", r#"{"tenant": "t1"}"#]);
+    store.ok(&["subscriptions", "update", "1", r#"{"tenant": null}"#]);
+
+    let stored = store.json(&["subscriptions", "show", "1", "--show-secrets"]);
+    assert_eq!(stored["name"], "renamed");
+    assert_eq!(stored["events"], json!(["contact.updated"]));
+    assert_eq!(stored["target_url"], "https://a.example/h");
+    assert_eq!(stored["tenant"], json!(null));
+    assert_eq!(stored["secrets"], json!([SECRET]));
+
+    let human = store.ok(&["subscriptions", "show", "1"]);
+    assert!(human.lines().next().unwrap().starts_with("id "), "{human}");
+    assert!(
+        human.contains("<redacted>") && !human.contains(SECRET),
+        "{human}"
+    );
+}
+
+#[test]
+fn a_json_lines_batch_from_stdin_is_published() {
+    let store = Store::new();
+    store.ok(&[
+        "subscriptions",
+        "create",
+        &subscription("https://a.example/h", json!({})),
+    ]);
+    let batch = format!(
+        "{CONTACT_CREATED}\n\n{}\n",
+        CONTACT_CREATED.replace("42", "43")
+    );
+    let ran = store.run_with_stdin(&["publish", "--file", "-"], batch.as_bytes());
+    assert_eq!(ran.code, 0, "{ran:?}");
+    // One subscription's events of one publish travel together, in one chunk.
+    assert_eq!(ran.stdout, "published 2 events: 1 delivery, 0 duplicates\n");
+    let stats = store.ok(&["stats"]);
+    assert!(
+        stats.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
+            == ["total", "1", "0", "0", "0", "0"]),
+        "{stats}"
+    );
+}
