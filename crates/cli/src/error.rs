@@ -63,7 +63,24 @@ impl From<callout::Error> for Failure {
             E::Invalid(_) | E::Store(StoreError::Invalid(_)) | E::Deliver(_) => code::USAGE,
             _ => code::FAILED,
         };
-        Failure::new(code, error)
+        match error {
+            // The engine's text shows the sender's verdict as debug output; say it plainly.
+            E::TestFailed {
+                status: Some(status),
+                ..
+            } => Failure::new(
+                code,
+                format_args!("the target answered the test event {status}, not 200; not created"),
+            ),
+            E::TestFailed {
+                status: None,
+                detail,
+            } => Failure::new(
+                code,
+                format_args!("the test event got no answer ({detail}); not created"),
+            ),
+            error => Failure::new(code, error),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use crate::receiver::Receiver;
 use crate::{subscription, Store, CONTACT_CREATED, SECRET};
 
 #[test]
@@ -172,5 +173,52 @@ fn a_json_lines_batch_from_stdin_is_published() {
         stats.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
             == ["total", "1", "0", "0", "0", "0"]),
         "{stats}"
+    );
+}
+
+#[test]
+fn create_with_test_saves_only_when_the_target_answers_200() {
+    let refusing = Receiver::start(|_| 500);
+    let store = Store::new();
+    let document = subscription(&format!("{}/hooks", refusing.url), json!({}));
+    let line = store.fails(
+        &[
+            "subscriptions",
+            "create",
+            "--test",
+            "--allow",
+            "127.0.0.1",
+            &document,
+        ],
+        1,
+    );
+    assert_eq!(
+        line,
+        "callout: the target answered the test event 500, not 200; not created"
+    );
+    assert_eq!(refusing.received()[0].json()["type"], "test");
+
+    let accepting = Receiver::start(|_| 200);
+    let document = subscription(&format!("{}/hooks", accepting.url), json!({}));
+    let line = store.fails(&["subscriptions", "create", "--test", &document], 1);
+    assert!(
+        line.contains("allow-list"),
+        "without --allow the guard refuses 127.0.0.1: {line}"
+    );
+    store.ok(&[
+        "subscriptions",
+        "create",
+        "--test",
+        "--allow",
+        "127.0.0.1",
+        &document,
+    ]);
+    assert_eq!(accepting.received().len(), 1);
+    assert_eq!(
+        store
+            .json(&["subscriptions", "list"])
+            .as_array()
+            .map(Vec::len),
+        Some(1)
     );
 }
