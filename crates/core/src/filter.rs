@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::InvalidSubscription;
-use crate::path;
+use crate::path::{self, Path};
 
 /// Bounds a user-supplied pattern: its source length and the compiled program's size, so a
 /// subscription cannot make the matcher slow or large.
@@ -148,29 +148,37 @@ impl FieldFilter {
     }
 }
 
-/// The value side of a compiled filter.
+/// The value side of a compiled filter. Kept small, and a single value inline, because the
+/// matcher's index lays a bucket's filters end to end and reads them for every candidate.
 #[derive(Debug, Clone)]
 enum Operand {
+    /// One value to compare with: the common case.
+    One(Value),
     /// Values to compare with; the filter passes when any does.
-    Values(Vec<Value>),
+    Values(Box<[Value]>),
     /// Lowercased strings, for the case-insensitive operators.
-    Folded(Vec<String>),
+    Folded(Folded),
     /// `between`: inclusive bounds of one type.
-    Range(Value, Value),
+    Range(Box<(Value, Value)>),
     /// `regex` / `like`: compiled patterns, any of.
-    Patterns(Vec<Regex>),
+    Patterns(Box<[Regex]>),
     /// `null`, `empty` and their negations look at the field alone.
     None,
+}
+
+/// What a filter asks of the one field it reads, apart from where that field is, so that the
+/// matcher can look a field up once for every candidate that reads it.
+#[derive(Debug, Clone)]
+pub(crate) struct Test {
+    op: FilterOp,
+    operand: Operand,
 }
 
 /// A filter ready to evaluate: operator parsed, regexes compiled.
 #[derive(Debug, Clone)]
 pub struct CompiledFilter {
-    path: String,
-    /// `path` split at its dots once, not per event.
-    segments: Vec<String>,
-    op: FilterOp,
-    operand: Operand,
+    path: Path,
+    test: Test,
 }
 
 impl CompiledFilter {
@@ -216,30 +224,30 @@ impl CompiledFilter {
                 if values.is_empty() {
                     return Err(bad("needs at least one value"));
                 }
-                Operand::Values(values)
+                Operand::values(values)
             }
             FilterOp::Starts | FilterOp::Ends => {
-                Operand::Values(strings()?.into_iter().map(Value::String).collect())
+                Operand::values(strings()?.into_iter().map(Value::String).collect())
             }
             // Any value: a string field looks for a substring, an array field for an element.
             FilterOp::Contains => {
                 if values.is_empty() {
                     return Err(bad("needs at least one value"));
                 }
-                Operand::Values(values)
+                Operand::values(values)
             }
             FilterOp::IEq
             | FilterOp::NotIEq
             | FilterOp::IContains
             | FilterOp::IStarts
             | FilterOp::IEnds => {
-                Operand::Folded(strings()?.iter().map(|s| s.to_lowercase()).collect())
+                Operand::Folded(Folded::new(strings()?.iter().map(|s| s.to_lowercase())))
             }
             FilterOp::Gt | FilterOp::Gte | FilterOp::Lt | FilterOp::Lte => {
                 if values.is_empty() || !values.iter().all(|v| v.is_number() || v.is_string()) {
                     return Err(bad("takes numbers or strings"));
                 }
-                Operand::Values(values)
+                Operand::values(values)
             }
             FilterOp::Between => match &filter.value {
                 Value::Array(bounds)
@@ -247,7 +255,7 @@ impl CompiledFilter {
                         && compare(&bounds[0], &bounds[1])
                             .is_some_and(|o| o != Ordering::Greater) =>
                 {
-                    Operand::Range(bounds[0].clone(), bounds[1].clone())
+                    Operand::Range(Box::new((bounds[0].clone(), bounds[1].clone())))
                 }
                 _ => return Err(bad("takes [lo, hi]: two numbers or two strings, lo <= hi")),
             },
@@ -279,33 +287,76 @@ impl CompiledFilter {
                 if patterns.is_empty() {
                     return Err(bad("needs at least one pattern"));
                 }
-                Operand::Patterns(patterns)
+                Operand::Patterns(patterns.into())
             }
         };
         Ok(CompiledFilter {
-            path: filter.path.clone(),
-            segments: filter.path.split('.').map(str::to_string).collect(),
-            op,
-            operand,
+            path: Path::new(&filter.path),
+            test: Test { op, operand },
         })
     }
 
     /// The operator.
     pub fn op(&self) -> FilterOp {
-        self.op
+        self.test.op
     }
 
     /// The field path this filter reads.
     pub fn path(&self) -> &str {
-        &self.path
+        self.path.as_str()
     }
 
     /// Whether the record's data passes. Mismatched types never pass, whatever the operator.
     pub fn passes(&self, data: &Value) -> bool {
-        let field = self
-            .segments
-            .iter()
-            .try_fold(data, |node, segment| node.as_object()?.get(segment));
+        self.test.passes(self.path.lookup(data))
+    }
+
+    /// The filter as the matcher's index keeps it: the path, and the test on what it finds.
+    pub(crate) fn parts(&self) -> (&Path, &Test) {
+        (&self.path, &self.test)
+    }
+}
+
+/// Lowercased strings in one allocation, not one per string plus a list: the matcher reads
+/// them for every candidate, and each allocation is a cache line to fetch.
+#[derive(Debug, Clone)]
+struct Folded {
+    /// The strings joined by `sep`; `None` for no strings, which `""` could not tell apart
+    /// from one empty string.
+    joined: Option<Box<str>>,
+    /// A character none of the strings contains.
+    sep: char,
+}
+
+impl Folded {
+    fn new(values: impl Iterator<Item = String>) -> Folded {
+        let values: Vec<String> = values.collect();
+        let sep = ('\0'..=char::MAX)
+            .find(|c| values.iter().all(|v| !v.contains(*c)))
+            .unwrap_or('\0');
+        Folded {
+            joined: (!values.is_empty()).then(|| values.join(sep.encode_utf8(&mut [0; 4])).into()),
+            sep,
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        self.joined.iter().flat_map(|j| j.split(self.sep))
+    }
+}
+
+impl Operand {
+    fn values(mut values: Vec<Value>) -> Operand {
+        match values.len() {
+            1 => Operand::One(values.pop().unwrap_or_default()),
+            _ => Operand::Values(values.into()),
+        }
+    }
+}
+
+impl Test {
+    /// Whether the field found at the filter's path (`None`: absent) passes.
+    pub(crate) fn passes(&self, field: Option<&Value>) -> bool {
         match (self.op, &self.operand) {
             (FilterOp::Null, _) => field.is_none_or(Value::is_null),
             (FilterOp::NotNull, _) => field.is_some_and(|v| !v.is_null()),
@@ -328,79 +379,11 @@ fn is_empty(value: &Value) -> bool {
 
 fn compare_field(op: FilterOp, operand: &Operand, field: &Value) -> bool {
     match operand {
-        Operand::Values(values) => match op {
-            FilterOp::Eq => values
-                .iter()
-                .any(|v| compare(field, v) == Some(Ordering::Equal)),
-            // Not equal to any of the values, and of a comparable type.
-            FilterOp::NotEq => values
-                .iter()
-                .all(|v| compare(field, v).is_some_and(|o| o != Ordering::Equal)),
-            FilterOp::Contains => values.iter().any(|v| match (field, v) {
-                (Value::String(f), Value::String(v)) => f.contains(v.as_str()),
-                (Value::Array(items), v) => {
-                    items.iter().any(|i| compare(i, v) == Some(Ordering::Equal))
-                }
-                _ => false,
-            }),
-            FilterOp::Starts | FilterOp::Ends => {
-                let Some(f) = field.as_str() else {
-                    return false;
-                };
-                values.iter().filter_map(Value::as_str).any(|v| {
-                    if op == FilterOp::Starts {
-                        f.starts_with(v)
-                    } else {
-                        f.ends_with(v)
-                    }
-                })
-            }
-            FilterOp::Gt => values
-                .iter()
-                .any(|v| compare(field, v) == Some(Ordering::Greater)),
-            FilterOp::Gte => values
-                .iter()
-                .any(|v| compare(field, v).is_some_and(|o| o != Ordering::Less)),
-            FilterOp::Lt => values
-                .iter()
-                .any(|v| compare(field, v) == Some(Ordering::Less)),
-            FilterOp::Lte => values
-                .iter()
-                .any(|v| compare(field, v).is_some_and(|o| o != Ordering::Greater)),
-            _ => false,
-        },
-        Operand::Folded(values) => {
-            let Some(f) = field.as_str() else {
-                return false;
-            };
-            if f.is_ascii() {
-                // The common case needs no lowercased copy of the field.
-                let starts = |v: &str| {
-                    f.len() >= v.len() && f.as_bytes()[..v.len()].eq_ignore_ascii_case(v.as_bytes())
-                };
-                let ends = |v: &str| {
-                    f.len() >= v.len()
-                        && f.as_bytes()[f.len() - v.len()..].eq_ignore_ascii_case(v.as_bytes())
-                };
-                match op {
-                    FilterOp::IEq => return values.iter().any(|v| f.eq_ignore_ascii_case(v)),
-                    FilterOp::NotIEq => return values.iter().all(|v| !f.eq_ignore_ascii_case(v)),
-                    FilterOp::IStarts => return values.iter().any(|v| starts(v)),
-                    FilterOp::IEnds => return values.iter().any(|v| ends(v)),
-                    _ => {}
-                }
-            }
-            let f = f.to_lowercase();
-            match op {
-                FilterOp::IEq => values.contains(&f),
-                FilterOp::NotIEq => values.iter().all(|v| *v != f),
-                FilterOp::IContains => values.iter().any(|v| f.contains(v.as_str())),
-                FilterOp::IStarts => values.iter().any(|v| f.starts_with(v.as_str())),
-                FilterOp::IEnds => values.iter().any(|v| f.ends_with(v.as_str())),
-                _ => false,
-            }
-        }
-        Operand::Range(lo, hi) => {
+        Operand::One(value) => compare_values(op, std::slice::from_ref(value), field),
+        Operand::Values(values) => compare_values(op, values, field),
+        Operand::Folded(values) => compare_folded(op, values.iter(), field),
+        Operand::Range(bounds) => {
+            let (lo, hi) = &**bounds;
             compare(field, lo).is_some_and(|o| o != Ordering::Less)
                 && compare(field, hi).is_some_and(|o| o != Ordering::Greater)
         }
@@ -408,6 +391,86 @@ fn compare_field(op: FilterOp, operand: &Operand, field: &Value) -> bool {
             .as_str()
             .is_some_and(|f| patterns.iter().any(|p| p.is_match(f))),
         Operand::None => false,
+    }
+}
+
+fn compare_values(op: FilterOp, values: &[Value], field: &Value) -> bool {
+    match op {
+        FilterOp::Eq => values
+            .iter()
+            .any(|v| compare(field, v) == Some(Ordering::Equal)),
+        // Not equal to any of the values, and of a comparable type.
+        FilterOp::NotEq => values
+            .iter()
+            .all(|v| compare(field, v).is_some_and(|o| o != Ordering::Equal)),
+        FilterOp::Contains => values.iter().any(|v| match (field, v) {
+            (Value::String(f), Value::String(v)) => f.contains(v.as_str()),
+            (Value::Array(items), v) => {
+                items.iter().any(|i| compare(i, v) == Some(Ordering::Equal))
+            }
+            _ => false,
+        }),
+        FilterOp::Starts | FilterOp::Ends => {
+            let Some(f) = field.as_str() else {
+                return false;
+            };
+            values.iter().filter_map(Value::as_str).any(|v| {
+                if op == FilterOp::Starts {
+                    f.starts_with(v)
+                } else {
+                    f.ends_with(v)
+                }
+            })
+        }
+        FilterOp::Gt => values
+            .iter()
+            .any(|v| compare(field, v) == Some(Ordering::Greater)),
+        FilterOp::Gte => values
+            .iter()
+            .any(|v| compare(field, v).is_some_and(|o| o != Ordering::Less)),
+        FilterOp::Lt => values
+            .iter()
+            .any(|v| compare(field, v) == Some(Ordering::Less)),
+        FilterOp::Lte => values
+            .iter()
+            .any(|v| compare(field, v).is_some_and(|o| o != Ordering::Greater)),
+        _ => false,
+    }
+}
+
+fn compare_folded<'a>(
+    op: FilterOp,
+    mut values: impl Iterator<Item = &'a str>,
+    field: &Value,
+) -> bool {
+    let Some(f) = field.as_str() else {
+        return false;
+    };
+    if f.is_ascii() {
+        // The common case needs no lowercased copy of the field.
+        let starts = |v: &str| {
+            f.len() >= v.len() && f.as_bytes()[..v.len()].eq_ignore_ascii_case(v.as_bytes())
+        };
+        let ends = |v: &str| {
+            f.len() >= v.len()
+                && f.as_bytes()[f.len() - v.len()..].eq_ignore_ascii_case(v.as_bytes())
+        };
+        match op {
+            FilterOp::IEq => return values.any(|v| f.eq_ignore_ascii_case(v)),
+            FilterOp::NotIEq => return values.all(|v| !f.eq_ignore_ascii_case(v)),
+            FilterOp::IStarts => return values.any(starts),
+            FilterOp::IEnds => return values.any(ends),
+            _ => {}
+        }
+    }
+    let f = f.to_lowercase();
+    match op {
+        FilterOp::IEq => values.any(|v| v == f),
+        FilterOp::NotIEq => values.all(|v| v != f),
+        FilterOp::IContains => values.any(|v| f.contains(v)),
+        FilterOp::IStarts => values.any(|v| f.starts_with(v)),
+        FilterOp::IEnds => values.any(|v| f.ends_with(v)),
+        _ => false,
     }
 }
 
@@ -512,6 +575,18 @@ mod tests {
         assert!(!passes("missing", "not-eq", json!("x"), d.clone()));
         assert!(passes("email", "not-ieq", json!("b@x.com"), d.clone()));
         assert!(!passes("email", "not-ieq", json!("a@x.com"), d.clone()));
+    }
+
+    #[test]
+    fn case_insensitive_lists_keep_every_value() {
+        let d = json!({"s": "B", "empty": "", "nul": "a\u{0}b"});
+        assert!(passes("s", "ieq", json!(["a", "b", "c"]), d.clone()));
+        assert!(!passes("s", "ieq", json!([]), d.clone()));
+        assert!(passes("s", "not-ieq", json!([]), d.clone()));
+        assert!(passes("empty", "ieq", json!([""]), d.clone()));
+        assert!(!passes("empty", "ieq", json!(["x"]), d.clone()));
+        assert!(passes("nul", "ieq", json!(["x", "A\u{0}B"]), d.clone()));
+        assert!(!passes("nul", "ieq", json!(["a", "b"]), d.clone()));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The matcher: which subscriptions want an event, answered from an index by tenant, entity and
 //! action instead of a scan over every subscription.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -9,9 +11,9 @@ use serde_json::{Map, Value};
 
 use crate::error::InvalidSubscription;
 use crate::event::{Action, Event};
-use crate::filter::CompiledFilter;
+use crate::filter::{CompiledFilter, Test};
 use crate::name::{canonical_entity, canonical_entity_in, Part, Pattern};
-use crate::path;
+use crate::path::{self, Path};
 use crate::subscription::{EntityOptions, State, Subscription};
 
 /// One entity's options, compiled.
@@ -19,6 +21,51 @@ use crate::subscription::{EntityOptions, State, Subscription};
 struct CompiledEntity {
     filters: Vec<CompiledFilter>,
     options: EntityOptions,
+}
+
+impl CompiledEntity {
+    /// `on_field_change`: an update that touched none of the watched fields does not fire.
+    fn reject_unchanged(&self, probe: &Probe<'_>) -> Result<(), Reject> {
+        let watched = &self.options.on_field_change;
+        if probe.event.action == Action::Updated && !watched.is_empty() {
+            // What changed is unknown when the host gave neither `changed` nor `previous`: fire
+            // rather than silently drop an update the receiver may want.
+            if let Some(changed) = probe.changed() {
+                let touched = watched
+                    .iter()
+                    .any(|w| changed.iter().any(|c| path::touches(w, c)));
+                if !touched {
+                    return Err(Reject::FieldNotChanged);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An event as the checks read it: with its canonical entity, and with what is costly to derive
+/// from it derived at most once, however many candidates ask.
+struct Probe<'e> {
+    event: &'e Event,
+    entity: &'e str,
+    changed: OnceCell<Option<Cow<'e, [String]>>>,
+}
+
+impl<'e> Probe<'e> {
+    fn new(event: &'e Event, entity: &'e str) -> Probe<'e> {
+        Probe {
+            event,
+            entity,
+            changed: OnceCell::new(),
+        }
+    }
+
+    /// [`Event::changed_paths`], diffed once per event rather than once per candidate.
+    fn changed(&self) -> Option<&[String]> {
+        self.changed
+            .get_or_init(|| self.event.changed_paths())
+            .as_deref()
+    }
 }
 
 /// A validated subscription with its patterns parsed and its filters compiled, ready to check
@@ -125,14 +172,14 @@ impl CompiledSubscription {
     /// Whether this subscription wants the event, and if not, why.
     pub fn check(&self, event: &Event) -> Result<(), Miss> {
         let entity = event.canonical_entity();
-        self.reject(event, &entity)
+        self.reject(&Probe::new(event, &entity))
             .map_err(|reason| self.explain(reason, event, &entity))
     }
 
     /// The hot path of matching: says no without allocating; [`Self::explain`] turns the cheap
     /// reason into a [`Miss`] only when someone asks why.
-    fn reject(&self, event: &Event, entity: &str) -> Result<(), Reject> {
-        let sub = &self.subscription;
+    fn reject(&self, probe: &Probe<'_>) -> Result<(), Reject> {
+        let (sub, event) = (&self.subscription, probe.event);
         if sub.state != State::Active {
             return Err(Reject::NotActive);
         }
@@ -143,16 +190,32 @@ impl CompiledSubscription {
         if !self
             .patterns
             .iter()
-            .any(|p| p.matches_canonical(entity, action))
+            .any(|p| p.matches_canonical(probe.entity, action))
         {
             return Err(Reject::NoPattern);
         }
-        self.reject_candidate(event, entity)
+        self.reject_candidate(probe)
     }
 
     /// The checks the index cannot make: a candidate found in the event's buckets is active,
     /// of the event's tenant, and has a matching pattern by construction.
-    fn reject_candidate(&self, event: &Event, entity: &str) -> Result<(), Reject> {
+    fn reject_candidate(&self, probe: &Probe<'_>) -> Result<(), Reject> {
+        self.reject_sender(probe.event)?;
+        let Some(options) = self.entity(probe.entity) else {
+            return Ok(());
+        };
+        if let Some(failed) = options
+            .filters
+            .iter()
+            .position(|f| !f.passes(&probe.event.data))
+        {
+            return Err(Reject::Filter(failed));
+        }
+        options.reject_unchanged(probe)
+    }
+
+    /// Whether who made the change, or the request that made it, silences this subscription.
+    fn reject_sender(&self, event: &Event) -> Result<(), Reject> {
         let sub = &self.subscription;
         if event
             .actor
@@ -168,26 +231,12 @@ impl CompiledSubscription {
         {
             return Err(Reject::SkipKey);
         }
-        let Some(options) = self.entity(entity) else {
-            return Ok(());
-        };
-        if let Some(failed) = options.filters.iter().position(|f| !f.passes(&event.data)) {
-            return Err(Reject::Filter(failed));
-        }
-        let watched = &options.options.on_field_change;
-        if event.action == Action::Updated && !watched.is_empty() {
-            // What changed is unknown when the host gave neither `changed` nor `previous`: fire
-            // rather than silently drop an update the receiver may want.
-            if let Some(changed) = event.changed_paths() {
-                let touched = watched
-                    .iter()
-                    .any(|w| changed.iter().any(|c| path::touches(w, c)));
-                if !touched {
-                    return Err(Reject::FieldNotChanged);
-                }
-            }
-        }
         Ok(())
+    }
+
+    /// Whether [`Self::reject_sender`] can say no at all; the index skips it when not.
+    fn has_senders_listed(&self) -> bool {
+        !self.subscription.excluded_actors.is_empty() || !self.subscription.skip_keys.is_empty()
     }
 
     fn explain(&self, reason: Reject, event: &Event, entity: &str) -> Miss {
@@ -253,9 +302,236 @@ struct Slot {
     action: Part,
 }
 
-/// Subscriptions filed under one slot, sorted by id. Holding the subscriptions themselves, not
-/// their ids, spares the hot path a map lookup per candidate.
-type Bucket = Vec<Arc<CompiledSubscription>>;
+/// Subscriptions filed under one slot, sorted by id, with the filters of those filed under one
+/// entity laid end to end beside them: checking a bucket's candidates reads a few contiguous
+/// arrays instead of chasing each subscription's pointers, which are scattered over a heap that
+/// grows with the number of subscriptions and so cost more cache and TLB misses the more there are.
+#[derive(Debug, Default, Clone)]
+struct Bucket {
+    candidates: Vec<Candidate>,
+    /// The filters of the candidates that have [`Plan::Filters`].
+    tests: Vec<(u32, Test)>,
+    /// The paths the tests read, by index; the first [`CACHED_FIELDS`] distinct, so that each
+    /// is looked up once per event for the whole bucket.
+    paths: Vec<Path>,
+    /// Tests of removed candidates, reclaimed once they are half of `tests`.
+    dead: usize,
+}
+
+/// How many of a bucket's paths an event looks up once for all candidates; more distinct paths
+/// than that in one bucket are looked up per candidate.
+const CACHED_FIELDS: usize = 16;
+const _: () = assert!(
+    CACHED_FIELDS <= u16::BITS as usize,
+    "Fields::known has a bit per field"
+);
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    /// Holding the subscription itself, not its id, spares the hot path a map lookup.
+    sub: Arc<CompiledSubscription>,
+    /// A copy of the subscription's id, so removal and sorting need not read the subscription.
+    id: u64,
+    plan: Plan,
+}
+
+/// How a candidate is checked against an event found in its bucket.
+#[derive(Debug, Clone, Copy)]
+enum Plan {
+    /// Filed under any entity: its options depend on the event's entity, so it is checked in
+    /// full by [`CompiledSubscription::reject_candidate`].
+    Full,
+    /// Filed under one entity, whose filters are `tests[start..start + len]` of the bucket.
+    Filters {
+        start: u32,
+        len: u32,
+        /// It lists excluded actors or skip keys.
+        senders: bool,
+        /// It sets `on_field_change` for the entity.
+        watches: bool,
+    },
+}
+
+impl Bucket {
+    /// Files a subscription unless it is here already; `entity` is the canonical entity of the
+    /// slot, `None` for any.
+    fn insert(&mut self, sub: &Arc<CompiledSubscription>, entity: Option<&str>, all: &mut Paths) {
+        let id = sub.id();
+        let Err(at) = self.candidates.binary_search_by_key(&id, |c| c.id) else {
+            return;
+        };
+        let plan = match entity {
+            None => Plan::Full,
+            Some(entity) => {
+                let start = self.tests.len();
+                let options = sub.entity(entity);
+                for filter in options.iter().flat_map(|o| &o.filters) {
+                    let (path, test) = filter.parts();
+                    let path = intern(&mut self.paths, &all.intern(path));
+                    self.tests.push((path, test.clone()));
+                }
+                Plan::Filters {
+                    start: index(start),
+                    len: index(self.tests.len() - start),
+                    senders: sub.has_senders_listed(),
+                    watches: options.is_some_and(|o| !o.options.on_field_change.is_empty()),
+                }
+            }
+        };
+        self.candidates.insert(
+            at,
+            Candidate {
+                sub: Arc::clone(sub),
+                id,
+                plan,
+            },
+        );
+    }
+
+    fn remove(&mut self, id: u64) {
+        let Ok(at) = self.candidates.binary_search_by_key(&id, |c| c.id) else {
+            return;
+        };
+        if let Plan::Filters { len, .. } = self.candidates.remove(at).plan {
+            self.dead += len as usize;
+        }
+        if self.dead > self.tests.len() / 2 {
+            self.compact();
+        }
+    }
+
+    /// Drops the tests and paths of removed candidates.
+    fn compact(&mut self) {
+        let tests = std::mem::take(&mut self.tests);
+        let paths = std::mem::take(&mut self.paths);
+        for candidate in &mut self.candidates {
+            if let Plan::Filters { start, len, .. } = &mut candidate.plan {
+                let from = *start as usize;
+                *start = index(self.tests.len());
+                for (path, test) in &tests[from..from + *len as usize] {
+                    let path = intern(&mut self.paths, &paths[*path as usize]);
+                    self.tests.push((path, test.clone()));
+                }
+            }
+        }
+        self.dead = 0;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.candidates.is_empty()
+    }
+
+    /// Appends the candidates that want the event, in id order; returns whether there were any.
+    fn collect<'a>(
+        &'a self,
+        probe: &Probe<'_>,
+        out: &mut Vec<&'a Arc<CompiledSubscription>>,
+    ) -> bool {
+        let before = out.len();
+        let mut fields = Fields::new(&self.paths, &probe.event.data);
+        for candidate in &self.candidates {
+            let wanted = match candidate.plan {
+                Plan::Full => candidate.sub.reject_candidate(probe).is_ok(),
+                Plan::Filters {
+                    start,
+                    len,
+                    senders,
+                    watches,
+                } => {
+                    let tests = &self.tests[start as usize..][..len as usize];
+                    (!senders || candidate.sub.reject_sender(probe.event).is_ok())
+                        && tests
+                            .iter()
+                            .all(|(path, test)| test.passes(fields.get(*path)))
+                        && (!watches
+                            || candidate
+                                .sub
+                                .entity(probe.entity)
+                                .is_none_or(|o| o.reject_unchanged(probe).is_ok()))
+                }
+            };
+            if wanted {
+                out.push(&candidate.sub);
+            }
+        }
+        out.len() > before
+    }
+}
+
+/// Every path that the buckets' filters read, one copy each: a bucket keeps the copy it is
+/// handed here, so a path read by many buckets sits in one cache line instead of one per bucket.
+#[derive(Debug, Default, Clone)]
+struct Paths {
+    set: HashSet<Path>,
+    removals: usize,
+}
+
+impl Paths {
+    fn intern(&mut self, path: &Path) -> Path {
+        if let Some(known) = self.set.get(path.as_str()) {
+            return known.clone();
+        }
+        self.set.insert(path.clone());
+        path.clone()
+    }
+
+    /// Forgets the paths no bucket holds any more, once per as many removals as there are
+    /// paths, so that the sweep costs each removal O(1).
+    fn removed(&mut self) {
+        self.removals += 1;
+        if self.removals > self.set.len() {
+            self.set.retain(Path::is_shared);
+            self.removals = 0;
+        }
+    }
+}
+
+/// The index of `path` in a bucket's `paths`, added if it is not among the cached ones. Only
+/// those are searched, so filing stays cheap in a bucket with many distinct paths.
+fn intern(paths: &mut Vec<Path>, path: &Path) -> u32 {
+    let cached = &paths[..paths.len().min(CACHED_FIELDS)];
+    if let Some(at) = cached.iter().position(|p| p.as_str() == path.as_str()) {
+        return index(at);
+    }
+    paths.push(path.clone());
+    index(paths.len() - 1)
+}
+
+fn index(i: usize) -> u32 {
+    u32::try_from(i).expect("fewer than 2^32 filters in one bucket")
+}
+
+/// The event's fields that a bucket's tests read, each looked up at most once.
+struct Fields<'b, 'v> {
+    paths: &'b [Path],
+    data: &'v Value,
+    found: [Option<&'v Value>; CACHED_FIELDS],
+    /// Bit `i` is set once `found[i]` holds the lookup of `paths[i]`.
+    known: u16,
+}
+
+impl<'b, 'v> Fields<'b, 'v> {
+    fn new(paths: &'b [Path], data: &'v Value) -> Self {
+        Fields {
+            paths,
+            data,
+            found: [None; CACHED_FIELDS],
+            known: 0,
+        }
+    }
+
+    fn get(&mut self, path: u32) -> Option<&'v Value> {
+        let i = path as usize;
+        if i >= CACHED_FIELDS {
+            return self.paths[i].lookup(self.data);
+        }
+        if self.known & (1 << i) == 0 {
+            self.found[i] = self.paths[i].lookup(self.data);
+            self.known |= 1 << i;
+        }
+        self.found[i]
+    }
+}
 
 /// Answers "who wants this event?" for a set of subscriptions.
 ///
@@ -283,17 +559,18 @@ pub struct Matcher {
     shared: TenantIndex,
     /// Subscriptions scoped to one tenant.
     tenants: HashMap<String, TenantIndex>,
+    paths: Paths,
 }
 
 #[derive(Debug, Default, Clone)]
 struct TenantIndex {
-    /// entity -> action -> ids, for exact patterns.
+    /// entity -> action -> subscriptions, for exact patterns.
     exact: HashMap<String, HashMap<String, Bucket>>,
-    /// entity -> ids, for `entity.*`.
+    /// entity -> subscriptions, for `entity.*`.
     any_action: HashMap<String, Bucket>,
-    /// action -> ids, for `*.action`.
+    /// action -> subscriptions, for `*.action`.
     any_entity: HashMap<String, Bucket>,
-    /// ids of `*`.
+    /// subscriptions of `*`.
     any: Bucket,
 }
 
@@ -315,7 +592,7 @@ impl TenantIndex {
     fn remove(&mut self, entity: &Part, action: &Part, id: u64) {
         fn drop_id<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Bucket>, key: &K, id: u64) {
             if let Some(bucket) = map.get_mut(key) {
-                bucket.retain(|x| x.id() != id);
+                bucket.remove(id);
                 if bucket.is_empty() {
                     map.remove(key);
                 }
@@ -332,33 +609,22 @@ impl TenantIndex {
             }
             (Part::Name(e), Part::Any) => drop_id(&mut self.any_action, e, id),
             (Part::Any, Part::Name(a)) => drop_id(&mut self.any_entity, a, id),
-            (Part::Any, Part::Any) => self.any.retain(|x| x.id() != id),
+            (Part::Any, Part::Any) => self.any.remove(id),
         }
     }
 
-    /// Appends the event's candidates; returns how many buckets contributed.
-    fn candidates<'a>(
-        &'a self,
-        entity: &str,
-        action: &str,
-        out: &mut Vec<&'a Arc<CompiledSubscription>>,
-    ) -> usize {
+    /// The buckets that hold the candidates for an event of this entity and action.
+    fn buckets(&self, entity: &str, action: &str) -> [Option<&Bucket>; 4] {
         let exact = self
             .exact
             .get(entity)
             .and_then(|by_action| by_action.get(action));
-        let buckets = [
+        [
             exact,
             self.any_action.get(entity),
             self.any_entity.get(action),
             Some(&self.any),
-        ];
-        let mut used = 0;
-        for bucket in buckets.into_iter().flatten().filter(|b| !b.is_empty()) {
-            out.extend(bucket);
-            used += 1;
-        }
-        used
+        ]
     }
 
     fn is_empty(&self) -> bool {
@@ -398,11 +664,13 @@ impl Matcher {
                     None => &mut self.shared,
                     Some(tenant) => self.tenants.entry(tenant).or_default(),
                 };
-                let bucket = index.bucket(&slot.entity, &slot.action);
-                // Buckets stay sorted so candidates come out nearly in id order.
-                if let Err(at) = bucket.binary_search_by_key(&id, |s| s.id()) {
-                    bucket.insert(at, Arc::clone(&compiled));
-                }
+                let entity = match &slot.entity {
+                    Part::Name(e) => Some(e.as_str()),
+                    Part::Any => None,
+                };
+                index
+                    .bucket(&slot.entity, &slot.action)
+                    .insert(&compiled, entity, &mut self.paths);
             }
         }
         self.subscriptions.insert(id, compiled);
@@ -425,6 +693,7 @@ impl Matcher {
                 }
             }
         }
+        self.paths.removed();
         Some(old)
     }
 
@@ -448,23 +717,35 @@ impl Matcher {
         let mut buf = [0u8; 64];
         let entity = canonical_entity_in(&event.entity, &mut buf);
         let action = event.action.as_str();
-        let mut ids = Vec::with_capacity(16);
-        let mut buckets = self.shared.candidates(&entity, action, &mut ids);
+        let mut buckets = [None; 8];
+        buckets[..4].copy_from_slice(&self.shared.buckets(&entity, action));
         if let Some(index) = event
             .tenant
             .as_deref()
             .and_then(|tenant| self.tenants.get(tenant))
         {
-            buckets += index.candidates(&entity, action, &mut ids);
+            buckets[4..].copy_from_slice(&index.buckets(&entity, action));
         }
-        // One bucket is sorted and unique already; several may overlap, since a subscription
-        // with several patterns sits in several buckets.
-        if buckets > 1 {
-            ids.sort_unstable_by_key(|s| s.id());
-            ids.dedup_by_key(|s| s.id());
+        let candidates: usize = buckets.iter().flatten().map(|b| b.candidates.len()).sum();
+        if candidates == 0 {
+            return Vec::new();
         }
-        ids.retain(|sub| sub.reject_candidate(event, &entity).is_ok());
-        ids
+        // Room for every candidate up front, bounded because a wildcard bucket may hold
+        // thousands: one allocation per event in the usual case, not one per doubling.
+        let mut hits = Vec::with_capacity(candidates.min(64));
+        let probe = Probe::new(event, &entity);
+        let sources = buckets
+            .iter()
+            .flatten()
+            .filter(|b| b.collect(&probe, &mut hits))
+            .count();
+        // One bucket's hits are sorted and unique already; several may overlap, since a
+        // subscription with several patterns sits in several buckets.
+        if sources > 1 {
+            hits.sort_unstable_by_key(|s| s.id());
+            hits.dedup_by_key(|s| s.id());
+        }
+        hits
     }
 
     /// Every subscription with its verdict on the event, in id order: a scan, for diagnostics

@@ -1,6 +1,38 @@
 //! Dot paths into nested JSON: lookup, change detection and projection.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
+
+/// A dot path as filters keep it: one shared allocation, so that the matcher can hand every
+/// filter on the same path the same copy and look it up once per event.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Path(Arc<str>);
+
+impl Path {
+    pub(crate) fn new(text: &str) -> Path {
+        Path(text.into())
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub(crate) fn lookup<'v>(&self, value: &'v Value) -> Option<&'v Value> {
+        lookup(value, &self.0)
+    }
+
+    /// Whether a copy of this path is held anywhere but here.
+    pub(crate) fn is_shared(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
+    }
+}
+
+impl std::borrow::Borrow<str> for Path {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
 
 /// The value at a dot path (`address.city`), or `None` where any segment is missing or the
 /// parent is not an object. Arrays are values, not containers: paths do not index into them.
