@@ -168,13 +168,12 @@ pub(crate) fn attempts(
             match delivery {
                 Some(view) => writeln!(
                     out,
-                    "delivery {} to subscription {}: {} ({}), {} attempt{}, {}",
+                    "delivery {} to subscription {}: {} ({}), {}, {}",
                     view.id,
                     view.subscription,
                     output::cell(&view.event_type),
                     output::cell(&view.event_ids.join(",")),
-                    view.attempts,
-                    if view.attempts == 1 { "" } else { "s" },
+                    output::count(view.attempts, "attempt", "attempts"),
                     view.state_text(),
                 )?,
                 None => writeln!(out, "delivery {id}: no longer queued (delivered or purged)")?,
@@ -309,12 +308,12 @@ pub(crate) fn dead(
                 counted(ctx, out, "purged", purged, "deleted")
             }
             DeadCommand::Purge(_) => {
-                let count = engine.dead_letters(&filter)?.len();
+                let count = engine.dead_letters(&filter)?.len() as u64;
                 Err(Failure::new(
                     code::USAGE,
                     format_args!(
-                        "purge would delete {count} dead letter{} for good; add --yes to do it",
-                        if count == 1 { "" } else { "s" }
+                        "purge would delete {} for good; add --yes to do it",
+                        output::count(count, "dead letter", "dead letters")
                     ),
                 ))
             }
@@ -332,8 +331,8 @@ fn counted(
     if ctx.json {
         return output::print_json(out, &json!({ done: count }));
     }
-    let s = if count == 1 { "" } else { "s" };
-    writeln!(out, "{done} {count} dead letter{s} ({meaning})")?;
+    let letters = output::count(count as u64, "dead letter", "dead letters");
+    writeln!(out, "{done} {letters} ({meaning})")?;
     Ok(())
 }
 

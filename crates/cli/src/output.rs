@@ -91,6 +91,12 @@ pub(crate) fn shorten(text: &str, max: usize) -> String {
     }
 }
 
+/// `1 delivery`, `2 deliveries`.
+pub(crate) fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// A Unix-milliseconds time for people.
 pub(crate) fn time(ms: u64) -> String {
     callout::core::rfc3339(ms, 0)
@@ -111,6 +117,12 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "ID   NAME\n1    short\n200  two lines?[31m\n"
         );
+    }
+
+    #[test]
+    fn counts_agree_with_their_noun() {
+        assert_eq!(count(1u32, "delivery", "deliveries"), "1 delivery");
+        assert_eq!(count(0u32, "delivery", "deliveries"), "0 deliveries");
     }
 
     #[test]

@@ -35,13 +35,10 @@ pub(crate) fn run(ctx: &Context, args: &PublishArgs, out: &mut dyn Write) -> Res
     }
     writeln!(
         out,
-        "published {} event{}: {} deliver{}, {} duplicate{}",
-        event_ids.len(),
-        plural(event_ids.len(), "", "s"),
-        deliveries.len(),
-        plural(deliveries.len(), "y", "ies"),
-        duplicates.len(),
-        plural(duplicates.len(), "", "s"),
+        "published {}: {}, {}",
+        output::count(event_ids.len() as u64, "event", "events"),
+        output::count(deliveries.len() as u64, "delivery", "deliveries"),
+        output::count(duplicates.len() as u64, "duplicate", "duplicates"),
     )?;
     Ok(())
 }
@@ -87,14 +84,6 @@ fn parse_events(text: &str) -> Result<Vec<Event>, Failure> {
         events.push(event(value, &place)?);
     }
     Ok(events)
-}
-
-fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
-    if n == 1 {
-        one
-    } else {
-        many
-    }
 }
 
 #[cfg(test)]

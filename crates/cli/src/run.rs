@@ -201,9 +201,8 @@ impl Progress {
         let why = match stop {
             Stop::Empty => "the queue is empty".to_string(),
             Stop::Waiting => format!(
-                "{} deliver{} wait for a later retry; a later run sends them when due",
-                counts.due,
-                if counts.due == 1 { "y" } else { "ies" }
+                "{} wait for a later retry; a later run sends them when due",
+                crate::output::count(counts.due, "delivery", "deliveries")
             ),
             Stop::Timeout => "timed out".to_string(),
             Stop::Interrupted => "interrupted".to_string(),

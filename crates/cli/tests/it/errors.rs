@@ -115,6 +115,11 @@ fn bad_flags_are_one_line_usage_errors() {
         let line = store.fails(args, 2);
         assert!(line.contains(expected), "{args:?}: {line}");
     }
+    let line = store.fails(&["run", "--until-empty", "--allow", "bogus"], 2);
+    assert!(
+        line.contains("`bogus` is not an IP address or CIDR range"),
+        "{line}"
+    );
 }
 
 #[test]
