@@ -1,8 +1,13 @@
-//! The store: a sled database with four trees. `meta` holds the on-disk format version; `subs`
+//! The store: a sled database with four trees. `meta` holds the on-disk layout version; `subs`
 //! holds subscriptions (JSON, so their format can grow) and the subscription id counter (in the
 //! same tree, so an id and its record commit in one batch); `queue` holds every delivery, its
 //! indexes, attempts and counters under one-byte key prefixes, so that each state change is one
 //! atomic `apply_batch`; `corrupt` holds records that failed to decode, moved aside.
+//!
+//! A delivery is one record, filed under the key of its state: due (`q`, by due time), held
+//! (`h`) or dead (`x`). sled's cost is per operation, nearly whatever the size (FACTS.md), so
+//! one record per delivery, not a record plus index entries, is what makes enqueue cost about
+//! one raw sled write and a delivered delivery three (in, out, its attempt).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -19,17 +24,20 @@ use crate::model::{
 };
 
 // Key prefixes of the `queue` tree. Big-endian parts after the tag.
-const DELIVERY: u8 = b'd'; // d id -> Delivery
-const DUE: u8 = b'q'; // q due_at id -> ()
-                      // Leases live in memory only (`Book::leased`): a crash makes every lease void anyway (they
-                      // return to due on open), so writing them cost sled operations for nothing. `f` keys and
-                      // `InFlight` records are still read at open, from stores written by earlier builds.
-const LEASED: u8 = b'f'; // f until id -> () (read at open only)
-                         // Only ordered subscriptions need their pending deliveries in publish order (to find the head);
-                         // leaving the entry out for the others saves a sled write on enqueue and one on settle.
+// A due delivery's value starts with its subscription and whether it is ordered (`due_value`),
+// so leasing passes over deliveries it will not take without decoding them. Leases live in
+// memory only (`Book::leased`): a crash voids every lease anyway (they return to due on open);
+// a delivery in flight stays under its due key.
+const DUE: u8 = b'q'; // q due_at id -> sub, ordered, Delivery
+const HELD: u8 = b'h'; // h sub id -> Delivery
+const DEAD: u8 = b'x'; // x sub id -> Delivery
+                       // Only ordered subscriptions need their pending deliveries in publish order (to find the head);
+                       // leaving the entry out for the others saves a sled write on enqueue and one on settle.
 const PENDING: u8 = b'p'; // p sub id -> () (ordered only: due, in flight or held)
-const HELD: u8 = b'h'; // h sub id -> ()
-const DEAD: u8 = b'x'; // x sub id -> ()
+                          // Layout 1 (earlier builds) kept each delivery under `d id` with value-less index entries, and
+                          // leases under `f`; opening such a store moves them into this layout.
+const LEGACY_DELIVERY: u8 = b'd'; // d id -> Delivery (layout 1)
+const LEGACY_LEASED: u8 = b'f'; // f until id -> () (layout 1)
 
 // Attempts are keyed by time as well as number: a replayed dead letter starts again at attempt
 // 1, and its new attempts must add to the history, not overwrite it.
@@ -39,7 +47,10 @@ const DELIVERED: u8 = b'n'; // n sub -> u64 delivered count
 const HELD_SUB: u8 = b'H'; // H sub -> ()
 const SEEN: u8 = b'e'; // e event_id -> at
 const SEEN_AT: u8 = b't'; // t at event_id -> ()
-const NEXT_DELIVERY: &[u8] = b"N";
+const NEXT_DELIVERY: &[u8] = b"N"; // N -> the next id not yet reserved
+/// Delivery ids are reserved in blocks: `N` is written once per block, not once per enqueue. A
+/// crash skips at most the rest of a block; an id is never reused.
+const ID_BLOCK: u64 = 1024;
 // Keys of the `subs` tree.
 const SUB: u8 = b'S';
 const NEXT_SUB: &[u8] = b"#";
@@ -47,6 +58,9 @@ const SEQUENCE: u8 = b'Q'; // Q sub -> next sequence number
 
 // Keys of the `meta` tree.
 const FORMAT_KEY: &[u8] = b"format";
+/// The key layout this build writes: 2, one record per delivery under the key of its state.
+/// Layout 1 is migrated on open; a newer one is refused.
+const LAYOUT: u8 = 2;
 
 /// How durable a write is when the call returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -98,6 +112,8 @@ struct Book {
     held: HashSet<u64>,
     ordered_in_flight: HashSet<u64>,
     next_delivery: u64,
+    /// Ids below this are reserved on disk (`N`).
+    reserved_until: u64,
     /// Host event ids enqueued but not yet applied (see `FlushState::pending`).
     pending_seen: HashSet<String>,
     /// Write-behind buffer of settles (complete, reschedule, release, dead letter), applied as
@@ -125,10 +141,17 @@ struct Book {
 /// A delivery in flight.
 struct Lease {
     until: u64,
-    /// Its due-index key, still on disk while it is in flight.
+    /// Its due key, where its record stays on disk while it is in flight.
     due_key: IVec,
     sub: u64,
     ordered: bool,
+}
+
+/// How a settle moves a delivery on.
+enum Finish {
+    Delivered,
+    Due(u64),
+    Dead(u64),
 }
 
 impl Book {
@@ -326,19 +349,17 @@ impl Store {
             })?;
         let subs = db.open_tree("subs")?;
         let meta = db.open_tree("meta")?;
-        match meta.get(FORMAT_KEY)?.as_deref() {
-            None => {
-                meta.insert(FORMAT_KEY, &[codec::FORMAT])?;
-            }
-            Some([found]) if *found <= codec::FORMAT => {}
+        let layout = match meta.get(FORMAT_KEY)?.as_deref() {
+            None => LAYOUT,
+            Some([found]) if *found <= LAYOUT => *found,
             Some(found) => {
                 return Err(StoreError::NewerFormat {
                     path: path.to_path_buf(),
                     found: found.first().copied().unwrap_or(u8::MAX),
-                    supported: codec::FORMAT,
+                    supported: LAYOUT,
                 })
             }
-        }
+        };
         let store = Store {
             path: path.to_path_buf(),
             queue: db.open_tree("queue")?,
@@ -349,25 +370,23 @@ impl Store {
             book: Mutex::new(Book::default()),
             flusher: Flusher::default(),
         };
+        if layout < LAYOUT {
+            store.migrate_layout_1()?;
+        }
+        meta.insert(FORMAT_KEY, &[LAYOUT])?;
         store.recover()?;
         Ok(store)
     }
 
-    /// Rebuilds the in-memory counts and returns every lease of a dead process to the queue.
-    fn recover(&self) -> Result<(), StoreError> {
-        let mut book = self.book()?;
-        book.next_delivery = match self.queue.get(NEXT_DELIVERY)? {
-            Some(v) => part(&v, 0),
-            None => 1,
-        };
-        // Held subscriptions first: a delivery a dead process had in flight for one of them
-        // comes back held, as `reschedule` would have put it, not due.
-        for item in self.queue.scan_prefix([HELD_SUB]) {
-            let (k, _) = item?;
-            book.held.insert(part(&k, 1));
-        }
+    /// Moves a layout-1 store's deliveries (`d id` records with value-less index entries) into
+    /// this layout, in one batch: each record goes under the key of its state, replacing its
+    /// index entry; a lease of layout 1 returns the delivery to due.
+    fn migrate_layout_1(&self) -> Result<(), StoreError> {
         let mut batch = Ops::default();
-        for item in self.queue.scan_prefix([DELIVERY]) {
+        for item in self.queue.scan_prefix([LEGACY_LEASED]) {
+            batch.remove(item?.0);
+        }
+        for item in self.queue.scan_prefix([LEGACY_DELIVERY]) {
             let (k, v) = item?;
             let mut delivery: Delivery = match codec::decode(&k, &v) {
                 Ok(d) => d,
@@ -376,29 +395,69 @@ impl Store {
                     continue;
                 }
             };
-            book.next_delivery = book.next_delivery.max(delivery.id + 1);
-            if let DeliveryState::InFlight { until } = delivery.state {
-                // Written by an earlier build, which kept leases on disk.
-                batch.remove(key(LEASED, &[until, delivery.id]));
-                let due_at = delivery.due_at;
-                self.requeue(&mut batch, &mut delivery, &book, due_at);
-                batch.insert(k, codec::encode(&delivery));
-            } else if delivery.state == DeliveryState::Due
-                && book.held.contains(&delivery.subscription_id)
-            {
-                // In flight when the process died, after its subscription was held: it comes
-                // back held, as `reschedule` would have put it.
-                batch.remove(key(DUE, &[delivery.due_at, delivery.id]));
-                let due_at = delivery.due_at;
-                self.requeue(&mut batch, &mut delivery, &book, due_at);
-                batch.insert(k, codec::encode(&delivery));
+            batch.remove(k);
+            let (sub, id) = (delivery.subscription_id, delivery.id);
+            match delivery.state {
+                DeliveryState::Held => {
+                    batch.insert(key(HELD, &[sub, id]), codec::encode(&delivery))
+                }
+                DeliveryState::Dead { .. } => {
+                    batch.insert(key(DEAD, &[sub, id]), codec::encode(&delivery))
+                }
+                DeliveryState::Due | DeliveryState::InFlight { .. } => {
+                    delivery.state = DeliveryState::Due;
+                    batch.insert(key(DUE, &[delivery.due_at, id]), due_value(&delivery));
+                }
             }
-            book.enter(delivery.subscription_id, delivery.state);
+        }
+        self.apply(batch)?;
+        self.queue.flush()?;
+        Ok(())
+    }
+
+    /// Rebuilds the in-memory counts and the next id, checks every delivery record (moving
+    /// corrupt ones aside), and files due deliveries of held subscriptions as held: a delivery
+    /// a dead process had in flight (still under its due key) comes back as `reschedule` would
+    /// have put it.
+    fn recover(&self) -> Result<(), StoreError> {
+        let mut book = self.book()?;
+        book.next_delivery = match self.queue.get(NEXT_DELIVERY)? {
+            Some(v) => part(&v, 0),
+            None => 1,
+        };
+        for item in self.queue.scan_prefix([HELD_SUB]) {
+            let (k, _) = item?;
+            book.held.insert(part(&k, 1));
+        }
+        let mut batch = Ops::default();
+        for tag in [DUE, HELD, DEAD] {
+            for item in self.queue.scan_prefix([tag]) {
+                let (k, v) = item?;
+                let decoded = match tag {
+                    DUE => decode_due(&k, &v),
+                    _ => codec::decode::<Delivery>(&k, &v),
+                };
+                let mut delivery = match decoded {
+                    Ok(d) => d,
+                    Err(error) => {
+                        self.move_aside(&k, &v, &error)?;
+                        continue;
+                    }
+                };
+                book.next_delivery = book.next_delivery.max(delivery.id + 1);
+                if tag == DUE && book.held.contains(&delivery.subscription_id) {
+                    batch.remove(k);
+                    let due_at = delivery.due_at;
+                    self.requeue(&mut batch, &mut delivery, &book, due_at);
+                }
+                book.enter(delivery.subscription_id, delivery.state);
+            }
         }
         for item in self.queue.scan_prefix([DELIVERED]) {
             let (k, v) = item?;
             book.counts(part(&k, 1)).delivered = part(&v, 0);
         }
+        book.reserved_until = book.next_delivery;
         self.apply(batch)?;
         self.queue.flush()?;
         Ok(())
@@ -768,16 +827,19 @@ impl Store {
                     batch.insert(key(PENDING, &[delivery.subscription_id, id]), []);
                 }
                 match delivery.state {
-                    DeliveryState::Held => {
-                        batch.insert(key(HELD, &[delivery.subscription_id, id]), [])
-                    }
-                    _ => batch.insert(key(DUE, &[delivery.due_at, id]), due_entry(&delivery)),
+                    DeliveryState::Held => batch.insert(
+                        key(HELD, &[delivery.subscription_id, id]),
+                        codec::encode(&delivery),
+                    ),
+                    _ => batch.insert(key(DUE, &[delivery.due_at, id]), due_value(&delivery)),
                 }
-                batch.insert(key(DELIVERY, &[id]), codec::encode(&delivery));
                 entered.push((delivery.subscription_id, delivery.state));
                 receipt.delivery_ids.push(id);
             }
-            batch.insert(NEXT_DELIVERY, book.next_delivery.to_be_bytes());
+            if book.next_delivery > book.reserved_until {
+                book.reserved_until = book.next_delivery + ID_BLOCK;
+                batch.insert(NEXT_DELIVERY, book.reserved_until.to_be_bytes());
+            }
             for (sub, state) in entered {
                 book.enter(sub, state);
             }
@@ -828,7 +890,6 @@ impl Store {
         self.apply_behind(&mut book)?;
         self.reclaim_expired(&mut book, now_ms)?;
         let until = now_ms.saturating_add(self.config.lease.as_millis() as u64);
-        let mut batch = Ops::default();
         let mut leased = Vec::new();
         let mut ordered_taken = HashSet::new();
         let end = key(DUE, &[now_ms.saturating_add(1), 0]);
@@ -836,7 +897,7 @@ impl Store {
         // or waiting behind an ordered head) would otherwise be walked on every call, making a
         // large backlog quadratic. The cost: due deliveries beyond this many passed-over ones
         // wait for a later call.
-        // Entries in flight (still in the index, see `LEASED`) are passed over outside the
+        // Entries in flight (still under their due keys, see `DUE`) are passed over outside the
         // budget, so many long leases at the head cannot starve the deliveries behind them;
         // there are at most as many of those as leases.
         let mut budget = max.saturating_mul(64).max(LEASE_SCAN_MIN);
@@ -852,34 +913,21 @@ impl Store {
                 continue;
             }
             budget -= 1;
-            let known = (entry.len() == 9).then(|| (part(&entry, 0), entry[8] == 1));
-            // Decide from the index entry when it can: most passed-over deliveries (a
-            // subscription at its bound) then cost no read and no decode.
-            if let Some((sub, ordered)) = known {
-                if !self.may_lease(&book, &ordered_taken, sub, ordered, id)? || !wanted(sub) {
-                    continue;
-                }
-            }
-            let dk = key(DELIVERY, &[id]);
-            let Some(bytes) = self.queue.get(&dk)? else {
-                batch.remove(due_key);
-                continue;
-            };
-            let mut delivery: Delivery = match codec::decode(&dk, &bytes) {
-                Ok(d) => d,
-                Err(error) => {
-                    self.move_aside(&dk, &bytes, &error)?;
-                    batch.remove(due_key);
-                    continue;
-                }
-            };
-            let sub = delivery.subscription_id;
-            if known.is_none()
-                && (!self.may_lease(&book, &ordered_taken, sub, delivery.ordered, id)?
-                    || !wanted(sub))
+            // Decide from the value's header: most passed-over deliveries (a subscription at
+            // its bound) then cost no decode.
+            let (sub, ordered) = (part(&entry, 0), entry.get(8) == Some(&1));
+            if entry.len() > 9
+                && (!self.may_lease(&book, &ordered_taken, sub, ordered, id)? || !wanted(sub))
             {
                 continue;
             }
+            let mut delivery = match decode_due(&due_key, &entry) {
+                Ok(d) => d,
+                Err(error) => {
+                    self.move_aside(&due_key, &entry, &error)?;
+                    continue;
+                }
+            };
             if delivery.ordered {
                 ordered_taken.insert(sub);
             }
@@ -897,8 +945,6 @@ impl Store {
             );
             leased.push(delivery);
         }
-        // Index entries without a record, and undecodable records moved aside.
-        self.apply(batch)?;
         for d in &leased {
             book.leave(d.subscription_id, DeliveryState::Due);
             book.enter(d.subscription_id, d.state);
@@ -960,20 +1006,19 @@ impl Store {
                 book.enter(lease.sub, DeliveryState::Due);
                 continue;
             }
-            let Some((dk, mut delivery)) = self.stored(id)? else {
+            let Some(mut delivery) = self.stored_due(&lease.due_key)? else {
                 continue;
             };
             batch.remove(lease.due_key);
             let due_at = delivery.due_at;
             let target = self.requeue(&mut batch, &mut delivery, book, due_at);
-            batch.insert(dk, codec::encode(&delivery));
             book.enter(lease.sub, target);
         }
         self.apply(batch)
     }
 
-    /// Puts a delivery back as due at `due_at`, or held when its subscription is held; returns
-    /// the new state.
+    /// Files a delivery (its old key already removed) as due at `due_at`, or held when its
+    /// subscription is held; returns the new state.
     fn requeue(
         &self,
         batch: &mut Ops,
@@ -983,73 +1028,92 @@ impl Store {
     ) -> DeliveryState {
         delivery.due_at = due_at;
         if book.held.contains(&delivery.subscription_id) {
-            batch.insert(key(HELD, &[delivery.subscription_id, delivery.id]), []);
             delivery.state = DeliveryState::Held;
+            batch.insert(
+                key(HELD, &[delivery.subscription_id, delivery.id]),
+                codec::encode(delivery),
+            );
         } else {
-            batch.insert(key(DUE, &[due_at, delivery.id]), due_entry(delivery));
             delivery.state = DeliveryState::Due;
+            batch.insert(key(DUE, &[due_at, delivery.id]), due_value(delivery));
         }
         delivery.state
     }
 
-    /// Takes a delivery out of flight for `finish`, which writes its new state into the batch.
-    fn settle(
-        &self,
-        id: u64,
-        attempt: Option<Attempt>,
-        finish: impl FnOnce(&mut Ops, &mut Delivery, &mut Book) -> Option<DeliveryState>,
-    ) -> Result<(), StoreError> {
+    /// Takes a delivery out of flight and files it as `finish` says, with its attempt.
+    fn settle(&self, id: u64, attempt: Option<Attempt>, finish: Finish) -> Result<(), StoreError> {
         {
             let mut book = self.book()?;
             if book.behind_ids.contains(&id) {
                 self.apply_behind(&mut book)?;
             }
-            let until = book
+            let lease = book
                 .leased
-                .get(&id)
-                .map(|lease| lease.until)
+                .remove(&id)
                 .ok_or(StoreError::UnknownDelivery(id))?;
-            let dk = key(DELIVERY, &[id]);
-            let bytes = self
-                .queue
-                .get(&dk)?
-                .ok_or(StoreError::UnknownDelivery(id))?;
-            let mut delivery: Delivery = codec::decode(&dk, &bytes)?;
-            let Some(lease) = book.leased.remove(&id) else {
-                return Err(StoreError::UnknownDelivery(id));
+            book.deadlines.remove(&(lease.until, id));
+            let sub = lease.sub;
+            // A delivered one needs no read: its record just goes. The others are filed anew
+            // from their record, which stays under the due key while in flight.
+            let record = match finish {
+                Finish::Delivered => None,
+                Finish::Due(_) | Finish::Dead(_) => match self.stored_due(&lease.due_key) {
+                    Ok(Some(delivery)) => Some(delivery),
+                    Ok(None) => None,
+                    Err(error) => {
+                        book.leased.insert(id, lease);
+                        return Err(error);
+                    }
+                },
             };
-            book.deadlines.remove(&(until, id));
-            let sub = delivery.subscription_id;
             let mut batch = Ops::default();
-            // Out of the due index: it leaves the queue, or `finish` files it anew.
-            batch.remove(lease.due_key);
+            batch.remove(lease.due_key.clone());
+            let mut number = 0;
             if let Some(mut attempt) = attempt {
                 attempt.excerpt = attempt.excerpt.chars().take(1024).collect();
                 let at = attempt.at;
                 let n = u64::from(attempt.number);
+                number = attempt.number;
                 batch.insert(key(ATTEMPT, &[id, at, n]), codec::encode(&attempt));
                 batch.insert(key(BY_SUB, &[sub, at, id, n]), []);
-                delivery.attempts = delivery.attempts.max(attempt.number);
             }
-            let next = finish(&mut batch, &mut delivery, &mut book);
-            match next {
-                Some(state) => {
-                    delivery.state = state;
-                    batch.insert(dk, codec::encode(&delivery));
+            let next = match (finish, record) {
+                (Finish::Delivered, _) => {
+                    if lease.ordered {
+                        batch.remove(key(PENDING, &[sub, id]));
+                    }
+                    let counts = book.counts(sub);
+                    counts.delivered += 1;
+                    batch.insert(key(DELIVERED, &[sub]), counts.delivered.to_be_bytes());
+                    None
                 }
-                None => batch.remove(dk),
-            }
+                // The record vanished (moved aside as corrupt): nothing to file.
+                (_, None) => None,
+                (Finish::Due(due_at), Some(mut delivery)) => {
+                    delivery.attempts = delivery.attempts.max(number);
+                    Some(self.requeue(&mut batch, &mut delivery, &book, due_at))
+                }
+                (Finish::Dead(at), Some(mut delivery)) => {
+                    delivery.attempts = delivery.attempts.max(number);
+                    if lease.ordered {
+                        batch.remove(key(PENDING, &[sub, id]));
+                    }
+                    delivery.state = DeliveryState::Dead { at };
+                    batch.insert(key(DEAD, &[sub, id]), codec::encode(&delivery));
+                    Some(delivery.state)
+                }
+            };
             book.behind.append(batch);
             book.behind_ids.insert(id);
             let since = *book.behind_since.get_or_insert_with(Instant::now);
             if book.behind_ids.len() >= BEHIND_MAX || since.elapsed() >= BEHIND_AGE {
                 self.apply_behind(&mut book)?;
             }
-            book.leave(sub, DeliveryState::InFlight { until });
+            book.leave(sub, DeliveryState::InFlight { until: lease.until });
             if let Some(state) = next {
                 book.enter(sub, state);
             }
-            if delivery.ordered {
+            if lease.ordered {
                 book.ordered_in_flight.remove(&sub);
             }
         }
@@ -1067,45 +1131,24 @@ impl Store {
     /// [`Store::lease`]), and is buffered, not yet on disk, when it returns (see the crate
     /// documentation).
     pub fn complete(&self, id: u64, attempt: Attempt) -> Result<(), StoreError> {
-        self.settle(id, Some(attempt), |batch, d, book| {
-            if d.ordered {
-                batch.remove(key(PENDING, &[d.subscription_id, d.id]));
-            }
-            let counts = book.counts(d.subscription_id);
-            counts.delivered += 1;
-            batch.insert(
-                key(DELIVERED, &[d.subscription_id]),
-                counts.delivered.to_be_bytes(),
-            );
-            None
-        })
+        self.settle(id, Some(attempt), Finish::Delivered)
     }
 
     /// The attempt failed; the delivery is due again at `due_at` (held, if its subscription is).
     pub fn reschedule(&self, id: u64, due_at: u64, attempt: Attempt) -> Result<(), StoreError> {
-        self.settle(id, Some(attempt), |batch, d, book| {
-            Some(self.requeue(batch, d, book, due_at))
-        })
+        self.settle(id, Some(attempt), Finish::Due(due_at))
     }
 
     /// Returns a leased delivery unattempted, due at `due_at` (e.g. its subscription is at its
     /// in-flight bound or rate limit).
     pub fn release(&self, id: u64, due_at: u64) -> Result<(), StoreError> {
-        self.settle(id, None, |batch, d, book| {
-            Some(self.requeue(batch, d, book, due_at))
-        })
+        self.settle(id, None, Finish::Due(due_at))
     }
 
     /// The delivery will not be tried again; it is kept as a dead letter.
     pub fn dead_letter(&self, id: u64, attempt: Attempt) -> Result<(), StoreError> {
         let at = attempt.at;
-        self.settle(id, Some(attempt), |batch, d, _| {
-            if d.ordered {
-                batch.remove(key(PENDING, &[d.subscription_id, d.id]));
-            }
-            batch.insert(key(DEAD, &[d.subscription_id, d.id]), []);
-            Some(DeliveryState::Dead { at })
-        })
+        self.settle(id, Some(attempt), Finish::Dead(at))
     }
 
     /// Holds a subscription's deliveries: due ones move to held and are not leased until
@@ -1122,19 +1165,16 @@ impl Store {
         for item in self.queue.scan_prefix([DUE]) {
             let (due_key, entry) = item?;
             let id = part(&due_key, 9);
-            if (entry.len() == 9 && part(&entry, 0) != sub) || book.leased.contains_key(&id) {
+            if part(&entry, 0) != sub || book.leased.contains_key(&id) {
                 continue;
             }
-            let Some((dk, mut d)) = self.stored(id)? else {
+            let Ok(mut d) = decode_due(&due_key, &entry) else {
                 continue;
             };
-            if d.subscription_id == sub && d.state == DeliveryState::Due {
-                batch.remove(due_key);
-                batch.insert(key(HELD, &[sub, id]), []);
-                d.state = DeliveryState::Held;
-                batch.insert(dk, codec::encode(&d));
-                moved += 1;
-            }
+            batch.remove(due_key);
+            d.state = DeliveryState::Held;
+            batch.insert(key(HELD, &[sub, id]), codec::encode(&d));
+            moved += 1;
         }
         self.apply(batch)?;
         let c = book.counts(sub);
@@ -1153,16 +1193,18 @@ impl Store {
         batch.remove(key(HELD_SUB, &[sub]));
         let mut moved = 0;
         for item in self.queue.scan_prefix(key(HELD, &[sub])) {
-            let (hk, _) = item?;
-            let id = part(&hk, 9);
-            batch.remove(hk);
-            let Some((dk, mut d)) = self.stored(id)? else {
-                continue;
+            let (hk, v) = item?;
+            let mut d: Delivery = match codec::decode(&hk, &v) {
+                Ok(d) => d,
+                Err(error) => {
+                    self.move_aside(&hk, &v, &error)?;
+                    continue;
+                }
             };
+            batch.remove(hk);
             d.state = DeliveryState::Due;
             d.due_at = d.due_at.min(now_ms);
-            batch.insert(key(DUE, &[d.due_at, id]), due_entry(&d));
-            batch.insert(dk, codec::encode(&d));
+            batch.insert(key(DUE, &[d.due_at, d.id]), due_value(&d));
             moved += 1;
         }
         self.apply(batch)?;
@@ -1200,28 +1242,54 @@ impl Store {
         })
     }
 
-    /// The stored record of delivery `id` with its key, or `None` when it is gone or does not
-    /// decode (corrupt records are reported and moved aside where the queue is walked).
-    fn stored(&self, id: u64) -> Result<Option<(Vec<u8>, Delivery)>, StoreError> {
-        let dk = key(DELIVERY, &[id]);
-        let Some(bytes) = self.queue.get(&dk)? else {
+    /// The record under a due key, or `None` when it is gone; a record that does not decode
+    /// is moved aside and reported as gone.
+    fn stored_due(&self, due_key: &[u8]) -> Result<Option<Delivery>, StoreError> {
+        let Some(bytes) = self.queue.get(due_key)? else {
             return Ok(None);
         };
-        Ok(codec::decode::<Delivery>(&dk, &bytes).ok().map(|d| (dk, d)))
+        match decode_due(due_key, &bytes) {
+            Ok(delivery) => Ok(Some(delivery)),
+            Err(error) => {
+                self.move_aside(due_key, &bytes, &error)?;
+                Ok(None)
+            }
+        }
     }
 
-    /// A delivery by id, in any state.
+    /// A delivery by id, in any state but delivered (delivered ones leave the store; their
+    /// attempts stay). A diagnostic: one in flight is found at once, others by walking the
+    /// queue's keys, since keeping an id index would cost every enqueue a write.
     pub fn delivery(&self, id: u64) -> Result<Option<Delivery>, StoreError> {
-        self.catch_up()?;
-        let dk = key(DELIVERY, &[id]);
-        let Some(bytes) = self.queue.get(&dk)? else {
-            return Ok(None);
-        };
-        let mut delivery: Delivery = codec::decode(&dk, &bytes)?;
-        if let Some(lease) = self.book()?.leased.get(&id) {
-            delivery.state = DeliveryState::InFlight { until: lease.until };
+        let mut book = self.book()?;
+        self.apply_behind(&mut book)?;
+        if let Some(lease) = book.leased.get(&id) {
+            let until = lease.until;
+            let due_key = lease.due_key.clone();
+            drop(book);
+            return Ok(self.stored_due(&due_key)?.map(|mut delivery| {
+                delivery.state = DeliveryState::InFlight { until };
+                delivery
+            }));
         }
-        Ok(Some(delivery))
+        drop(book);
+        for tag in [DUE, HELD, DEAD] {
+            for item in self.queue.scan_prefix([tag]).keys() {
+                let k = item?;
+                if part(&k, 9) != id {
+                    continue;
+                }
+                let Some(bytes) = self.queue.get(&k)? else {
+                    continue;
+                };
+                let delivery = match tag {
+                    DUE => decode_due(&k, &bytes)?,
+                    _ => codec::decode(&k, &bytes)?,
+                };
+                return Ok(Some(delivery));
+            }
+        }
+        Ok(None)
     }
 
     // ---- attempts and dead letters ----
@@ -1275,11 +1343,16 @@ impl Store {
         };
         let mut out = Vec::new();
         for item in self.queue.scan_prefix(prefix) {
-            let (k, _) = item?;
-            if let Some(d) = self.delivery(part(&k, 9))? {
-                if matches!(d.state, DeliveryState::Dead { at } if at >= from_ms && at < to_ms) {
-                    out.push(d);
+            let (k, v) = item?;
+            let d: Delivery = match codec::decode(&k, &v) {
+                Ok(d) => d,
+                Err(error) => {
+                    self.move_aside(&k, &v, &error)?;
+                    continue;
                 }
+            };
+            if matches!(d.state, DeliveryState::Dead { at } if at >= from_ms && at < to_ms) {
+                out.push(d);
             }
         }
         Ok(out)
@@ -1308,7 +1381,6 @@ impl Store {
             }
             d.attempts = 0;
             let target = self.requeue(&mut batch, &mut d, &book, now_ms);
-            batch.insert(key(DELIVERY, &[d.id]), codec::encode(&d));
             moved.push((d.subscription_id, state, target));
         }
         self.apply(batch)?;
@@ -1339,7 +1411,6 @@ impl Store {
         let mut batch = Ops::default();
         for d in &dead {
             batch.remove(key(DEAD, &[d.subscription_id, d.id]));
-            batch.remove(key(DELIVERY, &[d.id]));
         }
         self.apply(batch)?;
         for d in &dead {
@@ -1457,6 +1528,13 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         let _ = self.catch_up();
+        // Give back the rest of the reserved id block, so a clean reopen counts on where this
+        // left off (only a crash skips ids).
+        if let Ok(book) = self.book() {
+            let _ = self
+                .queue
+                .insert(NEXT_DELIVERY, &book.next_delivery.to_be_bytes()[..]);
+        }
         let _ = self.db.flush();
         if let Ok(canonical) = self.path.canonicalize() {
             if let Ok(mut closed) = CLOSED.lock() {
@@ -1471,13 +1549,19 @@ impl Drop for Store {
     }
 }
 
-/// The due index's value: the subscription and whether it is ordered, so that leasing can pass
-/// over deliveries it will not take without reading and decoding them.
-fn due_entry(delivery: &Delivery) -> [u8; 9] {
-    let mut entry = [0u8; 9];
-    entry[..8].copy_from_slice(&delivery.subscription_id.to_be_bytes());
-    entry[8] = u8::from(delivery.ordered);
-    entry
+/// A due delivery's value: its subscription and whether it is ordered, then the record, so
+/// that leasing can pass over deliveries it will not take without decoding them.
+fn due_value(delivery: &Delivery) -> Vec<u8> {
+    let mut value = Vec::with_capacity(9 + 64 + delivery.body.len());
+    value.extend_from_slice(&delivery.subscription_id.to_be_bytes());
+    value.push(u8::from(delivery.ordered));
+    value.extend(codec::encode(delivery));
+    value
+}
+
+/// The record in a due value (see [`due_value`]).
+fn decode_due(key: &[u8], value: &[u8]) -> Result<Delivery, StoreError> {
+    codec::decode(key, value.get(9..).unwrap_or_default())
 }
 
 fn key_str(tag: u8, text: &str) -> Vec<u8> {
@@ -1529,20 +1613,76 @@ mod tests {
     }
 
     #[test]
-    fn due_entry_names_subscription_and_order() {
-        let delivery = Delivery {
-            id: 7,
-            subscription_id: 300,
-            event_ids: vec![],
+    fn due_value_names_subscription_and_order_then_the_record() {
+        let delivery = sample(7, 300, true);
+        let value = due_value(&delivery);
+        assert_eq!((part(&value, 0), value[8]), (300, 1));
+        assert_eq!(decode_due(b"q", &value).unwrap(), delivery);
+        assert!(
+            decode_due(b"q", &value[..9]).is_err(),
+            "a header alone is corrupt"
+        );
+    }
+
+    fn sample(id: u64, sub: u64, ordered: bool) -> Delivery {
+        Delivery {
+            id,
+            subscription_id: sub,
+            event_ids: vec![format!("e{id}")],
             event_type: "a.b".into(),
-            body: vec![],
+            body: b"{}".to_vec(),
             attempts: 0,
             due_at: 5,
             created_at: 5,
-            ordered: true,
+            ordered,
             state: DeliveryState::Due,
-        };
-        let entry = due_entry(&delivery);
-        assert_eq!((part(&entry, 0), entry[8]), (300, 1));
+        }
+    }
+
+    #[test]
+    fn a_layout_1_store_is_moved_into_this_layout_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // What a layout-1 build left: records under `d id`, index entries without values,
+            // a lease on disk.
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert(FORMAT_KEY, &[1u8])
+                .unwrap();
+            let queue = db.open_tree("queue").unwrap();
+            let due = sample(1, 10, false);
+            let mut in_flight = sample(2, 10, false);
+            in_flight.state = DeliveryState::InFlight { until: 99 };
+            let mut held = sample(3, 11, false);
+            held.state = DeliveryState::Held;
+            let mut dead = sample(4, 10, false);
+            dead.state = DeliveryState::Dead { at: 7 };
+            for d in [&due, &in_flight, &held, &dead] {
+                queue
+                    .insert(key(LEGACY_DELIVERY, &[d.id]), codec::encode(d))
+                    .unwrap();
+            }
+            queue.insert(key(DUE, &[5, 1]), &[0u8; 9][..]).unwrap();
+            queue.insert(key(LEGACY_LEASED, &[99, 2]), &[][..]).unwrap();
+            queue.insert(key(HELD, &[11, 3]), &[][..]).unwrap();
+            queue.insert(key(HELD_SUB, &[11]), &[][..]).unwrap();
+            queue.insert(key(DEAD, &[10, 4]), &[][..]).unwrap();
+            queue
+                .insert(NEXT_DELIVERY, &5u64.to_be_bytes()[..])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let counts = store.counts().unwrap();
+        assert_eq!((counts.due, counts.held, counts.dead), (2, 1, 1));
+        let leased = store.lease(10, 10).unwrap();
+        assert_eq!(leased.iter().map(|d| d.id).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(store.dead_letters(Some(10), 0, u64::MAX).unwrap()[0].id, 4);
+        assert_eq!(store.resume_subscription(11, 10).unwrap(), 1);
+        assert!(store.corrupt_keys().unwrap().is_empty());
+        assert!(store.queue.scan_prefix([LEGACY_DELIVERY]).next().is_none());
+        let layout = store.db.open_tree("meta").unwrap().get(FORMAT_KEY).unwrap();
+        assert_eq!(layout.as_deref(), Some(&[LAYOUT][..]));
     }
 }

@@ -83,26 +83,33 @@ fn corrupt_delivery_is_moved_aside_and_the_rest_still_leases() {
         .enqueue(&[], vec![delivery(1, "a", 0), delivery(1, "b", 0)], 0)
         .unwrap();
     drop(store);
-    let mut dk = vec![b'd'];
-    dk.extend_from_slice(&99u64.to_be_bytes());
-    let mut qk = vec![b'q'];
-    qk.extend_from_slice(&0u64.to_be_bytes());
-    qk.extend_from_slice(&99u64.to_be_bytes());
+    // Due records: the subscription and order flag, then the record.
+    let due_key = |id: u64| {
+        let mut k = vec![b'q'];
+        k.extend_from_slice(&0u64.to_be_bytes());
+        k.extend_from_slice(&id.to_be_bytes());
+        k
+    };
+    let header = [[0u8; 7].as_slice(), &[1, 0]].concat();
     {
         let db = crate::raw_sled(dir.path());
         let queue = db.open_tree("queue").unwrap();
-        queue.insert(&dk, &b"\x01\xff\xfe garbage"[..]).unwrap();
-        queue.insert(&qk, &b"junk"[..]).unwrap();
+        queue
+            .insert(due_key(99), [&header[..], b"\x01\xff\xfe garbage"].concat())
+            .unwrap();
         // A record with a version this build does not know is corrupt too.
-        let mut dk2 = vec![b'd'];
-        dk2.extend_from_slice(&100u64.to_be_bytes());
-        queue.insert(dk2, &[7u8, 1, 2][..]).unwrap();
+        queue
+            .insert(due_key(100), [&header[..], &[7u8, 1, 2]].concat())
+            .unwrap();
         db.flush().unwrap();
     }
     let store = open(dir.path());
     let corrupt = store.corrupt_keys().unwrap();
     assert_eq!(corrupt.len(), 2, "{corrupt:?}");
-    assert!(corrupt.contains(&format!("64{:016x}", 99)), "{corrupt:?}");
+    assert!(
+        corrupt.contains(&format!("71{:016x}{:016x}", 0, 99)),
+        "{corrupt:?}"
+    );
     assert!(store.delivery(99).unwrap().is_none());
     let leased = store.lease(0, 10).unwrap();
     assert_eq!(leased.len(), 2);
