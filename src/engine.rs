@@ -861,12 +861,10 @@ fn settle(
     result: AttemptResult,
 ) {
     let now = inner.clock.now_ms();
-    let (label, retry_after) = match &result.verdict {
-        Verdict::Delivered => ("delivered".to_string(), None),
-        Verdict::Gone => ("gone".to_string(), None),
-        Verdict::Throttled { retry_after } => ("throttled".to_string(), *retry_after),
-        Verdict::Failed { class, detail } => (format!("{}: {detail}", class.as_str()), None),
-        other => (format!("{other:?}"), None),
+    let label = result.verdict.to_string();
+    let retry_after = match &result.verdict {
+        Verdict::Throttled { retry_after } => *retry_after,
+        _ => None,
     };
     tracing::info!(outcome = %label, status = ?result.status, ms = result.duration.as_millis() as u64, "attempt");
     let attempt = record(

@@ -19,7 +19,7 @@ pub enum Error {
     #[error(transparent)]
     Deliver(#[from] callout_deliver::DeliverError),
     /// The test event sent before saving a subscription was not answered with 200.
-    #[error("the test event to the target was answered {status:?}: {detail}")]
+    #[error("the target did not answer the test event with 200 ({detail}); not saved")]
     TestFailed {
         /// The HTTP status, when a response arrived.
         status: Option<u16>,

@@ -55,7 +55,7 @@ impl Subscriptions<'_> {
         if outcome.status() != Some(200) {
             return Err(Error::TestFailed {
                 status: outcome.status(),
-                detail: format!("{:?}", outcome.verdict),
+                detail: outcome.verdict.to_string(),
             });
         }
         self.create(subscription)

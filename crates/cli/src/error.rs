@@ -64,7 +64,8 @@ impl From<callout::Error> for Failure {
             _ => code::FAILED,
         };
         match error {
-            // The engine's text shows the sender's verdict as debug output; say it plainly.
+            // Said in the terms of the command: what the target answered, and that nothing was
+            // created.
             E::TestFailed {
                 status: Some(status),
                 ..

@@ -63,6 +63,19 @@ pub enum Verdict {
     },
 }
 
+/// One line for logs and attempt records: `delivered`, `gone`, `throttled`, or the failure's
+/// class and detail (`timeout: ...`).
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Delivered => f.write_str("delivered"),
+            Verdict::Gone => f.write_str("gone"),
+            Verdict::Throttled { .. } => f.write_str("throttled"),
+            Verdict::Failed { class, detail } => write!(f, "{}: {detail}", class.as_str()),
+        }
+    }
+}
+
 /// Why a send failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -199,6 +212,20 @@ pub(crate) fn classify_io(error: &io::Error) -> ErrorClass {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verdicts_read_as_one_line() {
+        let failed = Verdict::Failed {
+            class: ErrorClass::HttpStatus,
+            detail: "status 500".into(),
+        };
+        assert_eq!(failed.to_string(), "http_status: status 500");
+        assert_eq!(Verdict::Delivered.to_string(), "delivered");
+        let throttled = Verdict::Throttled {
+            retry_after: Some(Duration::from_secs(3)),
+        };
+        assert_eq!(throttled.to_string(), "throttled");
+    }
 
     #[test]
     fn ureq_errors_map_to_classes() {
