@@ -26,6 +26,11 @@ struct Rig {
 }
 
 fn rig() -> Rig {
+    rig_with(|s| s)
+}
+
+/// A rig whose subscription is shaped by `shape` (e.g. one event per request).
+fn rig_with(shape: impl Fn(Subscription) -> Subscription) -> Rig {
     let received = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&received);
     let url = start_receiver(Arc::new(move |_: &[u8]| {
@@ -39,7 +44,9 @@ fn rig() -> Rig {
         .expect("engine opens");
     engine
         .subscriptions()
-        .create(Subscription::new(url).events(["contact.*"]).secret(SECRET))
+        .create(shape(
+            Subscription::new(url).events(["contact.*"]).secret(SECRET),
+        ))
         .expect("subscription");
     Rig {
         engine,
@@ -93,6 +100,24 @@ fn end_to_end(c: &mut Criterion) {
             })
         });
     }
+    // A bulk producer: one publisher, `publish_batch` of 100 events (one flush per batch),
+    // still one event per request (chunk_size 1) so it compares with the raw rate.
+    let bulk = rig_with(|s| s.chunk_size(1));
+    group.bench_function(BenchmarkId::new("publish_batch_100_to_received", 1), |b| {
+        b.iter_custom(|iters| {
+            let before = bulk.received.load(Ordering::SeqCst);
+            let started = Instant::now();
+            let mut sent = 0;
+            while sent < iters {
+                let n = (iters - sent).min(100);
+                let events = (sent..sent + n).map(event).collect();
+                bulk.engine.publish_batch(events).expect("publish_batch");
+                sent += n;
+            }
+            wait_received(&bulk.received, before + iters);
+            started.elapsed()
+        })
+    });
     group.finish();
 
     // Latency at low load: one event at a time, publish call to request received.

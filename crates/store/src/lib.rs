@@ -12,8 +12,8 @@
 //! after sled's flush; concurrent enqueues share one flush). Leases live in memory only: a
 //! crash voids them all and reopening makes their deliveries due again. Outcomes
 //! ([`Store::complete`], [`Store::reschedule`], [`Store::dead_letter`], [`Store::release`])
-//! are buffered and written as one batch by the next lease or read, after 256 outcomes or
-//! 50 ms of store activity, or by [`Store::flush`]; a crash before that sends their deliveries
+//! are buffered and written as one batch by the next read, after 256 outcomes or 50 ms of
+//! store activity, or by [`Store::flush`]; a crash before that sends their deliveries
 //! again (at least once). Subscription and hold/resume changes are flushed before returning.
 //!
 //! ```
@@ -41,6 +41,7 @@
 #![deny(missing_docs)]
 
 mod codec;
+mod due;
 mod error;
 mod model;
 mod store;

@@ -18,26 +18,27 @@ use callout_core::{Part, Pattern, Subscription};
 use sled::{Batch, Db, IVec, Tree};
 
 use crate::codec::{self, key, part};
+use crate::due::{DueIndex, Entry};
 use crate::error::StoreError;
 use crate::model::{
     Attempt, Counts, Delivery, DeliveryState, EnqueueReceipt, NewDelivery, SubscriptionFilter,
 };
 
 // Key prefixes of the `queue` tree. Big-endian parts after the tag.
-// A due delivery's value starts with its subscription and whether it is ordered (`due_value`),
-// so leasing passes over deliveries it will not take without decoding them. Leases live in
-// memory only (`Book::leased`): a crash voids every lease anyway (they return to due on open);
-// a delivery in flight stays under its due key.
+//
+// A due delivery's value starts with its subscription and whether it is ordered (`due_value`).
+// Leases live in memory only (`Book::leased`): a crash voids every lease anyway (they return
+// to due on open); a delivery in flight stays under its due key.
+//
+// Layout 1 (earlier builds) kept each delivery under `d id` with value-less index entries,
+// leases under `f`, and ordered subscriptions' publish order under `p`; opening such a store
+// moves them into this layout. The in-memory due index (`due.rs`) keeps publish order now.
 const DUE: u8 = b'q'; // q due_at id -> sub, ordered, Delivery
 const HELD: u8 = b'h'; // h sub id -> Delivery
 const DEAD: u8 = b'x'; // x sub id -> Delivery
-                       // Only ordered subscriptions need their pending deliveries in publish order (to find the head);
-                       // leaving the entry out for the others saves a sled write on enqueue and one on settle.
-const PENDING: u8 = b'p'; // p sub id -> () (ordered only: due, in flight or held)
-                          // Layout 1 (earlier builds) kept each delivery under `d id` with value-less index entries, and
-                          // leases under `f`; opening such a store moves them into this layout.
 const LEGACY_DELIVERY: u8 = b'd'; // d id -> Delivery (layout 1)
 const LEGACY_LEASED: u8 = b'f'; // f until id -> () (layout 1)
+const LEGACY_PENDING: u8 = b'p'; // p sub id -> () (layout 1 and early layout 2)
 
 // Attempts are keyed by time as well as number: a replayed dead letter starts again at attempt
 // 1, and its new attempts must add to the history, not overwrite it.
@@ -111,14 +112,16 @@ struct Book {
     counts: HashMap<u64, Counts>,
     held: HashSet<u64>,
     ordered_in_flight: HashSet<u64>,
+    /// The due deliveries not in flight, as on disk once the write-behind buffer is applied.
+    due: DueIndex,
     next_delivery: u64,
     /// Ids below this are reserved on disk (`N`).
     reserved_until: u64,
     /// Host event ids enqueued but not yet applied (see `FlushState::pending`).
     pending_seen: HashSet<String>,
     /// Write-behind buffer of settles (complete, reschedule, release, dead letter), applied as
-    /// one batch by the next lease, read or flush, or once it holds [`BEHIND_MAX`] settles or
-    /// is [`BEHIND_AGE`] old. sled pays a log write per `apply_batch` (about 50-100 us here),
+    /// one batch by the next read or flush, by a lease that takes a delivery it holds, or once
+    /// it holds [`BEHIND_MAX`] settles or is [`BEHIND_AGE`] old (checked by settles and leases). sled pays a log write per `apply_batch` (about 50-100 us here),
     /// which made one settle cost more than leasing and enqueueing its delivery together.
     /// Settles were never flushed by the call (see [`Store::complete`]), so buffering them
     /// changes no promise: a crash before they reach disk leaves their deliveries in flight,
@@ -199,6 +202,9 @@ struct FlushState {
     pending: Vec<Ops>,
     /// Host event ids in `pending`, so a concurrent duplicate is caught before it is applied.
     pending_ids: Vec<String>,
+    /// Due deliveries in `pending`: they enter the due index once applied, never before, so
+    /// a lease never looks for a record that is not there yet.
+    pending_due: Vec<(u64, Entry)>,
     /// Writes up to this ticket were in a batch whose apply or flush failed.
     failed: u64,
     written: u64,
@@ -249,9 +255,6 @@ impl Ops {
 const BEHIND_MAX: usize = 256;
 /// The longest a settle waits in the write-behind buffer when the store is in use.
 const BEHIND_AGE: Duration = Duration::from_millis(50);
-
-/// The fewest due-index entries one lease call may walk.
-const LEASE_SCAN_MIN: usize = 512;
 
 /// The longest a flushing writer waits for others to join its group commit.
 const GATHER: Duration = Duration::from_micros(200);
@@ -448,7 +451,10 @@ impl Store {
                 if tag == DUE && book.held.contains(&delivery.subscription_id) {
                     batch.remove(k);
                     let due_at = delivery.due_at;
-                    self.requeue(&mut batch, &mut delivery, &book, due_at);
+                    self.requeue(&mut batch, &mut delivery, &mut book, due_at);
+                } else if tag == DUE {
+                    book.due
+                        .insert(delivery.subscription_id, entry_of(&delivery));
                 }
                 book.enter(delivery.subscription_id, delivery.state);
             }
@@ -456,6 +462,9 @@ impl Store {
         for item in self.queue.scan_prefix([DELIVERED]) {
             let (k, v) = item?;
             book.counts(part(&k, 1)).delivered = part(&v, 0);
+        }
+        for item in self.queue.scan_prefix([LEGACY_PENDING]) {
+            batch.remove(item?.0);
         }
         book.reserved_until = book.next_delivery;
         self.apply(batch)?;
@@ -571,23 +580,36 @@ impl Store {
                 let target = state.written;
                 let pending = std::mem::take(&mut state.pending);
                 let applied_ids = std::mem::take(&mut state.pending_ids);
+                let applied_due = std::mem::take(&mut state.pending_due);
                 drop(state);
                 let mut batch = Batch::default();
                 for ops in pending {
                     ops.into_batch(&mut batch);
                 }
-                let result = self
-                    .queue
-                    .apply_batch(batch)
-                    .map_err(StoreError::from)
-                    .and_then(|()| self.flush_files());
-                if !applied_ids.is_empty() {
-                    if let Ok(mut book) = self.book() {
-                        for id in &applied_ids {
-                            book.pending_seen.remove(id);
+                let applied = self.queue.apply_batch(batch).map_err(StoreError::from);
+                if let Ok(mut book) = self.book() {
+                    for id in &applied_ids {
+                        book.pending_seen.remove(id);
+                    }
+                    // Applied records can be leased even if the flush fails: a crash would
+                    // bring them back anyway.
+                    if applied.is_ok() {
+                        let mut moves = Ops::default();
+                        for (sub, entry) in applied_due {
+                            // Held between its enqueue and now: it goes where the hold put
+                            // the others.
+                            if book.held.contains(&sub) {
+                                let _ = self.move_to_held(&mut moves, &mut book, sub, entry);
+                            } else {
+                                book.due.insert(sub, entry);
+                            }
+                        }
+                        if let Err(error) = self.apply(moves) {
+                            tracing::error!(%error, "could not hold deliveries enqueued meanwhile");
                         }
                     }
                 }
+                let result = applied.and_then(|()| self.flush_files());
                 state = self
                     .flusher
                     .state
@@ -801,6 +823,7 @@ impl Store {
                 }
             }
             let mut entered = Vec::new();
+            let mut due = Vec::new();
             for new in deliveries {
                 if new.event_ids.iter().any(|e| duplicates.contains(e)) {
                     continue;
@@ -823,15 +846,15 @@ impl Store {
                         DeliveryState::Due
                     },
                 };
-                if delivery.ordered {
-                    batch.insert(key(PENDING, &[delivery.subscription_id, id]), []);
-                }
                 match delivery.state {
                     DeliveryState::Held => batch.insert(
                         key(HELD, &[delivery.subscription_id, id]),
                         codec::encode(&delivery),
                     ),
-                    _ => batch.insert(key(DUE, &[delivery.due_at, id]), due_value(&delivery)),
+                    _ => {
+                        batch.insert(key(DUE, &[delivery.due_at, id]), due_value(&delivery));
+                        due.push((delivery.subscription_id, entry_of(&delivery)));
+                    }
                 }
                 entered.push((delivery.subscription_id, delivery.state));
                 receipt.delivery_ids.push(id);
@@ -850,6 +873,9 @@ impl Store {
                 let mut sled_batch = Batch::default();
                 batch.into_batch(&mut sled_batch);
                 self.queue.apply_batch(sled_batch)?;
+                for (sub, entry) in due {
+                    book.due.insert(sub, entry);
+                }
                 return Ok(receipt);
             }
             // Queued under the book lock, so batches apply in id order.
@@ -861,6 +887,7 @@ impl Store {
                 .map_err(|_| StoreError::Poisoned)?;
             state.pending.push(batch);
             state.pending_ids.extend(fresh_ids);
+            state.pending_due.extend(due);
             state.written += 1;
             state.writing = state.writing.saturating_sub(1);
             self.flusher.arrived.notify_one();
@@ -887,55 +914,54 @@ impl Store {
         mut wanted: impl FnMut(u64) -> bool,
     ) -> Result<Vec<Delivery>, StoreError> {
         let mut book = self.book()?;
-        self.apply_behind(&mut book)?;
+        // The due index is in memory, so leasing reads sled only for the records it takes: the
+        // write-behind buffer is applied when one of them is in it, or when it is due by age.
+        if book
+            .behind_since
+            .is_some_and(|since| since.elapsed() >= BEHIND_AGE)
+        {
+            self.apply_behind(&mut book)?;
+        }
         self.reclaim_expired(&mut book, now_ms)?;
         let until = now_ms.saturating_add(self.config.lease.as_millis() as u64);
         let mut leased = Vec::new();
-        let mut ordered_taken = HashSet::new();
-        let end = key(DUE, &[now_ms.saturating_add(1), 0]);
-        // Bounds the work of one call: deliveries passed over (their subscription at its bound,
-        // or waiting behind an ordered head) would otherwise be walked on every call, making a
-        // large backlog quadratic. The cost: due deliveries beyond this many passed-over ones
-        // wait for a later call.
-        // Entries in flight (still under their due keys, see `DUE`) are passed over outside the
-        // budget, so many long leases at the head cannot starve the deliveries behind them;
-        // there are at most as many of those as leases.
-        let mut budget = max.saturating_mul(64).max(LEASE_SCAN_MIN);
-        let mut in_flight_passed = 0;
-        for item in self.queue.range(key(DUE, &[0, 0])..end) {
-            if leased.len() >= max || budget == 0 {
+        // The earliest next delivery of any subscription, one at a time, so leases go in due
+        // order across subscriptions; a subscription that may not give one more (at its bound,
+        // or its ordered head in flight) is passed over for the rest of the call, whatever
+        // its backlog.
+        let mut passed = HashSet::new();
+        while leased.len() < max {
+            let Some(sub) = book.due.next_subscription(now_ms, &passed) else {
                 break;
-            }
-            let (due_key, entry) = item?;
-            let id = part(&due_key, 9);
-            if book.leased.contains_key(&id) && in_flight_passed < book.leased.len() {
-                in_flight_passed += 1;
+            };
+            let ordered_may_go = !book.ordered_in_flight.contains(&sub);
+            let Some(entry) = book.due.next_for(sub, now_ms, ordered_may_go) else {
+                passed.insert(sub);
+                continue;
+            };
+            if !wanted(sub) {
+                passed.insert(sub);
                 continue;
             }
-            budget -= 1;
-            // Decide from the value's header: most passed-over deliveries (a subscription at
-            // its bound) then cost no decode.
-            let (sub, ordered) = (part(&entry, 0), entry.get(8) == Some(&1));
-            if entry.len() > 9
-                && (!self.may_lease(&book, &ordered_taken, sub, ordered, id)? || !wanted(sub))
-            {
-                continue;
+            book.due.remove(sub, entry);
+            if book.behind_ids.contains(&entry.id) {
+                // Rescheduled or released a moment ago: its new record is still buffered.
+                self.apply_behind(&mut book)?;
             }
-            let mut delivery = match decode_due(&due_key, &entry) {
-                Ok(d) => d,
-                Err(error) => {
-                    self.move_aside(&due_key, &entry, &error)?;
-                    continue;
-                }
+            let due_key = IVec::from(key(DUE, &[entry.due_at, entry.id]));
+            let Some(mut delivery) = self.stored_due(&due_key)? else {
+                // Moved aside as corrupt, or gone: nothing to send.
+                book.leave(sub, DeliveryState::Due);
+                continue;
             };
             if delivery.ordered {
-                ordered_taken.insert(sub);
+                book.ordered_in_flight.insert(sub);
             }
-            // Nothing is written: the lease lives in memory (see `LEASED`).
+            // Nothing is written: the lease lives in memory (see `DUE`).
             delivery.state = DeliveryState::InFlight { until };
-            book.deadlines.insert((until, id));
+            book.deadlines.insert((until, entry.id));
             book.leased.insert(
-                id,
+                entry.id,
                 Lease {
                     until,
                     due_key,
@@ -943,42 +969,11 @@ impl Store {
                     ordered: delivery.ordered,
                 },
             );
+            book.leave(sub, DeliveryState::Due);
+            book.enter(sub, delivery.state);
             leased.push(delivery);
         }
-        for d in &leased {
-            book.leave(d.subscription_id, DeliveryState::Due);
-            book.enter(d.subscription_id, d.state);
-            if d.ordered {
-                book.ordered_in_flight.insert(d.subscription_id);
-            }
-        }
         Ok(leased)
-    }
-
-    /// Whether ordering allows leasing delivery `id` of `sub` now: an ordered subscription has
-    /// none in flight and this is the head of its pending deliveries (publish order, even when
-    /// a later one is due earlier because the head waits for a retry).
-    fn may_lease(
-        &self,
-        book: &Book,
-        taken: &HashSet<u64>,
-        sub: u64,
-        ordered: bool,
-        id: u64,
-    ) -> Result<bool, StoreError> {
-        if !ordered {
-            return Ok(true);
-        }
-        if book.ordered_in_flight.contains(&sub) || taken.contains(&sub) {
-            return Ok(false);
-        }
-        let head = self
-            .queue
-            .scan_prefix(key(PENDING, &[sub]))
-            .keys()
-            .next()
-            .transpose()?;
-        Ok(head.is_none_or(|h| part(&h, 9) == id))
     }
 
     /// Voids leases whose deadline has passed: their deliveries are due again (still in the due
@@ -1003,6 +998,13 @@ impl Store {
                 book.ordered_in_flight.remove(&lease.sub);
             }
             if !book.held.contains(&lease.sub) {
+                // Its record never left its due key.
+                let entry = Entry {
+                    due_at: part(&lease.due_key, 1),
+                    id,
+                    ordered: lease.ordered,
+                };
+                book.due.insert(lease.sub, entry);
                 book.enter(lease.sub, DeliveryState::Due);
                 continue;
             }
@@ -1023,7 +1025,7 @@ impl Store {
         &self,
         batch: &mut Ops,
         delivery: &mut Delivery,
-        book: &Book,
+        book: &mut Book,
         due_at: u64,
     ) -> DeliveryState {
         delivery.due_at = due_at;
@@ -1036,6 +1038,10 @@ impl Store {
         } else {
             delivery.state = DeliveryState::Due;
             batch.insert(key(DUE, &[due_at, delivery.id]), due_value(delivery));
+            // Every reader of the index applies the write-behind buffer first, so it may know
+            // of this before sled does.
+            book.due
+                .insert(delivery.subscription_id, entry_of(delivery));
         }
         delivery.state
     }
@@ -1079,9 +1085,6 @@ impl Store {
             }
             let next = match (finish, record) {
                 (Finish::Delivered, _) => {
-                    if lease.ordered {
-                        batch.remove(key(PENDING, &[sub, id]));
-                    }
                     let counts = book.counts(sub);
                     counts.delivered += 1;
                     batch.insert(key(DELIVERED, &[sub]), counts.delivered.to_be_bytes());
@@ -1091,13 +1094,10 @@ impl Store {
                 (_, None) => None,
                 (Finish::Due(due_at), Some(mut delivery)) => {
                     delivery.attempts = delivery.attempts.max(number);
-                    Some(self.requeue(&mut batch, &mut delivery, &book, due_at))
+                    Some(self.requeue(&mut batch, &mut delivery, &mut book, due_at))
                 }
                 (Finish::Dead(at), Some(mut delivery)) => {
                     delivery.attempts = delivery.attempts.max(number);
-                    if lease.ordered {
-                        batch.remove(key(PENDING, &[sub, id]));
-                    }
                     delivery.state = DeliveryState::Dead { at };
                     batch.insert(key(DEAD, &[sub, id]), codec::encode(&delivery));
                     Some(delivery.state)
@@ -1159,29 +1159,33 @@ impl Store {
         book.held.insert(sub);
         let mut batch = Ops::default();
         batch.insert(key(HELD_SUB, &[sub]), []);
-        let mut moved = 0;
-        // One walk over the whole due index: holding is rare, and keeping a per-subscription
-        // index for it would cost every enqueue and settle a write (see `PENDING`).
-        for item in self.queue.scan_prefix([DUE]) {
-            let (due_key, entry) = item?;
-            let id = part(&due_key, 9);
-            if part(&entry, 0) != sub || book.leased.contains_key(&id) {
-                continue;
-            }
-            let Ok(mut d) = decode_due(&due_key, &entry) else {
-                continue;
-            };
-            batch.remove(due_key);
-            d.state = DeliveryState::Held;
-            batch.insert(key(HELD, &[sub, id]), codec::encode(&d));
-            moved += 1;
+        for entry in book.due.take_subscription(sub) {
+            self.move_to_held(&mut batch, &mut book, sub, entry)?;
         }
         self.apply(batch)?;
-        let c = book.counts(sub);
-        c.due -= moved.min(c.due);
-        c.held += moved;
         drop(book);
         self.flush()
+    }
+
+    /// Writes the moves of a due delivery (out of the due index already) to held into `batch`,
+    /// and counts it held.
+    fn move_to_held(
+        &self,
+        batch: &mut Ops,
+        book: &mut Book,
+        sub: u64,
+        entry: Entry,
+    ) -> Result<(), StoreError> {
+        let due_key = key(DUE, &[entry.due_at, entry.id]);
+        book.leave(sub, DeliveryState::Due);
+        let Some(mut d) = self.stored_due(&due_key)? else {
+            return Ok(());
+        };
+        batch.remove(due_key);
+        d.state = DeliveryState::Held;
+        batch.insert(key(HELD, &[sub, entry.id]), codec::encode(&d));
+        book.enter(sub, DeliveryState::Held);
+        Ok(())
     }
 
     /// Releases a held subscription's deliveries, due at `now_ms`.
@@ -1205,6 +1209,7 @@ impl Store {
             d.state = DeliveryState::Due;
             d.due_at = d.due_at.min(now_ms);
             batch.insert(key(DUE, &[d.due_at, d.id]), due_value(&d));
+            book.due.insert(sub, entry_of(&d));
             moved += 1;
         }
         self.apply(batch)?;
@@ -1218,23 +1223,8 @@ impl Store {
 
     /// When the next delivery is due or the next lease expires, if any.
     pub fn next_due_at(&self) -> Result<Option<u64>, StoreError> {
-        let mut book = self.book()?;
-        self.apply_behind(&mut book)?;
-        // The first due-index entry not in flight: entries in flight stay in the index, so
-        // this walks past at most as many entries as there are leases.
-        let mut due = None;
-        for item in self
-            .queue
-            .scan_prefix([DUE])
-            .keys()
-            .take(book.leased.len() + 1)
-        {
-            let due_key = item?;
-            if !book.leased.contains_key(&part(&due_key, 9)) {
-                due = Some(part(&due_key, 1));
-                break;
-            }
-        }
+        let book = self.book()?;
+        let due = book.due.earliest();
         let lease = book.deadlines.first().map(|(until, _)| *until);
         Ok(match (due, lease) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -1376,11 +1366,8 @@ impl Store {
         for mut d in dead {
             let state = d.state;
             batch.remove(key(DEAD, &[d.subscription_id, d.id]));
-            if d.ordered {
-                batch.insert(key(PENDING, &[d.subscription_id, d.id]), []);
-            }
             d.attempts = 0;
-            let target = self.requeue(&mut batch, &mut d, &book, now_ms);
+            let target = self.requeue(&mut batch, &mut d, &mut book, now_ms);
             moved.push((d.subscription_id, state, target));
         }
         self.apply(batch)?;
@@ -1557,6 +1544,15 @@ fn due_value(delivery: &Delivery) -> Vec<u8> {
     value.push(u8::from(delivery.ordered));
     value.extend(codec::encode(delivery));
     value
+}
+
+/// A due delivery as the due index files it.
+fn entry_of(delivery: &Delivery) -> Entry {
+    Entry {
+        due_at: delivery.due_at,
+        id: delivery.id,
+        ordered: delivery.ordered,
+    }
 }
 
 /// The record in a due value (see [`due_value`]).

@@ -713,3 +713,31 @@ fn many_leases_at_the_head_do_not_hide_the_deliveries_behind_them() {
     assert_eq!(next.len(), 1, "the 1,101st delivery is still found");
     assert_eq!(next[0].event_ids, ["e1100"]);
 }
+
+#[test]
+fn a_backlog_behind_a_refused_subscription_is_not_walked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let backlog: Vec<NewDelivery> = (0..5_000)
+        .map(|i| delivery(1, &format!("b{i}"), i))
+        .collect();
+    store.enqueue(&[], backlog, 0).unwrap();
+    store
+        .enqueue(&[], vec![delivery(2, "other", 6_000)], 0)
+        .unwrap();
+    let mut asked = Vec::new();
+    let leased = store
+        .lease_where(10_000, 10, |sub| {
+            asked.push(sub);
+            sub == 2
+        })
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].event_ids, ["other"]);
+    assert_eq!(
+        asked,
+        [1, 2],
+        "the refused subscription is asked once, not per delivery"
+    );
+    assert_eq!(store.subscription_counts(1).unwrap().due, 5_000);
+}
