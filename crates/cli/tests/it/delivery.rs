@@ -8,7 +8,7 @@ use std::time::Duration;
 use callout::deliver::sign::standard;
 use serde_json::json;
 
-use crate::receiver::Receiver;
+use crate::receiver::{Receiver, Reply};
 use crate::{finish, subscription, Store, CONTACT_CREATED, SECRET};
 
 /// `run --until-empty` with the receiver allowed and a bound, so a bug cannot hang the suite.
@@ -23,7 +23,7 @@ const RUN: &[&str] = &[
 
 #[test]
 fn created_subscription_receives_a_published_event_signed() {
-    let receiver = Receiver::start(|_| 200);
+    let receiver = Receiver::start(|_, _| Reply::status(200));
     let store = Store::new();
     let url = format!("{}/hooks", receiver.url);
     let created = store.json(&["subscriptions", "create", &subscription(&url, json!({}))]);
@@ -76,7 +76,7 @@ fn created_subscription_receives_a_published_event_signed() {
 #[test]
 fn a_dead_letter_is_listed_purged_only_with_yes_and_replayed() {
     // The first request fails; the replayed one succeeds.
-    let receiver = Receiver::start(|n| if n == 0 { 500 } else { 200 });
+    let receiver = Receiver::start(|n, _| Reply::status(if n == 0 { 500 } else { 200 }));
     let store = Store::new();
     let url = format!("{}/hooks", receiver.url);
     // No retries: the first failure dead-letters the delivery.
@@ -129,7 +129,7 @@ fn a_dead_letter_is_listed_purged_only_with_yes_and_replayed() {
 
 #[test]
 fn purge_with_yes_deletes_dead_letters() {
-    let receiver = Receiver::start(|_| 500);
+    let receiver = Receiver::start(|_, _| Reply::status(500));
     let store = Store::new();
     let url = format!("{}/hooks", receiver.url);
     store.ok(&[
@@ -149,7 +149,7 @@ fn purge_with_yes_deletes_dead_letters() {
 
 #[test]
 fn until_empty_stops_when_only_a_distant_retry_is_left() {
-    let receiver = Receiver::start(|_| 503);
+    let receiver = Receiver::start(|_, _| Reply::status(503));
     let store = Store::new();
     let url = format!("{}/hooks", receiver.url);
     store.ok(&[

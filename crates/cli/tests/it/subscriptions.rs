@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::receiver::Receiver;
+use crate::receiver::{Receiver, Reply};
 use crate::{subscription, Store, CONTACT_CREATED, SECRET};
 
 #[test]
@@ -178,7 +178,7 @@ fn a_json_lines_batch_from_stdin_is_published() {
 
 #[test]
 fn create_with_test_saves_only_when_the_target_answers_200() {
-    let refusing = Receiver::start(|_| 500);
+    let refusing = Receiver::start(|_, _| Reply::status(500));
     let store = Store::new();
     let document = subscription(&format!("{}/hooks", refusing.url), json!({}));
     let line = store.fails(
@@ -198,7 +198,7 @@ fn create_with_test_saves_only_when_the_target_answers_200() {
     );
     assert_eq!(refusing.received()[0].json()["type"], "test");
 
-    let accepting = Receiver::start(|_| 200);
+    let accepting = Receiver::start(|_, _| Reply::status(200));
     let document = subscription(&format!("{}/hooks", accepting.url), json!({}));
     let line = store.fails(&["subscriptions", "create", "--test", &document], 1);
     assert!(
