@@ -201,8 +201,9 @@ impl Progress {
         let why = match stop {
             Stop::Empty => "the queue is empty".to_string(),
             Stop::Waiting => format!(
-                "{} wait for a later retry; a later run sends them when due",
-                crate::output::count(counts.due, "delivery", "deliveries")
+                "{} for a later retry; a later run sends {} when due",
+                crate::output::count(counts.due, "delivery waits", "deliveries wait"),
+                if counts.due == 1 { "it" } else { "them" }
             ),
             Stop::Timeout => "timed out".to_string(),
             Stop::Interrupted => "interrupted".to_string(),

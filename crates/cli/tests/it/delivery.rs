@@ -77,15 +77,8 @@ fn created_subscription_receives_a_published_event_signed() {
 fn a_dead_letter_is_listed_purged_only_with_yes_and_replayed() {
     // The first request fails; the replayed one succeeds.
     let receiver = Receiver::start(|n, _| Reply::status(if n == 0 { 500 } else { 200 }));
-    let store = Store::new();
-    let url = format!("{}/hooks", receiver.url);
     // No retries: the first failure dead-letters the delivery.
-    store.ok(&[
-        "subscriptions",
-        "create",
-        &subscription(&url, json!({"retry_schedule": []})),
-    ]);
-    store.ok(&["publish", CONTACT_CREATED]);
+    let store = one_event_for(&receiver, json!([]));
     let ran = store.ok(RUN);
     assert!(ran.contains("dead 1"), "{ran}");
     let table = store.ok(&["attempts", "--delivery", "1"]);
@@ -130,14 +123,7 @@ fn a_dead_letter_is_listed_purged_only_with_yes_and_replayed() {
 #[test]
 fn purge_with_yes_deletes_dead_letters() {
     let receiver = Receiver::start(|_, _| Reply::status(500));
-    let store = Store::new();
-    let url = format!("{}/hooks", receiver.url);
-    store.ok(&[
-        "subscriptions",
-        "create",
-        &subscription(&url, json!({"retry_schedule": []})),
-    ]);
-    store.ok(&["publish", CONTACT_CREATED]);
+    let store = one_event_for(&receiver, json!([]));
     store.ok(RUN);
     assert_eq!(store.json(&["stats"])["total"]["dead"], 1);
     assert_eq!(
@@ -150,19 +136,15 @@ fn purge_with_yes_deletes_dead_letters() {
 #[test]
 fn until_empty_stops_when_only_a_distant_retry_is_left() {
     let receiver = Receiver::start(|_, _| Reply::status(503));
-    let store = Store::new();
-    let url = format!("{}/hooks", receiver.url);
-    store.ok(&[
-        "subscriptions",
-        "create",
-        &subscription(&url, json!({"retry_schedule": [3600]})),
-    ]);
-    store.ok(&["publish", CONTACT_CREATED]);
+    let store = one_event_for(&receiver, json!([3600]));
     let mut args = RUN.to_vec();
     args.extend(["--idle", "1s"]);
     let ran = store.ok(&args);
     assert!(ran.contains("stopped (waiting)"), "{ran}");
-    assert!(ran.contains("1 delivery wait for a later retry"), "{ran}");
+    assert!(
+        ran.contains("1 delivery waits for a later retry; a later run sends it when due"),
+        "{ran}"
+    );
     assert_eq!(receiver.received().len(), 1);
     let total = &store.json(&["stats"])["total"];
     assert_eq!(
@@ -213,4 +195,18 @@ fn a_running_store_is_in_use_and_ctrl_c_stops_the_run_gracefully() {
     assert_eq!(ran.stderr, "");
     // The lock went with it.
     store.ok(&["stats"]);
+}
+
+/// A store with one subscription to `receiver` retrying on `retry_schedule`, and one event
+/// published to it.
+fn one_event_for(receiver: &Receiver, retry_schedule: serde_json::Value) -> Store {
+    let store = Store::new();
+    let url = format!("{}/hooks", receiver.url);
+    store.ok(&[
+        "subscriptions",
+        "create",
+        &subscription(&url, json!({ "retry_schedule": retry_schedule })),
+    ]);
+    store.ok(&["publish", CONTACT_CREATED]);
+    store
 }

@@ -36,18 +36,7 @@ fn each_profile_verifies_its_vector_and_refuses_a_changed_body() {
     ];
     for (profile, secret, header, body) in cases {
         let good = write(dir.path(), &format!("{profile}.json"), body);
-        let args = [
-            "verify",
-            "--profile",
-            profile,
-            "--secret",
-            secret,
-            "-H",
-            header,
-            "--body",
-            &good,
-        ];
-        let ok = store.ok(&args);
+        let ok = store.ok(&verify(profile, secret, header, &good));
         assert!(
             ok.starts_with(&format!("ok: the {profile} signature matches")),
             "{ok}"
@@ -58,18 +47,7 @@ fn each_profile_verifies_its_vector_and_refuses_a_changed_body() {
             &format!("{profile}-changed.json"),
             &body.replace('5', "6"),
         );
-        let args = [
-            "verify",
-            "--profile",
-            profile,
-            "--secret",
-            secret,
-            "-H",
-            header,
-            "--body",
-            &changed,
-        ];
-        let line = store.fails(&args, 1);
+        let line = store.fails(&verify(profile, secret, header, &changed), 1);
         assert_eq!(
             line,
             format!("callout: the {profile} signature does not verify: no signature matches")
@@ -131,4 +109,19 @@ fn a_captured_standard_request_verifies_from_a_headers_file() {
         line,
         "callout: the standard signature does not verify: the header `webhook-timestamp` is missing"
     );
+}
+
+/// `callout verify` with a profile, secret, one header and a body file.
+fn verify<'a>(profile: &'a str, secret: &'a str, header: &'a str, body: &'a str) -> [&'a str; 9] {
+    [
+        "verify",
+        "--profile",
+        profile,
+        "--secret",
+        secret,
+        "-H",
+        header,
+        "--body",
+        body,
+    ]
 }
