@@ -391,12 +391,8 @@ impl Store {
         }
         for item in self.queue.scan_prefix([LEGACY_DELIVERY]) {
             let (k, v) = item?;
-            let mut delivery: Delivery = match codec::decode(&k, &v) {
-                Ok(d) => d,
-                Err(error) => {
-                    self.move_aside(&k, &v, &error)?;
-                    continue;
-                }
+            let Some(mut delivery) = self.record(&k, &v)? else {
+                continue;
             };
             batch.remove(k);
             let (sub, id) = (delivery.subscription_id, delivery.id);
@@ -436,16 +432,8 @@ impl Store {
         for tag in [DUE, HELD, DEAD] {
             for item in self.queue.scan_prefix([tag]) {
                 let (k, v) = item?;
-                let decoded = match tag {
-                    DUE => decode_due(&k, &v),
-                    _ => codec::decode::<Delivery>(&k, &v),
-                };
-                let mut delivery = match decoded {
-                    Ok(d) => d,
-                    Err(error) => {
-                        self.move_aside(&k, &v, &error)?;
-                        continue;
-                    }
+                let Some(mut delivery) = self.record(&k, &v)? else {
+                    continue;
                 };
                 book.next_delivery = book.next_delivery.max(delivery.id + 1);
                 if tag == DUE && book.held.contains(&delivery.subscription_id) {
@@ -1198,12 +1186,8 @@ impl Store {
         let mut moved = 0;
         for item in self.queue.scan_prefix(key(HELD, &[sub])) {
             let (hk, v) = item?;
-            let mut d: Delivery = match codec::decode(&hk, &v) {
-                Ok(d) => d,
-                Err(error) => {
-                    self.move_aside(&hk, &v, &error)?;
-                    continue;
-                }
+            let Some(mut d) = self.record(&hk, &v)? else {
+                continue;
             };
             batch.remove(hk);
             d.state = DeliveryState::Due;
@@ -1235,13 +1219,23 @@ impl Store {
     /// The record under a due key, or `None` when it is gone; a record that does not decode
     /// is moved aside and reported as gone.
     fn stored_due(&self, due_key: &[u8]) -> Result<Option<Delivery>, StoreError> {
-        let Some(bytes) = self.queue.get(due_key)? else {
-            return Ok(None);
+        match self.queue.get(due_key)? {
+            Some(bytes) => self.record(due_key, &bytes),
+            None => Ok(None),
+        }
+    }
+
+    /// The delivery in a record of any state (due records carry a header first), or `None`
+    /// when it does not decode: then it is moved aside and reported, never a panic or a stop.
+    fn record(&self, k: &[u8], v: &[u8]) -> Result<Option<Delivery>, StoreError> {
+        let decoded = match k.first() {
+            Some(&DUE) => decode_due(k, v),
+            _ => codec::decode(k, v),
         };
-        match decode_due(due_key, &bytes) {
+        match decoded {
             Ok(delivery) => Ok(Some(delivery)),
             Err(error) => {
-                self.move_aside(due_key, &bytes, &error)?;
+                self.move_aside(k, v, &error)?;
                 Ok(None)
             }
         }
@@ -1334,12 +1328,8 @@ impl Store {
         let mut out = Vec::new();
         for item in self.queue.scan_prefix(prefix) {
             let (k, v) = item?;
-            let d: Delivery = match codec::decode(&k, &v) {
-                Ok(d) => d,
-                Err(error) => {
-                    self.move_aside(&k, &v, &error)?;
-                    continue;
-                }
+            let Some(d) = self.record(&k, &v)? else {
+                continue;
             };
             if matches!(d.state, DeliveryState::Dead { at } if at >= from_ms && at < to_ms) {
                 out.push(d);
