@@ -111,6 +111,7 @@ fn fails_twice_then_succeeds_with_three_attempts_recorded() {
     // Nothing more until the clock reaches the retry.
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(receiver.on("/flaky").len(), 1);
+    assert!(wait_until(WAIT, || engine.stats().unwrap().retrying == 1));
     clock.advance_ms(5_000);
     assert_eq!(receiver.wait_for("/flaky", 2, WAIT).len(), 2);
     // Move the clock only once the attempt is recorded: a jump past the lease while it is in
@@ -167,6 +168,9 @@ fn never_succeeds_then_dead_letter_then_replay() {
         .unwrap();
     engine.publish(Event::created("Ticket", "1")).unwrap();
     assert_eq!(receiver.wait_for("/down", 1, WAIT).len(), 1);
+    // Time moves only once the failure is recorded: moved earlier, the retry would be
+    // scheduled from the later time and never fall due.
+    assert!(wait_until(WAIT, || engine.stats().unwrap().retrying == 1));
     clock.advance_ms(5_000);
     assert_eq!(receiver.wait_for("/down", 2, WAIT).len(), 2);
     assert!(
@@ -448,6 +452,7 @@ fn handler_subscription_runs_in_process_with_retries() {
         .unwrap();
     let receipt = engine.publish(Event::created("Contact", "1")).unwrap();
     assert!(wait_until(WAIT, || calls.lock().unwrap().len() == 1));
+    assert!(wait_until(WAIT, || engine.stats().unwrap().retrying == 1));
     clock.advance_ms(2_000);
     assert!(wait_until(WAIT, || engine.stats().unwrap().delivered == 1));
     assert_eq!(calls.lock().unwrap().as_slice(), [1, 2]);

@@ -110,6 +110,8 @@ fn superoffice_receiver_gets_its_headers_and_retry_count() {
         )
         .unwrap();
     assert_eq!(receiver.wait_for("/so", 1, WAIT).len(), 1);
+    // Time moves once the failure is recorded, so the retry is scheduled before it.
+    assert!(wait_until(WAIT, || engine.stats().unwrap().retrying == 1));
     clock.advance_ms(2_000);
     let got = receiver.wait_for("/so", 2, WAIT);
     assert_eq!(got.len(), 2);

@@ -18,6 +18,8 @@ use crate::time;
 #[derive(Serialize)]
 pub(crate) struct CountsView {
     pub(crate) due: u64,
+    /// Of the due ones, those that failed before.
+    pub(crate) retrying: u64,
     pub(crate) in_flight: u64,
     pub(crate) held: u64,
     pub(crate) delivered: u64,
@@ -28,6 +30,7 @@ impl From<Counts> for CountsView {
     fn from(c: Counts) -> CountsView {
         CountsView {
             due: c.due,
+            retrying: c.retrying,
             in_flight: c.in_flight,
             held: c.held,
             delivered: c.delivered,
@@ -37,9 +40,10 @@ impl From<Counts> for CountsView {
 }
 
 impl CountsView {
-    fn cells(&self) -> [String; 5] {
+    fn cells(&self) -> [String; 6] {
         [
             self.due,
+            self.retrying,
             self.in_flight,
             self.held,
             self.delivered,
@@ -87,6 +91,7 @@ pub(crate) fn stats(ctx: &Context, args: &StatsArgs, out: &mut dyn Write) -> Res
             "SUBSCRIPTION",
             "NAME",
             "DUE",
+            "RETRYING",
             "IN FLIGHT",
             "HELD",
             "DELIVERED",

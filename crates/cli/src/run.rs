@@ -166,10 +166,11 @@ impl Progress {
 
     fn line(&self, counts: &Counts) -> String {
         format!(
-            "{:>5.1}s  delivered {}  waiting {}  in flight {}  dead {}",
+            "{:>5.1}s  delivered {}  retrying {}  waiting {}  in flight {}  dead {}",
             self.started.elapsed().as_secs_f64(),
             counts.delivered.saturating_sub(self.baseline.delivered),
-            counts.due,
+            counts.retrying,
+            counts.due.saturating_sub(counts.retrying),
             counts.in_flight,
             counts.dead.saturating_sub(self.baseline.dead),
         )
@@ -179,7 +180,8 @@ impl Progress {
         let mut line = json!({
             "elapsed_ms": u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "delivered": counts.delivered.saturating_sub(self.baseline.delivered),
-            "waiting": counts.due,
+            "retrying": counts.retrying,
+            "waiting": counts.due.saturating_sub(counts.retrying),
             "in_flight": counts.in_flight,
             "dead": counts.dead.saturating_sub(self.baseline.dead),
             "held": counts.held,
@@ -214,11 +216,12 @@ impl Progress {
         };
         writeln!(
             out,
-            "stopped ({}): {why}; delivered {}, dead {}, waiting {}, in flight {}{held}, in {:.1} s",
+            "stopped ({}): {why}; delivered {}, dead {}, retrying {}, waiting {}, in flight {}{held}, in {:.1} s",
             stop.name(),
             counts.delivered.saturating_sub(self.baseline.delivered),
             counts.dead.saturating_sub(self.baseline.dead),
-            counts.due,
+            counts.retrying,
+            counts.due.saturating_sub(counts.retrying),
             counts.in_flight,
             self.started.elapsed().as_secs_f64(),
         )?;
@@ -249,6 +252,7 @@ mod tests {
     fn progress_counts_this_run_only() {
         let counts = Counts {
             due: 3,
+            retrying: 2,
             in_flight: 1,
             held: 0,
             delivered: 15,
@@ -256,11 +260,15 @@ mod tests {
         };
         let line = progress(false).line(&counts);
         assert!(
-            line.ends_with("delivered 5  waiting 3  in flight 1  dead 0"),
+            line.ends_with("delivered 5  retrying 2  waiting 1  in flight 1  dead 0"),
             "{line}"
         );
         let json = progress(true).json(&counts, Some(Stop::Empty));
         assert_eq!(json["delivered"], 5);
+        assert_eq!(
+            (json["retrying"].clone(), json["waiting"].clone()),
+            (json!(2), json!(1))
+        );
         assert_eq!(json["stopped"], "empty");
     }
 

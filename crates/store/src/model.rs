@@ -94,6 +94,8 @@ pub struct EnqueueReceipt {
 pub struct Counts {
     /// Waiting for their due time.
     pub due: u64,
+    /// Of the due ones, those that failed at least once and wait for a retry.
+    pub retrying: u64,
     /// Leased to a worker.
     pub in_flight: u64,
     /// Held while their subscription is switched off.

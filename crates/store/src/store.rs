@@ -144,6 +144,8 @@ struct Book {
 /// A delivery in flight.
 struct Lease {
     until: u64,
+    /// Attempts made before this lease.
+    attempts: u32,
     /// Its due key, where its record stays on disk while it is in flight.
     due_key: IVec,
     sub: u64,
@@ -170,6 +172,19 @@ impl Book {
             DeliveryState::Held => c.held = c.held.saturating_sub(1),
             DeliveryState::Dead { .. } => c.dead = c.dead.saturating_sub(1),
         }
+    }
+
+    /// Counts a due delivery that failed before in or out of `retrying`.
+    fn retrying(&mut self, sub: u64, attempts: u32, entering: bool) {
+        if attempts == 0 {
+            return;
+        }
+        let c = self.counts(sub);
+        c.retrying = if entering {
+            c.retrying + 1
+        } else {
+            c.retrying.saturating_sub(1)
+        };
     }
 
     fn enter(&mut self, sub: u64, state: DeliveryState) {
@@ -443,6 +458,7 @@ impl Store {
                 } else if tag == DUE {
                     book.due
                         .insert(delivery.subscription_id, entry_of(&delivery));
+                    book.retrying(delivery.subscription_id, delivery.attempts, true);
                 }
                 book.enter(delivery.subscription_id, delivery.state);
             }
@@ -952,12 +968,14 @@ impl Store {
                 entry.id,
                 Lease {
                     until,
+                    attempts: delivery.attempts,
                     due_key,
                     sub,
                     ordered: delivery.ordered,
                 },
             );
             book.leave(sub, DeliveryState::Due);
+            book.retrying(sub, delivery.attempts, false);
             book.enter(sub, delivery.state);
             leased.push(delivery);
         }
@@ -994,6 +1012,7 @@ impl Store {
                 };
                 book.due.insert(lease.sub, entry);
                 book.enter(lease.sub, DeliveryState::Due);
+                book.retrying(lease.sub, lease.attempts, true);
                 continue;
             }
             let Some(mut delivery) = self.stored_due(&lease.due_key)? else {
@@ -1030,6 +1049,7 @@ impl Store {
             // of this before sled does.
             book.due
                 .insert(delivery.subscription_id, entry_of(delivery));
+            book.retrying(delivery.subscription_id, delivery.attempts, true);
         }
         delivery.state
     }
@@ -1170,6 +1190,7 @@ impl Store {
             return Ok(());
         };
         batch.remove(due_key);
+        book.retrying(sub, d.attempts, false);
         d.state = DeliveryState::Held;
         batch.insert(key(HELD, &[sub, entry.id]), codec::encode(&d));
         book.enter(sub, DeliveryState::Held);
@@ -1194,6 +1215,7 @@ impl Store {
             d.due_at = d.due_at.min(now_ms);
             batch.insert(key(DUE, &[d.due_at, d.id]), due_value(&d));
             book.due.insert(sub, entry_of(&d));
+            book.retrying(sub, d.attempts, true);
             moved += 1;
         }
         self.apply(batch)?;
@@ -1482,6 +1504,7 @@ impl Store {
             .values()
             .fold(Counts::default(), |mut total, c| {
                 total.due += c.due;
+                total.retrying += c.retrying;
                 total.in_flight += c.in_flight;
                 total.held += c.held;
                 total.delivered += c.delivered;

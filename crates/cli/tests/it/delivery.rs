@@ -51,7 +51,7 @@ fn created_subscription_receives_a_published_event_signed() {
     let stats = store.json(&["stats"]);
     assert_eq!(
         stats["total"],
-        json!({"due": 0, "in_flight": 0, "held": 0, "delivered": 1, "dead": 0})
+        json!({"due": 0, "retrying": 0, "in_flight": 0, "held": 0, "delivered": 1, "dead": 0})
     );
     assert_eq!(stats["subscriptions"][0]["id"], id);
 
@@ -141,6 +141,7 @@ fn until_empty_stops_when_only_a_distant_retry_is_left() {
     args.extend(["--idle", "1s"]);
     let ran = store.ok(&args);
     assert!(ran.contains("stopped (waiting)"), "{ran}");
+    assert!(ran.contains("retrying 1, waiting 0"), "{ran}");
     assert!(
         ran.contains("1 delivery waits for a later retry; a later run sends it when due"),
         "{ran}"

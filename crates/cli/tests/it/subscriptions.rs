@@ -170,8 +170,10 @@ fn a_json_lines_batch_from_stdin_is_published() {
     assert_eq!(ran.stdout, "published 2 events: 1 delivery, 0 duplicates\n");
     let stats = store.ok(&["stats"]);
     assert!(
-        stats.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
-            == ["total", "1", "0", "0", "0", "0"]),
+        stats
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["total", "1", "0", "0", "0", "0", "0"]),
         "{stats}"
     );
 }

@@ -297,6 +297,7 @@ fn settling_records_attempts_and_moves_counts() {
 
     let expected_total = Counts {
         due: 2,
+        retrying: 1,
         in_flight: 0,
         held: 0,
         delivered: 1,
@@ -307,6 +308,7 @@ fn settling_records_attempts_and_moves_counts() {
         store.subscription_counts(1).unwrap(),
         Counts {
             due: 1,
+            retrying: 1,
             delivered: 1,
             ..Counts::default()
         }
@@ -740,4 +742,36 @@ fn a_backlog_behind_a_refused_subscription_is_not_walked() {
         "the refused subscription is asked once, not per delivery"
     );
     assert_eq!(store.subscription_counts(1).unwrap().due, 5_000);
+}
+
+#[test]
+fn retrying_counts_the_due_deliveries_that_failed_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .enqueue(&[], vec![delivery(1, "a", 0), delivery(1, "b", 0)], 0)
+        .unwrap();
+    let leased = store.lease(0, 10).unwrap();
+    let (failed, fine) = (leased[0].id, leased[1].id);
+    store
+        .reschedule(failed, 5, attempt(1, 0, "http_status: 500"))
+        .unwrap();
+    store.release(fine, 0).unwrap();
+    let retrying =
+        |s: &callout_store::Store| (s.counts().unwrap().due, s.counts().unwrap().retrying);
+    assert_eq!(retrying(&store), (2, 1), "a fresh one is due, not retrying");
+    let again = store.lease(5, 10).unwrap();
+    assert_eq!(retrying(&store), (0, 0), "in flight now");
+    for d in &again {
+        store.release(d.id, 5).unwrap();
+    }
+    assert_eq!(retrying(&store), (2, 1));
+    store.hold_subscription(1).unwrap();
+    assert_eq!(retrying(&store), (0, 0), "held, not waiting for a retry");
+    store.resume_subscription(1, 5).unwrap();
+    assert_eq!(retrying(&store), (2, 1));
+    assert_eq!(store.subscription_counts(1).unwrap().retrying, 1);
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(retrying(&store), (2, 1), "rebuilt on open");
 }
