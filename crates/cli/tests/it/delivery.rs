@@ -3,13 +3,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use callout::deliver::sign::standard;
 use serde_json::json;
 
 use crate::receiver::{Receiver, Reply};
-use crate::{finish, subscription, Store, CONTACT_CREATED, SECRET};
+use crate::{finish, subscription, Ran, Store, CONTACT_CREATED, SECRET};
 
 /// `run --until-empty` with the receiver allowed and a bound, so a bug cannot hang the suite.
 const RUN: &[&str] = &[
@@ -157,14 +157,49 @@ fn until_empty_stops_when_only_a_distant_retry_is_left() {
 #[test]
 fn a_running_store_is_in_use_and_ctrl_c_stops_the_run_gracefully() {
     let store = Store::new();
+    let (first, ran, rest) = interrupted(&store, &["run"], || {
+        let in_use = store.fails(&["stats"], 4);
+        assert!(in_use.contains("in use"), "{in_use}");
+    });
+    assert!(first.contains("delivered 0"), "{first}");
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert!(rest.contains("stopped (interrupted)"), "{rest}");
+    assert_eq!(ran.stderr, "");
+    // The lock went with it.
+    store.ok(&["stats"]);
+}
+
+#[test]
+fn interrupting_until_empty_before_the_queue_is_empty_exits_130() {
+    let receiver = Receiver::start(|_, _| Reply::status(503));
+    let store = one_event_for(&receiver, json!([3600]));
+    let mut args = RUN.to_vec();
+    args.extend(["--idle", "60s"]);
+    let (_, ran, rest) = interrupted(&store, &args, || {
+        let started = Instant::now();
+        while receiver.received().is_empty() && started.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    assert_eq!(ran.code, 130, "{ran:?}");
+    assert!(rest.contains("stopped (interrupted)"), "{rest}");
+    assert!(rest.contains("retrying 1"), "{rest}");
+}
+
+/// Starts `callout <args>`, waits for its first progress line, runs `while_running`, sends it
+/// SIGINT, and returns the first line, how it ended and the rest of its output.
+fn interrupted(
+    store: &Store,
+    args: &[&str],
+    while_running: impl FnOnce(),
+) -> (String, Ran, String) {
     let mut child = store
-        .command(&["run"])
+        .command(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start callout run");
-    // The first progress line says the store is open.
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -179,11 +214,7 @@ fn a_running_store_is_in_use_and_ctrl_c_stops_the_run_gracefully() {
     let first = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("run started");
-    assert!(first.contains("delivered 0"), "{first}");
-
-    let in_use = store.fails(&["stats"], 4);
-    assert!(in_use.contains("in use"), "{in_use}");
-
+    while_running();
     let pid = child.id().to_string();
     let kill = std::process::Command::new("kill")
         .args(["-INT", &pid])
@@ -191,11 +222,7 @@ fn a_running_store_is_in_use_and_ctrl_c_stops_the_run_gracefully() {
     assert!(kill.is_ok_and(|s| s.success()), "send SIGINT");
     let ran = finish(child, Duration::from_secs(30));
     let rest = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
-    assert_eq!(ran.code, 0, "{ran:?}");
-    assert!(rest.contains("stopped (interrupted)"), "{rest}");
-    assert_eq!(ran.stderr, "");
-    // The lock went with it.
-    store.ok(&["stats"]);
+    (first, ran, rest)
 }
 
 /// A store with one subscription to `receiver` retrying on `retry_schedule`, and one event
