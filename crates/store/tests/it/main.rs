@@ -5,6 +5,7 @@ mod durability;
 mod open;
 mod queue;
 mod registry;
+mod review;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

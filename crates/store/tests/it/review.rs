@@ -1,0 +1,112 @@
+//! Races and edge cases of layout 2 and the due index: the group commit against holds, and id
+//! blocks across a crash.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::{attempt, delivery, open, spawn_self};
+
+const CHILD_DIR: &str = "CALLOUT_REVIEW_IDS_CHILD_DIR";
+
+/// A subscription held while an enqueue to it waits for its group commit (counted due, not yet
+/// applied): the leader files the applied record as held, and nothing of it is leased.
+#[test]
+fn hold_meanwhile_an_enqueue_waits_for_its_group_commit_holds_its_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    // Background writers keep a leader flushing, so an enqueue often waits for the next group.
+    let stop = Arc::new(AtomicBool::new(false));
+    let background: Vec<_> = (0..3)
+        .map(|t| {
+            let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    i += 1;
+                    store
+                        .enqueue(&[], vec![delivery(100 + t, &format!("b{t}-{i}"), 1)], 1)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let rounds = 100u64;
+    for round in 0..rounds {
+        let sub = 1_000 + round;
+        let writer = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                store
+                    .enqueue(&[], vec![delivery(sub, &format!("r{round}"), 1)], 1)
+                    .unwrap();
+            })
+        };
+        // Counted due (in the step that queued its batch for the group commit): hold now.
+        while store.subscription_counts(sub).unwrap().due == 0 {
+            std::hint::spin_loop();
+        }
+        store.hold_subscription(sub).unwrap();
+        writer.join().unwrap();
+        let counts = store.subscription_counts(sub).unwrap();
+        assert_eq!((counts.due, counts.held), (0, 1), "round {round}");
+    }
+    stop.store(true, Ordering::SeqCst);
+    for t in background {
+        t.join().unwrap();
+    }
+    let held = |sub: &u64| (1_000..1_000 + rounds).contains(sub);
+    let leased = store.lease(u64::MAX / 2, 1_000_000).unwrap();
+    assert!(leased.iter().all(|d| !held(&d.subscription_id)));
+    drop(store);
+    let store = open(dir.path());
+    let mut resumed = 0;
+    for sub in 1_000..1_000 + rounds {
+        let counts = store.subscription_counts(sub).unwrap();
+        assert_eq!((counts.due, counts.held), (0, 1), "sub {sub} after reopen");
+        resumed += store.resume_subscription(sub, 1).unwrap();
+    }
+    assert_eq!(resumed, rounds);
+    let leased = store.lease(u64::MAX / 2, 1_000_000).unwrap();
+    assert_eq!(
+        leased.iter().filter(|d| held(&d.subscription_id)).count() as u64,
+        rounds
+    );
+}
+
+/// In the child: ids 1-3 enqueued, one delivered and flushed, then the process dies without
+/// `Drop` giving back the rest of its id block.
+#[test]
+fn ids_of_a_crashed_process_are_never_handed_out_again() {
+    if let Some(dir) = std::env::var_os(CHILD_DIR) {
+        let store = open(std::path::Path::new(&dir));
+        let batch = (0..3).map(|i| delivery(1, &format!("c{i}"), 1)).collect();
+        let receipt = store.enqueue(&[], batch, 1).unwrap();
+        assert_eq!(receipt.delivery_ids, [1, 2, 3]);
+        let leased = store.lease(1, 1).unwrap();
+        store
+            .complete(leased[0].id, attempt(1, 2, "delivered"))
+            .unwrap();
+        store.flush().unwrap();
+        println!("READY");
+        std::process::abort();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_self(
+        "review::ids_of_a_crashed_process_are_never_handed_out_again",
+        &[(CHILD_DIR, dir.path())],
+    );
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(!child.wait().unwrap().success(), "the child aborts");
+    assert!(out.contains("READY"), "child output: {out}");
+    let store = open(dir.path());
+    let counts = store.counts().unwrap();
+    assert_eq!((counts.due, counts.delivered), (2, 1));
+    let next = store
+        .enqueue(&[], vec![delivery(1, "after", 1)], 3)
+        .unwrap()
+        .delivery_ids[0];
+    assert!(next > 3, "id {next} was handed out before the crash");
+    assert!(store.attempts_for_delivery(next).unwrap().is_empty());
+    assert_eq!(store.attempts_for_delivery(1).unwrap().len(), 1);
+}
