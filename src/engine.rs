@@ -636,19 +636,21 @@ fn take_due(inner: &Inner, now: u64, max: usize) -> Vec<callout_store::Delivery>
     if max == 0 || inner.stopping.load(Ordering::SeqCst) {
         return Vec::new();
     }
+    // Lock order: matcher, then the store's book (subscription changes hold the matcher while
+    // they write to the store). The matcher is read once, before the lease takes the book,
+    // and let go before `admit` reads it again.
+    let Ok(matcher) = inner.matcher.read() else {
+        return Vec::new();
+    };
     let reserve = |sub: u64| {
-        let bound = inner
-            .matcher
-            .read()
-            .ok()
-            .and_then(|m| {
-                m.get(sub).map(|s| {
-                    if ordered(s.subscription()) {
-                        1
-                    } else {
-                        inner.max_in_flight
-                    }
-                })
+        let bound = matcher
+            .get(sub)
+            .map(|s| {
+                if ordered(s.subscription()) {
+                    1
+                } else {
+                    inner.max_in_flight
+                }
             })
             .unwrap_or(inner.max_in_flight);
         let Ok(mut runtime) = inner.runtime.lock() else {
@@ -661,7 +663,9 @@ fn take_due(inner: &Inner, now: u64, max: usize) -> Vec<callout_store::Delivery>
         }
         ok
     };
-    let leased = match inner.store.lease_where(now, max, reserve) {
+    let leased = inner.store.lease_where(now, max, reserve);
+    drop(matcher);
+    let leased = match leased {
         Ok(leased) => leased,
         Err(error) => {
             tracing::error!(%error, "lease failed");
@@ -850,6 +854,7 @@ fn deliver(inner: &Inner, mut delivery: callout_store::Delivery) {
     let now = inner.clock.now_ms();
     let Some(sub) = sub else {
         orphaned(inner, &delivery, now);
+        in_flight_done(inner, delivery.subscription_id);
         return;
     };
     let span = tracing::info_span!(

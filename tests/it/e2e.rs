@@ -546,3 +546,69 @@ fn an_engine_that_does_not_deliver_stores_for_the_next_one() {
     assert_eq!(receiver.wait_for("/later", 1, WAIT).len(), 1);
     assert!(wait_until(WAIT, || engine.stats().unwrap().delivered == 1));
 }
+
+/// Subscriptions created and switched off while workers lease: the matcher is always locked
+/// before the store's book, so neither side waits for the other for good.
+#[test]
+fn managing_subscriptions_while_workers_lease_does_not_deadlock() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&delivered);
+    let engine = Arc::new(
+        engine(&dir)
+            .workers(4)
+            .handler("h", move |_: &callout::HandlerCall<'_>| {
+                count.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+            .open()
+            .unwrap(),
+    );
+    engine
+        .subscriptions()
+        .create(Subscription::handler("h").events(["contact.*"]))
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (engine, stop) = (Arc::clone(&engine), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let events = (0..20)
+                    .map(|_| {
+                        i += 1;
+                        Event::created("Contact", i.to_string())
+                    })
+                    .collect();
+                engine.publish_batch(events).unwrap();
+            }
+        })
+    };
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    {
+        let engine = Arc::clone(&engine);
+        std::thread::spawn(move || {
+            for i in 0..300 {
+                let s = engine
+                    .subscriptions()
+                    .create(Subscription::handler("h").events([format!("other{i}.*")]))
+                    .unwrap();
+                engine
+                    .subscriptions()
+                    .set_state(s.id, State::Stopped)
+                    .unwrap();
+            }
+            let _ = done_tx.send(());
+        });
+    }
+    let finished = done_rx.recv_timeout(Duration::from_secs(60)).is_ok();
+    stop.store(true, Ordering::SeqCst);
+    assert!(
+        finished,
+        "hung (delivered so far: {})",
+        delivered.load(Ordering::SeqCst)
+    );
+    publisher.join().unwrap();
+    assert!(delivered.load(Ordering::SeqCst) > 0);
+}

@@ -598,19 +598,7 @@ impl Store {
                     // Applied records can be leased even if the flush fails: a crash would
                     // bring them back anyway.
                     if applied.is_ok() {
-                        let mut moves = Ops::default();
-                        for (sub, entry) in applied_due {
-                            // Held between its enqueue and now: it goes where the hold put
-                            // the others.
-                            if book.held.contains(&sub) {
-                                let _ = self.move_to_held(&mut moves, &mut book, sub, entry);
-                            } else {
-                                book.due.insert(sub, entry);
-                            }
-                        }
-                        if let Err(error) = self.apply(moves) {
-                            tracing::error!(%error, "could not hold deliveries enqueued meanwhile");
-                        }
+                        self.file_applied(&mut book, applied_due);
                     }
                 }
                 let result = applied.and_then(|()| self.flush_files());
@@ -844,22 +832,13 @@ impl Store {
                     due_at: new.due_at,
                     created_at: now_ms,
                     ordered: new.ordered,
-                    state: if book.held.contains(&new.subscription_id) {
-                        DeliveryState::Held
-                    } else {
-                        DeliveryState::Due
-                    },
+                    // Filed as due even for a held subscription: whether it is held is decided
+                    // once the batch is applied (`file_applied`), since a hold or resume can
+                    // come in between.
+                    state: DeliveryState::Due,
                 };
-                match delivery.state {
-                    DeliveryState::Held => batch.insert(
-                        key(HELD, &[delivery.subscription_id, id]),
-                        codec::encode(&delivery),
-                    ),
-                    _ => {
-                        batch.insert(key(DUE, &[delivery.due_at, id]), due_value(&delivery));
-                        due.push((delivery.subscription_id, entry_of(&delivery)));
-                    }
-                }
+                batch.insert(key(DUE, &[delivery.due_at, id]), due_value(&delivery));
+                due.push((delivery.subscription_id, entry_of(&delivery)));
                 entered.push((delivery.subscription_id, delivery.state));
                 receipt.delivery_ids.push(id);
             }
@@ -877,9 +856,7 @@ impl Store {
                 let mut sled_batch = Batch::default();
                 batch.into_batch(&mut sled_batch);
                 self.queue.apply_batch(sled_batch)?;
-                for (sub, entry) in due {
-                    book.due.insert(sub, entry);
-                }
+                self.file_applied(&mut book, due);
                 return Ok(receipt);
             }
             // Queued under the book lock, so batches apply in id order.
@@ -943,21 +920,37 @@ impl Store {
                 passed.insert(sub);
                 continue;
             };
+            // The record is read before `wanted` is asked, since the caller counts what it
+            // accepts (the engine reserves an in-flight slot): a delivery that turns out to
+            // be unreadable must not take one. A read error ends the call with what it has
+            // leased so far, which would otherwise stay in flight, unseen, until the lease ends.
+            let due_key = IVec::from(key(DUE, &[entry.due_at, entry.id]));
+            let read = if book.behind_ids.contains(&entry.id) {
+                // Rescheduled or released a moment ago: its new record is still buffered.
+                self.apply_behind(&mut book)
+                    .and_then(|()| self.stored_due(&due_key))
+            } else {
+                self.stored_due(&due_key)
+            };
+            let mut delivery = match read {
+                Ok(Some(delivery)) => delivery,
+                Ok(None) => {
+                    // Moved aside as corrupt, or gone: nothing to send.
+                    book.due.remove(sub, entry);
+                    book.leave(sub, DeliveryState::Due);
+                    continue;
+                }
+                Err(error) if leased.is_empty() => return Err(error),
+                Err(error) => {
+                    tracing::error!(%error, "lease stopped early");
+                    break;
+                }
+            };
             if !wanted(sub) {
                 passed.insert(sub);
                 continue;
             }
             book.due.remove(sub, entry);
-            if book.behind_ids.contains(&entry.id) {
-                // Rescheduled or released a moment ago: its new record is still buffered.
-                self.apply_behind(&mut book)?;
-            }
-            let due_key = IVec::from(key(DUE, &[entry.due_at, entry.id]));
-            let Some(mut delivery) = self.stored_due(&due_key)? else {
-                // Moved aside as corrupt, or gone: nothing to send.
-                book.leave(sub, DeliveryState::Due);
-                continue;
-            };
             if delivery.ordered {
                 book.ordered_in_flight.insert(sub);
             }
@@ -1075,6 +1068,7 @@ impl Store {
                     Ok(Some(delivery)) => Some(delivery),
                     Ok(None) => None,
                     Err(error) => {
+                        book.deadlines.insert((lease.until, id));
                         book.leased.insert(id, lease);
                         return Err(error);
                     }
@@ -1167,12 +1161,39 @@ impl Store {
         book.held.insert(sub);
         let mut batch = Ops::default();
         batch.insert(key(HELD_SUB, &[sub]), []);
+        let mut failed = None;
         for entry in book.due.take_subscription(sub) {
-            self.move_to_held(&mut batch, &mut book, sub, entry)?;
+            if let Err(error) = self.move_to_held(&mut batch, &mut book, sub, entry) {
+                // Left due (the engine holds what it leases for a held subscription); the
+                // caller hears of the first error.
+                book.due.insert(sub, entry);
+                failed.get_or_insert(error);
+            }
         }
         self.apply(batch)?;
         drop(book);
-        self.flush()
+        match failed {
+            Some(error) => Err(error),
+            None => self.flush(),
+        }
+    }
+
+    /// Files enqueued deliveries once their batch is applied: into the due index, or held when
+    /// their subscription is held now (whatever it was when they were enqueued).
+    fn file_applied(&self, book: &mut Book, applied: Vec<(u64, Entry)>) {
+        let mut moves = Ops::default();
+        for (sub, entry) in applied {
+            if !book.held.contains(&sub) {
+                book.due.insert(sub, entry);
+            } else if let Err(error) = self.move_to_held(&mut moves, book, sub, entry) {
+                // Left due: the engine holds what it leases for a switched-off subscription.
+                tracing::error!(%error, subscription = sub, "could not hold an enqueued delivery");
+                book.due.insert(sub, entry);
+            }
+        }
+        if let Err(error) = self.apply(moves) {
+            tracing::error!(%error, "could not hold deliveries enqueued meanwhile");
+        }
     }
 
     /// Writes the moves of a due delivery (out of the due index already) to held into `batch`,
@@ -1185,11 +1206,12 @@ impl Store {
         entry: Entry,
     ) -> Result<(), StoreError> {
         let due_key = key(DUE, &[entry.due_at, entry.id]);
-        book.leave(sub, DeliveryState::Due);
         let Some(mut d) = self.stored_due(&due_key)? else {
+            book.leave(sub, DeliveryState::Due);
             return Ok(());
         };
         batch.remove(due_key);
+        book.leave(sub, DeliveryState::Due);
         book.retrying(sub, d.attempts, false);
         d.state = DeliveryState::Held;
         batch.insert(key(HELD, &[sub, entry.id]), codec::encode(&d));
@@ -1343,6 +1365,17 @@ impl Store {
         to_ms: u64,
     ) -> Result<Vec<Delivery>, StoreError> {
         self.catch_up()?;
+        self.scan_dead(sub, from_ms, to_ms)
+    }
+
+    /// The dead letters on disk that `dead_letters` means. Replay and purge call it under the
+    /// book lock, so two of them at once never act on the same dead letter twice.
+    fn scan_dead(
+        &self,
+        sub: Option<u64>,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<Delivery>, StoreError> {
         let prefix = match sub {
             Some(s) => key(DEAD, &[s]),
             None => vec![DEAD],
@@ -1370,9 +1403,9 @@ impl Store {
         to_ms: u64,
         now_ms: u64,
     ) -> Result<usize, StoreError> {
-        let dead = self.dead_letters(sub, from_ms, to_ms)?;
         let mut book = self.book()?;
         self.apply_behind(&mut book)?;
+        let dead = self.scan_dead(sub, from_ms, to_ms)?;
         let mut batch = Ops::default();
         let mut moved = Vec::new();
         for mut d in dead {
@@ -1400,13 +1433,13 @@ impl Store {
         from_ms: u64,
         to_ms: u64,
     ) -> Result<usize, StoreError> {
-        let dead = self.dead_letters(sub, from_ms, to_ms)?;
+        let mut book = self.book()?;
+        self.apply_behind(&mut book)?;
+        let dead = self.scan_dead(sub, from_ms, to_ms)?;
         if dead.is_empty() {
             // Nothing to write: no flush (the engine asks periodically).
             return Ok(0);
         }
-        let mut book = self.book()?;
-        self.apply_behind(&mut book)?;
         let mut batch = Ops::default();
         for d in &dead {
             batch.remove(key(DEAD, &[d.subscription_id, d.id]));

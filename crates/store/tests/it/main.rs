@@ -4,8 +4,8 @@ mod crash;
 mod durability;
 mod open;
 mod queue;
+mod races;
 mod registry;
-mod review;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

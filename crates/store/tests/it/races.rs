@@ -1,12 +1,15 @@
-//! Races and edge cases of layout 2 and the due index: the group commit against holds, and id
-//! blocks across a crash.
+//! Races and edge cases of layout 2 and the due index: the group commit against hold and
+//! resume, concurrent replays, and id blocks across a crash.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use callout_store::Counts;
 
 use crate::{attempt, delivery, open, spawn_self};
 
-const CHILD_DIR: &str = "CALLOUT_REVIEW_IDS_CHILD_DIR";
+const CHILD_DIR: &str = "CALLOUT_RACES_IDS_CHILD_DIR";
 
 /// A subscription held while an enqueue to it waits for its group commit (counted due, not yet
 /// applied): the leader files the applied record as held, and nothing of it is leased.
@@ -92,7 +95,7 @@ fn ids_of_a_crashed_process_are_never_handed_out_again() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut child = spawn_self(
-        "review::ids_of_a_crashed_process_are_never_handed_out_again",
+        "races::ids_of_a_crashed_process_are_never_handed_out_again",
         &[(CHILD_DIR, dir.path())],
     );
     let mut out = String::new();
@@ -109,4 +112,94 @@ fn ids_of_a_crashed_process_are_never_handed_out_again() {
     assert!(next > 3, "id {next} was handed out before the crash");
     assert!(store.attempts_for_delivery(next).unwrap().is_empty());
     assert_eq!(store.attempts_for_delivery(1).unwrap().len(), 1);
+}
+
+/// A subscription resumed while an enqueue to it waits for its group commit: the delivery is
+/// filed by the state at apply time, so it is due, not held for a subscription that is not.
+#[test]
+fn resume_meanwhile_an_enqueue_waits_for_its_group_commit_leaves_it_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let background: Vec<_> = (0..3)
+        .map(|t| {
+            let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    i += 1;
+                    store
+                        .enqueue(&[], vec![delivery(100 + t, &format!("b{t}-{i}"), 1)], 1)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for round in 0..300 {
+        store.hold_subscription(1).unwrap();
+        let writer = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                store
+                    .enqueue(&[], vec![delivery(1, &format!("r{round}"), 1)], 1)
+                    .unwrap()
+                    .delivery_ids[0]
+            })
+        };
+        // Counted as soon as it is queued for the group commit; resume then, before it lands.
+        while store.subscription_counts(1).unwrap() == Counts::default()
+            && Instant::now() < deadline
+        {
+            std::hint::spin_loop();
+        }
+        store.resume_subscription(1, 1).unwrap();
+        let id = writer.join().unwrap();
+        assert_eq!(
+            store.subscription_counts(1).unwrap().held,
+            0,
+            "round {round}: delivery {id} held for a resumed subscription"
+        );
+        let leased = store.lease_where(1, 1_000, |sub| sub == 1).unwrap();
+        assert_eq!(leased.len(), 1, "round {round}");
+        store
+            .complete(leased[0].id, attempt(1, 1, "delivered"))
+            .unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    for t in background {
+        t.join().unwrap();
+    }
+}
+
+/// Two replays of the same dead letters at once bring each back once.
+#[test]
+fn concurrent_replays_bring_each_dead_letter_back_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let n = 2_000u64;
+    let batch = (0..n).map(|i| delivery(1, &format!("e{i}"), 1)).collect();
+    store.enqueue(&[], batch, 1).unwrap();
+    for d in store.lease(1, n as usize).unwrap() {
+        store.dead_letter(d.id, attempt(1, 2, "failed")).unwrap();
+    }
+    let replays: Vec<_> = [10u64, 20]
+        .into_iter()
+        .map(|now| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || store.replay_dead(Some(1), 0, u64::MAX, now).unwrap())
+        })
+        .collect();
+    let replayed: usize = replays.into_iter().map(|t| t.join().unwrap()).sum();
+    let counts = store.counts().unwrap();
+    let leased = store.lease(100, 10 * n as usize).unwrap();
+    assert_eq!(
+        (
+            replayed as u64,
+            counts.due,
+            counts.dead,
+            leased.len() as u64
+        ),
+        (n, n, 0, n)
+    );
 }
