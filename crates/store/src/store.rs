@@ -599,6 +599,10 @@ impl Store {
                     // bring them back anyway.
                     if applied.is_ok() {
                         self.file_applied(&mut book, applied_due);
+                    } else {
+                        // The id block it may have reserved is not on disk: the next enqueue
+                        // reserves anew, so no id handed out later can be reused after a crash.
+                        book.reserved_until = 0;
                     }
                 }
                 let result = applied.and_then(|()| self.flush_files());
@@ -855,7 +859,10 @@ impl Store {
             if self.config.durability == Durability::Relaxed {
                 let mut sled_batch = Batch::default();
                 batch.into_batch(&mut sled_batch);
-                self.queue.apply_batch(sled_batch)?;
+                if let Err(error) = self.queue.apply_batch(sled_batch) {
+                    book.reserved_until = 0;
+                    return Err(error.into());
+                }
                 self.file_applied(&mut book, due);
                 return Ok(receipt);
             }
