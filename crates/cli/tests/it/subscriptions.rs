@@ -122,12 +122,7 @@ fn list_filters_by_name_event_and_state() {
 
 #[test]
 fn update_merges_into_the_stored_subscription_and_keeps_hidden_secrets() {
-    let store = Store::new();
-    store.ok(&[
-        "subscriptions",
-        "create",
-        &subscription("https://a.example/h", json!({})),
-    ]);
+    let store = one_subscription();
     // What `show --json` printed, edited and fed back: the placeholder keeps the secret.
     let mut shown = store.json(&["subscriptions", "show", "1"]);
     shown["name"] = json!("renamed");
@@ -154,12 +149,7 @@ fn update_merges_into_the_stored_subscription_and_keeps_hidden_secrets() {
 
 #[test]
 fn a_json_lines_batch_from_stdin_is_published() {
-    let store = Store::new();
-    store.ok(&[
-        "subscriptions",
-        "create",
-        &subscription("https://a.example/h", json!({})),
-    ]);
+    let store = one_subscription();
     let batch = format!(
         "{CONTACT_CREATED}\n\n{}\n",
         CONTACT_CREATED.replace("42", "43")
@@ -223,4 +213,15 @@ fn create_with_test_saves_only_when_the_target_answers_200() {
             .map(Vec::len),
         Some(1)
     );
+}
+
+/// A store with one subscription to `https://a.example/h`.
+fn one_subscription() -> Store {
+    let store = Store::new();
+    store.ok(&[
+        "subscriptions",
+        "create",
+        &subscription("https://a.example/h", json!({})),
+    ]);
+    store
 }

@@ -102,11 +102,7 @@ fn prune_forgets_expired_event_ids_but_not_fresh_ones() {
 #[test]
 fn prune_removes_attempts_past_retention() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    store
-        .enqueue(&[], vec![delivery(1, "a", 0), delivery(1, "b", 0)], 0)
-        .unwrap();
-    let leased = store.lease(0, 10).unwrap();
+    let (store, leased) = two_leased(&dir);
     store
         .reschedule(leased[0].id, 0, attempt(1, 10, "http 500"))
         .unwrap();
@@ -579,11 +575,7 @@ fn dead_letters_are_listed_replayed_and_purged() {
 #[test]
 fn deliveries_in_flight_when_dropped_are_due_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    store
-        .enqueue(&[], vec![delivery(1, "a", 0), delivery(1, "b", 0)], 0)
-        .unwrap();
-    let leased = store.lease(0, 10).unwrap();
+    let (store, leased) = two_leased(&dir);
     assert_eq!(leased.len(), 2);
     drop(store);
     let store = open(dir.path());
@@ -747,11 +739,7 @@ fn a_backlog_behind_a_refused_subscription_is_not_walked() {
 #[test]
 fn retrying_counts_the_due_deliveries_that_failed_before() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    store
-        .enqueue(&[], vec![delivery(1, "a", 0), delivery(1, "b", 0)], 0)
-        .unwrap();
-    let leased = store.lease(0, 10).unwrap();
+    let (store, leased) = two_leased(&dir);
     let (failed, fine) = (leased[0].id, leased[1].id);
     store
         .reschedule(failed, 5, attempt(1, 0, "http_status: 500"))
@@ -774,4 +762,14 @@ fn retrying_counts_the_due_deliveries_that_failed_before() {
     drop(store);
     let store = open(dir.path());
     assert_eq!(retrying(&store), (2, 1), "rebuilt on open");
+}
+
+/// A store with two deliveries of subscription 1, both leased at 0.
+fn two_leased(dir: &tempfile::TempDir) -> (callout_store::Store, Vec<callout_store::Delivery>) {
+    let store = open(dir.path());
+    store
+        .enqueue(&[], vec![delivery(1, "a", 0), delivery(1, "b", 0)], 0)
+        .unwrap();
+    let leased = store.lease(0, 10).unwrap();
+    (store, leased)
 }

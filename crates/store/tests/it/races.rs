@@ -18,21 +18,7 @@ fn hold_meanwhile_an_enqueue_waits_for_its_group_commit_holds_its_delivery() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(open(dir.path()));
     // Background writers keep a leader flushing, so an enqueue often waits for the next group.
-    let stop = Arc::new(AtomicBool::new(false));
-    let background: Vec<_> = (0..3)
-        .map(|t| {
-            let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                let mut i = 0;
-                while !stop.load(Ordering::SeqCst) {
-                    i += 1;
-                    store
-                        .enqueue(&[], vec![delivery(100 + t, &format!("b{t}-{i}"), 1)], 1)
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
+    let background = BusyWriters::start(&store);
     let rounds = 100u64;
     for round in 0..rounds {
         let sub = 1_000 + round;
@@ -45,7 +31,10 @@ fn hold_meanwhile_an_enqueue_waits_for_its_group_commit_holds_its_delivery() {
             })
         };
         // Counted due (in the step that queued its batch for the group commit): hold now.
-        while store.subscription_counts(sub).unwrap().due == 0 {
+        let started = Instant::now();
+        while store.subscription_counts(sub).unwrap().due == 0
+            && started.elapsed() < Duration::from_secs(10)
+        {
             std::hint::spin_loop();
         }
         store.hold_subscription(sub).unwrap();
@@ -53,10 +42,7 @@ fn hold_meanwhile_an_enqueue_waits_for_its_group_commit_holds_its_delivery() {
         let counts = store.subscription_counts(sub).unwrap();
         assert_eq!((counts.due, counts.held), (0, 1), "round {round}");
     }
-    stop.store(true, Ordering::SeqCst);
-    for t in background {
-        t.join().unwrap();
-    }
+    background.stop();
     let held = |sub: &u64| (1_000..1_000 + rounds).contains(sub);
     let leased = store.lease(u64::MAX / 2, 1_000_000).unwrap();
     assert!(leased.iter().all(|d| !held(&d.subscription_id)));
@@ -120,21 +106,7 @@ fn ids_of_a_crashed_process_are_never_handed_out_again() {
 fn resume_meanwhile_an_enqueue_waits_for_its_group_commit_leaves_it_due() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(open(dir.path()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let background: Vec<_> = (0..3)
-        .map(|t| {
-            let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                let mut i = 0;
-                while !stop.load(Ordering::SeqCst) {
-                    i += 1;
-                    store
-                        .enqueue(&[], vec![delivery(100 + t, &format!("b{t}-{i}"), 1)], 1)
-                        .unwrap();
-                }
-            })
-        })
-        .collect();
+    let background = BusyWriters::start(&store);
     let deadline = Instant::now() + Duration::from_secs(20);
     for round in 0..300 {
         store.hold_subscription(1).unwrap();
@@ -166,10 +138,7 @@ fn resume_meanwhile_an_enqueue_waits_for_its_group_commit_leaves_it_due() {
             .complete(leased[0].id, attempt(1, 1, "delivered"))
             .unwrap();
     }
-    stop.store(true, Ordering::SeqCst);
-    for t in background {
-        t.join().unwrap();
-    }
+    background.stop();
 }
 
 /// Two replays of the same dead letters at once bring each back once.
@@ -202,4 +171,39 @@ fn concurrent_replays_bring_each_dead_letter_back_once() {
         ),
         (n, n, 0, n)
     );
+}
+
+/// Three writers enqueueing to other subscriptions until stopped, so a group-commit leader is
+/// nearly always busy and an enqueue often waits for the next group.
+struct BusyWriters {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl BusyWriters {
+    fn start(store: &Arc<callout_store::Store>) -> BusyWriters {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..3)
+            .map(|t| {
+                let (store, stop) = (Arc::clone(store), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let mut i = 0;
+                    while !stop.load(Ordering::SeqCst) {
+                        i += 1;
+                        store
+                            .enqueue(&[], vec![delivery(100 + t, &format!("b{t}-{i}"), 1)], 1)
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        BusyWriters { stop, threads }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+    }
 }
