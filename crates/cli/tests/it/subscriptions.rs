@@ -173,17 +173,7 @@ fn create_with_test_saves_only_when_the_target_answers_200() {
     let refusing = Receiver::start(|_, _| Reply::status(500));
     let store = Store::new();
     let document = subscription(&format!("{}/hooks", refusing.url), json!({}));
-    let line = store.fails(
-        &[
-            "subscriptions",
-            "create",
-            "--test",
-            "--allow",
-            "127.0.0.1",
-            &document,
-        ],
-        1,
-    );
+    let line = store.fails(&create_tested(&document), 1);
     assert_eq!(
         line,
         "callout: the target answered the test event 500, not 200; not created"
@@ -197,14 +187,7 @@ fn create_with_test_saves_only_when_the_target_answers_200() {
         line.contains("allow-list"),
         "without --allow the guard refuses 127.0.0.1: {line}"
     );
-    store.ok(&[
-        "subscriptions",
-        "create",
-        "--test",
-        "--allow",
-        "127.0.0.1",
-        &document,
-    ]);
+    store.ok(&create_tested(&document));
     assert_eq!(accepting.received().len(), 1);
     assert_eq!(
         store
@@ -224,4 +207,16 @@ fn one_subscription() -> Store {
         &subscription("https://a.example/h", json!({})),
     ]);
     store
+}
+
+/// `callout subscriptions create --test` of `document`, allowed to reach 127.0.0.1.
+fn create_tested(document: &str) -> [&str; 6] {
+    [
+        "subscriptions",
+        "create",
+        "--test",
+        "--allow",
+        "127.0.0.1",
+        document,
+    ]
 }
