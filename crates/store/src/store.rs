@@ -47,7 +47,10 @@ const BY_SUB: u8 = b'A'; // A sub at id n -> ()
 const DELIVERED: u8 = b'n'; // n sub -> u64 delivered count
 const HELD_SUB: u8 = b'H'; // H sub -> ()
 const SEEN: u8 = b'e'; // e event_id -> at
-const SEEN_AT: u8 = b't'; // t at event_id -> ()
+                       // One expiry record per group commit, not per id: it names the first id in its key and the
+                       // others in its value (`expiry_record`), so a publish's event ids cost one write each plus a
+                       // share of one.
+const SEEN_AT: u8 = b't'; // t at event_id -> further event ids
 const NEXT_DELIVERY: &[u8] = b"N"; // N -> the next id not yet reserved
 /// Delivery ids are reserved in blocks: `N` is written once per block, not once per enqueue. A
 /// crash skips at most the rest of a block; an id is never reused.
@@ -216,7 +219,7 @@ struct FlushState {
     /// sled pays a log write per `apply_batch` (FACTS.md: about 50 us each).
     pending: Vec<Ops>,
     /// Host event ids in `pending`, so a concurrent duplicate is caught before it is applied.
-    pending_ids: Vec<String>,
+    pending_ids: Vec<(String, u64)>,
     /// Due deliveries in `pending`: they enter the due index once applied, never before, so
     /// a lease never looks for a record that is not there yet.
     pending_due: Vec<(u64, Entry)>,
@@ -590,9 +593,12 @@ impl Store {
                 for ops in pending {
                     ops.into_batch(&mut batch);
                 }
+                if let Some((k, v)) = expiry_record(&applied_ids) {
+                    batch.insert(k, v);
+                }
                 let applied = self.queue.apply_batch(batch).map_err(StoreError::from);
                 if let Ok(mut book) = self.book() {
-                    for id in &applied_ids {
+                    for (id, _) in &applied_ids {
                         book.pending_seen.remove(id);
                     }
                     // Applied records can be leased even if the flush fails: a crash would
@@ -811,10 +817,7 @@ impl Store {
                     }
                     _ => {
                         batch.insert(seen, now_ms.to_be_bytes());
-                        let mut expiry = key(SEEN_AT, &[now_ms]);
-                        expiry.extend_from_slice(event_id.as_bytes());
-                        batch.insert(expiry, []);
-                        fresh_ids.push(event_id.clone());
+                        fresh_ids.push((event_id.clone(), now_ms));
                     }
                 }
             }
@@ -857,6 +860,9 @@ impl Store {
             dups.sort();
             receipt.duplicate_event_ids = dups;
             if self.config.durability == Durability::Relaxed {
+                if let Some((k, v)) = expiry_record(&fresh_ids) {
+                    batch.insert(k, v);
+                }
                 let mut sled_batch = Batch::default();
                 batch.into_batch(&mut sled_batch);
                 if let Err(error) = self.queue.apply_batch(sled_batch) {
@@ -867,7 +873,8 @@ impl Store {
                 return Ok(receipt);
             }
             // Queued under the book lock, so batches apply in id order.
-            book.pending_seen.extend(fresh_ids.iter().cloned());
+            book.pending_seen
+                .extend(fresh_ids.iter().map(|(id, _)| id.clone()));
             let mut state = self
                 .flusher
                 .state
@@ -1515,20 +1522,22 @@ impl Store {
             .range(key(SEEN_AT, &[0])..key(SEEN_AT, &[seen_before]))
             .take(max)
         {
-            let (tk, _) = item?;
-            let mut seen = vec![SEEN];
-            seen.extend_from_slice(tk.get(9..).unwrap_or_default());
-            // An id seen again after its retention was remembered anew under a later time:
-            // only this old expiry entry goes, not the fresh memory of it.
-            let renewed = self
-                .queue
-                .get(&seen)?
-                .is_some_and(|at| part(&at, 0) >= seen_before);
-            if !renewed {
-                batch.remove(seen);
+            let (tk, further) = item?;
+            let first = tk.get(9..).unwrap_or_default();
+            for id in std::iter::once(first).chain(expiry_ids(&further)) {
+                let seen = [&[SEEN], id].concat();
+                // An id seen again after its retention was remembered anew under a later
+                // time: only this old expiry goes, not the fresh memory of it.
+                let renewed = self
+                    .queue
+                    .get(&seen)?
+                    .is_some_and(|at| part(&at, 0) >= seen_before);
+                if !renewed {
+                    batch.remove(seen);
+                }
+                removed += 1;
             }
             batch.remove(tk);
-            removed += 1;
         }
         self.apply(batch)?;
         Ok(removed)
@@ -1611,6 +1620,33 @@ fn entry_of(delivery: &Delivery) -> Entry {
 /// The record in a due value (see [`due_value`]).
 fn decode_due(key: &[u8], value: &[u8]) -> Result<Delivery, StoreError> {
     codec::decode(key, value.get(9..).unwrap_or_default())
+}
+
+/// The expiry record of remembered event ids `(id, remembered at)`: keyed by the latest time
+/// among them (so none is forgotten early) and the first id, with the others in the value,
+/// each as a big-endian u32 length and its bytes.
+fn expiry_record(ids: &[(String, u64)]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let ((first, _), rest) = ids.split_first()?;
+    let at = ids.iter().map(|(_, at)| *at).max().unwrap_or_default();
+    let mut k = key(SEEN_AT, &[at]);
+    k.extend_from_slice(first.as_bytes());
+    let mut v = Vec::new();
+    for (id, _) in rest {
+        v.extend_from_slice(&(id.len() as u32).to_be_bytes());
+        v.extend_from_slice(id.as_bytes());
+    }
+    Some((k, v))
+}
+
+/// The further event ids in an expiry record's value (see [`expiry_record`]); a value cut
+/// short yields what it holds whole.
+fn expiry_ids(mut value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let len = u32::from_be_bytes(value.get(..4)?.try_into().ok()?) as usize;
+        let id = value.get(4..4 + len)?;
+        value = &value[4 + len..];
+        Some(id)
+    })
 }
 
 fn key_str(tag: u8, text: &str) -> Vec<u8> {

@@ -773,3 +773,41 @@ fn two_leased(dir: &tempfile::TempDir) -> (callout_store::Store, Vec<callout_sto
     let leased = store.lease(0, 10).unwrap();
     (store, leased)
 }
+
+#[test]
+fn event_ids_of_concurrent_publishes_expire_together_and_not_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let start = Arc::new(Barrier::new(8));
+    let writers: Vec<_> = (0..8u64)
+        .map(|t| {
+            let (store, start) = (Arc::clone(&store), Arc::clone(&start));
+            std::thread::spawn(move || {
+                start.wait();
+                for i in 0..20u64 {
+                    let id = format!("t{t}-{i}");
+                    let at = 1_000 + i;
+                    store
+                        .enqueue(std::slice::from_ref(&id), vec![delivery(1, &id, 0)], at)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let ids: Vec<String> = (0..8)
+        .flat_map(|t| (0..20).map(move |i| format!("t{t}-{i}")))
+        .collect();
+    // Within retention of the latest sighting nothing is forgotten, whatever group it was in.
+    assert_eq!(store.prune(1_000 + DAY_MS, 10_000).unwrap(), 0);
+    let again = store.enqueue(&ids, vec![], 1_000 + DAY_MS - 1).unwrap();
+    assert_eq!(again.duplicate_event_ids.len(), 160);
+    // Past it, every id is forgotten exactly once.
+    let later = 1_000 + 20 + DAY_MS + 1;
+    assert_eq!(store.prune(later, 10_000).unwrap(), 160);
+    assert_eq!(store.prune(later, 10_000).unwrap(), 0);
+    let fresh = store.enqueue(&ids, vec![], later).unwrap();
+    assert!(fresh.duplicate_event_ids.is_empty());
+}
