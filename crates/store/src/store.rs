@@ -1068,6 +1068,19 @@ impl Store {
             if book.behind_ids.contains(&id) {
                 self.apply_behind(&mut book)?;
             }
+            // An attempt that started before this lease did belongs to an earlier lease that
+            // expired (its worker was stuck past it): it must not settle the delivery's new
+            // lease, which another worker holds. Leases are keyed by id; their start time
+            // tells them apart.
+            let lease_ms = self.config.lease.as_millis() as u64;
+            let current = book.leased.get(&id).is_some_and(|lease| {
+                attempt
+                    .as_ref()
+                    .is_none_or(|a| a.at >= lease.until.saturating_sub(lease_ms))
+            });
+            if !current {
+                return Err(StoreError::UnknownDelivery(id));
+            }
             let lease = book
                 .leased
                 .remove(&id)

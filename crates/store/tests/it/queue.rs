@@ -190,6 +190,12 @@ fn expired_lease_returns_to_the_queue() {
     assert_eq!(again[0].id, first[0].id);
     assert_eq!(again[0].state, DeliveryState::InFlight { until: 110 });
     assert_eq!(store.counts().unwrap().in_flight, 1);
+    // The attempt made under the expired lease (started at 1) does not settle the new one.
+    assert!(matches!(
+        store.complete(first[0].id, attempt(1, 1, "delivered")),
+        Err(StoreError::UnknownDelivery(_))
+    ));
+    assert_eq!(store.counts().unwrap().in_flight, 1, "the new lease holds");
     // The new lease is the one that settles.
     store
         .complete(first[0].id, attempt(1, 61, "delivered"))
