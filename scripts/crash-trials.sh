@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the store's crash test N times (3 kills each: a child process enqueues until SIGKILLed,
+# Runs the store's crash test N times (3 kills each: a child process enqueues from 4 threads until SIGKILLed,
 # the store reopens and must hold every acknowledged event exactly once). Stops at the first
 # failure with a non-zero exit.
 # Usage: scripts/crash-trials.sh [N]   (default 10)

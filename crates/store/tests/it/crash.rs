@@ -1,5 +1,5 @@
-//! Crash test: a child process enqueues and acknowledges events until it is SIGKILLed; the
-//! store must reopen cleanly holding every acknowledged event exactly once.
+//! Crash test: a child process enqueues and acknowledges events from several threads until it
+//! is SIGKILLed; the store must reopen cleanly holding every acknowledged event exactly once.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -12,36 +12,47 @@ use crate::{delivery, open, spawn_self};
 const CHILD_DIR: &str = "CALLOUT_CRASH_CHILD_DIR";
 const TRIALS: &str = "CALLOUT_CRASH_TRIALS";
 
-/// In the child: enqueue forever, printing `ACK <event id>` once each enqueue returned; every
-/// other round it also leases the oldest due delivery and completes it, printing `DONE <event
-/// id>`, so the kill also lands amid leases and buffered settles.
+/// Publishing threads in the child, so that group commits carry several publishes each.
+const WRITERS: u64 = 4;
+
+/// In the child: enqueue forever from [`WRITERS`] threads, printing `ACK <event id>` once each
+/// enqueue returned; every other round the first thread also leases the oldest due delivery and
+/// completes it, printing `DONE <event id>`, so the kill also lands amid leases and buffered
+/// settles.
 fn child(dir: &Path) {
     let store = open(dir);
     // Bounded, so an orphaned child (its parent died first) still ends.
     let deadline = Instant::now() + Duration::from_secs(60);
-    for n in 0u64..10_000_000 {
-        if Instant::now() > deadline {
-            break;
+    std::thread::scope(|scope| {
+        for writer in 0..WRITERS {
+            let store = &store;
+            scope.spawn(move || {
+                for n in 0u64..10_000_000 {
+                    if Instant::now() > deadline {
+                        break;
+                    }
+                    let event = format!("evt_{writer}_{n}");
+                    let receipt = store
+                        .enqueue(
+                            std::slice::from_ref(&event),
+                            vec![delivery(n % 4 + 1, &event, 0)],
+                            n,
+                        )
+                        .expect("enqueue");
+                    assert_eq!(receipt.delivery_ids.len(), 1);
+                    println!("ACK {event}");
+                    if writer == 0 && n % 2 == 1 {
+                        for leased in store.lease(n, 1).expect("lease") {
+                            store
+                                .complete(leased.id, crate::attempt(1, n, "delivered"))
+                                .expect("complete");
+                            println!("DONE {}", leased.event_ids[0]);
+                        }
+                    }
+                }
+            });
         }
-        let event = format!("evt_{n}");
-        let receipt = store
-            .enqueue(
-                std::slice::from_ref(&event),
-                vec![delivery(n % 4 + 1, &event, 0)],
-                n,
-            )
-            .expect("enqueue");
-        assert_eq!(receipt.delivery_ids.len(), 1);
-        println!("ACK {event}");
-        if n % 2 == 1 {
-            for leased in store.lease(n, 1).expect("lease") {
-                store
-                    .complete(leased.id, crate::attempt(1, n, "delivered"))
-                    .expect("complete");
-                println!("DONE {}", leased.event_ids[0]);
-            }
-        }
-    }
+    });
 }
 
 fn trial(number: u64) {
