@@ -52,13 +52,13 @@ const BY_SUB: u8 = b'A'; // A sub at id n -> ()
 const DELIVERED: u8 = b'n'; // n sub -> u64 delivered count
 const HELD_SUB: u8 = b'H'; // H sub -> ()
 const SEEN: u8 = b'e'; // e event_id -> at
-                       // One expiry record per group commit, not per id: it names the first id in its key and the
-                       // others in its value (`expiry_record`), so a publish's event ids cost one write each plus a
-                       // share of one.
+/// One expiry record per group commit, not per id: it names the first id in its key and the
+/// others in its value (`expiry_record`), so a publish's event ids cost one write each plus a
+/// share of one.
 const SEEN_AT: u8 = b't'; // t at event_id -> further event ids
 const NEXT_DELIVERY: &[u8] = b"N"; // N -> the next id not yet reserved
-                                   // A group commit's writes as one record (`Ops::encode`), flushed, then written out as plain
-                                   // inserts and removed (`Store::write_out`); one a crash left is written out on open.
+/// A group commit's writes as one record (`Ops::encode`), flushed, then written out as plain
+/// inserts and removed (`Store::write_out`); one a crash left is written out on open.
 const JOURNAL: u8 = b'j'; // j ticket -> Ops
 /// Delivery ids are reserved in blocks: `N` is written once per block, not once per enqueue. A
 /// crash skips at most the rest of a block; an id is never reused.
