@@ -81,6 +81,35 @@ fn store(c: &mut Criterion) {
         });
     });
 
+    // The ceiling of the 8-thread goal: what sled itself does when 1 or 8 publishes' records
+    // (a ~300 B delivery and an 8 B dedup mark each) share one flush, with no atomicity and no
+    // threads. Their ratio bounds what any group commit of 8 on sled can reach.
+    for publishes in [1u64, THREADS] {
+        group.throughput(Throughput::Elements(publishes));
+        let name = format!("raw_sled_insert_flush_publishes/{publishes}");
+        group.bench_function(name, |b| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = sled::Config::new()
+                .path(dir.path())
+                .cache_capacity(64 * 1024 * 1024)
+                .open()
+                .expect("sled opens");
+            let tree = db.open_tree("queue").expect("tree");
+            let mut next = 0u64;
+            b.iter(|| {
+                for _ in 0..publishes {
+                    next += 1;
+                    tree.insert(next.to_be_bytes(), body.as_slice())
+                        .expect("insert");
+                    tree.insert(format!("e evt_{next}").as_bytes(), &next.to_be_bytes())
+                        .expect("insert");
+                }
+                db.flush().expect("flush");
+            });
+        });
+    }
+
+    group.throughput(Throughput::Elements(BATCH as u64));
     group.bench_function("enqueue_batch_100", |b| {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(&dir);
