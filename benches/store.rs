@@ -1,7 +1,8 @@
-//! Store throughput next to the raw sled limit, measured in the same run: sled `apply_batch` +
-//! `flush` of 100 records of about 300 B, against `Store::enqueue` of 100 deliveries, single-event
-//! durable publishes from 1 and 8 threads (group commit), and the full queue cycle
-//! enqueue -> lease -> complete. Every figure is in deliveries (records) per second.
+//! Store throughput next to the raw sled limits, measured in the same run: sled `apply_batch` +
+//! `flush` of 100 records of about 300 B against `Store::enqueue` of 100 deliveries; sled inserts
+//! of 1 and 8 publishes' records per `flush` against single-event durable publishes from 1 and 8
+//! threads (group commit); and the full queue cycle enqueue -> lease -> complete. Every figure
+//! is in deliveries (records, or publishes) per second.
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
