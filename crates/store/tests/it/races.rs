@@ -207,3 +207,74 @@ impl BusyWriters {
         }
     }
 }
+
+/// Four workers lease, fail and lease again the same deliveries as fast as they can, while the
+/// write-behind buffer holds their settles: with fewer deliveries than fill it, every lease
+/// after the first round finds its delivery's reschedule still buffered; with more, the buffer
+/// fills and is applied in the middle of the race. Each delivery goes through its failures and
+/// its success once each, the counts agree, and a reopen finds every outcome on disk.
+#[test]
+fn racing_workers_settle_each_delivery_once_per_attempt_and_all_of_it_reaches_disk() {
+    // The buffer holds 256 settles.
+    for n in [100u64, 300] {
+        race_leases_and_settles(n);
+    }
+}
+
+fn race_leases_and_settles(n: u64) {
+    const TRIES: u32 = 4;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Arc::new(open(dir.path()));
+        let batch = (0..n)
+            .map(|i| delivery(1 + i % 3, &format!("e{i}"), 1))
+            .collect();
+        let ids = store.enqueue(&[], batch, 1).unwrap().delivery_ids;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    while Instant::now() < deadline {
+                        let leased = store.lease(10, 8).unwrap();
+                        if leased.is_empty() {
+                            let counts = store.counts().unwrap();
+                            if counts.due + counts.in_flight == 0 {
+                                break;
+                            }
+                        }
+                        for d in leased {
+                            let number = d.attempts + 1;
+                            let at = 10 + u64::from(number);
+                            if number < TRIES {
+                                store
+                                    .reschedule(d.id, 10, attempt(number, at, "failed"))
+                                    .unwrap();
+                            } else {
+                                store
+                                    .complete(d.id, attempt(number, at, "delivered"))
+                                    .unwrap();
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        let counts = store.counts().unwrap();
+        assert_eq!((counts.delivered, counts.due, counts.in_flight), (n, 0, 0));
+        for id in ids {
+            let attempts = store.attempts_for_delivery(id).unwrap();
+            assert_eq!(attempts.len(), TRIES as usize, "attempts of delivery {id}");
+        }
+    }
+    let store = open(dir.path());
+    let counts = store.counts().unwrap();
+    assert_eq!(
+        (counts.delivered, counts.due, counts.in_flight, counts.dead),
+        (n, 0, 0, 0)
+    );
+    assert!(store.lease(1_000, 10).unwrap().is_empty());
+}
