@@ -1656,12 +1656,16 @@ impl Store {
             for id in std::iter::once(first).chain(expiry_ids(&further)) {
                 let seen = [&[SEEN], id].concat();
                 // An id seen again after its retention was remembered anew under a later
-                // time: only this old expiry goes, not the fresh memory of it.
+                // time: only this old expiry goes, not the fresh memory of it. One waiting
+                // for its group commit is about to be (outside the book lock): removing its
+                // memory now could come after that, and let the id through again.
                 let renewed = self
                     .queue
                     .get(&seen)?
                     .is_some_and(|at| part(&at, 0) >= seen_before);
-                if !renewed {
+                let pending =
+                    std::str::from_utf8(id).is_ok_and(|id| book.pending_seen.contains(id));
+                if !renewed && !pending {
                     batch.remove(seen);
                 }
                 removed += 1;

@@ -2,10 +2,10 @@
 //! resume, concurrent replays, and id blocks across a crash.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use callout_store::Counts;
+use callout_store::{Counts, Store, StoreConfig};
 
 use crate::{attempt, delivery, open, spawn_self};
 
@@ -277,4 +277,49 @@ fn race_leases_and_settles(n: u64) {
         (n, 0, 0, 0)
     );
     assert!(store.lease(1_000, 10).unwrap().is_empty());
+}
+
+/// An event id whose memory has expired is published again while `prune` runs: the group commit
+/// remembers it anew outside the book lock, and `prune`, which read the old memory first, must
+/// not remove the new one, or the next publish of the id within retention goes out twice. The
+/// publish and the prune start together, at staggered offsets, over many trials.
+#[test]
+fn prune_racing_a_group_commit_keeps_the_event_id_it_remembers_anew() {
+    let trials = 24u64;
+    let mut twice = 0;
+    for trial in 0..trials {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            dedup_retention: Duration::from_millis(1_000),
+            ..StoreConfig::default()
+        };
+        let store = Arc::new(Store::open(dir.path(), config).unwrap());
+        // At 0: "e" first in one expiry record, with fillers so prune takes a while over it.
+        let ids: Vec<String> = std::iter::once("e".to_string())
+            .chain((0..2_000).map(|i| format!("f{i:05}")))
+            .collect();
+        store.enqueue(&ids, vec![], 0).unwrap();
+        let start = Arc::new(Barrier::new(2));
+        let publisher = {
+            let (store, start) = (Arc::clone(&store), Arc::clone(&start));
+            // At 1,500 the memory of 0 has expired: "e" is new again and remembered anew.
+            std::thread::spawn(move || {
+                start.wait();
+                store.enqueue(&["e".into()], vec![delivery(1, "e", 0)], 1_500)
+            })
+        };
+        start.wait();
+        let offset = Instant::now();
+        while offset.elapsed() < Duration::from_micros((trial % 12) * 15) {
+            std::hint::spin_loop();
+        }
+        store.prune(2_000, 10).unwrap();
+        assert_eq!(publisher.join().unwrap().unwrap().delivery_ids.len(), 1);
+        // At 1,600, within the retention of the publish at 1,500: a duplicate.
+        let again = store
+            .enqueue(&["e".into()], vec![delivery(1, "e", 0)], 1_600)
+            .unwrap();
+        twice += u64::from(!again.delivery_ids.is_empty());
+    }
+    assert_eq!(twice, 0, "trials of {trials} that enqueued \"e\" twice");
 }
