@@ -241,6 +241,22 @@ struct FlushState {
     last_group: usize,
 }
 
+/// A durable writer counted in [`FlushState::writing`] until it takes its ticket: dropped on
+/// an early return, it counts the writer out, or every later leader would wait the whole
+/// [`GATHER`] for a writer that never comes.
+struct Writing<'a>(Option<&'a Flusher>);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        if let Some(flusher) = self.0 {
+            if let Ok(mut state) = flusher.state.lock() {
+                state.writing = state.writing.saturating_sub(1);
+                flusher.arrived.notify_one();
+            }
+        }
+    }
+}
+
 /// Writes of one state change, in order, before they become one sled batch: an enqueue's wait
 /// for the group commit, a settle's in the write-behind buffer (see [`Book::behind`]), or any
 /// other change's until it is applied. Unlike `sled::Batch`, two of these can be merged.
@@ -906,12 +922,14 @@ impl Store {
         now_ms: u64,
     ) -> Result<EnqueueReceipt, StoreError> {
         let mut receipt = EnqueueReceipt::default();
+        let mut writing = Writing(None);
         if self.config.durability != Durability::Relaxed {
             self.flusher
                 .state
                 .lock()
                 .map_err(|_| StoreError::Poisoned)?
                 .writing += 1;
+            writing.0 = Some(&self.flusher);
         }
         let ticket = {
             let mut book = self.book()?;
@@ -1001,6 +1019,7 @@ impl Store {
             state.pending_due.extend(due);
             state.written += 1;
             state.writing = state.writing.saturating_sub(1);
+            writing.0 = None;
             self.flusher.arrived.notify_one();
             state.written
         };
