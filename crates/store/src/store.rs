@@ -231,8 +231,13 @@ struct FlushState {
     /// Due deliveries in `pending`: they enter the due index once applied, never before, so
     /// a lease never looks for a record that is not there yet.
     pending_due: Vec<(u64, Entry)>,
-    /// Writes up to this ticket were in a batch whose apply or flush failed.
-    failed: u64,
+    /// Groups whose commit failed, as (last ticket before the group, last ticket in it, how
+    /// many of its writers have yet to hear): a range per group, not a high-water mark, since
+    /// a later group that commits raises `flushed` past tickets that failed, and a writer of
+    /// the failed group woken late must still hear of its failure.
+    failed: Vec<(u64, u64, u64)>,
+    /// The last ticket a leader has taken into a group.
+    taken: u64,
     written: u64,
     flushed: u64,
     flushing: bool,
@@ -647,7 +652,15 @@ impl Store {
             .lock()
             .map_err(|_| StoreError::Poisoned)?;
         loop {
-            if ticket <= state.failed && ticket > state.flushed {
+            if let Some(group) = state
+                .failed
+                .iter()
+                .position(|&(after, last, _)| after < ticket && ticket <= last)
+            {
+                state.failed[group].2 -= 1;
+                if state.failed[group].2 == 0 {
+                    state.failed.swap_remove(group);
+                }
                 return Err(StoreError::Io(std::io::Error::other(
                     "the group commit carrying this write failed",
                 )));
@@ -678,7 +691,9 @@ impl Store {
                         .0;
                 }
                 state.last_group = state.pending.len();
+                let after = state.taken;
                 let target = state.written;
+                state.taken = target;
                 let pending = std::mem::take(&mut state.pending);
                 let applied_ids = std::mem::take(&mut state.pending_ids);
                 let applied_due = std::mem::take(&mut state.pending_due);
@@ -713,7 +728,9 @@ impl Store {
                 if result.is_ok() {
                     state.flushed = state.flushed.max(target);
                 } else {
-                    state.failed = state.failed.max(target);
+                    // Counted without the leader: it hears here.
+                    state.failed.push((after, target, target - after - 1));
+                    state.failed.retain(|&(_, _, waiting)| waiting > 0);
                 }
                 self.flusher.done.notify_all();
                 result?;
@@ -738,7 +755,15 @@ impl Store {
         }
         let journal = key(JOURNAL, &[ticket]);
         self.queue.insert(&journal, ops.encode())?;
-        self.flush_files()?;
+        if let Err(error) = self.flush_files() {
+            // Its writers hear that it failed: take the journal back, or the next flush would
+            // keep it and a reopen write out what they were told was not stored. (A crash
+            // before that flush can still bring it back, if sled had it on disk already.)
+            if let Err(error) = self.queue.remove(&journal) {
+                tracing::error!(%error, "could not take back the journal of a failed group commit");
+            }
+            return Err(error);
+        }
         self.write_out(&journal, ops)
     }
 
