@@ -38,6 +38,17 @@ fn new_delivery(n: u64, body: &[u8]) -> NewDelivery {
     }
 }
 
+/// A bare sled database and tree, for the raw limits, with the store's cache size.
+fn raw_sled(dir: &tempfile::TempDir) -> (sled::Db, sled::Tree) {
+    let db = sled::Config::new()
+        .path(dir.path())
+        .cache_capacity(64 * 1024 * 1024)
+        .open()
+        .expect("sled opens");
+    let tree = db.open_tree("queue").expect("tree");
+    (db, tree)
+}
+
 fn open(dir: &tempfile::TempDir) -> Store {
     Store::open(dir.path(), StoreConfig::default()).expect("bench store opens")
 }
@@ -64,12 +75,7 @@ fn store(c: &mut Criterion) {
     group.throughput(Throughput::Elements(BATCH as u64));
     group.bench_function("raw_sled_apply_batch_100_flush", |b| {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = sled::Config::new()
-            .path(dir.path())
-            .cache_capacity(64 * 1024 * 1024)
-            .open()
-            .expect("sled opens");
-        let tree = db.open_tree("queue").expect("tree");
+        let (db, tree) = raw_sled(&dir);
         let mut next = 0u64;
         b.iter(|| {
             let mut batch = sled::Batch::default();
@@ -90,12 +96,7 @@ fn store(c: &mut Criterion) {
         let name = format!("raw_sled_insert_flush_publishes/{publishes}");
         group.bench_function(name, |b| {
             let dir = tempfile::tempdir().expect("tempdir");
-            let db = sled::Config::new()
-                .path(dir.path())
-                .cache_capacity(64 * 1024 * 1024)
-                .open()
-                .expect("sled opens");
-            let tree = db.open_tree("queue").expect("tree");
+            let (db, tree) = raw_sled(&dir);
             let mut next = 0u64;
             b.iter(|| {
                 for _ in 0..publishes {
