@@ -716,6 +716,10 @@ impl Store {
                         // The id block it may have reserved may not be on disk: the next
                         // enqueue reserves anew, so no id handed out later can be reused.
                         book.reserved_until = 0;
+                        // Counted due when they were enqueued; never stored.
+                        for (sub, _) in applied_due {
+                            book.leave(sub, DeliveryState::Due);
+                        }
                     }
                 }
                 state = self
@@ -1026,6 +1030,9 @@ impl Store {
                 batch.into_batch(&mut sled_batch);
                 if let Err(error) = self.queue.apply_batch(sled_batch) {
                     book.reserved_until = 0;
+                    for (sub, _) in due {
+                        book.leave(sub, DeliveryState::Due);
+                    }
                     return Err(error.into());
                 }
                 self.file_applied(&mut book, due);

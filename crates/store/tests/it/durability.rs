@@ -165,6 +165,12 @@ fn an_enqueue_acknowledged_while_group_commits_fail_is_leasable() {
         refused += failed;
     }
     assert!(refused > 0, "no group commit failed");
+    let counts = store.counts().unwrap();
+    assert_eq!(
+        (counts.due, counts.in_flight),
+        (acknowledged.len() as u64, 0),
+        "counted due: the acknowledged ones only ({refused} refused)"
+    );
     let leased: std::collections::HashSet<u64> = store
         .lease(0, 1_000_000)
         .unwrap()
