@@ -1,6 +1,8 @@
 //! End to end: publish -> durable enqueue -> dispatcher -> worker -> signed POST -> received,
 //! to a local keep-alive receiver, beside the raw ureq loopback rate measured in the same run.
 //! Throughput from 1 and 8 publishers; latency (p50/p99, printed) at low load, one at a time.
+//! Beside them, the ceiling of any engine on sled: raw ureq plus bare sled doing the writes a
+//! delivery needs at the least (see [`raw_sled_and_ureq`]).
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
@@ -14,7 +16,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{raw_agent, raw_send, run_split, start_receiver};
+use support::{raw_agent, raw_send, raw_sled, run_split, start_receiver};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const WORKERS: usize = 4;
@@ -86,6 +88,23 @@ fn end_to_end(c: &mut Criterion) {
         b.iter_custom(|iters| run_split(iters, WORKERS, |_| raw_send(&agent, &raw_url, &body, &[])))
     });
 
+    // The same requests, each with the least sled work a durable delivery needs.
+    let (dir, ceiling) = (tempfile::tempdir().expect("tempdir"), AtomicU64::new(0));
+    let (db, tree) = raw_sled(&dir);
+    for least in [false, true] {
+        let name = if least {
+            "raw_sled_and_ureq_least"
+        } else {
+            "raw_sled_and_ureq"
+        };
+        group.bench_function(BenchmarkId::new(name, WORKERS), |b| {
+            b.iter_custom(|iters| {
+                let first = ceiling.fetch_add(iters, Ordering::SeqCst);
+                raw_sled_and_ureq(&db, &tree, (first, iters), least, (&agent, &raw_url))
+            })
+        });
+    }
+
     for publishers in [1usize, 8] {
         let rig = rig();
         group.bench_function(BenchmarkId::new("publish_to_received", publishers), |b| {
@@ -139,6 +158,84 @@ fn end_to_end(c: &mut Criterion) {
         at(0.99),
         samples[samples.len() - 1]
     );
+}
+
+/// `count` deliveries (ids from `first`) the way bare sled and ureq would carry them at the
+/// least: a publisher inserts each 1,000 B record, 100 per `apply_batch` and one `flush` (a
+/// durable `publish_batch`), and hands the ids over; `WORKERS` threads each read a record back,
+/// POST it with raw ureq, then remove it and write its attempt record and the attempt's index
+/// entry, 256 deliveries per unflushed batch (the store's layout and write-behind). With `least`,
+/// the record is handed over in memory instead of read back and there is no index entry: the
+/// least an engine could store and still keep its history. No signing, no matching, no body
+/// shaping, no locks of ours.
+fn raw_sled_and_ureq(
+    db: &sled::Db,
+    tree: &sled::Tree,
+    (first, count): (u64, u64),
+    least: bool,
+    (agent, url): (&ureq::Agent, &str),
+) -> Duration {
+    let record = vec![b'x'; 1000];
+    let key = |tag: u8, id: u64| {
+        let mut key = vec![tag];
+        key.extend_from_slice(&id.to_be_bytes());
+        key
+    };
+    let (ids, handed) = crossbeam_channel::bounded::<u64>(count as usize);
+    let behind = std::sync::Mutex::new((sled::Batch::default(), 0usize));
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut next = first;
+            while next < first + count {
+                let end = (next + 100).min(first + count);
+                let mut batch = sled::Batch::default();
+                (next..end).for_each(|id| batch.insert(key(b'D', id), record.clone()));
+                tree.apply_batch(batch).expect("apply");
+                db.flush().expect("flush");
+                (next..end).for_each(|id| ids.send(id).expect("hand over"));
+                next = end;
+            }
+            drop(ids);
+        });
+        for _ in 0..WORKERS {
+            let handed = handed.clone();
+            let (key, behind, record) = (&key, &behind, &record);
+            scope.spawn(move || {
+                while let Ok(id) = handed.recv() {
+                    let body = if least {
+                        record.clone()
+                    } else {
+                        tree.get(key(b'D', id))
+                            .expect("get")
+                            .expect("record")
+                            .to_vec()
+                    };
+                    raw_send(agent, url, &body, &[]);
+                    let at = started.elapsed().as_micros() as u64;
+                    let full = behind.lock().map(|mut behind| {
+                        let attempt = [key(b'a', id), at.to_be_bytes().to_vec()].concat();
+                        let index = [key(b'A', 1), attempt[1..].to_vec()].concat();
+                        behind.0.remove(key(b'D', id));
+                        behind.0.insert(attempt, vec![7u8; 40]);
+                        if !least {
+                            behind.0.insert(index, Vec::new());
+                        }
+                        behind.1 += 1;
+                        (behind.1 % 256 == 0).then(|| std::mem::take(&mut behind.0))
+                    });
+                    if let Ok(Some(batch)) = full {
+                        tree.apply_batch(batch).expect("apply");
+                    }
+                }
+            });
+        }
+    });
+    let elapsed = started.elapsed();
+    if let Ok(mut behind) = behind.lock() {
+        let _ = tree.apply_batch(std::mem::take(&mut behind.0));
+    }
+    elapsed
 }
 
 criterion_group!(benches, end_to_end);

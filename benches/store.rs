@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 use callout_store::{Attempt, NewDelivery, Store, StoreConfig};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
+#[path = "support/mod.rs"]
+mod support;
+use support::raw_sled;
+
 const BATCH: usize = 100;
 /// A webhook body of about the size FACTS.md measured sled with.
 const BODY: usize = 300;
@@ -36,17 +40,6 @@ fn new_delivery(n: u64, body: &[u8]) -> NewDelivery {
         due_at: 0,
         ordered: false,
     }
-}
-
-/// A bare sled database and tree, for the raw limits, with the store's cache size.
-fn raw_sled(dir: &tempfile::TempDir) -> (sled::Db, sled::Tree) {
-    let db = sled::Config::new()
-        .path(dir.path())
-        .cache_capacity(64 * 1024 * 1024)
-        .open()
-        .expect("sled opens");
-    let tree = db.open_tree("queue").expect("tree");
-    (db, tree)
 }
 
 fn open(dir: &tempfile::TempDir) -> Store {

@@ -1,5 +1,6 @@
 //! Shared bench fixtures: a minimal keep-alive HTTP/1.1 receiver on 127.0.0.1, the raw ureq
-//! agent the sender is compared with, and a helper that splits work over threads.
+//! agent the sender is compared with, a bare sled for the raw storage limits, and a helper that
+//! splits work over threads.
 
 #![allow(dead_code)] // each bench uses a different part
 
@@ -120,4 +121,15 @@ pub fn run_split(total: u64, threads: usize, one: impl Fn(u64) + Sync) -> Durati
         }
     });
     started.elapsed()
+}
+
+/// A bare sled database and tree, for the raw limits, with the store's cache size.
+pub fn raw_sled(dir: &tempfile::TempDir) -> (sled::Db, sled::Tree) {
+    let db = sled::Config::new()
+        .path(dir.path())
+        .cache_capacity(64 * 1024 * 1024)
+        .open()
+        .expect("sled opens");
+    let tree = db.open_tree("queue").expect("tree");
+    (db, tree)
 }
