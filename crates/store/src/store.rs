@@ -103,6 +103,10 @@ pub struct StoreConfig {
     /// How long an attempt is kept after it was made, by [`Store::prune`] (for every delivery:
     /// a dead letter older than this keeps its record but loses its attempt history).
     pub attempt_retention: Duration,
+    /// How many bytes of enqueued deliveries are also kept in memory until their first lease,
+    /// so leasing them need not read them back from sled (default 16 MiB; 0 keeps none). Past
+    /// it, leases read records from disk as usual.
+    pub fresh_capacity: usize,
 }
 
 impl Default for StoreConfig {
@@ -113,6 +117,7 @@ impl Default for StoreConfig {
             lease: Duration::from_secs(300),
             dedup_retention: Duration::from_secs(86_400),
             attempt_retention: Duration::from_secs(30 * 86_400),
+            fresh_capacity: 16 * 1024 * 1024,
         }
     }
 }
@@ -150,6 +155,48 @@ struct Book {
     deadlines: BTreeSet<(u64, u64)>,
     /// Where the next `prune` goes on in the attempt index (empty: from the start).
     prune_cursor: Vec<u8>,
+    /// Records of deliveries enqueued by this process and not yet leased, so a lease need not
+    /// read them back (see [`Fresh`]).
+    fresh: Fresh,
+}
+
+/// Due records kept in memory from their group commit to their first lease, up to
+/// [`StoreConfig::fresh_capacity`] bytes (past that, leases read records from sled). A due
+/// record is never changed under its key: it is rewritten under another (reschedule, release,
+/// hold, replay) only after a lease or a hold has taken it from here, so what is kept is what
+/// is on disk. Reading it back cost a lease a sled read that waits behind every batch being
+/// applied (about 15% of the engine's throughput, docs/BENCHMARKS.md).
+#[derive(Default)]
+struct Fresh {
+    records: HashMap<u64, Delivery>,
+    bytes: usize,
+    capacity: usize,
+}
+
+impl Fresh {
+    /// About what a kept record takes: its parts of variable size and a share for the rest.
+    fn size(delivery: &Delivery) -> usize {
+        let ids: usize = delivery.event_ids.iter().map(String::len).sum();
+        delivery.body.len() + delivery.event_type.len() + ids + 128
+    }
+
+    /// Keeps `delivery` (due, as on disk), if there is room.
+    fn keep(&mut self, delivery: Delivery) {
+        let size = Fresh::size(&delivery);
+        if self.bytes + size <= self.capacity {
+            self.bytes += size;
+            if let Some(old) = self.records.insert(delivery.id, delivery) {
+                self.bytes -= Fresh::size(&old);
+            }
+        }
+    }
+
+    /// The record of the due `entry`, if kept; it is kept no more.
+    fn take(&mut self, entry: &Entry) -> Option<Delivery> {
+        let delivery = self.records.remove(&entry.id)?;
+        self.bytes -= Fresh::size(&delivery);
+        (delivery.due_at == entry.due_at).then_some(delivery)
+    }
 }
 
 /// A delivery in flight.
@@ -230,7 +277,7 @@ struct FlushState {
     pending_ids: Vec<(String, u64)>,
     /// Due deliveries in `pending`: they enter the due index once applied, never before, so
     /// a lease never looks for a record that is not there yet.
-    pending_due: Vec<(u64, Entry)>,
+    pending_due: Vec<Delivery>,
     /// Groups whose commit failed, as (last ticket before the group, last ticket in it, how
     /// many of its writers have yet to hear): a range per group, not a high-water mark, since
     /// a later group that commits raises `flushed` past tickets that failed, and a writer of
@@ -479,8 +526,14 @@ impl Store {
             corrupt: db.open_tree("corrupt")?,
             subs,
             db,
+            book: Mutex::new(Book {
+                fresh: Fresh {
+                    capacity: config.fresh_capacity,
+                    ..Fresh::default()
+                },
+                ..Book::default()
+            }),
             config,
-            book: Mutex::new(Book::default()),
             flusher: Flusher::default(),
         };
         if layout < LAYOUT {
@@ -717,8 +770,8 @@ impl Store {
                         // enqueue reserves anew, so no id handed out later can be reused.
                         book.reserved_until = 0;
                         // Counted due when they were enqueued; never stored.
-                        for (sub, _) in applied_due {
-                            book.leave(sub, DeliveryState::Due);
+                        for delivery in applied_due {
+                            book.leave(delivery.subscription_id, DeliveryState::Due);
                         }
                     }
                 }
@@ -1008,9 +1061,9 @@ impl Store {
                     state: DeliveryState::Due,
                 };
                 batch.insert(key(DUE, &[delivery.due_at, id]), due_value(&delivery));
-                due.push((delivery.subscription_id, entry_of(&delivery)));
                 entered.push((delivery.subscription_id, delivery.state));
                 receipt.delivery_ids.push(id);
+                due.push(delivery);
             }
             if book.next_delivery > book.reserved_until {
                 book.reserved_until = book.next_delivery + ID_BLOCK;
@@ -1030,8 +1083,8 @@ impl Store {
                 batch.into_batch(&mut sled_batch);
                 if let Err(error) = self.queue.apply_batch(sled_batch) {
                     book.reserved_until = 0;
-                    for (sub, _) in due {
-                        book.leave(sub, DeliveryState::Due);
+                    for delivery in due {
+                        book.leave(delivery.subscription_id, DeliveryState::Due);
                     }
                     return Err(error.into());
                 }
@@ -1106,7 +1159,9 @@ impl Store {
             // be unreadable must not take one. A read error ends the call with what it has
             // leased so far, which would otherwise stay in flight, unseen, until the lease ends.
             let due_key = IVec::from(key(DUE, &[entry.due_at, entry.id]));
-            let read = if book.behind_ids.contains(&entry.id) {
+            let read = if let Some(delivery) = book.fresh.take(&entry) {
+                Ok(Some(delivery))
+            } else if book.behind_ids.contains(&entry.id) {
                 // Rescheduled or released a moment ago: its new record is still buffered.
                 self.apply_behind(&mut book)
                     .and_then(|()| self.stored_due(&due_key))
@@ -1128,6 +1183,7 @@ impl Store {
                 }
             };
             if !wanted(sub) {
+                book.fresh.keep(delivery);
                 passed.insert(sub);
                 continue;
             }
@@ -1374,11 +1430,13 @@ impl Store {
 
     /// Files enqueued deliveries once their batch is applied: into the due index, or held when
     /// their subscription is held now (whatever it was when they were enqueued).
-    fn file_applied(&self, book: &mut Book, applied: Vec<(u64, Entry)>) {
+    fn file_applied(&self, book: &mut Book, applied: Vec<Delivery>) {
         let mut moves = Ops::default();
-        for (sub, entry) in applied {
+        for delivery in applied {
+            let (sub, entry) = (delivery.subscription_id, entry_of(&delivery));
             if !book.held.contains(&sub) {
                 book.due.insert(sub, entry);
+                book.fresh.keep(delivery);
             } else if let Err(error) = self.move_to_held(&mut moves, book, sub, entry) {
                 // Left due: the engine holds what it leases for a switched-off subscription.
                 tracing::error!(%error, subscription = sub, "could not hold an enqueued delivery");
@@ -1400,6 +1458,7 @@ impl Store {
         entry: Entry,
     ) -> Result<(), StoreError> {
         let due_key = key(DUE, &[entry.due_at, entry.id]);
+        book.fresh.take(&entry);
         let Some(mut d) = self.stored_due(&due_key)? else {
             book.leave(sub, DeliveryState::Due);
             return Ok(());
@@ -1902,6 +1961,68 @@ mod tests {
             decode_due(b"q", &value[..9]).is_err(),
             "a header alone is corrupt"
         );
+    }
+
+    #[test]
+    fn a_lease_hands_out_a_kept_record_exactly_as_it_is_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = |n: u64| NewDelivery {
+            subscription_id: n % 3 + 1,
+            event_ids: vec![format!("e{n}")],
+            event_type: "contact.updated".into(),
+            body: format!(r#"{{"n":{n}}}"#).into_bytes(),
+            due_at: 0,
+            ordered: false,
+        };
+        // Room for three of the six records (all of one size).
+        let one = Fresh::size(&Delivery {
+            id: 0,
+            subscription_id: 1,
+            event_ids: vec!["e0".into()],
+            event_type: "contact.updated".into(),
+            body: br#"{"n":0}"#.to_vec(),
+            attempts: 0,
+            due_at: 0,
+            created_at: 0,
+            ordered: false,
+            state: DeliveryState::Due,
+        });
+        let config = StoreConfig {
+            fresh_capacity: 3 * one,
+            ..StoreConfig::default()
+        };
+        let store = Store::open(dir.path(), config).unwrap();
+        let kept = |store: &Store| store.book.lock().unwrap().fresh.records.len();
+        let ids = store
+            .enqueue(&[], (0..6).map(new).collect(), 1)
+            .unwrap()
+            .delivery_ids;
+        assert_eq!(kept(&store), 3, "kept up to the capacity");
+
+        // A hold takes its subscription's records out (they move to another key on disk);
+        // the resumed ones are read from disk again.
+        store.hold_subscription(1).unwrap();
+        let after_hold = kept(&store);
+        assert!(after_hold < 3, "subscription 1 had a kept record");
+        store.resume_subscription(1, 5).unwrap();
+        // A delivery passed over by `wanted` keeps its kept record.
+        let none = store.lease_where(10, 10, |sub| sub == 1).unwrap();
+        assert!(none.iter().all(|d| d.subscription_id == 1));
+        assert_eq!(kept(&store), after_hold);
+
+        let mut leased = none;
+        leased.extend(store.lease(10, 10).unwrap());
+        assert_eq!(kept(&store), 0, "a lease takes what it hands out");
+        assert_eq!(store.book.lock().unwrap().fresh.bytes, 0);
+        let mut leased_ids: Vec<u64> = leased.iter().map(|d| d.id).collect();
+        leased_ids.sort();
+        assert_eq!(leased_ids, ids);
+        for delivery in leased {
+            assert_eq!(
+                Some(&delivery),
+                store.delivery(delivery.id).unwrap().as_ref()
+            );
+        }
     }
 
     fn sample(id: u64, sub: u64, ordered: bool) -> Delivery {
