@@ -137,8 +137,10 @@ struct Book {
     pending_seen: HashSet<String>,
     /// Write-behind buffer of settles (complete, reschedule, release, dead letter), applied as
     /// one batch by the next read or flush, by a lease that takes a delivery it holds, or once
-    /// it holds [`BEHIND_MAX`] settles or is [`BEHIND_AGE`] old (checked by settles and leases). sled pays a log write per `apply_batch` (about 50-100 us here),
-    /// which made one settle cost more than leasing and enqueueing its delivery together.
+    /// it holds [`BEHIND_MAX`] settles or is [`BEHIND_AGE`] old (checked by settles, which
+    /// hand it off to be applied outside the book lock, and by leases). sled pays a log write
+    /// per `apply_batch` (about 50-100 us here), which made one settle cost more than leasing
+    /// and enqueueing its delivery together.
     /// Settles were never flushed by the call (see [`Store::complete`]), so buffering them
     /// changes no promise: a crash before they reach disk leaves their deliveries in flight,
     /// and reopening makes them due again (at least once).
@@ -148,6 +150,9 @@ struct Book {
     behind_ids: HashSet<u64>,
     /// When the oldest settle in `behind` was buffered.
     behind_since: Option<Instant>,
+    /// Deliveries whose settles were last handed off to be applied outside the book lock
+    /// (see [`Store::hand_off_behind`]); maybe not on disk yet, until the gate is taken.
+    handed_off_ids: HashSet<u64>,
     /// Deliveries in flight, by id. On disk they stay as they were when due (due-index entry
     /// included); leasing skips the ones in here.
     leased: HashMap<u64, Lease>,
@@ -220,6 +225,11 @@ enum Finish {
 impl Book {
     fn counts(&mut self, sub: u64) -> &mut Counts {
         self.counts.entry(sub).or_default()
+    }
+
+    /// Whether a settle of delivery `id` may not be on disk yet: buffered, or handed off.
+    fn buffered(&self, id: u64) -> bool {
+        self.behind_ids.contains(&id) || self.handed_off_ids.contains(&id)
     }
 
     fn leave(&mut self, sub: u64, state: DeliveryState) {
@@ -450,6 +460,10 @@ pub struct Store {
     corrupt: Tree,
     config: StoreConfig,
     book: Mutex<Book>,
+    /// Held while a handed-off write-behind buffer is applied, and taken by every other
+    /// apply of it: taken under the book lock, it orders the applies and lets a reader wait
+    /// for the settles it must see.
+    behind_gate: Mutex<()>,
     flusher: Flusher,
 }
 
@@ -534,6 +548,7 @@ impl Store {
                 ..Book::default()
             }),
             config,
+            behind_gate: Mutex::new(()),
             flusher: Flusher::default(),
         };
         if layout < LAYOUT {
@@ -650,6 +665,9 @@ impl Store {
     /// the queue tree or writes to it outside the group commit calls this first, under the
     /// book lock, so it sees every settle and orders its writes after them.
     fn apply_behind(&self, book: &mut Book) -> Result<(), StoreError> {
+        // Any buffer handed off before is on disk once the gate is ours.
+        let _gate = self.behind_gate.lock().map_err(|_| StoreError::Poisoned)?;
+        book.handed_off_ids.clear();
         if book.behind.is_empty() {
             return Ok(());
         }
@@ -657,6 +675,22 @@ impl Store {
         book.behind_ids.clear();
         book.behind_since = None;
         self.apply(ops)
+    }
+
+    /// Applies the write-behind buffer after letting go of the book lock: an apply of a full
+    /// buffer holds sled's write lock for milliseconds, and under the book lock it stalled
+    /// every lease and settle meanwhile. The gate, taken before the book lock goes, keeps the
+    /// applies in order; a reader that needs a handed-off settle takes it too
+    /// ([`Book::buffered`]).
+    fn hand_off_behind(&self, mut book: MutexGuard<'_, Book>) -> Result<(), StoreError> {
+        let gate = self.behind_gate.lock().map_err(|_| StoreError::Poisoned)?;
+        let ops = std::mem::take(&mut book.behind);
+        book.handed_off_ids = std::mem::take(&mut book.behind_ids);
+        book.behind_since = None;
+        drop(book);
+        let applied = self.apply(ops);
+        drop(gate);
+        applied
     }
 
     /// [`Store::apply_behind`] for callers that do not hold the book lock.
@@ -1161,7 +1195,7 @@ impl Store {
             let due_key = IVec::from(key(DUE, &[entry.due_at, entry.id]));
             let read = if let Some(delivery) = book.fresh.take(&entry) {
                 Ok(Some(delivery))
-            } else if book.behind_ids.contains(&entry.id) {
+            } else if book.buffered(entry.id) {
                 // Rescheduled or released a moment ago: its new record is still buffered.
                 self.apply_behind(&mut book)
                     .and_then(|()| self.stored_due(&due_key))
@@ -1288,7 +1322,7 @@ impl Store {
     fn settle(&self, id: u64, attempt: Option<Attempt>, finish: Finish) -> Result<(), StoreError> {
         {
             let mut book = self.book()?;
-            if book.behind_ids.contains(&id) {
+            if book.buffered(id) {
                 self.apply_behind(&mut book)?;
             }
             // An attempt that started before this lease did belongs to an earlier lease that
@@ -1358,15 +1392,15 @@ impl Store {
             book.behind.append(batch);
             book.behind_ids.insert(id);
             let since = *book.behind_since.get_or_insert_with(Instant::now);
-            if book.behind_ids.len() >= BEHIND_MAX || since.elapsed() >= BEHIND_AGE {
-                self.apply_behind(&mut book)?;
-            }
             book.leave(sub, DeliveryState::InFlight { until: lease.until });
             if let Some(state) = next {
                 book.enter(sub, state);
             }
             if lease.ordered {
                 book.ordered_in_flight.remove(&sub);
+            }
+            if book.behind_ids.len() >= BEHIND_MAX || since.elapsed() >= BEHIND_AGE {
+                self.hand_off_behind(book)?;
             }
         }
         // Not flushed here, and only buffered (see `Book::behind`): an outcome lost in a crash
