@@ -48,7 +48,10 @@ const LEGACY_PENDING: u8 = b'p'; // p sub id -> () (layout 1 and early layout 2)
 // Attempts are keyed by time as well as number: a replayed dead letter starts again at attempt
 // 1, and its new attempts must add to the history, not overwrite it.
 const ATTEMPT: u8 = b'a'; // a id at n -> Attempt
-const BY_SUB: u8 = b'A'; // A sub at id n -> ()
+                          // A sub at id n -> the further (at, id, n) of the same settle batch: a subscription's attempts
+                          // applied together, named by the newest (a record of one, with an empty value, from older
+                          // builds reads the same). One write per subscription and batch, not one per attempt.
+const BY_SUB: u8 = b'A';
 const DELIVERED: u8 = b'n'; // n sub -> u64 delivered count
 const HELD_SUB: u8 = b'H'; // H sub -> ()
 const SEEN: u8 = b'e'; // e event_id -> at
@@ -150,6 +153,9 @@ struct Book {
     behind_ids: HashSet<u64>,
     /// When the oldest settle in `behind` was buffered.
     behind_since: Option<Instant>,
+    /// The attempts in `behind` as (subscription, at, delivery, number): they go into the
+    /// per-subscription index as one record per subscription when the buffer is taken.
+    behind_attempts: Vec<(u64, u64, u64, u64)>,
     /// Deliveries whose settles were last handed off to be applied outside the book lock
     /// (see [`Store::hand_off_behind`]); maybe not on disk yet, until the gate is taken.
     handed_off_ids: HashSet<u64>,
@@ -230,6 +236,27 @@ impl Book {
     /// Whether a settle of delivery `id` may not be on disk yet: buffered, or handed off.
     fn buffered(&self, id: u64) -> bool {
         self.behind_ids.contains(&id) || self.handed_off_ids.contains(&id)
+    }
+
+    /// Takes the write-behind buffer to be applied, with the attempt-index record of each
+    /// subscription that has attempts in it (see [`BY_SUB`]).
+    fn take_behind(&mut self) -> Ops {
+        let mut ops = std::mem::take(&mut self.behind);
+        let mut attempts = std::mem::take(&mut self.behind_attempts);
+        attempts.sort_unstable();
+        for rows in attempts.chunk_by(|a, b| a.0 == b.0) {
+            let Some(((sub, at, id, n), older)) = rows.split_last() else {
+                continue;
+            };
+            let further: Vec<u8> = older
+                .iter()
+                .flat_map(|&(_, at, id, n)| [at, id, n])
+                .flat_map(u64::to_be_bytes)
+                .collect();
+            ops.insert(key(BY_SUB, &[*sub, *at, *id, *n]), further);
+        }
+        self.behind_since = None;
+        ops
     }
 
     fn leave(&mut self, sub: u64, state: DeliveryState) {
@@ -671,9 +698,8 @@ impl Store {
         if book.behind.is_empty() {
             return Ok(());
         }
-        let ops = std::mem::take(&mut book.behind);
+        let ops = book.take_behind();
         book.behind_ids.clear();
-        book.behind_since = None;
         self.apply(ops)
     }
 
@@ -684,9 +710,8 @@ impl Store {
     /// ([`Book::buffered`]).
     fn hand_off_behind(&self, mut book: MutexGuard<'_, Book>) -> Result<(), StoreError> {
         let gate = self.behind_gate.lock().map_err(|_| StoreError::Poisoned)?;
-        let ops = std::mem::take(&mut book.behind);
+        let ops = book.take_behind();
         book.handed_off_ids = std::mem::take(&mut book.behind_ids);
-        book.behind_since = None;
         drop(book);
         let applied = self.apply(ops);
         drop(gate);
@@ -1367,7 +1392,7 @@ impl Store {
                 let n = u64::from(attempt.number);
                 number = attempt.number;
                 batch.insert(key(ATTEMPT, &[id, at, n]), codec::encode(&attempt));
-                batch.insert(key(BY_SUB, &[sub, at, id, n]), []);
+                book.behind_attempts.push((sub, at, id, n));
             }
             let next = match (finish, record) {
                 (Finish::Delivered, _) => {
@@ -1628,15 +1653,30 @@ impl Store {
         sub: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Attempt)>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         self.catch_up()?;
-        let mut out = Vec::new();
+        // The newest `limit` as (at, id, n), smallest first. A record's key names its newest
+        // attempt and records come newest key first, so once `limit` are newer than the next
+        // record's key, neither it nor any after it holds a newer one.
+        let mut newest = BTreeSet::new();
         for item in self.queue.scan_prefix(key(BY_SUB, &[sub])).rev() {
-            if out.len() >= limit {
+            let (k, further) = item?;
+            let named = (part(&k, 9), part(&k, 17), part(&k, 25));
+            if newest.len() >= limit && newest.first().is_some_and(|first| *first > named) {
                 break;
             }
-            let (k, _) = item?;
-            let (id, n) = (part(&k, 17), part(&k, 25));
-            let ak = key(ATTEMPT, &[id, part(&k, 9), n]);
+            for attempt in std::iter::once(named).chain(further_attempts(&further)) {
+                newest.insert(attempt);
+                if newest.len() > limit {
+                    newest.pop_first();
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(newest.len());
+        for (at, id, n) in newest.into_iter().rev() {
+            let ak = key(ATTEMPT, &[id, at, n]);
             if let Some(v) = self.queue.get(&ak)? {
                 out.push((id, codec::decode(&ak, &v)?));
             }
@@ -1753,11 +1793,12 @@ impl Store {
         let attempts_before =
             now_ms.saturating_sub(self.config.attempt_retention.as_millis() as u64);
         // Walk the per-subscription attempt index, oldest first within each subscription,
-        // seeking to the next subscription at the first attempt still within retention: the
-        // cost is the attempts removed plus one seek per subscription, and needs no index of
-        // its own (which would cost every settle a write). A call stops after a bounded number
-        // of steps; the next one goes on from there, and starts over after the last
-        // subscription.
+        // seeking to the next subscription at the first record whose newest attempt is still
+        // within retention (its older ones stay with it, a settle batch apart): the cost is the
+        // attempts removed plus one seek per subscription, and needs no index of its own (which
+        // would cost every settle a write). A call stops after a bounded number of steps (a
+        // record goes whole, so it may remove up to one record more than `max`); the next one
+        // goes on from there, and starts over after the last subscription.
         let mut cursor = std::mem::take(&mut book.prune_cursor);
         if cursor.is_empty() {
             cursor = key(BY_SUB, &[0]);
@@ -1769,18 +1810,20 @@ impl Store {
                 cursor.clear();
                 break;
             };
-            let (bk, _) = item?;
+            let (bk, further) = item?;
             if bk.first() != Some(&BY_SUB) || bk.len() != 33 {
                 cursor.clear();
                 break;
             }
             let (sub, at, id, n) = (part(&bk, 1), part(&bk, 9), part(&bk, 17), part(&bk, 25));
             if at < attempts_before {
-                batch.remove(key(ATTEMPT, &[id, at, n]));
+                for (at, id, n) in std::iter::once((at, id, n)).chain(further_attempts(&further)) {
+                    batch.remove(key(ATTEMPT, &[id, at, n]));
+                    removed += 1;
+                }
                 cursor = bk.to_vec();
                 cursor.push(0);
                 batch.remove(bk);
-                removed += 1;
             } else if let Some(next) = sub.checked_add(1) {
                 cursor = key(BY_SUB, &[next]);
             } else {
@@ -1924,6 +1967,14 @@ fn expiry_ids(mut value: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// The further attempts of an attempt-index record's value (see [`BY_SUB`]) as (at, id, n); a
+/// value cut short yields what it holds whole.
+fn further_attempts(value: &[u8]) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
+    value
+        .chunks_exact(24)
+        .map(|entry| (part(entry, 0), part(entry, 8), part(entry, 16)))
+}
+
 /// The first `len` bytes of `rest`, which moves past them.
 fn take<'a>(rest: &mut &'a [u8], len: usize) -> Option<&'a [u8]> {
     let (head, tail) = rest.split_at_checked(len)?;
@@ -2056,6 +2107,88 @@ mod tests {
                 store.delivery(delivery.id).unwrap().as_ref()
             );
         }
+    }
+
+    #[test]
+    fn a_settle_batch_indexes_each_subscriptions_attempts_in_one_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let new = |n: u64| NewDelivery {
+            subscription_id: if n < 6 { 1 } else { 2 },
+            event_ids: vec![format!("e{n}")],
+            event_type: "contact.updated".into(),
+            body: b"{}".to_vec(),
+            due_at: 0,
+            ordered: false,
+        };
+        let ids = store
+            .enqueue(&[], (0..8).map(new).collect(), 1)
+            .unwrap()
+            .delivery_ids;
+        assert_eq!(store.lease(1, 10).unwrap().len(), 8);
+        let attempt = |at: u64| Attempt {
+            number: 1,
+            at,
+            duration_ms: 1,
+            status: Some(200),
+            outcome: "delivered".into(),
+            excerpt: String::new(),
+        };
+        // Subscription 1: attempts at 10 and 50 in one batch, at 20, 30, 40 and 45 in the
+        // next, so the older record holds the newest attempt and one older than all of the
+        // newer record's. Subscription 2: two attempts in the first batch.
+        for (id, at) in [(ids[0], 10), (ids[1], 50), (ids[6], 12), (ids[7], 13)] {
+            store.complete(id, attempt(at)).unwrap();
+        }
+        store.flush().unwrap();
+        for (id, at) in [(ids[2], 20), (ids[3], 30), (ids[4], 40), (ids[5], 45)] {
+            store.complete(id, attempt(at)).unwrap();
+        }
+        store.flush().unwrap();
+        let records: Vec<u64> = store
+            .queue
+            .scan_prefix([BY_SUB])
+            .map(|item| part(&item.unwrap().0, 1))
+            .collect();
+        assert_eq!(records, [1, 1, 2], "one record per subscription and batch");
+
+        // A record of one attempt with an empty value, as older builds wrote them.
+        store
+            .queue
+            .insert(key(BY_SUB, &[1, 42, 99, 1]), b"")
+            .unwrap();
+        store
+            .queue
+            .insert(key(ATTEMPT, &[99, 42, 1]), codec::encode(&attempt(42)))
+            .unwrap();
+
+        let newest = |limit: usize| -> Vec<u64> {
+            let listed = store.attempts_for_subscription(1, limit).unwrap();
+            listed.iter().map(|(_, a)| a.at).collect()
+        };
+        assert_eq!(newest(10), [50, 45, 42, 40, 30, 20, 10]);
+        assert_eq!(newest(3), [50, 45, 42]);
+        assert_eq!(newest(1), [50]);
+        assert!(newest(0).is_empty());
+        let listed = store.attempts_for_subscription(2, 10).unwrap();
+        assert_eq!(listed, [(ids[7], attempt(13)), (ids[6], attempt(12))]);
+
+        // A record goes once its newest attempt is past retention, the older ones with it.
+        let day = 24 * 3600 * 1000;
+        let retention = |at: u64| at + 30 * day + 1;
+        assert_eq!(
+            store.prune(retention(42), 100).unwrap(),
+            3,
+            "42, and 12 and 13"
+        );
+        assert_eq!(newest(10), [50, 45, 40, 30, 20, 10]);
+        assert!(store.attempts_for_subscription(2, 10).unwrap().is_empty());
+        assert_eq!(store.prune(retention(45), 100).unwrap(), 4, "20 to 45");
+        assert_eq!(newest(10), [50, 10]);
+        assert_eq!(store.prune(retention(50), 100).unwrap(), 2);
+        assert!(newest(10).is_empty());
+        assert!(store.attempts_for_delivery(ids[0]).unwrap().is_empty());
+        assert!(store.queue.scan_prefix([BY_SUB]).next().is_none());
     }
 
     fn sample(id: u64, sub: u64, ordered: bool) -> Delivery {
