@@ -8,7 +8,10 @@
 //! subscription shapes them (projection, expansions), the related record, and the
 //! subscription's `properties`.
 
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use callout_core::{rfc3339, CompiledSubscription, Event};
 
@@ -16,59 +19,101 @@ use callout_core::{rfc3339, CompiledSubscription, Event};
 /// the value to put there, or `None` to leave the field as it is.
 pub type Expander = dyn Fn(&Event, &str) -> Option<Value> + Send + Sync;
 
-/// The event with the subscription's `expand` paths resolved by the host's expander.
-pub(crate) fn expanded(
+/// The event with the subscription's `expand` paths resolved by the host's expander; the event
+/// itself, uncopied, when there is nothing to expand.
+pub(crate) fn expanded<'a>(
     sub: &CompiledSubscription,
-    event: &Event,
+    event: &'a Event,
     expander: Option<&Expander>,
-) -> Event {
+) -> Cow<'a, Event> {
+    let paths = sub
+        .entity_options(&event.entity)
+        .map(|options| options.expand.as_slice())
+        .unwrap_or_default();
+    let Some(expand) = expander.filter(|_| !paths.is_empty()) else {
+        return Cow::Borrowed(event);
+    };
     let mut event = event.clone();
-    if let (Some(expand), Some(options)) = (expander, sub.entity_options(&event.entity)) {
-        for path in &options.expand {
-            if let Some(value) = expand(&event, path) {
-                set_path(&mut event.data, path, value);
-            }
+    for path in paths {
+        if let Some(value) = expand(&event, path) {
+            set_path(&mut event.data, path, value);
         }
     }
-    event
+    Cow::Owned(event)
+}
+
+/// One event as a subscription sees it. Written straight from the event, not through a
+/// `Value` tree (a copy of every event on the publish path); its fields are declared in key
+/// order, the order a JSON object's keys have here.
+#[derive(Serialize)]
+pub(crate) struct Item<'a> {
+    action: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changes: Option<Cow<'a, [String]>>,
+    entity: String,
+    event_id: Option<&'a str>,
+    fields: Value,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    occurred_at: Option<String>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    properties: &'a Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    related: Option<RelatedItem<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct RelatedItem<'a> {
+    entity: &'a str,
+    fields: &'a Value,
+    id: &'a str,
 }
 
 /// One event as a subscription sees it.
-pub(crate) fn item(
-    sub: &CompiledSubscription,
-    event: &Event,
+pub(crate) fn item<'a>(
+    sub: &'a CompiledSubscription,
+    event: &'a Event,
     expander: Option<&Expander>,
-) -> Value {
-    let shaped = sub.shape_data(&expanded(sub, event, expander));
-    let name = event.name();
-    let mut item = Map::new();
-    item.insert("event_id".into(), json!(event.event_id));
-    item.insert("entity".into(), json!(name.entity));
-    item.insert("action".into(), json!(name.action));
-    item.insert("id".into(), json!(event.id));
-    if let Some(at) = event.occurred_at {
-        item.insert("occurred_at".into(), json!(rfc3339(at, 3)));
+) -> Item<'a> {
+    let fields = sub.shape_data(&expanded(sub, event, expander));
+    Item {
+        action: event.action.as_str(),
+        actor: event.actor.as_deref(),
+        changes: event.changed_paths(),
+        entity: event.name().entity,
+        event_id: event.event_id.as_deref(),
+        fields,
+        id: &event.id,
+        occurred_at: event.occurred_at.map(|at| rfc3339(at, 3)),
+        properties: &sub.subscription().properties,
+        related: event.related.as_ref().map(|related| RelatedItem {
+            entity: &related.entity,
+            fields: &related.data,
+            id: &related.id,
+        }),
+        tenant: event.tenant.as_deref(),
     }
-    for (key, value) in [("actor", &event.actor), ("tenant", &event.tenant)] {
-        if let Some(value) = value {
-            item.insert(key.into(), json!(value));
-        }
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    #[serde(serialize_with = "one_or_list")]
+    data: Vec<Item<'a>>,
+    timestamp: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// `data` of the envelope: one event's item alone, a chunk's as a list.
+fn one_or_list<S: serde::Serializer>(items: &[Item<'_>], out: S) -> Result<S::Ok, S::Error> {
+    match items {
+        [one] => one.serialize(out),
+        many => many.serialize(out),
     }
-    if let Some(changed) = event.changed_paths() {
-        item.insert("changes".into(), json!(changed.as_ref()));
-    }
-    item.insert("fields".into(), shaped);
-    if let Some(related) = &event.related {
-        item.insert(
-            "related".into(),
-            json!({"entity": related.entity, "id": related.id, "fields": related.data}),
-        );
-    }
-    let properties = &sub.subscription().properties;
-    if !properties.is_empty() {
-        item.insert("properties".into(), Value::Object(properties.clone()));
-    }
-    Value::Object(item)
 }
 
 /// The body of one delivery carrying `events` (at least one), as bytes ready to sign.
@@ -83,12 +128,12 @@ pub(crate) fn standard(
         Some(first) if names.iter().all(|n| n == first) => first.clone(),
         _ => "batch".to_string(),
     };
-    let data = match events {
-        [one] => item(sub, one, expander),
-        many => Value::Array(many.iter().map(|e| item(sub, e, expander)).collect()),
+    let body = Envelope {
+        data: events.iter().map(|e| item(sub, e, expander)).collect(),
+        timestamp: rfc3339(now_ms, 3),
+        kind,
     };
-    let body = json!({"type": kind, "timestamp": rfc3339(now_ms, 3), "data": data});
-    // Serialising a Value cannot fail (all keys are strings).
+    // Serialising these cannot fail (all keys are strings).
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
@@ -113,6 +158,7 @@ fn set_path(target: &mut Value, path: &str, value: Value) {
 mod tests {
     use super::*;
     use callout_core::Subscription;
+    use serde_json::json;
 
     fn compiled(sub: Subscription) -> CompiledSubscription {
         CompiledSubscription::compile(sub).unwrap()
@@ -132,14 +178,32 @@ mod tests {
             .actor("7")
             .event_id("e1")
             .occurred_at(1_614_265_330_000);
-        let body: Value =
-            serde_json::from_slice(&standard(&sub, &[&event], 1_614_265_331_000, None)).unwrap();
-        assert_eq!(
-            body,
-            json!({"type": "contact.updated", "timestamp": "2021-02-25T15:02:11.000Z", "data": {
-                "event_id": "e1", "entity": "contact", "action": "updated", "id": "42",
+        let body = standard(&sub, &[&event], 1_614_265_331_000, None);
+        let expected = json!({"type": "contact.updated", "timestamp": "2021-02-25T15:02:11.000Z",
+            "data": {"event_id": "e1", "entity": "contact", "action": "updated", "id": "42",
                 "occurred_at": "2021-02-25T15:02:10.000Z", "actor": "7", "changes": ["email1"],
-                "fields": {"email1": "a@x"}, "properties": {"source": "crm"}}})
+                "fields": {"email1": "a@x"}, "properties": {"source": "crm"}}});
+        // Byte for byte what a JSON object writes (keys sorted), as receivers have seen it.
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            serde_json::to_string(&expected).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_chunk_with_a_related_record_and_no_optional_fields_writes_what_an_object_would() {
+        let sub = compiled(Subscription::new("https://r.example/").events(["*"]));
+        let linked = Event::created("Contact", "1").related("Company", "9", json!({"name": "A"}));
+        let bare = Event::deleted("Contact", "2");
+        let body = standard(&sub, &[&linked, &bare], 0, None);
+        let expected = json!({"type": "batch", "timestamp": "1970-01-01T00:00:00.000Z", "data": [
+            {"event_id": null, "entity": "contact", "action": "created", "id": "1", "fields": {},
+                "related": {"entity": "Company", "id": "9", "fields": {"name": "A"}}},
+            {"event_id": null, "entity": "contact", "action": "deleted", "id": "2", "fields": {}}
+        ]});
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            serde_json::to_string(&expected).unwrap()
         );
     }
 
@@ -171,7 +235,7 @@ mod tests {
         };
         let event =
             Event::created("Contact", "1").data(json!({"id": "1", "primary_account": "acc-9"}));
-        let item = item(&sub, &event, Some(&expander));
+        let item = serde_json::to_value(item(&sub, &event, Some(&expander))).unwrap();
         assert_eq!(
             item["fields"],
             json!({"id": "1", "primary_account": {"name": "Acme"}})

@@ -485,7 +485,7 @@ fn publish_events(
                 Profile::Pipeliner => {
                     let events: Vec<Event> = chunk
                         .iter()
-                        .map(|e| body::expanded(sub, e, expander))
+                        .map(|e| body::expanded(sub, e, expander).into_owned())
                         .collect();
                     vendor::pipeliner::chunk_body(sub, &events, &inner.pipeliner)
                 }
