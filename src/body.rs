@@ -46,7 +46,7 @@ pub(crate) fn expanded<'a>(
 /// `Value` tree (a copy of every event on the publish path); its fields are declared in key
 /// order, the order a JSON object's keys have here.
 #[derive(Serialize)]
-pub(crate) struct Item<'a> {
+struct Item<'a> {
     action: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     actor: Option<&'a str>,
@@ -74,7 +74,7 @@ struct RelatedItem<'a> {
 }
 
 /// One event as a subscription sees it.
-pub(crate) fn item<'a>(
+fn item<'a>(
     sub: &'a CompiledSubscription,
     event: &'a Event,
     expander: Option<&Expander>,

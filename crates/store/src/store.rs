@@ -48,9 +48,9 @@ const LEGACY_PENDING: u8 = b'p'; // p sub id -> () (layout 1 and early layout 2)
 // Attempts are keyed by time as well as number: a replayed dead letter starts again at attempt
 // 1, and its new attempts must add to the history, not overwrite it.
 const ATTEMPT: u8 = b'a'; // a id at n -> Attempt
-                          // A sub at id n -> the further (at, id, n) of the same settle batch: a subscription's attempts
-                          // applied together, named by the newest (a record of one, with an empty value, from older
-                          // builds reads the same). One write per subscription and batch, not one per attempt.
+/// `A sub at id n` -> the further (at, id, n) of the same settle batch: a subscription's
+/// attempts applied together, named by the newest (a record of one, with an empty value, from
+/// older builds reads the same). One write per subscription and batch, not one per attempt.
 const BY_SUB: u8 = b'A';
 const DELIVERED: u8 = b'n'; // n sub -> u64 delivered count
 const HELD_SUB: u8 = b'H'; // H sub -> ()
@@ -1663,11 +1663,11 @@ impl Store {
         let mut newest = BTreeSet::new();
         for item in self.queue.scan_prefix(key(BY_SUB, &[sub])).rev() {
             let (k, further) = item?;
-            let named = (part(&k, 9), part(&k, 17), part(&k, 25));
+            let named = named_attempt(&k);
             if newest.len() >= limit && newest.first().is_some_and(|first| *first > named) {
                 break;
             }
-            for attempt in std::iter::once(named).chain(further_attempts(&further)) {
+            for attempt in indexed_attempts(&k, &further) {
                 newest.insert(attempt);
                 if newest.len() > limit {
                     newest.pop_first();
@@ -1815,9 +1815,9 @@ impl Store {
                 cursor.clear();
                 break;
             }
-            let (sub, at, id, n) = (part(&bk, 1), part(&bk, 9), part(&bk, 17), part(&bk, 25));
-            if at < attempts_before {
-                for (at, id, n) in std::iter::once((at, id, n)).chain(further_attempts(&further)) {
+            let sub = part(&bk, 1);
+            if named_attempt(&bk).0 < attempts_before {
+                for (at, id, n) in indexed_attempts(&bk, &further) {
                     batch.remove(key(ATTEMPT, &[id, at, n]));
                     removed += 1;
                 }
@@ -1967,12 +1967,19 @@ fn expiry_ids(mut value: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// The further attempts of an attempt-index record's value (see [`BY_SUB`]) as (at, id, n); a
-/// value cut short yields what it holds whole.
-fn further_attempts(value: &[u8]) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
-    value
+/// The newest attempt of an attempt-index record (see [`BY_SUB`]), named by its key, as
+/// (at, id, n).
+fn named_attempt(key: &[u8]) -> (u64, u64, u64) {
+    (part(key, 9), part(key, 17), part(key, 25))
+}
+
+/// All attempts of an attempt-index record as (at, id, n): the one its key names, then the
+/// further ones in its value (a value cut short yields what it holds whole).
+fn indexed_attempts<'a>(key: &[u8], value: &'a [u8]) -> impl Iterator<Item = (u64, u64, u64)> + 'a {
+    let further = value
         .chunks_exact(24)
-        .map(|entry| (part(entry, 0), part(entry, 8), part(entry, 16)))
+        .map(|entry| (part(entry, 0), part(entry, 8), part(entry, 16)));
+    std::iter::once(named_attempt(key)).chain(further)
 }
 
 /// The first `len` bytes of `rest`, which moves past them.
