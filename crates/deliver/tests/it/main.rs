@@ -6,3 +6,4 @@ mod pool;
 mod profiles;
 mod retry_after;
 mod support;
+mod tls;
