@@ -12,12 +12,16 @@ use crate::error::StoreError;
 pub(crate) const FORMAT: u8 = 1;
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT];
-    // Encoding our own plain structs into a Vec cannot fail.
-    if let Ok(bytes) = bincode::serde::encode_to_vec(value, bincode::config::standard()) {
-        out.extend(bytes);
-    }
+    let mut out = Vec::new();
+    encode_into(value, &mut out);
     out
+}
+
+/// Appends the record of `value` to `out`.
+pub(crate) fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) {
+    out.push(FORMAT);
+    // Encoding our own plain structs into a Vec cannot fail.
+    let _ = bincode::serde::encode_into_std_write(value, out, bincode::config::standard());
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
@@ -109,5 +113,54 @@ mod tests {
         );
         assert!(decode::<(u64, String)>(b"k", &[]).is_err());
         assert!(decode_json::<serde_json::Value>(b"k", b"\x01{not json").is_err());
+    }
+
+    #[test]
+    fn a_delivery_body_encodes_as_it_did_when_it_was_a_sequence_of_bytes() {
+        use crate::model::{Delivery, DeliveryState};
+        // The record as written before the body was a byte string: field for field the same.
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Before {
+            id: u64,
+            subscription_id: u64,
+            event_ids: Vec<String>,
+            event_type: String,
+            body: Vec<u8>,
+            attempts: u32,
+            due_at: u64,
+            created_at: u64,
+            ordered: bool,
+            state: DeliveryState,
+        }
+        // 300 bytes: a length past bincode's one-byte varint, and bytes past 127.
+        let body: Vec<u8> = (0..300u16).map(|n| (n * 7 % 256) as u8).collect();
+        let now = Delivery {
+            id: 7,
+            subscription_id: 3,
+            event_ids: vec!["evt_1".into()],
+            event_type: "contact.updated".into(),
+            body: body.clone(),
+            attempts: 2,
+            due_at: 1_700_000_000_000,
+            created_at: 1_699_999_999_000,
+            ordered: true,
+            state: DeliveryState::InFlight { until: 9 },
+        };
+        let before = Before {
+            id: 7,
+            subscription_id: 3,
+            event_ids: vec!["evt_1".into()],
+            event_type: "contact.updated".into(),
+            body,
+            attempts: 2,
+            due_at: 1_700_000_000_000,
+            created_at: 1_699_999_999_000,
+            ordered: true,
+            state: DeliveryState::InFlight { until: 9 },
+        };
+        let bytes = encode(&now);
+        assert_eq!(bytes, encode(&before), "stored records keep their bytes");
+        assert_eq!(decode::<Delivery>(b"k", &bytes).unwrap(), now);
+        assert_eq!(decode::<Before>(b"k", &bytes).unwrap(), before);
     }
 }

@@ -49,7 +49,9 @@ pub struct Delivery {
     pub event_ids: Vec<String>,
     /// The canonical `entity.action` of its (first) event.
     pub event_type: String,
-    /// The body, exactly as it will be sent.
+    /// The body, exactly as it will be sent. Encoded as one byte string (the same bincode bytes
+    /// as a sequence of u8, written and read at once).
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
     /// Attempts made so far.
     pub attempts: u32,

@@ -1924,7 +1924,7 @@ fn due_value(delivery: &Delivery) -> Vec<u8> {
     let mut value = Vec::with_capacity(9 + 64 + delivery.body.len());
     value.extend_from_slice(&delivery.subscription_id.to_be_bytes());
     value.push(u8::from(delivery.ordered));
-    value.extend(codec::encode(delivery));
+    codec::encode_into(delivery, &mut value);
     value
 }
 
