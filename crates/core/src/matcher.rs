@@ -258,13 +258,15 @@ impl CompiledSubscription {
     }
 
     /// The record's data as this subscription's body carries it: projected to `load_only` plus
-    /// `always_fields` when `load_only` is set (nested objects keep their shape), whole otherwise.
-    pub fn shape_data(&self, event: &Event) -> Value {
+    /// `always_fields` when `load_only` is set (nested objects keep their shape), whole otherwise
+    /// (borrowed, not copied).
+    pub fn shape_data<'e>(&self, event: &'e Event) -> Cow<'e, Value> {
         match self.entity_options(&event.entity) {
-            Some(o) if !o.load_only.is_empty() => {
-                project(&event.data, o.load_only.iter().chain(&o.always_fields))
-            }
-            _ => event.data.clone(),
+            Some(o) if !o.load_only.is_empty() => Cow::Owned(project(
+                &event.data,
+                o.load_only.iter().chain(&o.always_fields),
+            )),
+            _ => Cow::Borrowed(&event.data),
         }
     }
 

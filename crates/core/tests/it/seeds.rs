@@ -83,7 +83,7 @@ fn pipeliner_options_example_matches_as_documented() {
     // load-only trims the entity, keeping nested shape.
     let hit = matcher.get(1).unwrap();
     assert_eq!(
-        hit.shape_data(&changed_email),
+        *hit.shape_data(&changed_email),
         json!({"id": "c1", "primary_contact": {"first_name": "Bob"}})
     );
     // Other entities do not fire.
