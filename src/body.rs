@@ -54,7 +54,7 @@ struct Item<'a> {
     changes: Option<Cow<'a, [String]>>,
     entity: String,
     event_id: Option<&'a str>,
-    fields: Value,
+    fields: Cow<'a, Value>,
     id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     occurred_at: Option<String>,
@@ -79,7 +79,11 @@ fn item<'a>(
     event: &'a Event,
     expander: Option<&Expander>,
 ) -> Item<'a> {
-    let fields = sub.shape_data(&expanded(sub, event, expander));
+    // Borrowed from the event unless an expansion or `load_only` made new data.
+    let fields = match expanded(sub, event, expander) {
+        Cow::Borrowed(event) => sub.shape_data(event),
+        Cow::Owned(expanded) => Cow::Owned(sub.shape_data(&expanded).into_owned()),
+    };
     Item {
         action: event.action.as_str(),
         actor: event.actor.as_deref(),

@@ -438,9 +438,10 @@ fn publish_events(
     });
     // Only ids the host chose can repeat; generated ones are unique and need no memory.
     let host_ids: Vec<String> = events.iter().filter_map(|e| e.event_id.clone()).collect();
+    let mut new_ids = new_event_ids(events.len() - host_ids.len());
     for event in &mut events {
         if event.event_id.is_none() {
-            event.event_id = Some(new_event_id());
+            event.event_id = new_ids.next();
         }
         event.occurred_at.get_or_insert(now);
     }
@@ -580,8 +581,19 @@ pub(crate) fn announce_state(inner: &Inner, sub: &Subscription) {
     }
 }
 
-fn new_event_id() -> String {
-    format!("evt_{}", uuid::Uuid::new_v4().simple())
+/// `count` new event ids (`evt_` and a random UUID), from one call for OS randomness rather
+/// than one per id.
+fn new_event_ids(count: usize) -> impl Iterator<Item = String> {
+    let mut random = vec![0u8; 16 * count];
+    let drawn = getrandom::fill(&mut random).is_ok();
+    (0..count).map(move |n| {
+        let uuid = match random[16 * n..16 * n + 16].try_into() {
+            Ok(bytes) if drawn => uuid::Builder::from_random_bytes(bytes).into_uuid(),
+            // As uuid does on its own (it panics if the OS has no randomness at all).
+            _ => uuid::Uuid::new_v4(),
+        };
+        format!("evt_{}", uuid.simple())
+    })
 }
 
 /// Whether a subscription delivers one at a time: its own setting, or its vendor's (Autotask
@@ -1304,5 +1316,29 @@ impl Engine {
     pub fn explain(&self, event: &Event) -> Result<Vec<Explanation>, Error> {
         let matcher = self.inner.matcher.read().map_err(|_| Error::Poisoned)?;
         Ok(matcher.explain(event))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_event_ids_are_distinct_random_v4_uuids() {
+        let ids: Vec<String> = new_event_ids(500).chain(new_event_ids(500)).collect();
+        assert_eq!(ids.len(), 1000);
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            ids.len(),
+            "no id repeats, within or across calls"
+        );
+        for id in &ids {
+            let hex = id.strip_prefix("evt_").expect("evt_ prefix");
+            let uuid = uuid::Uuid::parse_str(hex).expect("a UUID");
+            assert_eq!(uuid.get_version_num(), 4, "{id}");
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
+        }
+        assert_eq!(new_event_ids(0).count(), 0);
     }
 }
