@@ -1,14 +1,16 @@
 //! End to end: publish -> durable enqueue -> dispatcher -> worker -> signed POST -> received,
 //! to a local keep-alive receiver, beside the raw ureq loopback rate measured in the same run.
 //! Throughput from 1 and 8 publishers; latency (p50/p99, printed) at low load, one at a time.
-//! Beside them, the ceiling of any engine on sled: raw ureq plus bare sled doing the writes a
-//! delivery needs (see [`raw_sled_and_ureq`]).
+//! Beside them, the engine's own sender alone (which writes each request in one piece, where
+//! raw ureq writes head and body apart), and the ceiling of an engine with that sender on
+//! sled: the sender plus bare sled doing the writes a delivery needs (see
+//! [`raw_sled_and_sender`]).
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use callout::{Engine, Event, Subscription};
@@ -16,15 +18,64 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{raw_agent, raw_send, raw_sled, run_split, start_receiver};
+use callout_deliver::{Request, Sender};
+use support::{
+    raw_agent, raw_send, raw_sled, run_split, sender_send, signed_sender, start_receiver,
+};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const WORKERS: usize = 4;
 
 struct Rig {
     engine: Engine,
-    received: Arc<AtomicU64>,
+    received: Arc<Received>,
     _dir: tempfile::TempDir,
+}
+
+/// The receiver's count of requests, and a wake-up for whoever awaits a number of them: the
+/// waiting thread sleeps until then rather than polling (raw ureq's threads are joined, and a
+/// poll every 50 us costs a thread switch each on 2 cores, and blurs the latency).
+#[derive(Default)]
+struct Received {
+    count: AtomicU64,
+    awaited: AtomicU64,
+    lock: Mutex<()>,
+    reached: Condvar,
+}
+
+impl Received {
+    fn on_request(&self) {
+        if self.count.fetch_add(1, Ordering::SeqCst) + 1 >= self.awaited.load(Ordering::SeqCst) {
+            // Under the lock, so a waiter between its check and its wait cannot miss it.
+            let _held = self.lock.lock();
+            self.reached.notify_all();
+        }
+    }
+
+    /// Sets the count to wait for: `more` requests from now. Call before causing them.
+    fn expect(&self, more: u64) -> u64 {
+        let target = self.count.load(Ordering::SeqCst) + more;
+        self.awaited.store(target, Ordering::SeqCst);
+        target
+    }
+
+    /// Waits (at most 60 s) until the count reaches `target`.
+    fn wait(&self, target: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let Ok(mut held) = self.lock.lock() else {
+            return;
+        };
+        while self.count.load(Ordering::SeqCst) < target {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            held = match self.reached.wait_timeout(held, left) {
+                Ok((held, _)) => held,
+                Err(_) => return,
+            };
+        }
+    }
 }
 
 fn rig() -> Rig {
@@ -33,11 +84,9 @@ fn rig() -> Rig {
 
 /// A rig whose subscription is shaped by `shape` (e.g. one event per request).
 fn rig_with(shape: impl Fn(Subscription) -> Subscription) -> Rig {
-    let received = Arc::new(AtomicU64::new(0));
+    let received = Arc::new(Received::default());
     let counter = Arc::clone(&received);
-    let url = start_receiver(Arc::new(move |_: &[u8]| {
-        counter.fetch_add(1, Ordering::SeqCst);
-    }));
+    let url = start_receiver(Arc::new(move |_: &[u8]| counter.on_request()));
     let dir = tempfile::tempdir().expect("tempdir");
     // One subscription: all workers may serve it, as many requests in flight as the raw
     // rate's threads (the default keeps one worker free for other subscriptions).
@@ -66,14 +115,6 @@ fn event(i: u64) -> Event {
         .changed(["email1"])
 }
 
-/// Waits (bounded) until the receiver has seen `target` requests.
-fn wait_received(received: &AtomicU64, target: u64) {
-    let started = Instant::now();
-    while received.load(Ordering::SeqCst) < target && started.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_micros(50));
-    }
-}
-
 fn end_to_end(c: &mut Criterion) {
     let mut group = c.benchmark_group("end_to_end");
     group
@@ -91,13 +132,19 @@ fn end_to_end(c: &mut Criterion) {
         b.iter_custom(|iters| run_split(iters, WORKERS, |_| raw_send(&agent, &raw_url, &body, &[])))
     });
 
-    // The same requests, each with the sled writes of a durable delivery and nothing else.
+    // The engine's sender alone: the same requests, signed, each written in one piece.
+    let (sender, request) = signed_sender(&raw_url, &body);
+    group.bench_function(BenchmarkId::new("signed_sender", WORKERS), |b| {
+        b.iter_custom(|iters| run_split(iters, WORKERS, |_| sender_send(&sender, &request)))
+    });
+
+    // The sender's requests, each with the sled writes of a durable delivery and nothing else.
     let (dir, ceiling) = (tempfile::tempdir().expect("tempdir"), AtomicU64::new(0));
     let (db, tree) = raw_sled(&dir);
-    group.bench_function(BenchmarkId::new("raw_sled_and_ureq", WORKERS), |b| {
+    group.bench_function(BenchmarkId::new("raw_sled_and_sender", WORKERS), |b| {
         b.iter_custom(|iters| {
             let first = ceiling.fetch_add(iters, Ordering::SeqCst);
-            raw_sled_and_ureq(&db, &tree, (first, iters), (&agent, &raw_url))
+            raw_sled_and_sender(&db, &tree, (first, iters), (&sender, &request))
         })
     });
 
@@ -105,12 +152,12 @@ fn end_to_end(c: &mut Criterion) {
         let rig = rig();
         group.bench_function(BenchmarkId::new("publish_to_received", publishers), |b| {
             b.iter_custom(|iters| {
-                let before = rig.received.load(Ordering::SeqCst);
+                let target = rig.received.expect(iters);
                 let started = Instant::now();
                 run_split(iters, publishers, |i| {
                     rig.engine.publish(event(i)).expect("publish");
                 });
-                wait_received(&rig.received, before + iters);
+                rig.received.wait(target);
                 started.elapsed()
             })
         });
@@ -120,7 +167,7 @@ fn end_to_end(c: &mut Criterion) {
     let bulk = rig_with(|s| s.chunk_size(1));
     group.bench_function(BenchmarkId::new("publish_batch_100_to_received", 1), |b| {
         b.iter_custom(|iters| {
-            let before = bulk.received.load(Ordering::SeqCst);
+            let target = bulk.received.expect(iters);
             let started = Instant::now();
             let mut sent = 0;
             while sent < iters {
@@ -129,7 +176,7 @@ fn end_to_end(c: &mut Criterion) {
                 bulk.engine.publish_batch(events).expect("publish_batch");
                 sent += n;
             }
-            wait_received(&bulk.received, before + iters);
+            bulk.received.wait(target);
             started.elapsed()
         })
     });
@@ -139,10 +186,10 @@ fn end_to_end(c: &mut Criterion) {
     let rig = rig();
     let mut samples: Vec<Duration> = (0..300u64)
         .map(|i| {
-            let before = rig.received.load(Ordering::SeqCst);
+            let target = rig.received.expect(1);
             let started = Instant::now();
             rig.engine.publish(event(i)).expect("publish");
-            wait_received(&rig.received, before + 1);
+            rig.received.wait(target);
             started.elapsed()
         })
         .collect();
@@ -156,17 +203,18 @@ fn end_to_end(c: &mut Criterion) {
     );
 }
 
-/// `count` deliveries (ids from `first`) the way bare sled and ureq would carry them at the
-/// least: a publisher inserts each 1,000 B record, 100 per `apply_batch` and one `flush` (a
-/// durable `publish_batch`), and hands it over in memory (as the store's lease does); `WORKERS`
-/// threads each POST one with raw ureq, then remove its record and write its attempt record, 256
-/// deliveries per unflushed batch with one per-subscription index record (the store's layout and
-/// write-behind). No signing, no matching, no body shaping, no locks of ours.
-fn raw_sled_and_ureq(
+/// `count` deliveries (ids from `first`) the way bare sled and the engine's sender would carry
+/// them at the least: a publisher inserts each 1,000 B record, 100 per `apply_batch` and one
+/// `flush` (a durable `publish_batch`), and hands it over in memory (as the store's lease does);
+/// `WORKERS` threads each send one signed request through the sender, then remove its record and
+/// write its attempt record, 256 deliveries per unflushed batch with one per-subscription index
+/// record (the store's layout and write-behind). No matching, no body shaping, no dispatcher,
+/// no locks of ours.
+fn raw_sled_and_sender(
     db: &sled::Db,
     tree: &sled::Tree,
     (first, count): (u64, u64),
-    (agent, url): (&ureq::Agent, &str),
+    (sender, request): (&Sender, &Request),
 ) -> Duration {
     let record = vec![b'x'; 1000];
     let key = |tag: u8, id: u64| {
@@ -193,10 +241,10 @@ fn raw_sled_and_ureq(
         });
         for _ in 0..WORKERS {
             let handed = handed.clone();
-            let (key, behind, record) = (&key, &behind, &record);
+            let (key, behind) = (&key, &behind);
             scope.spawn(move || {
                 while let Ok(id) = handed.recv() {
-                    raw_send(agent, url, record, &[]);
+                    sender_send(sender, request);
                     let at = started.elapsed().as_micros() as u64;
                     let full = behind.lock().map(|mut behind| {
                         let attempt = [key(b'a', id), at.to_be_bytes().to_vec()].concat();

@@ -1,6 +1,6 @@
 //! Shared bench fixtures: a minimal keep-alive HTTP/1.1 receiver on 127.0.0.1, the raw ureq
-//! agent the sender is compared with, a bare sled for the raw storage limits, and a helper that
-//! splits work over threads.
+//! agent the sender is compared with, the sender itself with a signed request, a bare sled for
+//! the raw storage limits, and a helper that splits work over threads.
 
 #![allow(dead_code)] // each bench uses a different part
 
@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use callout_deliver::Timeouts;
+use callout_deliver::sign::standard::Secret;
+use callout_deliver::{AllowList, Request, Sender, SenderConfig, Signature, Timeouts, Verdict};
 
 /// Called with each request body the receiver reads.
 pub type OnRequest = Arc<dyn Fn(&[u8]) + Send + Sync>;
@@ -76,7 +77,8 @@ pub fn timeouts() -> Timeouts {
     }
 }
 
-/// The agent the Sender builds, minus the guard resolver and TLS-marking connector.
+/// The agent the Sender builds, minus the guard resolver and its connector chain (TLS
+/// failures marked, each request written in one piece): ureq as it comes.
 pub fn raw_agent() -> ureq::Agent {
     let t = timeouts();
     ureq::Agent::config_builder()
@@ -104,6 +106,30 @@ pub fn raw_send(agent: &ureq::Agent, url: &str, body: &[u8], headers: &[(&str, S
     let mut response = builder.send(body).unwrap();
     assert_eq!(response.status().as_u16(), 200);
     std::io::copy(&mut response.body_mut().as_reader(), &mut std::io::sink()).unwrap();
+}
+
+/// The sender as the engine uses it, allowed to reach 127.0.0.1, and a request to `url`
+/// carrying `body` signed with the Standard Webhooks scheme.
+pub fn signed_sender(url: &str, body: &[u8]) -> (Sender, Request) {
+    let sender = Sender::new(SenderConfig {
+        allow: AllowList::parse(["127.0.0.1"]).unwrap(),
+        max_idle_connections_per_host: 16,
+        timeouts: timeouts(),
+        ..SenderConfig::default()
+    })
+    .unwrap();
+    let secret = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+    let mut request = Request::new("msg_bench", url, body.to_vec());
+    request.signature = Signature::Standard {
+        secrets: vec![secret],
+    };
+    (sender, request)
+}
+
+/// One signed POST through the sender, which must be delivered.
+pub fn sender_send(sender: &Sender, request: &Request) {
+    let outcome = sender.send(request);
+    assert_eq!(outcome.verdict, Verdict::Delivered);
 }
 
 /// Runs `total` calls of `one` split over `threads` threads; returns the wall time.
