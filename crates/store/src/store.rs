@@ -2198,6 +2198,21 @@ mod tests {
         assert!(store.queue.scan_prefix([BY_SUB]).next().is_none());
     }
 
+    /// Opens the store where a test wrote with sled directly: sled lets go of its file lock
+    /// only once its background threads have dropped the database, a moment after the test's
+    /// handle is gone, so a lock error is retried for a bounded time.
+    fn open_after_raw_sled(path: &Path) -> Store {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match Store::open(path, StoreConfig::default()) {
+                Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                opened => return opened.expect("store opens"),
+            }
+        }
+    }
+
     fn sample(id: u64, sub: u64, ordered: bool) -> Delivery {
         Delivery {
             id,
@@ -2247,7 +2262,7 @@ mod tests {
                 .unwrap();
             db.flush().unwrap();
         }
-        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let store = open_after_raw_sled(dir.path());
         let counts = store.counts().unwrap();
         assert_eq!((counts.due, counts.held, counts.dead), (2, 1, 1));
         let leased = store.lease(10, 10).unwrap();
@@ -2305,7 +2320,7 @@ mod tests {
             queue.insert(key(JOURNAL, &[8]), &b"\x01\0\0"[..]).unwrap();
             db.flush().unwrap();
         }
-        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let store = open_after_raw_sled(dir.path());
         assert_eq!(store.counts().unwrap().due, 2);
         let leased = store.lease(10, 10).unwrap();
         assert_eq!(leased.iter().map(|d| d.id).collect::<Vec<_>>(), [1, 2]);
