@@ -5,11 +5,13 @@
 //! where walking sled's due keys cost a step per delivery passed over. It mirrors the `q`
 //! records minus the leased ones, and is rebuilt from them on open.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::ids::{IdMap, IdSet};
 
 #[derive(Default)]
 pub(crate) struct DueIndex {
-    subs: HashMap<u64, SubDue>,
+    subs: IdMap<SubDue>,
     /// (due time, id, subscription) of every subscription's next delivery.
     heads: BTreeSet<(u64, u64, u64)>,
 }
@@ -99,7 +101,7 @@ impl DueIndex {
 
     /// The subscription whose next delivery is the earliest (by due time, then id) at or
     /// before `now`, passing over those in `skip`.
-    pub(crate) fn next_subscription(&self, now: u64, skip: &HashSet<u64>) -> Option<u64> {
+    pub(crate) fn next_subscription(&self, now: u64, skip: &IdSet) -> Option<u64> {
         self.heads
             .iter()
             .take_while(|(due, _, _)| *due <= now)
@@ -177,11 +179,11 @@ mod tests {
         index.insert(2, e(10, 2, false));
         index.insert(1, e(5, 3, false));
         index.insert(3, e(50, 4, false));
-        let none = HashSet::new();
+        let none = IdSet::default();
         assert_eq!(index.next_subscription(40, &none), Some(1));
-        assert_eq!(index.next_subscription(40, &HashSet::from([1])), Some(2));
+        assert_eq!(index.next_subscription(40, &IdSet::from_iter([1])), Some(2));
         assert_eq!(
-            index.next_subscription(40, &HashSet::from([1, 2])),
+            index.next_subscription(40, &IdSet::from_iter([1, 2])),
             None,
             "sub 3 is not due yet"
         );
@@ -198,7 +200,7 @@ mod tests {
         index.insert(7, e(100, 1, true));
         index.insert(7, e(10, 2, true));
         index.insert(7, e(10, 3, true));
-        let none = HashSet::new();
+        let none = IdSet::default();
         assert_eq!(
             index.next_subscription(50, &none),
             None,
@@ -229,7 +231,7 @@ mod tests {
         let mut taken = index.take_subscription(1);
         taken.sort_by_key(|e| e.id);
         assert_eq!(taken, [e(1, 1, false), e(2, 2, true)]);
-        assert_eq!(index.next_subscription(10, &HashSet::new()), Some(2));
+        assert_eq!(index.next_subscription(10, &IdSet::default()), Some(2));
         assert!(index.take_subscription(1).is_empty());
         index.remove(2, e(3, 3, false));
         assert_eq!(index.earliest(), None);

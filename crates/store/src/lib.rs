@@ -43,6 +43,7 @@
 mod codec;
 mod due;
 mod error;
+mod ids;
 mod model;
 mod store;
 

@@ -14,7 +14,7 @@
 //! one record per delivery, not a record plus index entries, is what makes enqueue cost about
 //! one raw sled write and a delivered delivery three (in, out, its attempt).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ use sled::{Batch, Db, IVec, Tree};
 use crate::codec::{self, key, part};
 use crate::due::{DueIndex, Entry};
 use crate::error::StoreError;
+use crate::ids::{IdMap, IdSet};
 use crate::model::{
     Attempt, Counts, Delivery, DeliveryState, EnqueueReceipt, NewDelivery, SubscriptionFilter,
 };
@@ -128,9 +129,9 @@ impl Default for StoreConfig {
 /// In-memory state, kept in step with the `queue` tree by the one writer.
 #[derive(Default)]
 struct Book {
-    counts: HashMap<u64, Counts>,
-    held: HashSet<u64>,
-    ordered_in_flight: HashSet<u64>,
+    counts: IdMap<Counts>,
+    held: IdSet,
+    ordered_in_flight: IdSet,
     /// The due deliveries not in flight, as on disk once the write-behind buffer is applied.
     due: DueIndex,
     next_delivery: u64,
@@ -150,7 +151,7 @@ struct Book {
     behind: Ops,
     /// Deliveries with a settle in `behind`: a second settle of one applies the buffer first,
     /// so it sees the first.
-    behind_ids: HashSet<u64>,
+    behind_ids: IdSet,
     /// When the oldest settle in `behind` was buffered.
     behind_since: Option<Instant>,
     /// The attempts in `behind` as (subscription, at, delivery, number): they go into the
@@ -158,10 +159,10 @@ struct Book {
     behind_attempts: Vec<(u64, u64, u64, u64)>,
     /// Deliveries whose settles were last handed off to be applied outside the book lock
     /// (see [`Store::hand_off_behind`]); maybe not on disk yet, until the gate is taken.
-    handed_off_ids: HashSet<u64>,
+    handed_off_ids: IdSet,
     /// Deliveries in flight, by id. On disk they stay as they were when due (due-index entry
     /// included); leasing skips the ones in here.
-    leased: HashMap<u64, Lease>,
+    leased: IdMap<Lease>,
     /// The same leases by deadline, for `reclaim_expired` and `next_due_at`.
     deadlines: BTreeSet<(u64, u64)>,
     /// Where the next `prune` goes on in the attempt index (empty: from the start).
@@ -179,7 +180,7 @@ struct Book {
 /// applied (the bare path in docs/BENCHMARKS.md: 23.7k deliveries/s with it, 30.0k without).
 #[derive(Default)]
 struct Fresh {
-    records: HashMap<u64, Delivery>,
+    records: IdMap<Delivery>,
     bytes: usize,
     capacity: usize,
 }
@@ -1203,7 +1204,7 @@ impl Store {
         // order across subscriptions; a subscription that may not give one more (at its bound,
         // or its ordered head in flight) is passed over for the rest of the call, whatever
         // its backlog.
-        let mut passed = HashSet::new();
+        let mut passed = IdSet::default();
         while leased.len() < max {
             let Some(sub) = book.due.next_subscription(now_ms, &passed) else {
                 break;
