@@ -196,8 +196,10 @@ impl<T: Transport> Transport for Coalescing<T> {
         Ok(self.take_input() > 0)
     }
 
+    // Not open for another request while output is held, or while the inner transport holds
+    // input this layer had no room for: ureq's own check for stray bytes sees only this layer's.
     fn is_open(&mut self) -> bool {
-        self.pending == 0 && self.inner.is_open()
+        self.pending == 0 && self.inner.buffers().input().is_empty() && self.inner.is_open()
     }
 
     fn is_tls(&self) -> bool {

@@ -1,13 +1,14 @@
 //! Keep-alive: sends reuse one connection, including after error statuses, and across threads.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::net::TcpListener;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
 use callout_deliver::{Request, Verdict};
 
-use crate::support::{receiver, sender, Reply};
+use crate::support::{read_request, receiver, sender, write_quietly, Reply};
 
 #[test]
 fn twenty_sends_use_one_connection() {
@@ -65,4 +66,50 @@ fn worker_threads_share_one_sender() {
     // At most one connection per worker (tiny_http serves one request at a time per
     // connection, so workers may not always find an idle one, but the pool keeps them).
     assert!(peers.len() <= 4, "connections: {}", peers.len());
+}
+
+#[test]
+fn a_connection_with_stray_bytes_after_its_response_is_not_reused() {
+    // The first connection answers with two bytes more than its Content-Length says: reusing
+    // it would read them as the start of the next response. Each connection reports the
+    // requests it served.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let (served, reports) = mpsc::channel();
+    thread::spawn(move || {
+        for connection in 0..2 {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(3)))
+                .unwrap();
+            let served = served.clone();
+            thread::spawn(move || {
+                let reply: &[u8] = match connection {
+                    0 => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokXX",
+                    _ => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                };
+                let mut requests = 0;
+                while read_request(&mut stream) {
+                    requests += 1;
+                    write_quietly(&mut stream, reply);
+                    let _ = served.send((connection, requests));
+                }
+            });
+        }
+    });
+    let sender = sender();
+    for n in 0..2 {
+        let outcome = sender.send(&Request::new(format!("d{n}"), url.clone(), b"{}".to_vec()));
+        assert_eq!(outcome.verdict, Verdict::Delivered, "{outcome:?}");
+    }
+    let got: Vec<(u32, u32)> = (0..2)
+        .map(|_| reports.recv_timeout(Duration::from_secs(5)).unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        [(0, 1), (1, 1)],
+        "the second request on a new connection"
+    );
 }

@@ -129,13 +129,13 @@ where
 }
 
 /// Reads one HTTP/1.1 request with a Content-Length body; bounded by the read timeout and by
-/// the 1 MiB the tests ever send.
-fn read_request(stream: &mut TcpStream) {
+/// the 1 MiB the tests ever send. False when the connection ended (or timed out) before a head.
+pub fn read_request(stream: &mut TcpStream) -> bool {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
         if stream.read(&mut byte).unwrap_or(0) == 0 {
-            return;
+            return false;
         }
         head.push(byte[0]);
     }
@@ -147,6 +147,7 @@ fn read_request(stream: &mut TcpStream) {
         .unwrap_or(0);
     let mut body = vec![0u8; length.min(1 << 20)];
     let _ = stream.read_exact(&mut body);
+    true
 }
 
 /// Writes and ignores errors: the sender may have hung up, which is what some tests want.
