@@ -55,7 +55,9 @@ impl<In: Transport> Connector<In> for TlsStage {
 }
 
 /// The chain of ureq's `DefaultConnector` for our features (no SOCKS, rustls only), with the
-/// TLS stage wrapped and requests coalesced on top (so a CONNECT to a proxy is unaffected).
+/// TLS stage wrapped and requests coalesced on top. (ureq opens a CONNECT proxy's connection
+/// through the whole chain, so a proxied connection has two coalescing layers: it works, at the
+/// cost of a second pair of buffers.)
 pub(crate) fn connector() -> impl Connector<()> {
     ().chain(ConnectProxyConnector::default())
         .chain(TcpConnector::default())
@@ -95,13 +97,19 @@ const FLUSH_BELOW: usize = 16 * 1024;
 /// A transport that gathers ureq's writes and sends them when ureq waits for input (or its
 /// buffer is nearly full). ureq reads and writes through this layer's own buffers; output is
 /// copied into the inner transport's buffer on the way out, input out of it on the way in.
+///
+/// ureq reads input it already has without waiting (`maybe_await_input`, which it calls through
+/// a `Box<dyn Transport>` that does not pass it on, so this layer cannot flush there). With a
+/// request held, that only happens after an `Expect: 100-continue`, a header the sender never
+/// sends (it is reserved; a test checks a custom one is dropped).
 #[derive(Debug)]
 pub(crate) struct Coalescing<T> {
     inner: T,
     buffers: LazyBuffers,
     /// Bytes at the start of the output buffer written by ureq and not yet sent.
     pending: usize,
-    /// The timeout of the first held write: its deadline and reason govern sending it.
+    /// The timeout of the last held write (ureq's current phase, e.g. sending the body): it
+    /// governs sending what is held.
     timeout: Option<NextTimeout>,
 }
 
@@ -171,20 +179,11 @@ impl<T: Transport> Transport for Coalescing<T> {
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
         self.pending += amount;
-        self.timeout.get_or_insert(timeout);
+        self.timeout = Some(timeout);
         if self.buffers.output().len() - self.pending < FLUSH_BELOW {
             self.send_pending()?;
         }
         Ok(())
-    }
-
-    // Overridden so held output goes out even when ureq finds input already buffered.
-    fn maybe_await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
-        self.send_pending()?;
-        if self.buffers.can_use_input() {
-            return Ok(true);
-        }
-        self.await_input(timeout)
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
