@@ -13,8 +13,9 @@ pub(crate) type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 /// A set of ids.
 pub(crate) type IdSet = HashSet<u64, BuildHasherDefault<IdHasher>>;
 
-/// Multiplies by a large odd constant (Fibonacci hashing): consecutive ids spread over the low
-/// bits the table indexes with and over the high bits it tags entries with.
+/// Multiplies by a large odd constant (Fibonacci hashing), then folds the high half into the
+/// low: the table indexes with the low bits, which in a bare product depend only on the id's low
+/// bits (ids 2^16 apart would collide), and tags entries with the high bits.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct IdHasher(u64);
 
@@ -32,7 +33,7 @@ impl Hasher for IdHasher {
     }
 
     fn finish(&self) -> u64 {
-        self.0
+        self.0 ^ (self.0 >> 32)
     }
 }
 
@@ -42,14 +43,22 @@ mod tests {
     use std::hash::BuildHasher;
 
     #[test]
-    fn consecutive_ids_fill_a_table_evenly() {
+    fn ids_fill_a_table_evenly() {
         let build = BuildHasherDefault::<IdHasher>::default();
-        // 4,096 consecutive ids into 1,024 buckets by the low bits, as a table indexes.
-        let mut buckets = [0u32; 1024];
-        for id in 1_000_000..1_004_096u64 {
-            buckets[(build.hash_one(id) & 1023) as usize] += 1;
+        // 4,096 ids into 1,024 buckets by the low bits, as a table indexes: consecutive ones,
+        // and ones 2^16 apart (sharing their low bits). Evenly means no bucket holds more than a
+        // random spread would (4 on average; at most about 11).
+        for stride in [1u64, 1 << 16] {
+            let mut buckets = [0u32; 1024];
+            for n in 0..4096u64 {
+                buckets[(build.hash_one(1_000_000 + n * stride) & 1023) as usize] += 1;
+            }
+            let fullest = buckets.iter().max().copied().unwrap_or_default();
+            assert!(
+                fullest <= 12,
+                "stride {stride}: {fullest} ids in one bucket"
+            );
         }
-        assert!(buckets.iter().all(|&n| n == 4), "{:?}", &buckets[..16]);
         // The high 7 bits tag entries: consecutive ids must not share them all.
         let tags: HashSet<u64> = (0..256u64).map(|id| build.hash_one(id) >> 57).collect();
         assert!(tags.len() > 64, "{} distinct tags", tags.len());
