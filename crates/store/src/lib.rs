@@ -40,6 +40,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod attempts;
 mod codec;
 mod due;
 mod error;

@@ -12,9 +12,10 @@
 //! A delivery is one record, filed under the key of its state: due (`q`, by due time), held
 //! (`h`) or dead (`x`). sled's cost is per operation, nearly whatever the size (FACTS.md), so
 //! one record per delivery, not a record plus index entries, is what makes enqueue cost about
-//! one raw sled write and a delivered delivery three (in, out, its attempt).
+//! one raw sled write, and a delivered delivery two (in, out) and a share of the record that
+//! holds its settle batch's attempts (`attempts.rs`).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use callout_core::{Part, Pattern, Subscription};
 use sled::{Batch, Db, IVec, Tree};
 
+use crate::attempts::{self, Filed, BY_SUB};
 use crate::codec::{self, key, part};
 use crate::due::{DueIndex, Entry};
 use crate::error::StoreError;
@@ -46,13 +48,11 @@ const LEGACY_DELIVERY: u8 = b'd'; // d id -> Delivery (layout 1)
 const LEGACY_LEASED: u8 = b'f'; // f until id -> () (layout 1)
 const LEGACY_PENDING: u8 = b'p'; // p sub id -> () (layout 1 and early layout 2)
 
-// Attempts are keyed by time as well as number: a replayed dead letter starts again at attempt
-// 1, and its new attempts must add to the history, not overwrite it.
-const ATTEMPT: u8 = b'a'; // a id at n -> Attempt
-/// `A sub at id n` -> the further (at, id, n) of the same settle batch: a subscription's
-/// attempts applied together, named by the newest (a record of one, with an empty value, from
-/// older builds reads the same). One write per subscription and batch, not one per attempt.
-const BY_SUB: u8 = b'A';
+// Attempts are named by time as well as number: a replayed dead letter starts again at attempt
+// 1, and its new attempts must add to the history, not overwrite it. A settle batch's attempts
+// of one subscription are one record, `A sub at id n` (see `attempts.rs`); older builds kept
+// each under `a id at n`, which still reads and is pruned.
+const ATTEMPT: u8 = b'a'; // a id at n -> Attempt (older builds)
 const DELIVERED: u8 = b'n'; // n sub -> u64 delivered count
 const HELD_SUB: u8 = b'H'; // H sub -> ()
 const SEEN: u8 = b'e'; // e event_id -> at
@@ -154,9 +154,9 @@ struct Book {
     behind_ids: IdSet,
     /// When the oldest settle in `behind` was buffered.
     behind_since: Option<Instant>,
-    /// The attempts in `behind` as (subscription, at, delivery, number): they go into the
-    /// per-subscription index as one record per subscription when the buffer is taken.
-    behind_attempts: Vec<(u64, u64, u64, u64)>,
+    /// The attempts of the settles in `behind`: they go into the per-subscription index as
+    /// one record per subscription (see `attempts.rs`) when the buffer is taken.
+    behind_attempts: Vec<Filed>,
     /// Deliveries whose settles were last handed off to be applied outside the book lock
     /// (see [`Store::hand_off_behind`]); maybe not on disk yet, until the gate is taken.
     handed_off_ids: IdSet,
@@ -239,22 +239,12 @@ impl Book {
         self.behind_ids.contains(&id) || self.handed_off_ids.contains(&id)
     }
 
-    /// Takes the write-behind buffer to be applied, with the attempt-index record of each
-    /// subscription that has attempts in it (see [`BY_SUB`]).
+    /// Takes the write-behind buffer to be applied, with the attempt records of the
+    /// subscriptions that have attempts in it (see `attempts.rs`).
     fn take_behind(&mut self) -> Ops {
         let mut ops = std::mem::take(&mut self.behind);
-        let mut attempts = std::mem::take(&mut self.behind_attempts);
-        attempts.sort_unstable();
-        for rows in attempts.chunk_by(|a, b| a.0 == b.0) {
-            let Some(((sub, at, id, n), older)) = rows.split_last() else {
-                continue;
-            };
-            let further: Vec<u8> = older
-                .iter()
-                .flat_map(|&(_, at, id, n)| [at, id, n])
-                .flat_map(u64::to_be_bytes)
-                .collect();
-            ops.insert(key(BY_SUB, &[*sub, *at, *id, *n]), further);
+        for (k, v) in attempts::records(std::mem::take(&mut self.behind_attempts)) {
+            ops.insert(k, v);
         }
         self.behind_since = None;
         ops
@@ -1388,12 +1378,18 @@ impl Store {
             batch.remove(lease.due_key.clone());
             let mut number = 0;
             if let Some(mut attempt) = attempt {
-                attempt.excerpt = attempt.excerpt.chars().take(1024).collect();
-                let at = attempt.at;
-                let n = u64::from(attempt.number);
+                // Within 1,024 bytes, it is within 1,024 characters.
+                if attempt.excerpt.len() > 1024 {
+                    attempt.excerpt = attempt.excerpt.chars().take(1024).collect();
+                }
                 number = attempt.number;
-                batch.insert(key(ATTEMPT, &[id, at, n]), codec::encode(&attempt));
-                book.behind_attempts.push((sub, at, id, n));
+                book.behind_attempts.push(Filed {
+                    sub,
+                    at: attempt.at,
+                    id,
+                    n: u64::from(attempt.number),
+                    bytes: codec::encode(&attempt),
+                });
             }
             let next = match (finish, record) {
                 (Finish::Delivered, _) => {
@@ -1638,13 +1634,24 @@ impl Store {
     /// Every attempt of a delivery, oldest first.
     pub fn attempts_for_delivery(&self, id: u64) -> Result<Vec<Attempt>, StoreError> {
         self.catch_up()?;
-        self.queue
-            .scan_prefix(key(ATTEMPT, &[id]))
-            .map(|item| {
-                let (k, v) = item?;
-                codec::decode(&k, &v)
-            })
-            .collect()
+        let mut out: Vec<Attempt> = Vec::new();
+        for item in self.queue.scan_prefix(key(ATTEMPT, &[id])) {
+            let (k, v) = item?;
+            out.push(codec::decode(&k, &v)?);
+        }
+        for pointer in self.queue.scan_prefix(attempts::bucket_prefix(id)).keys() {
+            let record_key = attempts::pointed(&pointer?);
+            let Some(record) = self.queue.get(&record_key)? else {
+                continue;
+            };
+            for entry in attempts::entries(&record_key, &record) {
+                if let (true, Some(bytes)) = (entry.id == id, entry.bytes) {
+                    out.push(codec::decode(&record_key, &record[bytes])?);
+                }
+            }
+        }
+        out.sort_by_key(|a| (a.at, a.number));
+        Ok(out)
     }
 
     /// The newest attempts of a subscription's deliveries, newest first, at most `limit`, as
@@ -1661,25 +1668,36 @@ impl Store {
         // The newest `limit` as (at, id, n), smallest first. A record's key names its newest
         // attempt and records come newest key first, so once `limit` are newer than the next
         // record's key, neither it nor any after it holds a newer one.
-        let mut newest = BTreeSet::new();
+        // Each with where it is: in the record (its key, value and place) or, from an older
+        // build, under its own key.
+        let mut newest = BTreeMap::new();
         for item in self.queue.scan_prefix(key(BY_SUB, &[sub])).rev() {
-            let (k, further) = item?;
-            let named = named_attempt(&k);
-            if newest.len() >= limit && newest.first().is_some_and(|first| *first > named) {
+            let (k, record) = item?;
+            let named = attempts::named(&k);
+            if newest.len() >= limit
+                && newest
+                    .first_key_value()
+                    .is_some_and(|(first, _)| *first > named)
+            {
                 break;
             }
-            for attempt in indexed_attempts(&k, &further) {
-                newest.insert(attempt);
+            for entry in attempts::entries(&k, &record) {
+                let place = entry.bytes.map(|bytes| (k.clone(), record.clone(), bytes));
+                newest.insert((entry.at, entry.id, entry.n), place);
                 if newest.len() > limit {
                     newest.pop_first();
                 }
             }
         }
         let mut out = Vec::with_capacity(newest.len());
-        for (at, id, n) in newest.into_iter().rev() {
-            let ak = key(ATTEMPT, &[id, at, n]);
-            if let Some(v) = self.queue.get(&ak)? {
-                out.push((id, codec::decode(&ak, &v)?));
+        for ((at, id, n), place) in newest.into_iter().rev() {
+            if let Some((k, record, bytes)) = place {
+                out.push((id, codec::decode(&k, &record[bytes])?));
+            } else {
+                let ak = key(ATTEMPT, &[id, at, n]);
+                if let Some(v) = self.queue.get(&ak)? {
+                    out.push((id, codec::decode(&ak, &v)?));
+                }
             }
         }
         Ok(out)
@@ -1811,15 +1829,21 @@ impl Store {
                 cursor.clear();
                 break;
             };
-            let (bk, further) = item?;
+            let (bk, record) = item?;
             if bk.first() != Some(&BY_SUB) || bk.len() != 33 {
                 cursor.clear();
                 break;
             }
             let sub = part(&bk, 1);
-            if named_attempt(&bk).0 < attempts_before {
-                for (at, id, n) in indexed_attempts(&bk, &further) {
-                    batch.remove(key(ATTEMPT, &[id, at, n]));
+            if attempts::named(&bk).0 < attempts_before {
+                let entries = attempts::entries(&bk, &record);
+                for pointer in attempts::pointers(&bk, &entries) {
+                    batch.remove(pointer);
+                }
+                for entry in entries {
+                    if entry.bytes.is_none() {
+                        batch.remove(key(ATTEMPT, &[entry.id, entry.at, entry.n]));
+                    }
                     removed += 1;
                 }
                 cursor = bk.to_vec();
@@ -1966,21 +1990,6 @@ fn expiry_ids(mut value: &[u8]) -> impl Iterator<Item = &[u8]> {
         let len = part_u32(take(&mut value, 4)?);
         take(&mut value, len)
     })
-}
-
-/// The newest attempt of an attempt-index record (see [`BY_SUB`]), named by its key, as
-/// (at, id, n).
-fn named_attempt(key: &[u8]) -> (u64, u64, u64) {
-    (part(key, 9), part(key, 17), part(key, 25))
-}
-
-/// All attempts of an attempt-index record as (at, id, n): the one its key names, then the
-/// further ones in its value (a value cut short yields what it holds whole).
-fn indexed_attempts<'a>(key: &[u8], value: &'a [u8]) -> impl Iterator<Item = (u64, u64, u64)> + 'a {
-    let further = value
-        .chunks_exact(24)
-        .map(|entry| (part(entry, 0), part(entry, 8), part(entry, 16)));
-    std::iter::once(named_attempt(key)).chain(further)
 }
 
 /// The first `len` bytes of `rest`, which moves past them.
@@ -2159,6 +2168,14 @@ mod tests {
             .map(|item| part(&item.unwrap().0, 1))
             .collect();
         assert_eq!(records, [1, 1, 2], "one record per subscription and batch");
+        assert_eq!(
+            store.queue.scan_prefix(key(ATTEMPT, &[])).count(),
+            0,
+            "no record per attempt"
+        );
+        for (id, at) in [(ids[0], 10), (ids[5], 45), (ids[7], 13)] {
+            assert_eq!(store.attempts_for_delivery(id).unwrap(), [attempt(at)]);
+        }
 
         // A record of one attempt with an empty value, as older builds wrote them.
         store
@@ -2169,6 +2186,7 @@ mod tests {
             .queue
             .insert(key(ATTEMPT, &[99, 42, 1]), codec::encode(&attempt(42)))
             .unwrap();
+        assert_eq!(store.attempts_for_delivery(99).unwrap(), [attempt(42)]);
 
         let newest = |limit: usize| -> Vec<u64> {
             let listed = store.attempts_for_subscription(1, limit).unwrap();
@@ -2197,6 +2215,10 @@ mod tests {
         assert!(newest(10).is_empty());
         assert!(store.attempts_for_delivery(ids[0]).unwrap().is_empty());
         assert!(store.queue.scan_prefix([BY_SUB]).next().is_none());
+        assert!(
+            store.queue.scan_prefix([b'b']).next().is_none(),
+            "pruned records leave no pointers behind"
+        );
     }
 
     /// Opens the store where a test wrote with sled directly: sled lets go of its file lock
