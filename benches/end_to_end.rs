@@ -3,7 +3,7 @@
 //! Throughput from 1 and 8 publishers; latency (p50/p99, printed) at low load, one at a time.
 //! Beside them, the engine's own sender alone (which writes each request in one piece, where
 //! raw ureq writes head and body apart), and the ceiling of an engine with that sender on
-//! sled: the sender plus bare sled doing the writes a delivery needs (see
+//! sled: the sender plus bare sled doing the writes a delivery needs in the store's layout (see
 //! [`raw_sled_and_sender`]).
 
 // criterion_group! generates an undocumented public function.
@@ -206,10 +206,10 @@ fn end_to_end(c: &mut Criterion) {
 /// `count` deliveries (ids from `first`) the way bare sled and the engine's sender would carry
 /// them at the least: a publisher inserts each 1,000 B record, 100 per `apply_batch` and one
 /// `flush` (a durable `publish_batch`), and hands it over in memory (as the store's lease does);
-/// `WORKERS` threads each send one signed request through the sender, then remove its record and
-/// write its attempt record, 256 deliveries per unflushed batch with one per-subscription index
-/// record (the store's layout and write-behind). No matching, no body shaping, no dispatcher,
-/// no locks of ours.
+/// `WORKERS` threads each send one signed request through the sender, then remove its record,
+/// 256 deliveries per unflushed batch, which also writes their attempts (40 B each) as records
+/// of at most 16 KiB and a pointer key per 64 ids (the store's layout and write-behind). No
+/// matching, no body shaping, no dispatcher, no locks of ours.
 fn raw_sled_and_sender(
     db: &sled::Db,
     tree: &sled::Tree,
@@ -223,7 +223,8 @@ fn raw_sled_and_sender(
         key
     };
     let (ids, handed) = crossbeam_channel::bounded::<u64>(count as usize);
-    let behind = std::sync::Mutex::new((sled::Batch::default(), 0usize));
+    // The batch, and the attempts in it as (id, bytes).
+    let behind = std::sync::Mutex::new((sled::Batch::default(), Vec::<(u64, Vec<u8>)>::new()));
     let started = Instant::now();
     std::thread::scope(|scope| {
         scope.spawn(|| {
@@ -247,14 +248,23 @@ fn raw_sled_and_sender(
                     sender_send(sender, request);
                     let at = started.elapsed().as_micros() as u64;
                     let full = behind.lock().map(|mut behind| {
-                        let attempt = [key(b'a', id), at.to_be_bytes().to_vec()].concat();
                         behind.0.remove(key(b'D', id));
-                        behind.0.insert(attempt.clone(), vec![7u8; 40]);
-                        behind.1 += 1;
-                        (behind.1 % 256 == 0).then(|| {
-                            let index = [key(b'A', 1), attempt[1..].to_vec()].concat();
-                            behind.0.insert(index, vec![0u8; 24 * 255]);
-                            std::mem::take(&mut behind.0)
+                        let head = [at, id, 1].map(u64::to_be_bytes).concat();
+                        behind.1.push((id, [head, vec![7u8; 44]].concat()));
+                        (behind.1.len() == 256).then(|| {
+                            let (mut batch, attempts) = std::mem::take(&mut *behind);
+                            for (n, part) in attempts.chunks(16 * 1024 / 68).enumerate() {
+                                let value: Vec<u8> =
+                                    part.iter().flat_map(|a| a.1.clone()).collect();
+                                batch.insert(key(b'A', id + n as u64), value);
+                            }
+                            let mut buckets: Vec<u64> = attempts.iter().map(|a| a.0 >> 6).collect();
+                            buckets.sort_unstable();
+                            buckets.dedup();
+                            for bucket in buckets {
+                                batch.insert([key(b'b', bucket), key(b'A', id)].concat(), vec![]);
+                            }
+                            batch
                         })
                     });
                     if let Ok(Some(batch)) = full {
