@@ -1,7 +1,7 @@
 //! Crash test: a child process enqueues and acknowledges events from several threads until it
 //! is SIGKILLed; the store must reopen cleanly holding every acknowledged event exactly once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::mpsc;
@@ -46,7 +46,7 @@ fn child(dir: &Path) {
                             store
                                 .complete(leased.id, crate::attempt(1, n, "delivered"))
                                 .expect("complete");
-                            println!("DONE {}", leased.event_ids[0]);
+                            println!("DONE {} {}", leased.event_ids[0], leased.id);
                         }
                     }
                 }
@@ -94,12 +94,14 @@ fn trial(number: u64) {
     reader.join().unwrap();
     let mut acknowledged = HashSet::from([first]);
     // Completed (and acknowledged as such): a complete is not durable when it returns, so
-    // these may be gone or back in the queue (at least once), never twice.
-    let mut completed = HashSet::new();
-    for (done, event) in rx.try_iter() {
+    // these may be gone or back in the queue (at least once), never twice. By delivery id.
+    let mut completed = HashMap::new();
+    for (done, line) in rx.try_iter() {
         if done {
-            completed.insert(event);
+            let (event, id) = line.split_once(' ').expect("DONE event id");
+            completed.insert(event.to_string(), id.parse::<u64>().expect("delivery id"));
         } else {
+            let event = line;
             acknowledged.insert(event);
         }
     }
@@ -124,7 +126,7 @@ fn trial(number: u64) {
     }
     let lost: Vec<&String> = acknowledged
         .difference(&found)
-        .filter(|event| !completed.contains(*event))
+        .filter(|event| !completed.contains_key(*event))
         .collect();
     assert!(
         lost.is_empty(),
@@ -134,6 +136,17 @@ fn trial(number: u64) {
         lost.iter().take(5).collect::<Vec<_>>()
     );
     assert_eq!(store.counts().unwrap().in_flight as usize, leased.len());
+    // A completion reached disk whole or not at all: the delivery gone with its attempt
+    // recorded, or back in the queue with no attempt.
+    for (event, &id) in &completed {
+        let recorded = store.attempts_for_delivery(id).unwrap().len();
+        let gone = !found.contains(event);
+        assert_eq!(
+            recorded,
+            usize::from(gone),
+            "trial {number}: {event} (delivery {id}) gone {gone}, {recorded} attempts"
+        );
+    }
     // A reopen of what the child left costs no more than a moment.
     assert!(started.elapsed() < Duration::from_secs(20));
     eprintln!(

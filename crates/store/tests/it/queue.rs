@@ -389,6 +389,13 @@ fn settling_records_attempts_and_moves_counts() {
         ),
         before
     );
+    // And the history, settled just before the close, is read back from disk.
+    let history = store.attempts_for_delivery(retry).unwrap();
+    assert_eq!(
+        history.iter().map(|a| a.at).collect::<Vec<_>>(),
+        [11, 1_001]
+    );
+    assert_eq!(store.attempts_for_subscription(1, 10).unwrap(), newest);
 }
 
 #[test]
