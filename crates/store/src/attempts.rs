@@ -131,10 +131,11 @@ pub(crate) fn entries(key: &[u8], value: &[u8]) -> Vec<Entry> {
         let mut at = 1;
         while let Some(head) = value.get(at..at + ENTRY_HEAD) {
             let len = u32::from_be_bytes([head[24], head[25], head[26], head[27]]) as usize;
-            let bytes = at + ENTRY_HEAD..at + ENTRY_HEAD + len;
-            if bytes.end > value.len() {
-                break;
-            }
+            let start = at + ENTRY_HEAD;
+            let bytes = match start.checked_add(len) {
+                Some(end) if end <= value.len() => start..end,
+                _ => break,
+            };
             out.push(Entry {
                 at: part(head, 0),
                 id: part(head, 8),

@@ -74,9 +74,11 @@ const SEQUENCE: u8 = b'Q'; // Q sub -> next sequence number
 
 // Keys of the `meta` tree.
 const FORMAT_KEY: &[u8] = b"format";
-/// The key layout this build writes: 2, one record per delivery under the key of its state.
-/// Layout 1 is migrated on open; a newer one is refused.
-const LAYOUT: u8 = 2;
+/// The key layout this build writes: 3, one record per delivery under the key of its state, and
+/// a settle batch's attempts in their index records (`attempts.rs`). Layout 2 differs only in
+/// keeping a record per attempt, which still reads: it opens as it is. Layout 1 is migrated on
+/// open. A newer one is refused, so that an older build never misreads this one's records.
+const LAYOUT: u8 = 3;
 
 /// How durable a write is when the call returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -569,7 +571,7 @@ impl Store {
             behind_gate: Mutex::new(()),
             flusher: Flusher::default(),
         };
-        if layout < LAYOUT {
+        if layout < 2 {
             store.migrate_layout_1()?;
         }
         meta.insert(FORMAT_KEY, &[LAYOUT])?;
@@ -1640,8 +1642,12 @@ impl Store {
             out.push(codec::decode(&k, &v)?);
         }
         for pointer in self.queue.scan_prefix(attempts::bucket_prefix(id)).keys() {
-            let record_key = attempts::pointed(&pointer?);
+            let pointer = pointer?;
+            let record_key = attempts::pointed(&pointer);
             let Some(record) = self.queue.get(&record_key)? else {
+                // A record goes with its pointers, all those it can name: one cut short named
+                // fewer. A pointer is never written without its record, so this one is left over.
+                self.queue.remove(&pointer)?;
                 continue;
             };
             for entry in attempts::entries(&record_key, &record) {
@@ -2219,6 +2225,78 @@ mod tests {
             store.queue.scan_prefix([b'b']).next().is_none(),
             "pruned records leave no pointers behind"
         );
+    }
+
+    #[test]
+    fn a_layout_2_store_opens_as_it_is_and_its_attempt_records_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let attempt = Attempt {
+            number: 1,
+            at: 100,
+            duration_ms: 1,
+            status: Some(200),
+            outcome: "delivered".into(),
+            excerpt: String::new(),
+        };
+        {
+            // What a layout-2 build left: an attempt under `a id at n`, named by an index
+            // record of one.
+            let db = sled::open(dir.path()).unwrap();
+            let meta = db.open_tree("meta").unwrap();
+            meta.insert(FORMAT_KEY, &[2u8]).unwrap();
+            let queue = db.open_tree("queue").unwrap();
+            queue
+                .insert(key(ATTEMPT, &[7, 100, 1]), codec::encode(&attempt))
+                .unwrap();
+            queue.insert(key(BY_SUB, &[1, 100, 7, 1]), &[][..]).unwrap();
+            db.flush().unwrap();
+        }
+        let store = open_after_raw_sled(dir.path());
+        assert_eq!(store.attempts_for_delivery(7).unwrap(), [attempt.clone()]);
+        assert_eq!(
+            store.attempts_for_subscription(1, 10).unwrap(),
+            [(7, attempt)]
+        );
+        let layout = store.db.open_tree("meta").unwrap().get(FORMAT_KEY).unwrap();
+        assert_eq!(layout.as_deref(), Some(&[LAYOUT][..]));
+        let day = 24 * 3600 * 1000;
+        assert_eq!(store.prune(100 + 31 * day, 10).unwrap(), 1);
+        assert_eq!(store.queue.scan_prefix(key(ATTEMPT, &[])).count(), 0);
+    }
+
+    #[test]
+    fn a_pointer_left_by_a_record_cut_short_goes_when_a_read_meets_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let filed = |id: u64| Filed {
+            sub: 1,
+            at: id,
+            id,
+            n: 1,
+            bytes: codec::encode(&Attempt {
+                number: 1,
+                at: id,
+                duration_ms: 1,
+                status: Some(500),
+                outcome: "http 500".into(),
+                excerpt: String::new(),
+            }),
+        };
+        // Ids 1 and 100 are in buckets 0 and 1; the record loses id 100's attempt to a cut.
+        for (k, mut v) in attempts::records(vec![filed(1), filed(100)]) {
+            if k[0] == BY_SUB {
+                v.pop();
+            }
+            store.queue.insert(k, v).unwrap();
+        }
+        assert_eq!(store.attempts_for_delivery(1).unwrap().len(), 1);
+        assert!(store.attempts_for_delivery(100).unwrap().is_empty());
+        let day = 24 * 3600 * 1000;
+        assert_eq!(store.prune(100 + 31 * day, 10).unwrap(), 1);
+        let pointers = || store.queue.scan_prefix([b'b']).count();
+        assert_eq!(pointers(), 1, "id 100's bucket was not named");
+        assert!(store.attempts_for_delivery(100).unwrap().is_empty());
+        assert_eq!(pointers(), 0);
     }
 
     /// Opens the store where a test wrote with sled directly: sled lets go of its file lock

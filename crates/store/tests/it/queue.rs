@@ -824,3 +824,46 @@ fn event_ids_of_concurrent_publishes_expire_together_and_not_before() {
     let fresh = store.enqueue(&ids, vec![], later).unwrap();
     assert!(fresh.duplicate_event_ids.is_empty());
 }
+
+#[test]
+fn a_batch_of_long_attempts_reads_back_whole_from_several_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let batch: Vec<NewDelivery> = (0..200)
+        .map(|i| delivery(1 + i % 2, &format!("e{i}"), 10))
+        .collect();
+    let ids = store.enqueue(&[], batch, 10).unwrap().delivery_ids;
+    let leased = store.lease(10, 1_000).unwrap();
+    assert_eq!(leased.len(), 200);
+    // Each excerpt is cut to 1,024 characters, 2 bytes each: about 2 KiB an attempt, so one
+    // subscription's 100 attempts of this one batch take several records.
+    for (i, id) in ids.iter().enumerate() {
+        let mut attempt = attempt(1, 100 + i as u64, "http 500");
+        attempt.excerpt = format!("{i:04}{}", "é".repeat(1_500));
+        store.reschedule(*id, 1_000, attempt).unwrap();
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let history = store.attempts_for_delivery(*id).unwrap();
+        assert_eq!(history.len(), 1, "delivery {id}");
+        assert_eq!(history[0].at, 100 + i as u64);
+        assert!(history[0].excerpt.starts_with(&format!("{i:04}")));
+        assert_eq!(history[0].excerpt.chars().count(), 1_024);
+    }
+    for sub in [1, 2] {
+        let newest = store.attempts_for_subscription(sub, 1_000).unwrap();
+        let at: Vec<u64> = newest.iter().map(|(_, a)| a.at).collect();
+        let expected: Vec<u64> = (0..200u64)
+            .filter(|i| 1 + i % 2 == sub)
+            .map(|i| 100 + i)
+            .rev()
+            .collect();
+        assert_eq!(at, expected, "subscription {sub}");
+        let five = store.attempts_for_subscription(sub, 5).unwrap();
+        assert_eq!(five[..], newest[..5]);
+    }
+    // All of them go with their records and pointers.
+    assert_eq!(store.prune(300 + 31 * DAY_MS, 1_000).unwrap(), 200);
+    assert!(ids
+        .iter()
+        .all(|id| store.attempts_for_delivery(*id).unwrap().is_empty()));
+}
