@@ -323,6 +323,14 @@ struct FlushState {
     last_group: usize,
 }
 
+impl FlushState {
+    /// Whether a leader gathering its group has it: nobody is still writing, and as many
+    /// writes wait as the last group carried (about how many writers are active).
+    fn gathered(&self) -> bool {
+        self.writing == 0 && self.pending.len() >= self.last_group.max(1)
+    }
+}
+
 /// A durable writer counted in [`FlushState::writing`] until it takes its ticket: dropped on
 /// an early return, it counts the writer out, or every later leader would wait the whole
 /// [`GATHER`] for a writer that never comes.
@@ -333,7 +341,9 @@ impl Drop for Writing<'_> {
         if let Some(flusher) = self.0 {
             if let Ok(mut state) = flusher.state.lock() {
                 state.writing = state.writing.saturating_sub(1);
-                flusher.arrived.notify_one();
+                if state.gathered() {
+                    flusher.arrived.notify_one();
+                }
             }
         }
     }
@@ -783,9 +793,8 @@ impl Store {
                 // bare `writing > 0` check gathered only about half of 8 publishers.
                 let gather = Instant::now();
                 loop {
-                    let want = state.last_group.max(1);
                     let left = GATHER.saturating_sub(gather.elapsed());
-                    if (state.writing == 0 && state.pending.len() >= want) || left.is_zero() {
+                    if state.gathered() || left.is_zero() {
                         break;
                     }
                     state = self
@@ -1157,7 +1166,11 @@ impl Store {
             state.written += 1;
             state.writing = state.writing.saturating_sub(1);
             writing.0 = None;
-            self.flusher.arrived.notify_one();
+            // Only once the group is whole: a leader woken per arrival went back to sleep as
+            // often as there were writers (a thread switch each, on 2 cores).
+            if state.gathered() {
+                self.flusher.arrived.notify_one();
+            }
             state.written
         };
         self.durable(ticket)?;
