@@ -1664,8 +1664,11 @@ impl Store {
                 continue;
             };
             for entry in attempts::entries(&record_key, &record) {
-                if let (true, Some(bytes)) = (entry.id == id, entry.bytes) {
-                    out.push(codec::decode(&record_key, &record[bytes])?);
+                match entry.bytes {
+                    Some(bytes) if entry.id == id => {
+                        out.push(codec::decode(&record_key, &record[bytes])?);
+                    }
+                    _ => {}
                 }
             }
         }
