@@ -2268,7 +2268,10 @@ mod tests {
             db.flush().unwrap();
         }
         let store = open_after_raw_sled(dir.path());
-        assert_eq!(store.attempts_for_delivery(7).unwrap(), [attempt.clone()]);
+        assert_eq!(
+            store.attempts_for_delivery(7).unwrap(),
+            std::slice::from_ref(&attempt)
+        );
         assert_eq!(
             store.attempts_for_subscription(1, 10).unwrap(),
             [(7, attempt)]
