@@ -1,5 +1,5 @@
-//! Store throughput next to the raw sled limits, measured in the same run: sled `apply_batch` +
-//! `flush` of 100 records of about 300 B against `Store::enqueue` of 100 deliveries; sled inserts
+//! SledStore throughput next to the raw sled limits, measured in the same run: sled `apply_batch` +
+//! `flush` of 100 records of about 300 B against `SledStore::enqueue` of 100 deliveries; sled inserts
 //! of 1 and 8 publishes' records per `flush` against single-event durable publishes from 1 and 8
 //! threads (group commit); and the full queue cycle enqueue -> lease -> complete. Every figure
 //! is in deliveries (records, or publishes) per second.
@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use callout_store::{Attempt, NewDelivery, Store, StoreConfig};
+use callout_store::{Attempt, History, NewDelivery, Queue, Registry, SledStore, StoreConfig};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 #[path = "support/mod.rs"]
@@ -42,8 +42,8 @@ fn new_delivery(n: u64, body: &[u8]) -> NewDelivery {
     }
 }
 
-fn open(dir: &tempfile::TempDir) -> Store {
-    Store::open(dir.path(), StoreConfig::default()).expect("bench store opens")
+fn open(dir: &tempfile::TempDir) -> SledStore {
+    SledStore::open(dir.path(), StoreConfig::default()).expect("bench store opens")
 }
 
 fn delivered(at: u64) -> Attempt {

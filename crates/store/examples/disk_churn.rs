@@ -4,11 +4,11 @@
 //! and retentions of 60 s, so pruning really removes attempts and event ids.
 //!
 //! `cargo run --release -p callout-store --example disk_churn -- 1000000`
-//! prints `Store::size_on_disk()` and `du -sh` at 0, 1/4, 1/2 and all of the cycles.
+//! prints `SledStore::size_on_disk()` and `du -sh` at 0, 1/4, 1/2 and all of the cycles.
 
 use std::time::{Duration, Instant};
 
-use callout_store::{Attempt, NewDelivery, Store, StoreConfig};
+use callout_store::{Attempt, History, NewDelivery, Queue, SledStore, StoreConfig};
 
 const BATCH: u64 = 100;
 const STEP_MS: u64 = 10;
@@ -24,7 +24,7 @@ fn du(dir: &std::path::Path) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-fn report(store: &Store, dir: &std::path::Path, cycles: u64, started: Instant) {
+fn report(store: &SledStore, dir: &std::path::Path, cycles: u64, started: Instant) {
     let size = store.size_on_disk().expect("size");
     println!(
         "{cycles:>9} deliveries  size_on_disk {:>7.1} MiB  du -sh {:>6}  ({:.1} s)",
@@ -46,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         dedup_retention: Duration::from_secs(60),
         ..StoreConfig::default()
     };
-    let store = Store::open(dir.path(), config)?;
+    let store = SledStore::open(dir.path(), config)?;
     let mut body = br#"{"type":"contact.updated","data":{"id":"42","name":""#.to_vec();
     body.resize(297, b'x');
     body.extend_from_slice(br#""}}"#);
@@ -81,7 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 outcome: "delivered".into(),
                 excerpt: String::new(),
             };
-            store.complete(d.id, attempt)?;
+            store.complete(d.token, attempt)?;
         }
         done += BATCH;
         if (done / BATCH) % 10 == 0 {

@@ -1,4 +1,5 @@
-//! The one error type of callout-store.
+//! The one error type of callout-store, the same for every backend: no backend's own error type
+//! appears in it.
 
 use std::path::PathBuf;
 
@@ -11,7 +12,7 @@ pub enum StoreError {
     /// Another process (or another handle in this one) has the store open.
     #[error("the store at {path} is in use by another process or handle")]
     Locked {
-        /// The store's directory.
+        /// The store's location.
         path: PathBuf,
     },
     /// The store was written by a newer callout with a format this one cannot read.
@@ -19,14 +20,14 @@ pub enum StoreError {
         "the store at {path} has format version {found}; this callout reads up to {supported}"
     )]
     NewerFormat {
-        /// The store's directory.
+        /// The store's location.
         path: PathBuf,
         /// The version on disk.
         found: u8,
         /// The newest version this build reads.
         supported: u8,
     },
-    /// A record could not be decoded; it was moved aside to the `corrupt` tree.
+    /// A record could not be decoded; it was moved aside.
     #[error("corrupt record under key {key}: {reason}")]
     Corrupt {
         /// The record's key, hex-encoded.
@@ -40,14 +41,16 @@ pub enum StoreError {
     /// No subscription with this id.
     #[error("no subscription {0}")]
     UnknownSubscription(u64),
-    /// No delivery with this id (or not in the state the call needs).
+    /// No delivery with this id (or not in the state the call needs: a settle of a lease that
+    /// is not current).
     #[error("no delivery {0} in flight")]
     UnknownDelivery(u64),
-    /// sled failed (disk full, I/O error...).
+    /// The backend's storage failed (disk full, I/O error, a lost connection...); the message
+    /// is the backend's.
     #[error("storage error: {0}")]
-    Sled(#[from] sled::Error),
-    /// An fsync of the store's files failed.
-    #[error("fsync failed: {0}")]
+    Storage(String),
+    /// An I/O call (an fsync of the store's files, say) failed.
+    #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     /// A lock was poisoned by a panicking thread.
     #[error("store state poisoned by a panicked thread")]

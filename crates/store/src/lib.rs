@@ -1,26 +1,29 @@
-//! The durable side of callout: the delivery queue and the subscription registry, on sled.
+//! The durable side of callout: the storage contract every backend implements, and the
+//! embedded default on sled.
 //!
-//! This crate owns everything callout keeps on disk. A [`Store`] holds subscriptions (validated
-//! through callout-core first) and deliveries: [`Store::enqueue`] stores every delivery of a
-//! publish atomically and returns once they are durable (concurrent writers share flushes);
-//! workers [`Store::lease`] due deliveries and [`Store::complete`], [`Store::reschedule`] or
-//! [`Store::dead_letter`] them, each with its recorded [`Attempt`]. Leases of a process that died
-//! return to the queue when the store reopens, so delivery is at least once. Only this crate
-//! knows sled; it never reads the clock: times come in as Unix milliseconds.
+//! This crate owns everything callout keeps. The contract is three traits over one model and
+//! one error type: the [`Registry`] (subscriptions), the [`Queue`] (deliveries: enqueue, lease,
+//! settle, hold) and the [`History`] (attempts, dead letters, retention); a [`Backend`] is all
+//! three. [`SledStore`] implements them on sled, in a directory; no sled type appears in this
+//! crate's public API, so another backend (PostgreSQL) slots in beside it.
 //!
-//! What is durable when a call returns: an [`Store::enqueue`] per [`Durability`] (by default
-//! after sled's flush; concurrent enqueues share one flush). Leases live in memory only: a
-//! crash voids them all and reopening makes their deliveries due again. Outcomes
-//! ([`Store::complete`], [`Store::reschedule`], [`Store::dead_letter`], [`Store::release`])
-//! are buffered and written as one batch by the next read, after 256 outcomes or 50 ms of
-//! store activity, or by [`Store::flush`]; a crash before that sends their deliveries
-//! again (at least once). Subscription and hold/resume changes are flushed before returning.
+//! What every backend promises: [`Queue::enqueue`] stores every delivery of a publish
+//! atomically and returns once they are durable; a lease carries a [`LeaseToken`], and a settle
+//! names the lease it settles; a lease that a dead process held returns to the queue (at least
+//! once). Backends never read the clock: times come in as Unix milliseconds.
+//!
+//! [`SledStore`] specifics: durability per [`Durability`] (by default after sled's flush;
+//! concurrent enqueues share one flush). Leases live in memory only: a crash voids them all and
+//! reopening makes their deliveries due again. Settles are buffered and written as one batch by
+//! the next read, after 256 settles or 50 ms of store activity, or by [`Queue::flush`]; a crash
+//! before that sends their deliveries again (at least once). Subscription and hold/resume
+//! changes are flushed before returning.
 //!
 //! ```
-//! use callout_store::{NewDelivery, Store, StoreConfig, Attempt};
+//! use callout_store::{Attempt, History, NewDelivery, Queue, SledStore, StoreConfig};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let store = Store::open(dir.path(), StoreConfig::default())?;
+//! let store = SledStore::open(dir.path(), StoreConfig::default())?;
 //! let new = NewDelivery {
 //!     subscription_id: 1,
 //!     event_ids: vec!["evt_1".into()],
@@ -33,24 +36,24 @@
 //! let leased = store.lease(1_000, 8)?;
 //! let attempt = Attempt { number: 1, at: 1_001, duration_ms: 3, status: Some(200),
 //!                         outcome: "delivered".into(), excerpt: String::new() };
-//! store.complete(leased[0].id, attempt)?;
+//! store.complete(leased[0].token, attempt)?;
 //! assert_eq!(store.counts()?.delivered, 1);
 //! assert_eq!(store.attempts_for_delivery(receipt.delivery_ids[0])?.len(), 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
 
-mod attempts;
-mod codec;
-mod due;
+mod backend;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod error;
-mod ids;
 mod model;
-mod store;
+mod sled_store;
 
+pub use crate::backend::{Backend, History, Queue, Registry};
 pub use crate::error::StoreError;
 pub use crate::model::{
-    chunk, Attempt, Counts, Delivery, DeliveryState, EnqueueReceipt, NewDelivery,
-    SubscriptionFilter,
+    Attempt, Counts, DeadFilter, Delivery, DeliveryState, EnqueueReceipt, LeaseLimits, LeaseToken,
+    Leased, NewDelivery, SubscriptionFilter,
 };
-pub use crate::store::{Durability, Store, StoreConfig};
+pub use crate::sled_store::{Durability, SledStore, StoreConfig};

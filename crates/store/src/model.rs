@@ -119,34 +119,134 @@ pub struct SubscriptionFilter {
     pub state: Option<callout_core::State>,
 }
 
-/// Splits a publish's matched items for one subscription into chunks of at most `chunk_size`,
-/// chunk N due at `now_ms + N * chunk_delay_secs` seconds (Pipeliner's `chunk_size` and
-/// `chunk_delay`).
+/// Names one lease of one delivery: settles pass it back, so a settle of a lease that expired
+/// (and whose delivery was leased again, maybe to another worker) is refused rather than
+/// settling the newer lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LeaseToken {
+    delivery: u64,
+    lease: u64,
+}
+
+impl LeaseToken {
+    /// A backend's token for `lease` (its own number, unique among the delivery's leases) of
+    /// delivery `delivery`.
+    pub fn new(delivery: u64, lease: u64) -> LeaseToken {
+        LeaseToken { delivery, lease }
+    }
+
+    /// The leased delivery's id.
+    pub fn delivery_id(&self) -> u64 {
+        self.delivery
+    }
+
+    /// The backend's number for this lease.
+    pub fn lease(&self) -> u64 {
+        self.lease
+    }
+}
+
+/// A leased delivery and the token that settles it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leased {
+    /// Names this lease in the settle.
+    pub token: LeaseToken,
+    /// The delivery, in state [`DeliveryState::InFlight`].
+    pub delivery: Delivery,
+}
+
+/// How many deliveries of each subscription may be in flight at once when leasing: data the
+/// engine passes in, applied by the backend where it counts leases. Ordered deliveries are
+/// bounded to one in flight per subscription whatever this says.
 ///
 /// ```
-/// let items: Vec<u32> = (0..250).collect();
-/// let chunks = callout_store::chunk(&items, 100, 2, 1_000);
-/// let shape: Vec<(u64, usize)> = chunks.iter().map(|(due, c)| (*due, c.len())).collect();
-/// assert_eq!(shape, [(1_000, 100), (3_000, 100), (5_000, 50)]);
+/// let limits = callout_store::LeaseLimits::new(3).subscription(7, 1);
+/// assert_eq!(limits.bound(7), 1);
+/// assert_eq!(limits.bound(8), 3);
+/// assert_eq!(callout_store::LeaseLimits::default().bound(8), usize::MAX);
 /// ```
-pub fn chunk<T>(
-    items: &[T],
-    chunk_size: usize,
-    chunk_delay_secs: u64,
-    now_ms: u64,
-) -> Vec<(u64, &[T])> {
-    items
-        .chunks(chunk_size.max(1))
-        .enumerate()
-        .map(|(n, chunk)| {
-            (
-                now_ms.saturating_add(
-                    (n as u64)
-                        .saturating_mul(chunk_delay_secs)
-                        .saturating_mul(1000),
-                ),
-                chunk,
-            )
-        })
-        .collect()
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseLimits {
+    max_in_flight: usize,
+    subscriptions: std::collections::HashMap<u64, usize>,
+}
+
+impl LeaseLimits {
+    /// At most `max_in_flight` per subscription (0 leases nothing).
+    pub fn new(max_in_flight: usize) -> LeaseLimits {
+        LeaseLimits {
+            max_in_flight,
+            subscriptions: Default::default(),
+        }
+    }
+
+    /// Subscription `id` gets its own bound instead.
+    pub fn subscription(mut self, id: u64, max_in_flight: usize) -> LeaseLimits {
+        self.subscriptions.insert(id, max_in_flight);
+        self
+    }
+
+    /// The bound of subscription `id`.
+    pub fn bound(&self, id: u64) -> usize {
+        self.subscriptions
+            .get(&id)
+            .copied()
+            .unwrap_or(self.max_in_flight)
+    }
+}
+
+impl Default for LeaseLimits {
+    /// No bound.
+    fn default() -> LeaseLimits {
+        LeaseLimits::new(usize::MAX)
+    }
+}
+
+/// Which dead letters a listing, replay or purge means: those of one subscription or of all,
+/// dead-lettered within `[from_ms, to_ms)` (milliseconds since the Unix epoch). The default
+/// selects every one.
+///
+/// ```
+/// let last_hour = callout_store::DeadFilter {
+///     subscription: Some(7),
+///     from_ms: 1_700_000_000_000 - 3_600_000,
+///     to_ms: 1_700_000_000_000,
+/// };
+/// assert_eq!(callout_store::DeadFilter::subscription(7).to_ms, u64::MAX);
+/// assert!(last_hour.selects(7, 1_700_000_000_000 - 1));
+/// assert!(!last_hour.selects(7, 1_700_000_000_000));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeadFilter {
+    /// Only this subscription's dead letters; `None` for all.
+    pub subscription: Option<u64>,
+    /// Dead-lettered at or after this time.
+    pub from_ms: u64,
+    /// Dead-lettered before this time.
+    pub to_ms: u64,
+}
+
+impl DeadFilter {
+    /// Every dead letter of one subscription.
+    pub fn subscription(id: u64) -> DeadFilter {
+        DeadFilter {
+            subscription: Some(id),
+            ..DeadFilter::default()
+        }
+    }
+
+    /// Whether a dead letter of subscription `sub`, dead-lettered at `at`, is selected.
+    pub fn selects(&self, sub: u64, at: u64) -> bool {
+        self.subscription.is_none_or(|s| s == sub) && at >= self.from_ms && at < self.to_ms
+    }
+}
+
+impl Default for DeadFilter {
+    fn default() -> DeadFilter {
+        DeadFilter {
+            subscription: None,
+            from_ms: 0,
+            to_ms: u64::MAX,
+        }
+    }
 }

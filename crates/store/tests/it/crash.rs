@@ -7,6 +7,8 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use callout_store::{History, Queue};
+
 use crate::{delivery, open, spawn_self};
 
 const CHILD_DIR: &str = "CALLOUT_CRASH_CHILD_DIR";
@@ -44,9 +46,12 @@ fn child(dir: &Path) {
                     if writer == 0 && n % 2 == 1 {
                         for leased in store.lease(n, 1).expect("lease") {
                             store
-                                .complete(leased.id, crate::attempt(1, n, "delivered"))
+                                .complete(leased.token, crate::attempt(1, n, "delivered"))
                                 .expect("complete");
-                            println!("DONE {} {}", leased.event_ids[0], leased.id);
+                            println!(
+                                "DONE {} {}",
+                                leased.delivery.event_ids[0], leased.delivery.id
+                            );
                         }
                     }
                 }
@@ -109,7 +114,12 @@ fn trial(number: u64) {
     let started = Instant::now();
     let store = open(dir.path());
     assert!(store.corrupt_keys().unwrap().is_empty(), "trial {number}");
-    let leased = store.lease(u64::MAX / 2, 10_000_000).unwrap();
+    let leased: Vec<_> = store
+        .lease(u64::MAX / 2, 10_000_000)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.delivery)
+        .collect();
     let mut found = HashSet::new();
     for d in &leased {
         for event in &d.event_ids {

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Barrier};
 
-use callout_store::{Durability, Store, StoreConfig};
+use callout_store::{Durability, History, Queue, SledStore, StoreConfig};
 
 use crate::{delivery, open};
 
@@ -51,17 +51,17 @@ fn round_trip(durability: Durability) {
         durability,
         ..StoreConfig::default()
     };
-    let store = Store::open(dir.path(), config.clone()).unwrap();
+    let store = SledStore::open(dir.path(), config.clone()).unwrap();
     let ids = vec!["e1".to_string()];
     let receipt = store.enqueue(&ids, vec![delivery(1, "e1", 0)], 0).unwrap();
     let dup = store.enqueue(&ids, vec![delivery(1, "e1", 0)], 0).unwrap();
     assert_eq!(dup.duplicate_event_ids, ids, "{durability:?}");
     let leased = store.lease(0, 10).unwrap();
     assert_eq!(leased.len(), 1);
-    assert_eq!(leased[0].id, receipt.delivery_ids[0]);
+    assert_eq!(leased[0].delivery.id, receipt.delivery_ids[0]);
     store.enqueue(&[], vec![delivery(1, "e2", 0)], 0).unwrap();
     drop(store);
-    let store = Store::open(dir.path(), config).unwrap();
+    let store = SledStore::open(dir.path(), config).unwrap();
     assert_eq!(store.lease(0, 10).unwrap().len(), 2, "{durability:?}");
 }
 
@@ -131,7 +131,7 @@ fn an_enqueue_acknowledged_while_group_commits_fail_is_leasable() {
         durability: Durability::Sync,
         ..StoreConfig::default()
     };
-    let store = Arc::new(Store::open(dir.path(), config).unwrap());
+    let store = Arc::new(SledStore::open(dir.path(), config).unwrap());
     let link = dir.path().join("dangling");
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..8)
@@ -175,7 +175,7 @@ fn an_enqueue_acknowledged_while_group_commits_fail_is_leasable() {
         .lease(0, 1_000_000)
         .unwrap()
         .into_iter()
-        .map(|d| d.id)
+        .map(|d| d.delivery.id)
         .collect();
     let missing: Vec<_> = acknowledged
         .iter()
@@ -191,12 +191,12 @@ fn an_enqueue_acknowledged_while_group_commits_fail_is_leasable() {
     // After a reopen, exactly the acknowledged ones are there: none of the refused ones comes
     // back from the journal of its failed group.
     drop(store);
-    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let store = SledStore::open(dir.path(), StoreConfig::default()).unwrap();
     let mut stored: Vec<u64> = store
         .lease(0, 1_000_000)
         .unwrap()
         .into_iter()
-        .map(|d| d.id)
+        .map(|d| d.delivery.id)
         .collect();
     stored.sort_unstable();
     acknowledged.sort_unstable();

@@ -1,5 +1,6 @@
 //! Integration tests of callout-store: one target, one module per concern.
 
+mod conformance;
 mod crash;
 mod durability;
 mod open;
@@ -11,20 +12,20 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use callout_store::{Attempt, NewDelivery, Store, StoreConfig};
+use callout_store::{Attempt, NewDelivery, SledStore, StoreConfig};
 
 /// Opens a store with the default configuration.
-pub fn open(dir: &Path) -> Store {
-    Store::open(dir, StoreConfig::default()).expect("store opens")
+pub fn open(dir: &Path) -> SledStore {
+    SledStore::open(dir, StoreConfig::default()).expect("store opens")
 }
 
 /// Opens a store with a short lease.
-pub fn open_with_lease(dir: &Path, lease_ms: u64) -> Store {
+pub fn open_with_lease(dir: &Path, lease_ms: u64) -> SledStore {
     let config = StoreConfig {
         lease: Duration::from_millis(lease_ms),
         ..StoreConfig::default()
     };
-    Store::open(dir, config).expect("store opens")
+    SledStore::open(dir, config).expect("store opens")
 }
 
 /// A delivery of one event to `sub`, due at `due_at`.

@@ -1,6 +1,6 @@
 //! Opening: creation, the lock against a second handle or process, the format check.
 
-use callout_store::{Store, StoreConfig, StoreError};
+use callout_store::{Queue, SledStore, StoreConfig, StoreError};
 
 use crate::{delivery, open, spawn_self};
 
@@ -19,14 +19,14 @@ fn open_creates_the_directory() {
 fn second_handle_in_the_same_process_is_locked() {
     let dir = tempfile::tempdir().unwrap();
     let _store = open(dir.path());
-    let second = Store::open(dir.path(), StoreConfig::default());
+    let second = SledStore::open(dir.path(), StoreConfig::default());
     assert!(
         matches!(second, Err(StoreError::Locked { .. })),
         "{second:?}"
     );
     // Through another spelling of the same path too.
     let other = dir.path().join(".");
-    let third = Store::open(&other, StoreConfig::default());
+    let third = SledStore::open(&other, StoreConfig::default());
     assert!(matches!(third, Err(StoreError::Locked { .. })), "{third:?}");
 }
 
@@ -45,7 +45,7 @@ fn store_reopens_once_the_first_handle_is_dropped() {
 #[test]
 fn second_process_is_locked() {
     if let Some(path) = std::env::var_os(PROBE) {
-        let outcome = match Store::open(&path, StoreConfig::default()) {
+        let outcome = match SledStore::open(&path, StoreConfig::default()) {
             Ok(_) => "OPENED".to_string(),
             Err(StoreError::Locked { .. }) => "LOCKED".to_string(),
             Err(other) => format!("OTHER {other}"),
@@ -78,7 +78,7 @@ fn newer_format_on_disk_is_refused() {
             .unwrap();
         db.flush().unwrap();
     }
-    match Store::open(dir.path(), StoreConfig::default()) {
+    match SledStore::open(dir.path(), StoreConfig::default()) {
         Err(StoreError::NewerFormat {
             found, supported, ..
         }) => {

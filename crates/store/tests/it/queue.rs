@@ -1,8 +1,11 @@
-//! The delivery queue: enqueue, dedup, chunking, leases, settling, ordering, holds, dead letters.
+//! The delivery queue: enqueue, dedup, leases, settling, ordering, holds, dead letters.
 
 use std::sync::{Arc, Barrier};
 
-use callout_store::{chunk, Counts, DeliveryState, NewDelivery, StoreError};
+use callout_store::{
+    Counts, DeadFilter, DeliveryState, History, LeaseLimits, LeaseToken, NewDelivery, Queue,
+    StoreError,
+};
 
 use crate::{attempt, delivery, open, open_with_lease, ordered};
 
@@ -104,14 +107,14 @@ fn prune_removes_attempts_past_retention() {
     let dir = tempfile::tempdir().unwrap();
     let (store, leased) = two_leased(&dir);
     store
-        .reschedule(leased[0].id, 0, attempt(1, 10, "http 500"))
+        .reschedule(leased[0].token, 0, attempt(1, 10, "http 500"))
         .unwrap();
     store
-        .complete(leased[1].id, attempt(1, 20, "delivered"))
+        .complete(leased[1].token, attempt(1, 20, "delivered"))
         .unwrap();
     let again = store.lease(30, 10).unwrap();
     store
-        .complete(again[0].id, attempt(2, 40, "delivered"))
+        .complete(again[0].token, attempt(2, 40, "delivered"))
         .unwrap();
     assert_eq!(store.attempts_for_subscription(1, 10).unwrap().len(), 3);
     // Within the 30-day retention nothing goes.
@@ -119,28 +122,11 @@ fn prune_removes_attempts_past_retention() {
     let later = 40 + 30 * DAY_MS + 1;
     assert_eq!(store.prune(later, 100).unwrap(), 3);
     assert!(store
-        .attempts_for_delivery(leased[0].id)
+        .attempts_for_delivery(leased[0].delivery.id)
         .unwrap()
         .is_empty());
     assert!(store.attempts_for_subscription(1, 10).unwrap().is_empty());
     assert_eq!(store.counts().unwrap().delivered, 2);
-}
-
-#[test]
-fn chunk_splits_by_size_and_delay() {
-    let items: Vec<u32> = (0..250).collect();
-    let shape: Vec<(u64, usize)> = chunk(&items, 100, 2, 5_000)
-        .iter()
-        .map(|(due, c)| (*due, c.len()))
-        .collect();
-    assert_eq!(shape, [(5_000, 100), (7_000, 100), (9_000, 50)]);
-    let ones = chunk(&items[..3], 1, 0, 7);
-    assert_eq!(ones.len(), 3);
-    assert!(ones.iter().all(|(due, c)| *due == 7 && c.len() == 1));
-    assert_eq!(ones[2].1, [2]);
-    assert!(chunk::<u32>(&[], 100, 2, 0).is_empty());
-    // A size of 0 is treated as 1 rather than looping forever.
-    assert_eq!(chunk(&items[..2], 0, 1, 0).len(), 2);
 }
 
 #[test]
@@ -161,15 +147,18 @@ fn lease_takes_only_due_deliveries_in_due_order_up_to_max() {
         .unwrap();
     assert!(store.lease(99, 10).unwrap().is_empty());
     let two = store.lease(300, 2).unwrap();
-    let events: Vec<&str> = two.iter().map(|d| d.event_ids[0].as_str()).collect();
-    assert_eq!(events, ["first", "second"]);
-    assert!(two
+    let events: Vec<&str> = two
         .iter()
-        .all(|d| matches!(d.state, DeliveryState::InFlight { until } if until == 300 + 300_000)));
+        .map(|d| d.delivery.event_ids[0].as_str())
+        .collect();
+    assert_eq!(events, ["first", "second"]);
+    assert!(two.iter().all(
+        |d| matches!(d.delivery.state, DeliveryState::InFlight { until } if until == 300 + 300_000)
+    ));
     // Leased ones are not leased again.
     let rest = store.lease(300, 10).unwrap();
     assert_eq!(rest.len(), 1);
-    assert_eq!(rest[0].event_ids, ["late"]);
+    assert_eq!(rest[0].delivery.event_ids, ["late"]);
     assert!(store.lease(300, 10).unwrap().is_empty());
     assert_eq!(store.next_due_at().unwrap(), Some(10_000));
     let counts = store.counts().unwrap();
@@ -187,18 +176,21 @@ fn expired_lease_returns_to_the_queue() {
     assert_eq!(store.next_due_at().unwrap(), Some(50), "lease deadline");
     let again = store.lease(60, 10).unwrap();
     assert_eq!(again.len(), 1);
-    assert_eq!(again[0].id, first[0].id);
-    assert_eq!(again[0].state, DeliveryState::InFlight { until: 110 });
+    assert_eq!(again[0].delivery.id, first[0].delivery.id);
+    assert_eq!(
+        again[0].delivery.state,
+        DeliveryState::InFlight { until: 110 }
+    );
     assert_eq!(store.counts().unwrap().in_flight, 1);
     // The attempt made under the expired lease (started at 1) does not settle the new one.
     assert!(matches!(
-        store.complete(first[0].id, attempt(1, 1, "delivered")),
+        store.complete(first[0].token, attempt(1, 1, "delivered")),
         Err(StoreError::UnknownDelivery(_))
     ));
     assert_eq!(store.counts().unwrap().in_flight, 1, "the new lease holds");
     // The new lease is the one that settles.
     store
-        .complete(first[0].id, attempt(1, 61, "delivered"))
+        .complete(again[0].token, attempt(1, 61, "delivered"))
         .unwrap();
     assert_eq!(store.counts().unwrap().in_flight, 0);
 }
@@ -224,14 +216,14 @@ fn racing_leases_hand_out_a_delivery_once() {
         let got: Vec<_> = racers.into_iter().flat_map(|r| r.join().unwrap()).collect();
         assert_eq!(got.len(), 1, "round {round}: {got:?}");
         store
-            .complete(got[0].id, attempt(1, round, "delivered"))
+            .complete(got[0].token, attempt(1, round, "delivered"))
             .unwrap();
     }
     assert_eq!(store.counts().unwrap().delivered, 50);
 }
 
 #[test]
-fn lease_where_leaves_refused_subscriptions_due() {
+fn lease_within_leaves_subscriptions_at_their_bound_due() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     store
@@ -245,22 +237,25 @@ fn lease_where_leaves_refused_subscriptions_due() {
             0,
         )
         .unwrap();
-    let mut asked = Vec::new();
-    let leased = store
-        .lease_where(0, 10, |sub| {
-            asked.push(sub);
-            sub != 2
-        })
-        .unwrap();
+    // Subscription 2 may have none in flight; 1 has no bound of its own.
+    let limits = LeaseLimits::default().subscription(2, 0);
+    let leased = store.lease_within(0, 10, &limits).unwrap();
     assert_eq!(
-        leased.iter().map(|d| d.subscription_id).collect::<Vec<_>>(),
+        leased
+            .iter()
+            .map(|d| d.delivery.subscription_id)
+            .collect::<Vec<_>>(),
         [1, 1]
     );
-    assert_eq!(asked, [1, 2, 1]);
+    // A bound is counted against what is in flight: one more of subscription 1 may go.
+    store.enqueue(&[], vec![delivery(1, "d", 0)], 0).unwrap();
+    let limits = LeaseLimits::new(3).subscription(2, 0);
+    assert_eq!(store.lease_within(0, 10, &limits).unwrap().len(), 1);
+    assert!(store.lease_within(0, 10, &limits).unwrap().is_empty());
     assert_eq!(store.subscription_counts(2).unwrap().due, 1);
     let rest = store.lease(0, 10).unwrap();
     assert_eq!(rest.len(), 1);
-    assert_eq!(rest[0].subscription_id, 2);
+    assert_eq!(rest[0].delivery.subscription_id, 2);
 }
 
 #[test]
@@ -280,7 +275,8 @@ fn settling_records_attempts_and_moves_counts() {
         )
         .unwrap();
     let leased = store.lease(0, 10).unwrap();
-    let [ok, retry, dead, released] = [0, 1, 2, 3].map(|i| leased[i].id);
+    let [ok, retry, dead, released] = [0, 1, 2, 3].map(|i| leased[i].delivery.id);
+    let [ok_lease, retry_lease, dead_lease, released_lease] = [0, 1, 2, 3].map(|i| leased[i].token);
     assert_eq!(
         store.counts().unwrap(),
         Counts {
@@ -290,12 +286,14 @@ fn settling_records_attempts_and_moves_counts() {
     );
     let mut long = attempt(1, 10, "delivered");
     long.excerpt = "é".repeat(3_000);
-    store.complete(ok, long).unwrap();
+    store.complete(ok_lease, long).unwrap();
     store
-        .reschedule(retry, 1_000, attempt(1, 11, "http 503"))
+        .reschedule(retry_lease, 1_000, attempt(1, 11, "http 503"))
         .unwrap();
-    store.dead_letter(dead, attempt(1, 12, "gone")).unwrap();
-    store.release(released, 5).unwrap();
+    store
+        .dead_letter(dead_lease, attempt(1, 12, "gone"))
+        .unwrap();
+    store.release(released_lease, 5).unwrap();
 
     let expected_total = Counts {
         due: 2,
@@ -346,28 +344,34 @@ fn settling_records_attempts_and_moves_counts() {
     assert!(store.attempts_for_delivery(released).unwrap().is_empty());
 
     // Settling what is not in flight is refused.
-    for id in [ok, retry, dead, 999] {
-        let result = store.complete(id, attempt(2, 20, "delivered"));
+    let never = LeaseToken::new(999, 1);
+    for (id, lease) in [
+        (ok, ok_lease),
+        (retry, retry_lease),
+        (dead, dead_lease),
+        (999, never),
+    ] {
+        let result = store.complete(lease, attempt(2, 20, "delivered"));
         assert!(
             matches!(result, Err(StoreError::UnknownDelivery(i)) if i == id),
             "{result:?}"
         );
     }
     assert!(matches!(
-        store.release(retry, 0),
+        store.release(retry_lease, 0),
         Err(StoreError::UnknownDelivery(_))
     ));
 
     // The second attempt of the retried one; history oldest first, newest first per subscription.
     let again = store.lease(1_000, 10).unwrap();
     assert_eq!(
-        again.iter().map(|d| d.id).collect::<Vec<_>>(),
+        again.iter().map(|d| d.delivery.id).collect::<Vec<_>>(),
         [released, retry]
     );
     store
-        .complete(retry, attempt(2, 1_001, "delivered"))
+        .complete(again[1].token, attempt(2, 1_001, "delivered"))
         .unwrap();
-    store.release(released, 2_000).unwrap();
+    store.release(again[0].token, 2_000).unwrap();
     let history = store.attempts_for_delivery(retry).unwrap();
     assert_eq!(history.iter().map(|a| a.number).collect::<Vec<_>>(), [1, 2]);
     let newest = store.attempts_for_subscription(1, 10).unwrap();
@@ -413,13 +417,16 @@ fn ordered_subscription_sends_its_head_first_one_at_a_time() {
         .enqueue(&[], vec![delivery(2, "other", 0)], 0)
         .unwrap();
     let leased = store.lease(0, 10).unwrap();
-    let events: Vec<&str> = leased.iter().map(|d| d.event_ids[0].as_str()).collect();
+    let events: Vec<&str> = leased
+        .iter()
+        .map(|d| d.delivery.event_ids[0].as_str())
+        .collect();
     assert_eq!(events, ["first", "other"]);
-    let head = leased[0].id;
+    let head = leased[0].delivery.id;
     assert!(store.lease(0, 10).unwrap().is_empty(), "head in flight");
     // The head waits for a retry; the second is due now but must not overtake it.
     store
-        .reschedule(head, 500, attempt(1, 1, "http 500"))
+        .reschedule(leased[0].token, 500, attempt(1, 1, "http 500"))
         .unwrap();
     assert!(
         store.lease(100, 10).unwrap().is_empty(),
@@ -427,11 +434,13 @@ fn ordered_subscription_sends_its_head_first_one_at_a_time() {
     );
     let retried = store.lease(500, 10).unwrap();
     assert_eq!(retried.len(), 1);
-    assert_eq!(retried[0].id, head);
-    store.complete(head, attempt(2, 501, "delivered")).unwrap();
+    assert_eq!(retried[0].delivery.id, head);
+    store
+        .complete(retried[0].token, attempt(2, 501, "delivered"))
+        .unwrap();
     let next = store.lease(501, 10).unwrap();
     assert_eq!(next.len(), 1);
-    assert_eq!(next[0].event_ids, ["second"]);
+    assert_eq!(next[0].delivery.event_ids, ["second"]);
 }
 
 #[test]
@@ -449,21 +458,25 @@ fn held_subscription_keeps_its_deliveries_until_resumed() {
             0,
         )
         .unwrap();
-    let in_flight = store.lease_where(0, 1, |sub| sub == 1).unwrap();
+    let only_one = LeaseLimits::new(0).subscription(1, usize::MAX);
+    let in_flight = store.lease_within(0, 1, &only_one).unwrap();
     assert_eq!(in_flight.len(), 1);
     store.hold_subscription(1).unwrap();
     assert_eq!(store.subscription_counts(1).unwrap().held, 1);
     let leased = store.lease(0, 10).unwrap();
     assert_eq!(
-        leased.iter().map(|d| d.subscription_id).collect::<Vec<_>>(),
+        leased
+            .iter()
+            .map(|d| d.delivery.subscription_id)
+            .collect::<Vec<_>>(),
         [2]
     );
     store
-        .complete(leased[0].id, attempt(1, 1, "delivered"))
+        .complete(leased[0].token, attempt(1, 1, "delivered"))
         .unwrap();
     // The one in flight comes back held.
     store
-        .reschedule(in_flight[0].id, 0, attempt(1, 1, "http 500"))
+        .reschedule(in_flight[0].token, 0, attempt(1, 1, "http 500"))
         .unwrap();
     // New deliveries for it land held.
     let receipt = store.enqueue(&[], vec![delivery(1, "d", 0)], 2).unwrap();
@@ -494,9 +507,13 @@ fn held_subscription_keeps_its_deliveries_until_resumed() {
     assert_eq!(resumed.len(), 3);
     // A release of a held subscription's delivery holds it too.
     store.hold_subscription(1).unwrap();
-    store.release(resumed[0].id, 20).unwrap();
+    store.release(resumed[0].token, 20).unwrap();
     assert_eq!(
-        store.delivery(resumed[0].id).unwrap().unwrap().state,
+        store
+            .delivery(resumed[0].delivery.id)
+            .unwrap()
+            .unwrap()
+            .state,
         DeliveryState::Held
     );
 }
@@ -515,7 +532,11 @@ fn delivery_in_flight_of_a_held_subscription_stays_held_after_reopen() {
         "a held delivery was leased"
     );
     assert_eq!(
-        store.delivery(leased[0].id).unwrap().unwrap().state,
+        store
+            .delivery(leased[0].delivery.id)
+            .unwrap()
+            .unwrap()
+            .state,
         DeliveryState::Held
     );
     assert_eq!(store.subscription_counts(1).unwrap().held, 1);
@@ -534,39 +555,57 @@ fn dead_letters_are_listed_replayed_and_purged() {
     store.enqueue(&[], new, 0).unwrap();
     for (d, at) in store.lease(0, 10).unwrap().iter().zip([100, 200, 300]) {
         store
-            .reschedule(d.id, 0, attempt(1, at - 50, "http 500"))
+            .reschedule(d.token, 0, attempt(1, at - 50, "http 500"))
             .unwrap();
     }
     for (d, at) in store.lease(0, 10).unwrap().iter().zip([100, 200, 300]) {
-        store.dead_letter(d.id, attempt(2, at, "gone")).unwrap();
+        store.dead_letter(d.token, attempt(2, at, "gone")).unwrap();
     }
     let events = |list: Vec<callout_store::Delivery>| -> Vec<String> {
         list.into_iter().map(|d| d.event_ids[0].clone()).collect()
     };
     assert_eq!(
-        events(store.dead_letters(None, 0, u64::MAX).unwrap()),
+        events(store.dead_letters(&DeadFilter::default()).unwrap()),
         ["a", "b", "c"]
     );
     assert_eq!(
-        events(store.dead_letters(Some(1), 0, u64::MAX).unwrap()),
+        events(store.dead_letters(&DeadFilter::subscription(1)).unwrap()),
         ["a", "b"]
     );
-    assert_eq!(events(store.dead_letters(None, 150, 300).unwrap()), ["b"]);
+    assert_eq!(
+        events(
+            store
+                .dead_letters(&DeadFilter {
+                    from_ms: 150,
+                    to_ms: 300,
+                    ..DeadFilter::default()
+                })
+                .unwrap()
+        ),
+        ["b"]
+    );
     assert_eq!(store.counts().unwrap().dead, 3);
 
     // Replay sub 1's: due again, attempts reset, history kept.
-    assert_eq!(store.replay_dead(Some(1), 0, u64::MAX, 1_000).unwrap(), 2);
+    assert_eq!(
+        store
+            .replay_dead(&DeadFilter::subscription(1), 1_000)
+            .unwrap(),
+        2
+    );
     assert_eq!(store.counts().unwrap().dead, 1);
     assert_eq!(store.counts().unwrap().due, 2);
     let replayed = store.lease(1_000, 10).unwrap();
     assert_eq!(replayed.len(), 2);
     assert!(replayed
         .iter()
-        .all(|d| d.attempts == 0 && d.due_at <= 1_000));
-    let a = replayed[0].id;
+        .all(|d| d.delivery.attempts == 0 && d.delivery.due_at <= 1_000));
+    let a = replayed[0].delivery.id;
     assert_eq!(store.attempts_for_delivery(a).unwrap().len(), 2);
     // The first attempt after the replay adds to the history, not over it.
-    store.complete(a, attempt(1, 1_001, "delivered")).unwrap();
+    store
+        .complete(replayed[0].token, attempt(1, 1_001, "delivered"))
+        .unwrap();
     let history = store.attempts_for_delivery(a).unwrap();
     let outcomes: Vec<&str> = history.iter().map(|x| x.outcome.as_str()).collect();
     assert_eq!(outcomes, ["http 500", "gone", "delivered"]);
@@ -576,13 +615,19 @@ fn dead_letters_are_listed_replayed_and_purged() {
     );
 
     // Purge the rest.
-    assert_eq!(store.purge_dead(None, 0, u64::MAX).unwrap(), 1);
-    assert!(store.dead_letters(None, 0, u64::MAX).unwrap().is_empty());
+    assert_eq!(store.purge_dead(&DeadFilter::default()).unwrap(), 1);
+    assert!(store
+        .dead_letters(&DeadFilter::default())
+        .unwrap()
+        .is_empty());
     assert_eq!(store.counts().unwrap().dead, 0);
     drop(store);
     let store = open(dir.path());
     assert_eq!(store.counts().unwrap().dead, 0);
-    assert!(store.dead_letters(None, 0, u64::MAX).unwrap().is_empty());
+    assert!(store
+        .dead_letters(&DeadFilter::default())
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -621,7 +666,7 @@ fn next_due_at_passes_over_deliveries_in_flight() {
     // "a" is in flight until 1_010; "b" is next, at 500.
     assert_eq!(store.next_due_at().unwrap(), Some(500));
     store
-        .complete(leased[0].id, attempt(1, 20, "delivered"))
+        .complete(leased[0].token, attempt(1, 20, "delivered"))
         .unwrap();
     assert_eq!(store.next_due_at().unwrap(), Some(500));
     let b = store.lease(500, 10).unwrap();
@@ -631,7 +676,7 @@ fn next_due_at_passes_over_deliveries_in_flight() {
         "only b's lease deadline"
     );
     assert_eq!(
-        store.delivery(b[0].id).unwrap().unwrap().state,
+        store.delivery(b[0].delivery.id).unwrap().unwrap().state,
         DeliveryState::InFlight { until: 1_500 }
     );
 }
@@ -648,7 +693,7 @@ fn expired_lease_of_a_held_subscription_comes_back_held() {
     store.hold_subscription(1).unwrap();
     assert_eq!(store.subscription_counts(1).unwrap().in_flight, 1);
     let again = store.lease(100, 10).unwrap();
-    let subs: Vec<u64> = again.iter().map(|d| d.subscription_id).collect();
+    let subs: Vec<u64> = again.iter().map(|d| d.delivery.subscription_id).collect();
     assert_eq!(
         subs,
         [2],
@@ -656,13 +701,28 @@ fn expired_lease_of_a_held_subscription_comes_back_held() {
     );
     assert_eq!(store.subscription_counts(1).unwrap().held, 1);
     assert_eq!(store.resume_subscription(1, 200).unwrap(), 1);
-    assert_eq!(store.lease(200, 10).unwrap()[0].subscription_id, 1);
-    // A settle goes to the delivery's current lease; a second one finds none.
+    let third = store.lease(200, 10).unwrap();
+    assert_eq!(third[0].delivery.subscription_id, 1);
+    // Sub 2's lease from 100 has expired too: it was leased again at 200.
+    let current = third
+        .iter()
+        .find(|d| d.delivery.id == leased[1].delivery.id)
+        .expect("sub 2's delivery leased again");
+    // A settle goes to the delivery's current lease; the expired one's token, and a second
+    // settle, find none.
+    assert!(matches!(
+        store.complete(leased[1].token, attempt(1, 300, "delivered")),
+        Err(StoreError::UnknownDelivery(_))
+    ));
+    assert!(matches!(
+        store.complete(again[0].token, attempt(1, 300, "delivered")),
+        Err(StoreError::UnknownDelivery(_))
+    ));
     assert!(store
-        .complete(leased[1].id, attempt(1, 300, "delivered"))
+        .complete(current.token, attempt(1, 300, "delivered"))
         .is_ok());
     assert!(matches!(
-        store.complete(leased[1].id, attempt(1, 300, "delivered")),
+        store.complete(current.token, attempt(1, 300, "delivered")),
         Err(StoreError::UnknownDelivery(_))
     ));
 }
@@ -679,14 +739,14 @@ fn prune_in_small_steps_reaches_every_subscription_and_keeps_fresh_attempts() {
         for d in store.lease(u64::from(round) * 10, 10).unwrap() {
             let at = u64::from(round) * 10 + 1;
             store
-                .reschedule(d.id, 0, attempt(round + 1, at, "http 500"))
+                .reschedule(d.token, 0, attempt(round + 1, at, "http 500"))
                 .unwrap();
         }
     }
     let fresh_at = 40 * DAY_MS;
     for d in store.lease(fresh_at, 10).unwrap() {
         store
-            .reschedule(d.id, fresh_at, attempt(3, fresh_at, "http 500"))
+            .reschedule(d.token, fresh_at, attempt(3, fresh_at, "http 500"))
             .unwrap();
     }
     // Six attempts are past the 30-day retention at `fresh_at`; one per call.
@@ -718,7 +778,7 @@ fn many_leases_at_the_head_do_not_hide_the_deliveries_behind_them() {
     assert_eq!(in_flight, 1_100);
     let next = store.lease(0, 1).unwrap();
     assert_eq!(next.len(), 1, "the 1,101st delivery is still found");
-    assert_eq!(next[0].event_ids, ["e1100"]);
+    assert_eq!(next[0].delivery.event_ids, ["e1100"]);
 }
 
 #[test]
@@ -732,20 +792,11 @@ fn a_backlog_behind_a_refused_subscription_is_not_walked() {
     store
         .enqueue(&[], vec![delivery(2, "other", 6_000)], 0)
         .unwrap();
-    let mut asked = Vec::new();
-    let leased = store
-        .lease_where(10_000, 10, |sub| {
-            asked.push(sub);
-            sub == 2
-        })
-        .unwrap();
+    // Subscription 1 is at its bound: its backlog is passed over whole.
+    let limits = LeaseLimits::default().subscription(1, 0);
+    let leased = store.lease_within(10_000, 10, &limits).unwrap();
     assert_eq!(leased.len(), 1);
-    assert_eq!(leased[0].event_ids, ["other"]);
-    assert_eq!(
-        asked,
-        [1, 2],
-        "the refused subscription is asked once, not per delivery"
-    );
+    assert_eq!(leased[0].delivery.event_ids, ["other"]);
     assert_eq!(store.subscription_counts(1).unwrap().due, 5_000);
 }
 
@@ -753,18 +804,18 @@ fn a_backlog_behind_a_refused_subscription_is_not_walked() {
 fn retrying_counts_the_due_deliveries_that_failed_before() {
     let dir = tempfile::tempdir().unwrap();
     let (store, leased) = two_leased(&dir);
-    let (failed, fine) = (leased[0].id, leased[1].id);
+    let (failed, fine) = (leased[0].token, leased[1].token);
     store
         .reschedule(failed, 5, attempt(1, 0, "http_status: 500"))
         .unwrap();
     store.release(fine, 0).unwrap();
     let retrying =
-        |s: &callout_store::Store| (s.counts().unwrap().due, s.counts().unwrap().retrying);
+        |s: &callout_store::SledStore| (s.counts().unwrap().due, s.counts().unwrap().retrying);
     assert_eq!(retrying(&store), (2, 1), "a fresh one is due, not retrying");
     let again = store.lease(5, 10).unwrap();
     assert_eq!(retrying(&store), (0, 0), "in flight now");
     for d in &again {
-        store.release(d.id, 5).unwrap();
+        store.release(d.token, 5).unwrap();
     }
     assert_eq!(retrying(&store), (2, 1));
     store.hold_subscription(1).unwrap();
@@ -778,7 +829,7 @@ fn retrying_counts_the_due_deliveries_that_failed_before() {
 }
 
 /// A store with two deliveries of subscription 1, both leased at 0.
-fn two_leased(dir: &tempfile::TempDir) -> (callout_store::Store, Vec<callout_store::Delivery>) {
+fn two_leased(dir: &tempfile::TempDir) -> (callout_store::SledStore, Vec<callout_store::Leased>) {
     let store = open(dir.path());
     store
         .enqueue(&[], vec![delivery(1, "a", 0), delivery(1, "b", 0)], 0)
@@ -837,10 +888,14 @@ fn a_batch_of_long_attempts_reads_back_whole_from_several_records() {
     assert_eq!(leased.len(), 200);
     // Each excerpt is cut to 1,024 characters, 2 bytes each: about 2 KiB an attempt, so one
     // subscription's 100 attempts of this one batch take several records.
-    for (i, id) in ids.iter().enumerate() {
+    assert_eq!(
+        leased.iter().map(|l| l.delivery.id).collect::<Vec<_>>(),
+        ids
+    );
+    for (i, lease) in leased.iter().enumerate() {
         let mut attempt = attempt(1, 100 + i as u64, "http 500");
         attempt.excerpt = format!("{i:04}{}", "é".repeat(1_500));
-        store.reschedule(*id, 1_000, attempt).unwrap();
+        store.reschedule(lease.token, 1_000, attempt).unwrap();
     }
     for (i, id) in ids.iter().enumerate() {
         let history = store.attempts_for_delivery(*id).unwrap();

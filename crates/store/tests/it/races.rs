@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use callout_store::{Counts, Store, StoreConfig};
+use callout_store::{Counts, DeadFilter, History, LeaseLimits, Queue, SledStore, StoreConfig};
 
 use crate::{attempt, delivery, open, spawn_self};
 
@@ -45,7 +45,7 @@ fn hold_meanwhile_an_enqueue_waits_for_its_group_commit_holds_its_delivery() {
     background.stop();
     let held = |sub: &u64| (1_000..1_000 + rounds).contains(sub);
     let leased = store.lease(u64::MAX / 2, 1_000_000).unwrap();
-    assert!(leased.iter().all(|d| !held(&d.subscription_id)));
+    assert!(leased.iter().all(|d| !held(&d.delivery.subscription_id)));
     drop(store);
     let store = open(dir.path());
     let mut resumed = 0;
@@ -57,7 +57,10 @@ fn hold_meanwhile_an_enqueue_waits_for_its_group_commit_holds_its_delivery() {
     assert_eq!(resumed, rounds);
     let leased = store.lease(u64::MAX / 2, 1_000_000).unwrap();
     assert_eq!(
-        leased.iter().filter(|d| held(&d.subscription_id)).count() as u64,
+        leased
+            .iter()
+            .filter(|d| held(&d.delivery.subscription_id))
+            .count() as u64,
         rounds
     );
 }
@@ -73,7 +76,7 @@ fn ids_of_a_crashed_process_are_never_handed_out_again() {
         assert_eq!(receipt.delivery_ids, [1, 2, 3]);
         let leased = store.lease(1, 1).unwrap();
         store
-            .complete(leased[0].id, attempt(1, 2, "delivered"))
+            .complete(leased[0].token, attempt(1, 2, "delivered"))
             .unwrap();
         store.flush().unwrap();
         println!("READY");
@@ -132,10 +135,11 @@ fn resume_meanwhile_an_enqueue_waits_for_its_group_commit_leaves_it_due() {
             0,
             "round {round}: delivery {id} held for a resumed subscription"
         );
-        let leased = store.lease_where(1, 1_000, |sub| sub == 1).unwrap();
+        let only_one = LeaseLimits::new(0).subscription(1, usize::MAX);
+        let leased = store.lease_within(1, 1_000, &only_one).unwrap();
         assert_eq!(leased.len(), 1, "round {round}");
         store
-            .complete(leased[0].id, attempt(1, 1, "delivered"))
+            .complete(leased[0].token, attempt(1, 1, "delivered"))
             .unwrap();
     }
     background.stop();
@@ -150,13 +154,17 @@ fn concurrent_replays_bring_each_dead_letter_back_once() {
     let batch = (0..n).map(|i| delivery(1, &format!("e{i}"), 1)).collect();
     store.enqueue(&[], batch, 1).unwrap();
     for d in store.lease(1, n as usize).unwrap() {
-        store.dead_letter(d.id, attempt(1, 2, "failed")).unwrap();
+        store.dead_letter(d.token, attempt(1, 2, "failed")).unwrap();
     }
     let replays: Vec<_> = [10u64, 20]
         .into_iter()
         .map(|now| {
             let store = Arc::clone(&store);
-            std::thread::spawn(move || store.replay_dead(Some(1), 0, u64::MAX, now).unwrap())
+            std::thread::spawn(move || {
+                store
+                    .replay_dead(&DeadFilter::subscription(1), now)
+                    .unwrap()
+            })
         })
         .collect();
     let replayed: usize = replays.into_iter().map(|t| t.join().unwrap()).sum();
@@ -181,7 +189,7 @@ struct BusyWriters {
 }
 
 impl BusyWriters {
-    fn start(store: &Arc<callout_store::Store>) -> BusyWriters {
+    fn start(store: &Arc<callout_store::SledStore>) -> BusyWriters {
         let stop = Arc::new(AtomicBool::new(false));
         let threads = (0..3)
             .map(|t| {
@@ -245,15 +253,15 @@ fn race_leases_and_settles(n: u64) {
                             }
                         }
                         for d in leased {
-                            let number = d.attempts + 1;
+                            let number = d.delivery.attempts + 1;
                             let at = 10 + u64::from(number);
                             if number < TRIES {
                                 store
-                                    .reschedule(d.id, 10, attempt(number, at, "failed"))
+                                    .reschedule(d.token, 10, attempt(number, at, "failed"))
                                     .unwrap();
                             } else {
                                 store
-                                    .complete(d.id, attempt(number, at, "delivered"))
+                                    .complete(d.token, attempt(number, at, "delivered"))
                                     .unwrap();
                             }
                         }
@@ -294,7 +302,7 @@ fn prune_racing_a_group_commit_keeps_the_event_id_it_remembers_anew() {
             dedup_retention: Duration::from_millis(1_000),
             ..StoreConfig::default()
         };
-        let store = Arc::new(Store::open(dir.path(), config).unwrap());
+        let store = Arc::new(SledStore::open(dir.path(), config).unwrap());
         // At 0: "e" first in one expiry record, with fillers so prune takes a while over it.
         let ids: Vec<String> = std::iter::once("e".to_string())
             .chain((0..2_000).map(|i| format!("f{i:05}")))

@@ -1,7 +1,7 @@
 //! The subscription registry: ids, GUIDs, times, validation, listing.
 
 use callout_core::{State, Subscription};
-use callout_store::{StoreError, SubscriptionFilter};
+use callout_store::{Registry, StoreError, SubscriptionFilter};
 
 use crate::open;
 
@@ -104,7 +104,7 @@ fn invalid_subscription_is_refused_naming_the_field() {
     }
 }
 
-fn names(store: &callout_store::Store, filter: SubscriptionFilter) -> Vec<String> {
+fn names(store: &callout_store::SledStore, filter: SubscriptionFilter) -> Vec<String> {
     store
         .list_subscriptions(&filter)
         .unwrap()

@@ -8,16 +8,16 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// A map keyed by an id.
-pub(crate) type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+pub(super) type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
 /// A set of ids.
-pub(crate) type IdSet = HashSet<u64, BuildHasherDefault<IdHasher>>;
+pub(super) type IdSet = HashSet<u64, BuildHasherDefault<IdHasher>>;
 
 /// Multiplies by a large odd constant (Fibonacci hashing), then folds the high half into the
 /// low: the table indexes with the low bits, which in a bare product depend only on the id's low
 /// bits (ids 2^16 apart would collide), and tags entries with the high bits.
 #[derive(Default, Clone, Copy)]
-pub(crate) struct IdHasher(u64);
+pub(super) struct IdHasher(u64);
 
 const SPREAD: u64 = 0x9e37_79b9_7f4a_7c15;
 

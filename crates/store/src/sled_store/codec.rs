@@ -1,7 +1,7 @@
-//! Record encoding: one place that knows bincode, keys and the format version.
+//! Record encoding: the one place that knows bincode and the record format version.
 //!
-//! Every record starts with a format version byte so the encoding can change later; keys that
-//! must sort are big-endian integers (bincode's varints do not sort).
+//! Every record starts with a format version byte so the encoding can change later. Keys are
+//! `keys.rs`'s.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -9,22 +9,22 @@ use serde::Serialize;
 use crate::error::StoreError;
 
 /// The record format this build writes and reads.
-pub(crate) const FORMAT: u8 = 1;
+pub(super) const FORMAT: u8 = 1;
 
-pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = Vec::new();
     encode_into(value, &mut out);
     out
 }
 
 /// Appends the record of `value` to `out`.
-pub(crate) fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) {
+pub(super) fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) {
     out.push(FORMAT);
     // Encoding our own plain structs into a Vec cannot fail.
     let _ = bincode::serde::encode_into_std_write(value, out, bincode::config::standard());
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+pub(super) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
         key: hex(key),
         reason,
@@ -40,7 +40,7 @@ pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T,
     }
 }
 
-pub(crate) fn encode_json<T: Serialize>(value: &T) -> Vec<u8> {
+pub(super) fn encode_json<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = vec![FORMAT];
     // Serialising our own types to JSON cannot fail (string keys only).
     if let Ok(bytes) = serde_json::to_vec(value) {
@@ -49,7 +49,7 @@ pub(crate) fn encode_json<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
-pub(crate) fn decode_json<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+pub(super) fn decode_json<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
         key: hex(key),
         reason,
@@ -61,42 +61,13 @@ pub(crate) fn decode_json<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Resu
     }
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A key: a one-byte keyspace tag followed by big-endian parts.
-pub(crate) fn key(tag: u8, parts: &[u64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + parts.len() * 8);
-    out.push(tag);
-    for part in parts {
-        out.extend_from_slice(&part.to_be_bytes());
-    }
-    out
-}
-
-/// The big-endian u64 at `offset` of a key.
-pub(crate) fn part(key: &[u8], offset: usize) -> u64 {
-    key.get(offset..offset + 8)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u64::from_be_bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_sort_by_their_big_endian_parts() {
-        let mut keys = [
-            key(b'q', &[256, 1]),
-            key(b'q', &[1, 9]),
-            key(b'q', &[255, 0]),
-        ];
-        keys.sort();
-        let parts: Vec<u64> = keys.iter().map(|k| part(k, 1)).collect();
-        assert_eq!(parts, [1, 255, 256]);
-    }
 
     #[test]
     fn records_round_trip_and_unknown_versions_are_corrupt() {

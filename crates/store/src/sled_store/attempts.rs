@@ -14,14 +14,8 @@
 use std::collections::BTreeSet;
 use std::ops::Range;
 
-use crate::codec::{key, part};
+use super::keys::{key, part, BY_SUB, POINTER, WHOLE};
 
-/// The attempt-index tag (`A sub at id n` -> attempts).
-pub(crate) const BY_SUB: u8 = b'A';
-/// The pointer tag (`b bucket sub at id n` -> ()).
-const POINTER: u8 = b'b';
-/// The first byte of a record that holds its attempts.
-const WHOLE: u8 = 0xA7;
 /// Ids per bucket: a delivery's lookup reads the records its bucket points to.
 const BUCKET_BITS: u32 = 6;
 /// A record grows to about this many bytes, then the batch's further attempts of the same
@@ -32,7 +26,7 @@ const RECORD_BYTES: usize = 16 * 1024;
 const ENTRY_HEAD: usize = 28;
 
 /// One attempt to file: its subscription, (at, id, n), and its encoded record.
-pub(crate) struct Filed {
+pub(super) struct Filed {
     pub sub: u64,
     pub at: u64,
     pub id: u64,
@@ -41,18 +35,18 @@ pub(crate) struct Filed {
 }
 
 /// The bucket of delivery `id`, as the start of its pointer keys.
-pub(crate) fn bucket_prefix(id: u64) -> Vec<u8> {
+pub(super) fn bucket_prefix(id: u64) -> Vec<u8> {
     key(POINTER, &[id >> BUCKET_BITS])
 }
 
 /// The record a pointer names.
-pub(crate) fn pointed(pointer: &[u8]) -> Vec<u8> {
+pub(super) fn pointed(pointer: &[u8]) -> Vec<u8> {
     [&[BY_SUB], pointer.get(9..).unwrap_or_default()].concat()
 }
 
 /// The records (key, value) and pointer keys (empty values) that file `attempts`: sorted,
 /// one subscription's attempts in as few records as [`RECORD_BYTES`] allows.
-pub(crate) fn records(mut attempts: Vec<Filed>) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(super) fn records(mut attempts: Vec<Filed>) -> Vec<(Vec<u8>, Vec<u8>)> {
     attempts.sort_unstable_by_key(|f| (f.sub, f.at, f.id, f.n));
     let mut out = Vec::new();
     for sub in attempts.chunk_by(|a, b| a.sub == b.sub) {
@@ -109,12 +103,12 @@ fn pointer(bucket: u64, record_key: &[u8]) -> Vec<u8> {
 }
 
 /// The newest attempt of an attempt-index record, named by its key, as (at, id, n).
-pub(crate) fn named(key: &[u8]) -> (u64, u64, u64) {
+pub(super) fn named(key: &[u8]) -> (u64, u64, u64) {
     (part(key, 9), part(key, 17), part(key, 25))
 }
 
 /// An attempt an index record holds or names.
-pub(crate) struct Entry {
+pub(super) struct Entry {
     pub at: u64,
     pub id: u64,
     pub n: u64,
@@ -125,7 +119,7 @@ pub(crate) struct Entry {
 
 /// Every attempt of an attempt-index record, oldest first. A value cut short yields the
 /// attempts it holds whole.
-pub(crate) fn entries(key: &[u8], value: &[u8]) -> Vec<Entry> {
+pub(super) fn entries(key: &[u8], value: &[u8]) -> Vec<Entry> {
     if value.first() == Some(&WHOLE) {
         let mut out = Vec::new();
         let mut at = 1;
@@ -165,7 +159,7 @@ pub(crate) fn entries(key: &[u8], value: &[u8]) -> Vec<Entry> {
 
 /// The pointers of a record being removed: one per bucket of the attempts it holds (an older
 /// build's record has none).
-pub(crate) fn pointers(key: &[u8], entries: &[Entry]) -> Vec<Vec<u8>> {
+pub(super) fn pointers(key: &[u8], entries: &[Entry]) -> Vec<Vec<u8>> {
     let buckets: BTreeSet<u64> = entries
         .iter()
         .filter(|e| e.bytes.is_some())

@@ -7,10 +7,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::ids::{IdMap, IdSet};
+use super::ids::{IdMap, IdSet};
 
 #[derive(Default)]
-pub(crate) struct DueIndex {
+pub(super) struct DueIndex {
     subs: IdMap<SubDue>,
     /// (due time, id, subscription) of every subscription's next delivery.
     heads: BTreeSet<(u64, u64, u64)>,
@@ -44,14 +44,14 @@ impl SubDue {
 
 /// A due delivery as the index knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Entry {
-    pub(crate) due_at: u64,
-    pub(crate) id: u64,
-    pub(crate) ordered: bool,
+pub(super) struct Entry {
+    pub(super) due_at: u64,
+    pub(super) id: u64,
+    pub(super) ordered: bool,
 }
 
 impl DueIndex {
-    pub(crate) fn insert(&mut self, sub: u64, entry: Entry) {
+    pub(super) fn insert(&mut self, sub: u64, entry: Entry) {
         let s = self.subs.entry(sub).or_default();
         if entry.ordered {
             s.ordered.insert(entry.id, entry.due_at);
@@ -61,7 +61,7 @@ impl DueIndex {
         self.refile(sub);
     }
 
-    pub(crate) fn remove(&mut self, sub: u64, entry: Entry) {
+    pub(super) fn remove(&mut self, sub: u64, entry: Entry) {
         let Some(s) = self.subs.get_mut(&sub) else {
             return;
         };
@@ -74,7 +74,7 @@ impl DueIndex {
     }
 
     /// Every due delivery of `sub`, taken out of the index (holding a subscription).
-    pub(crate) fn take_subscription(&mut self, sub: u64) -> Vec<Entry> {
+    pub(super) fn take_subscription(&mut self, sub: u64) -> Vec<Entry> {
         let Some(s) = self.subs.remove(&sub) else {
             return Vec::new();
         };
@@ -95,13 +95,13 @@ impl DueIndex {
     }
 
     /// The earliest due time of any delivery.
-    pub(crate) fn earliest(&self) -> Option<u64> {
+    pub(super) fn earliest(&self) -> Option<u64> {
         self.heads.first().map(|(due, _, _)| *due)
     }
 
     /// The subscription whose next delivery is the earliest (by due time, then id) at or
     /// before `now`, passing over those in `skip`.
-    pub(crate) fn next_subscription(&self, now: u64, skip: &IdSet) -> Option<u64> {
+    pub(super) fn next_subscription(&self, now: u64, skip: &IdSet) -> Option<u64> {
         self.heads
             .iter()
             .take_while(|(due, _, _)| *due <= now)
@@ -112,7 +112,7 @@ impl DueIndex {
     /// `sub`'s delivery that should go next, if one due at or before `now` may: the earlier
     /// (by due time, then id) of its first unordered one and, when `ordered_may_go`, the head
     /// of its ordered ones.
-    pub(crate) fn next_for(&self, sub: u64, now: u64, ordered_may_go: bool) -> Option<Entry> {
+    pub(super) fn next_for(&self, sub: u64, now: u64, ordered_may_go: bool) -> Option<Entry> {
         let s = self.subs.get(&sub)?;
         let head = s
             .ordered

@@ -1,0 +1,163 @@
+//! The storage contract: what the engine needs of any backend, in three traits, with the model
+//! of `model.rs` and the one [`StoreError`]. sled implements it in this crate; another backend
+//! implements the same traits and passes the same conformance suite.
+
+use callout_core::Subscription;
+
+use crate::error::StoreError;
+use crate::model::{
+    Attempt, Counts, DeadFilter, Delivery, EnqueueReceipt, LeaseLimits, LeaseToken, Leased,
+    NewDelivery, SubscriptionFilter,
+};
+
+/// The subscription registry: subscriptions and the per-subscription counters the vendors
+/// number their callouts with.
+pub trait Registry: Send + Sync {
+    /// Validates and stores a new subscription: assigns the next id (never reused), a GUID if it
+    /// has none, and the creation time. Durable when it returns.
+    fn create_subscription(
+        &self,
+        sub: Subscription,
+        now_ms: u64,
+    ) -> Result<Subscription, StoreError>;
+
+    /// The subscription with this id.
+    fn get_subscription(&self, id: u64) -> Result<Option<Subscription>, StoreError>;
+
+    /// Replaces a stored subscription (by `id`), keeping its GUID, creation time and creator.
+    /// Durable when it returns.
+    fn update_subscription(
+        &self,
+        sub: Subscription,
+        now_ms: u64,
+    ) -> Result<Subscription, StoreError>;
+
+    /// Deletes a subscription; returns it if it existed. Its deliveries stay until the engine
+    /// dead-letters them.
+    fn delete_subscription(&self, id: u64) -> Result<Option<Subscription>, StoreError>;
+
+    /// Subscriptions by name (contains, ignoring case), event (a pattern matches the event
+    /// name, or equals the given pattern) and state, in id order.
+    fn list_subscriptions(
+        &self,
+        filter: &SubscriptionFilter,
+    ) -> Result<Vec<Subscription>, StoreError>;
+
+    /// Reserves `count` numbers of a subscription's own counter (Autotask's `SequenceNumber`
+    /// counts up per webhook) and returns the first. Durable with the enqueue that follows.
+    fn reserve_sequence(&self, sub: u64, count: u64) -> Result<u64, StoreError>;
+}
+
+/// The delivery queue: enqueue, lease, settle, hold, and counts.
+///
+/// A delivery is due, in flight (leased), held (its subscription is switched off) or dead.
+/// Settles name the lease they settle by its [`LeaseToken`]: a lease that expired and was
+/// given to another worker cannot be settled by the first.
+pub trait Queue: Send + Sync {
+    /// Stores every delivery of a publish atomically (all or none) and returns once they are
+    /// durable. `dedup_event_ids` are host-supplied event ids: one seen before within the
+    /// retention window is reported as a duplicate, and the deliveries that carry it are
+    /// skipped.
+    fn enqueue(
+        &self,
+        dedup_event_ids: &[String],
+        deliveries: Vec<NewDelivery>,
+        now_ms: u64,
+    ) -> Result<EnqueueReceipt, StoreError>;
+
+    /// Leases up to `max` deliveries due at `now_ms`, in due order, within `limits`: no
+    /// subscription gets more in flight than its bound, an ordered subscription never has two
+    /// in flight, and its deliveries go in publish order. Expired leases return first.
+    fn lease_within(
+        &self,
+        now_ms: u64,
+        max: usize,
+        limits: &LeaseLimits,
+    ) -> Result<Vec<Leased>, StoreError>;
+
+    /// [`Queue::lease_within`] with no per-subscription bound.
+    fn lease(&self, now_ms: u64, max: usize) -> Result<Vec<Leased>, StoreError> {
+        self.lease_within(now_ms, max, &LeaseLimits::default())
+    }
+
+    /// The delivery was delivered: it leaves the queue; its attempt stays for the retention.
+    /// Fails with [`StoreError::UnknownDelivery`] when the lease is not current (never leased,
+    /// settled already, or expired and voided by a later lease).
+    fn complete(&self, lease: LeaseToken, attempt: Attempt) -> Result<(), StoreError>;
+
+    /// The attempt failed; the delivery is due again at `due_at` (held, if its subscription
+    /// is).
+    fn reschedule(
+        &self,
+        lease: LeaseToken,
+        due_at: u64,
+        attempt: Attempt,
+    ) -> Result<(), StoreError>;
+
+    /// Returns a leased delivery unattempted, due at `due_at` (its subscription is at its rate
+    /// limit, say).
+    fn release(&self, lease: LeaseToken, due_at: u64) -> Result<(), StoreError>;
+
+    /// The delivery will not be tried again; it is kept as a dead letter.
+    fn dead_letter(&self, lease: LeaseToken, attempt: Attempt) -> Result<(), StoreError>;
+
+    /// Holds a subscription's deliveries: due ones move to held and are not leased until
+    /// [`Queue::resume_subscription`]; ones in flight are held when they come back.
+    fn hold_subscription(&self, sub: u64) -> Result<(), StoreError>;
+
+    /// Releases a held subscription's deliveries, due at `now_ms` at the latest; returns how
+    /// many.
+    fn resume_subscription(&self, sub: u64, now_ms: u64) -> Result<u64, StoreError>;
+
+    /// When the next delivery is due or the next lease expires, if any.
+    fn next_due_at(&self) -> Result<Option<u64>, StoreError>;
+
+    /// Deliveries by state over all subscriptions, without scanning the queue.
+    fn counts(&self) -> Result<Counts, StoreError>;
+
+    /// Deliveries by state of one subscription, without scanning the queue.
+    fn subscription_counts(&self, sub: u64) -> Result<Counts, StoreError>;
+
+    /// Makes everything written so far durable now (settles included).
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// What happened to deliveries: single deliveries, attempts, dead letters, and the pruning of
+/// history past retention.
+pub trait History: Send + Sync {
+    /// A delivery by id, in any state but delivered (delivered ones leave the queue; their
+    /// attempts stay).
+    fn delivery(&self, id: u64) -> Result<Option<Delivery>, StoreError>;
+
+    /// Every recorded attempt of a delivery, oldest first.
+    fn attempts_for_delivery(&self, id: u64) -> Result<Vec<Attempt>, StoreError>;
+
+    /// The newest attempts of a subscription's deliveries, newest first, at most `limit`, as
+    /// (delivery id, attempt).
+    fn attempts_for_subscription(
+        &self,
+        sub: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Attempt)>, StoreError>;
+
+    /// The dead letters `filter` selects.
+    fn dead_letters(&self, filter: &DeadFilter) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Puts the dead letters `filter` selects back in the queue, due at `now_ms`, with their
+    /// attempt count reset (their history is kept); returns how many.
+    fn replay_dead(&self, filter: &DeadFilter, now_ms: u64) -> Result<usize, StoreError>;
+
+    /// Deletes the dead letters `filter` selects; returns how many.
+    fn purge_dead(&self, filter: &DeadFilter) -> Result<usize, StoreError>;
+
+    /// Drops what is past retention (attempts, remembered event ids), at most about `max`
+    /// records per call so it never stalls writers; a call goes on where the last stopped.
+    /// Returns how many were removed.
+    fn prune(&self, now_ms: u64, max: usize) -> Result<usize, StoreError>;
+}
+
+/// Everything the engine needs of a store: a [`Registry`], a [`Queue`] and a [`History`].
+/// Implemented for every type that is all three.
+pub trait Backend: Registry + Queue + History + 'static {}
+
+impl<T: Registry + Queue + History + 'static> Backend for T {}

@@ -1,0 +1,592 @@
+//! The conformance suite: one set of checks, written against the storage traits, that every
+//! backend must pass. A backend's tests provide a [`Harness`] and expand
+//! [`conformance_tests!`](crate::conformance_tests) into one `#[test]` per check:
+//!
+//! ```
+//! use std::{sync::Arc, time::Duration};
+//! use callout_store::{conformance::Harness, Backend, SledStore, StoreConfig};
+//!
+//! struct Sled(tempfile::TempDir);
+//!
+//! impl Harness for Sled {
+//!     fn open(&self, lease: Duration) -> Arc<dyn Backend> {
+//!         let config = StoreConfig { lease, ..StoreConfig::default() };
+//!         Arc::new(SledStore::open(self.0.path(), config).expect("opens"))
+//!     }
+//! }
+//!
+//! // In a test file: callout_store::conformance_tests!(Sled(tempfile::tempdir().unwrap()));
+//! callout_store::conformance::hold_and_resume(&Sled(tempfile::tempdir()?));
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! Each check panics (as a test does) when the backend breaks the contract. Times are passed in,
+//! never read from a clock, so the checks are deterministic.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use callout_core::{State, Subscription};
+
+use crate::backend::Backend;
+use crate::error::StoreError;
+use crate::model::{
+    Attempt, Counts, DeadFilter, DeliveryState, LeaseLimits, NewDelivery, SubscriptionFilter,
+};
+
+/// How the suite gets a backend to check.
+pub trait Harness {
+    /// Opens the backend on this harness's data with leases of `lease`: empty on the first
+    /// call, and on every later call the same data again, after the backend opened before was
+    /// dropped (a reopen).
+    fn open(&self, lease: Duration) -> Arc<dyn Backend>;
+}
+
+/// The lease the checks use unless they test expiry.
+const LEASE: Duration = Duration::from_secs(300);
+
+/// A delivery of one event to `sub`, due at `due_at`.
+pub fn delivery(sub: u64, event_id: &str, due_at: u64) -> NewDelivery {
+    NewDelivery {
+        subscription_id: sub,
+        event_ids: vec![event_id.to_string()],
+        event_type: "contact.created".into(),
+        body: format!(r#"{{"id":"{event_id}"}}"#).into_bytes(),
+        due_at,
+        ordered: false,
+    }
+}
+
+/// An attempt numbered `number`, made at `at`, with `outcome`.
+pub fn attempt(number: u32, at: u64, outcome: &str) -> Attempt {
+    Attempt {
+        number,
+        at,
+        duration_ms: 3,
+        status: Some(if outcome == "delivered" { 200 } else { 500 }),
+        outcome: outcome.into(),
+        excerpt: format!("answer to {number}"),
+    }
+}
+
+/// A publish's deliveries are stored together, each with its own id, and survive a reopen with
+/// their bodies as given.
+pub fn enqueue_is_atomic_and_survives_reopen(harness: &dyn Harness) {
+    let store = harness.open(LEASE);
+    let batch = vec![
+        delivery(1, "a", 0),
+        delivery(1, "b", 0),
+        delivery(2, "c", 0),
+    ];
+    let receipt = store.enqueue(&[], batch, 0).expect("enqueue");
+    assert_eq!(receipt.delivery_ids.len(), 3);
+    let distinct: HashSet<u64> = receipt.delivery_ids.iter().copied().collect();
+    assert_eq!(distinct.len(), 3, "ids are distinct");
+    assert_eq!(store.counts().expect("counts").due, 3);
+    drop(store);
+    let store = harness.open(LEASE);
+    assert_eq!(store.counts().expect("counts").due, 3, "durable");
+    let mut leased = store.lease(0, 10).expect("lease");
+    leased.sort_by_key(|l| l.delivery.id);
+    let events: Vec<&str> = leased
+        .iter()
+        .map(|l| l.delivery.event_ids[0].as_str())
+        .collect();
+    assert_eq!(events, ["a", "b", "c"], "in publish order of ids");
+    assert_eq!(leased[0].delivery.body, br#"{"id":"a"}"#);
+    assert!(leased[0].delivery.id < leased[1].delivery.id);
+    let next = store.enqueue(&[], vec![delivery(1, "d", 0)], 0);
+    let next_id = next.expect("enqueue").delivery_ids[0];
+    assert!(
+        receipt.delivery_ids.iter().all(|&id| id < next_id),
+        "ids are never reused after a reopen"
+    );
+}
+
+/// A host event id is enqueued once within the retention window, across calls and reopens.
+pub fn host_event_ids_are_deduplicated(harness: &dyn Harness) {
+    let store = harness.open(LEASE);
+    let first = store
+        .enqueue(&["e1".into()], vec![delivery(1, "e1", 0)], 0)
+        .expect("enqueue");
+    assert_eq!(first.delivery_ids.len(), 1);
+    assert!(first.duplicate_event_ids.is_empty());
+    drop(store);
+    let store = harness.open(LEASE);
+    let again = store
+        .enqueue(
+            &["e1".into(), "e2".into()],
+            vec![delivery(1, "e1", 0), delivery(2, "e2", 0)],
+            1,
+        )
+        .expect("enqueue");
+    assert_eq!(again.duplicate_event_ids, ["e1"]);
+    assert_eq!(again.delivery_ids.len(), 1, "only e2's delivery");
+    assert_eq!(store.counts().expect("counts").due, 2);
+}
+
+/// Two workers leasing at once never get the same delivery, and between them get all.
+pub fn two_workers_never_lease_the_same_delivery(harness: &dyn Harness) {
+    let store = harness.open(LEASE);
+    let batch = (0..60)
+        .map(|n| delivery(n % 3 + 1, &format!("e{n}"), 0))
+        .collect();
+    store.enqueue(&[], batch, 0).expect("enqueue");
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                for _ in 0..100 {
+                    let leased = store.lease(0, 7).expect("lease");
+                    if leased.is_empty() {
+                        break;
+                    }
+                    got.extend(leased.into_iter().map(|l| l.delivery.id));
+                }
+                got
+            })
+        })
+        .collect();
+    let all: Vec<u64> = workers
+        .into_iter()
+        .flat_map(|w| w.join().expect("worker"))
+        .collect();
+    let distinct: HashSet<u64> = all.iter().copied().collect();
+    assert_eq!(all.len(), 60, "every delivery leased");
+    assert_eq!(distinct.len(), 60, "none leased twice");
+    assert_eq!(store.counts().expect("counts").in_flight, 60);
+}
+
+/// An expired lease returns the delivery to the queue; a settle with the old lease's token is
+/// refused, and the new lease settles.
+pub fn an_expired_lease_returns_and_its_token_is_refused(harness: &dyn Harness) {
+    let store = harness.open(Duration::from_millis(50));
+    store
+        .enqueue(&[], vec![delivery(1, "a", 0)], 0)
+        .expect("enqueue");
+    let first = store.lease(0, 10).expect("lease");
+    assert_eq!(first.len(), 1);
+    assert!(store.lease(49, 10).expect("lease").is_empty(), "still held");
+    let second = store.lease(60, 10).expect("lease");
+    assert_eq!(second.len(), 1, "back after the deadline");
+    assert_eq!(second[0].delivery.id, first[0].delivery.id);
+    assert_ne!(second[0].token, first[0].token);
+    let stale = store.complete(first[0].token, attempt(1, 1, "delivered"));
+    assert!(
+        matches!(stale, Err(StoreError::UnknownDelivery(id)) if id == first[0].delivery.id),
+        "{stale:?}"
+    );
+    store
+        .complete(second[0].token, attempt(1, 61, "delivered"))
+        .expect("the current lease settles");
+    assert_eq!(store.counts().expect("counts").delivered, 1);
+}
+
+/// A delivery leased by a backend that was closed (or whose process died) is due again after
+/// a reopen.
+pub fn leases_return_after_reopen(harness: &dyn Harness) {
+    let store = harness.open(Duration::from_millis(50));
+    store
+        .enqueue(&[], vec![delivery(1, "a", 0)], 0)
+        .expect("enqueue");
+    assert_eq!(store.lease(0, 10).expect("lease").len(), 1);
+    drop(store);
+    let store = harness.open(Duration::from_millis(50));
+    let again = store.lease(100, 10).expect("lease");
+    assert_eq!(again.len(), 1, "at least once");
+    assert_eq!(again[0].delivery.event_ids, ["a"]);
+}
+
+/// An ordered subscription has one delivery in flight, and its deliveries go in publish order,
+/// a retried head included.
+pub fn ordered_subscriptions_go_one_at_a_time_in_order(harness: &dyn Harness) {
+    let store = harness.open(LEASE);
+    let ordered = |event: &str| NewDelivery {
+        ordered: true,
+        ..delivery(1, event, 0)
+    };
+    store
+        .enqueue(&[], vec![ordered("first"), ordered("second")], 0)
+        .expect("enqueue");
+    store
+        .enqueue(&[], vec![delivery(2, "other", 0)], 0)
+        .expect("enqueue");
+    let leased = store.lease(0, 10).expect("lease");
+    let mut events: Vec<&str> = leased
+        .iter()
+        .map(|l| l.delivery.event_ids[0].as_str())
+        .collect();
+    events.sort();
+    assert_eq!(events, ["first", "other"]);
+    let head = leased
+        .iter()
+        .find(|l| l.delivery.event_ids[0] == "first")
+        .expect("head");
+    store
+        .reschedule(head.token, 500, attempt(1, 1, "http 500"))
+        .expect("reschedule");
+    assert!(
+        store.lease(100, 10).expect("lease").is_empty(),
+        "no overtaking"
+    );
+    let retried = store.lease(500, 10).expect("lease");
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].delivery.event_ids, ["first"]);
+    assert_eq!(retried[0].delivery.attempts, 1);
+    store
+        .complete(retried[0].token, attempt(2, 501, "delivered"))
+        .expect("complete");
+    let next = store.lease(501, 10).expect("lease");
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].delivery.event_ids, ["second"]);
+}
+
+/// Lease limits bound each subscription's deliveries in flight, counted against the leases
+/// it already holds.
+pub fn lease_limits_bound_each_subscription(harness: &dyn Harness) {
+    let store = harness.open(LEASE);
+    let batch = (0..6)
+        .map(|n| delivery(n % 2 + 1, &format!("e{n}"), 0))
+        .collect();
+    store.enqueue(&[], batch, 0).expect("enqueue");
+    let limits = LeaseLimits::new(2).subscription(2, 0);
+    let leased = store.lease_within(0, 10, &limits).expect("lease");
+    assert_eq!(leased.len(), 2);
+    assert!(leased.iter().all(|l| l.delivery.subscription_id == 1));
+    assert!(store
+        .lease_within(0, 10, &limits)
+        .expect("lease")
+        .is_empty());
+    store
+        .complete(leased[0].token, attempt(1, 1, "delivered"))
+        .expect("complete");
+    assert_eq!(store.lease_within(0, 10, &limits).expect("lease").len(), 1);
+    assert_eq!(store.subscription_counts(2).expect("counts").due, 3);
+}
+
+/// Settles move deliveries and counts: delivered, rescheduled (retrying), released, dead;
+/// dead letters replay and purge by filter.
+pub fn settles_move_deliveries_and_counts(harness: &dyn Harness) {
+    let store = harness.open(LEASE);
+    let batch = vec![
+        delivery(1, "ok", 0),
+        delivery(1, "retry", 0),
+        delivery(2, "dead", 0),
+        delivery(2, "released", 0),
+    ];
+    store.enqueue(&[], batch, 0).expect("enqueue");
+    let mut leased = store.lease(0, 10).expect("lease");
+    leased.sort_by_key(|l| l.delivery.id);
+    let [ok, retry, dead, released] = [0, 1, 2, 3].map(|i| leased[i].clone());
+    store
+        .complete(ok.token, attempt(1, 10, "delivered"))
+        .expect("complete");
+    store
+        .reschedule(retry.token, 1_000, attempt(1, 11, "http 503"))
+        .expect("reschedule");
+    store
+        .dead_letter(dead.token, attempt(1, 12, "gone"))
+        .expect("dead letter");
+    store.release(released.token, 5).expect("release");
+    let expected = Counts {
+        due: 2,
+        retrying: 1,
+        in_flight: 0,
+        held: 0,
+        delivered: 1,
+        dead: 1,
+    };
+    assert_eq!(store.counts().expect("counts"), expected);
+    assert_eq!(store.subscription_counts(2).expect("counts").dead, 1);
+    assert!(store.delivery(ok.delivery.id).expect("delivery").is_none());
+    let r = store
+        .delivery(retry.delivery.id)
+        .expect("delivery")
+        .expect("kept");
+    assert_eq!(
+        (r.attempts, r.due_at, r.state),
+        (1, 1_000, DeliveryState::Due)
+    );
+    let rel = store
+        .delivery(released.delivery.id)
+        .expect("delivery")
+        .expect("kept");
+    assert_eq!((rel.attempts, rel.due_at), (0, 5));
+    assert!(matches!(
+        store.complete(ok.token, attempt(2, 20, "delivered")),
+        Err(StoreError::UnknownDelivery(_))
+    ));
+    let dead_letters = store
+        .dead_letters(&DeadFilter::subscription(2))
+        .expect("dead");
+    assert_eq!(dead_letters.len(), 1);
+    assert_eq!(dead_letters[0].state, DeliveryState::Dead { at: 12 });
+    assert!(store
+        .dead_letters(&DeadFilter {
+            from_ms: 13,
+            ..DeadFilter::default()
+        })
+        .expect("dead")
+        .is_empty());
+    assert_eq!(
+        store
+            .replay_dead(&DeadFilter::default(), 2_000)
+            .expect("replay"),
+        1
+    );
+    let replayed = store
+        .delivery(dead.delivery.id)
+        .expect("delivery")
+        .expect("kept");
+    assert_eq!((replayed.attempts, replayed.state), (0, DeliveryState::Due));
+    let again = store.lease(2_000, 10).expect("lease");
+    let back = again
+        .iter()
+        .find(|l| l.delivery.id == dead.delivery.id)
+        .expect("replayed delivery leased");
+    store
+        .dead_letter(back.token, attempt(1, 2_001, "gone"))
+        .expect("dead letter");
+    assert_eq!(
+        store
+            .purge_dead(&DeadFilter::subscription(1))
+            .expect("purge"),
+        0
+    );
+    assert_eq!(store.purge_dead(&DeadFilter::default()).expect("purge"), 1);
+    assert_eq!(store.counts().expect("counts").dead, 0);
+}
+
+/// Attempts are kept per delivery (oldest first, a replay adding to them) and listed per
+/// subscription (newest first, bounded), and pruned past retention.
+pub fn attempts_are_kept_and_listed(harness: &dyn Harness) {
+    let store = harness.open(LEASE);
+    store
+        .enqueue(&[], vec![delivery(1, "a", 0), delivery(1, "b", 0)], 0)
+        .expect("enqueue");
+    let mut leased = store.lease(0, 10).expect("lease");
+    leased.sort_by_key(|l| l.delivery.id);
+    let (a, b) = (leased[0].delivery.id, leased[1].delivery.id);
+    store
+        .reschedule(leased[0].token, 100, attempt(1, 10, "http 500"))
+        .expect("reschedule");
+    store
+        .complete(leased[1].token, attempt(1, 20, "delivered"))
+        .expect("complete");
+    let again = store.lease(100, 10).expect("lease");
+    store
+        .complete(again[0].token, attempt(2, 110, "delivered"))
+        .expect("complete");
+    let history = store.attempts_for_delivery(a).expect("attempts");
+    let numbers: Vec<(u32, u64)> = history.iter().map(|x| (x.number, x.at)).collect();
+    assert_eq!(numbers, [(1, 10), (2, 110)]);
+    assert_eq!(history[0].excerpt, "answer to 1");
+    let newest = store.attempts_for_subscription(1, 10).expect("attempts");
+    let order: Vec<(u64, u64)> = newest.iter().map(|(id, x)| (*id, x.at)).collect();
+    assert_eq!(order, [(a, 110), (b, 20), (a, 10)]);
+    assert_eq!(
+        store
+            .attempts_for_subscription(1, 2)
+            .expect("attempts")
+            .len(),
+        2
+    );
+    assert!(store
+        .attempts_for_subscription(2, 10)
+        .expect("attempts")
+        .is_empty());
+    drop(store);
+    let store = harness.open(LEASE);
+    assert_eq!(
+        store.attempts_for_delivery(a).expect("attempts").len(),
+        2,
+        "durable"
+    );
+    let far = 400 * 86_400_000;
+    let mut removed = 0;
+    for _ in 0..100 {
+        let step = store.prune(far, 1_000).expect("prune");
+        removed += step;
+        if step == 0 {
+            break;
+        }
+    }
+    assert!(removed >= 3, "pruned {removed}");
+    assert!(store.attempts_for_delivery(a).expect("attempts").is_empty());
+}
+
+/// A held subscription's deliveries are not leased; one in flight comes back held; resuming
+/// makes them due again; the hold survives a reopen.
+pub fn hold_and_resume(harness: &dyn Harness) {
+    let store = harness.open(LEASE);
+    let batch = vec![
+        delivery(1, "a", 0),
+        delivery(1, "b", 0),
+        delivery(2, "c", 0),
+    ];
+    store.enqueue(&[], batch, 0).expect("enqueue");
+    let only_one = LeaseLimits::new(0).subscription(1, 1);
+    let in_flight = store.lease_within(0, 10, &only_one).expect("lease");
+    assert_eq!(in_flight.len(), 1);
+    store.hold_subscription(1).expect("hold");
+    assert_eq!(store.subscription_counts(1).expect("counts").held, 1);
+    let leased = store.lease(0, 10).expect("lease");
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].delivery.subscription_id, 2);
+    store
+        .reschedule(in_flight[0].token, 0, attempt(1, 1, "http 500"))
+        .expect("reschedule");
+    assert_eq!(store.subscription_counts(1).expect("counts").held, 2);
+    drop(leased);
+    drop(store);
+    let store = harness.open(LEASE);
+    assert_eq!(
+        store.subscription_counts(1).expect("counts").held,
+        2,
+        "durable"
+    );
+    store
+        .enqueue(&[], vec![delivery(1, "d", 0)], 0)
+        .expect("enqueue");
+    assert_eq!(store.subscription_counts(1).expect("counts").held, 3);
+    assert_eq!(store.resume_subscription(1, 10).expect("resume"), 3);
+    let resumed = store.lease(10, 10).expect("lease");
+    assert_eq!(
+        resumed
+            .iter()
+            .filter(|l| l.delivery.subscription_id == 1)
+            .count(),
+        3
+    );
+}
+
+/// `next_due_at` names the earliest due delivery or lease deadline.
+pub fn next_due_at_names_the_earliest(harness: &dyn Harness) {
+    let store = harness.open(Duration::from_millis(1_000));
+    assert_eq!(store.next_due_at().expect("next"), None);
+    store
+        .enqueue(&[], vec![delivery(1, "a", 500), delivery(1, "b", 300)], 0)
+        .expect("enqueue");
+    assert_eq!(store.next_due_at().expect("next"), Some(300));
+    let leased = store.lease(300, 10).expect("lease");
+    assert_eq!(leased.len(), 1);
+    assert_eq!(store.next_due_at().expect("next"), Some(500));
+    let both = store.lease(500, 10).expect("lease");
+    assert_eq!(both.len(), 1);
+    assert_eq!(
+        store.next_due_at().expect("next"),
+        Some(1_300),
+        "the first lease ends"
+    );
+}
+
+/// Subscriptions: ids never reused, GUID and creation kept on update, listing by filter,
+/// deletion, sequence numbers, all durable across a reopen.
+pub fn registry_keeps_subscriptions(harness: &dyn Harness) {
+    let store = harness.open(LEASE);
+    let new = |name: &str, events: &[&str]| {
+        Subscription::new("https://receiver.example/hooks")
+            .name(name)
+            .events(events.iter().copied())
+    };
+    let a = store
+        .create_subscription(new("Alpha", &["contact.created"]), 10)
+        .expect("create");
+    let b = store
+        .create_subscription(new("Beta", &["sale.*"]), 11)
+        .expect("create");
+    assert!(a.id > 0 && b.id > a.id);
+    assert!(!a.guid.is_empty() && a.guid != b.guid);
+    assert_eq!(a.created_at, Some(10));
+    let invalid = store.create_subscription(Subscription::new("not a url"), 12);
+    assert!(
+        matches!(invalid, Err(StoreError::Invalid(_))),
+        "{invalid:?}"
+    );
+    let mut renamed = a.clone();
+    renamed.name = "Alpha 2".into();
+    renamed.guid = "changed".into();
+    renamed.state = State::Stopped;
+    let updated = store.update_subscription(renamed, 20).expect("update");
+    assert_eq!(updated.guid, a.guid, "GUID kept");
+    assert_eq!(updated.created_at, Some(10));
+    assert_eq!(updated.updated_at, Some(20));
+    let missing = Subscription {
+        id: 999,
+        ..new("Nobody", &["*"])
+    };
+    assert!(matches!(
+        store.update_subscription(missing, 21),
+        Err(StoreError::UnknownSubscription(999))
+    ));
+    let by_event = SubscriptionFilter {
+        event: Some("sale.created".into()),
+        ..SubscriptionFilter::default()
+    };
+    let listed = store.list_subscriptions(&by_event).expect("list");
+    assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), [b.id]);
+    let by_name = SubscriptionFilter {
+        name: Some("alpha".into()),
+        state: Some(State::Stopped),
+        ..SubscriptionFilter::default()
+    };
+    assert_eq!(store.list_subscriptions(&by_name).expect("list").len(), 1);
+    assert_eq!(store.reserve_sequence(a.id, 3).expect("sequence"), 1);
+    assert_eq!(store.reserve_sequence(a.id, 1).expect("sequence"), 4);
+    let enqueued = store.enqueue(&[], vec![delivery(a.id, "x", 0)], 0);
+    enqueued.expect("enqueue makes the sequence durable");
+    assert_eq!(
+        store
+            .delete_subscription(b.id)
+            .expect("delete")
+            .map(|s| s.id),
+        Some(b.id)
+    );
+    assert!(store.delete_subscription(b.id).expect("delete").is_none());
+    drop(store);
+    let store = harness.open(LEASE);
+    let kept = store.get_subscription(a.id).expect("get").expect("durable");
+    assert_eq!(
+        (kept.name.as_str(), kept.state),
+        ("Alpha 2", State::Stopped)
+    );
+    assert!(store.get_subscription(b.id).expect("get").is_none());
+    assert_eq!(store.reserve_sequence(a.id, 1).expect("sequence"), 5);
+    let c = store
+        .create_subscription(new("Gamma", &["*"]), 30)
+        .expect("create");
+    assert!(c.id > b.id, "a deleted subscription's id is not reused");
+}
+
+/// Expands into one `#[test]` per conformance check, each on a fresh harness made by
+/// `$harness` (an expression evaluated once per test).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($harness:expr) => {
+        $crate::conformance_tests!(@each $harness;
+            enqueue_is_atomic_and_survives_reopen,
+            host_event_ids_are_deduplicated,
+            two_workers_never_lease_the_same_delivery,
+            an_expired_lease_returns_and_its_token_is_refused,
+            leases_return_after_reopen,
+            ordered_subscriptions_go_one_at_a_time_in_order,
+            lease_limits_bound_each_subscription,
+            settles_move_deliveries_and_counts,
+            attempts_are_kept_and_listed,
+            hold_and_resume,
+            next_due_at_names_the_earliest,
+            registry_keeps_subscriptions,
+        );
+    };
+    (@each $harness:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                let harness = $harness;
+                $crate::conformance::$check(&harness);
+            }
+        )*
+    };
+}

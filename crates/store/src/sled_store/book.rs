@@ -1,0 +1,176 @@
+//! The in-memory book of a sled store: counts, the due index, leases, the write-behind
+//! buffer and the records kept from enqueue to first lease. The one writer keeps it in step
+//! with the `queue` tree; it is rebuilt on open.
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::Instant;
+
+use sled::IVec;
+
+use crate::model::{Counts, Delivery, DeliveryState};
+
+use super::attempts::{self, Filed};
+use super::due::{DueIndex, Entry};
+use super::ids::{IdMap, IdSet};
+use super::ops::Ops;
+
+#[derive(Default)]
+pub(super) struct Book {
+    pub(super) counts: IdMap<Counts>,
+    pub(super) held: IdSet,
+    pub(super) ordered_in_flight: IdSet,
+    /// The due deliveries not in flight, as on disk once the write-behind buffer is applied.
+    pub(super) due: DueIndex,
+    pub(super) next_delivery: u64,
+    /// Ids below this are reserved on disk (`N`).
+    pub(super) reserved_until: u64,
+    /// Host event ids enqueued but not yet applied (see `FlushState::pending`).
+    pub(super) pending_seen: HashSet<String>,
+    /// Write-behind buffer of settles (complete, reschedule, release, dead letter), applied as
+    /// one batch by the next read or flush, by a lease that takes a delivery it holds, or once
+    /// it holds [`BEHIND_MAX`] settles or is [`BEHIND_AGE`] old (checked by settles, which
+    /// hand it off to be applied outside the book lock, and by leases). sled pays a log write
+    /// per `apply_batch` (about 50-100 us here), which made one settle cost more than leasing
+    /// and enqueueing its delivery together.
+    /// Settles were never flushed by the call (see [`Store::complete`]), so buffering them
+    /// changes no promise: a crash before they reach disk leaves their deliveries in flight,
+    /// and reopening makes them due again (at least once).
+    pub(super) behind: Ops,
+    /// Deliveries with a settle in `behind`: a second settle of one applies the buffer first,
+    /// so it sees the first.
+    pub(super) behind_ids: IdSet,
+    /// When the oldest settle in `behind` was buffered.
+    pub(super) behind_since: Option<Instant>,
+    /// The attempts of the settles in `behind`: they go into the per-subscription index as
+    /// one record per subscription (see `attempts.rs`) when the buffer is taken.
+    pub(super) behind_attempts: Vec<Filed>,
+    /// Deliveries whose settles were last handed off to be applied outside the book lock
+    /// (see [`Store::hand_off_behind`]); maybe not on disk yet, until the gate is taken.
+    pub(super) handed_off_ids: IdSet,
+    /// Deliveries in flight, by id. On disk they stay as they were when due (due-index entry
+    /// included); leasing skips the ones in here.
+    pub(super) leased: IdMap<Lease>,
+    /// The same leases by deadline, for `reclaim_expired` and `next_due_at`.
+    pub(super) deadlines: BTreeSet<(u64, u64)>,
+    /// Where the next `prune` goes on in the attempt index (empty: from the start).
+    pub(super) prune_cursor: Vec<u8>,
+    /// The number of the last lease handed out.
+    pub(super) next_lease: u64,
+    /// Records of deliveries enqueued by this process and not yet leased, so a lease need not
+    /// read them back (see [`Fresh`]).
+    pub(super) fresh: Fresh,
+}
+
+/// Due records kept in memory from their group commit to their first lease, up to
+/// [`StoreConfig::fresh_capacity`] bytes (past that, leases read records from sled). A due
+/// record is never changed under its key: it is rewritten under another (reschedule, release,
+/// hold, replay) only after a lease or a hold has taken it from here, so what is kept is what
+/// is on disk. Reading it back cost a lease a sled read that waits behind every batch being
+/// applied (the bare path in docs/BENCHMARKS.md: 23.7k deliveries/s with it, 30.0k without).
+#[derive(Default)]
+pub(super) struct Fresh {
+    pub(super) records: IdMap<Delivery>,
+    pub(super) bytes: usize,
+    pub(super) capacity: usize,
+}
+
+impl Fresh {
+    /// About what a kept record takes: its parts of variable size and a share for the rest.
+    pub(super) fn size(delivery: &Delivery) -> usize {
+        let ids: usize = delivery.event_ids.iter().map(String::len).sum();
+        delivery.body.len() + delivery.event_type.len() + ids + 128
+    }
+
+    /// Keeps `delivery` (due, as on disk), if there is room.
+    pub(super) fn keep(&mut self, delivery: Delivery) {
+        let size = Fresh::size(&delivery);
+        if self.bytes + size <= self.capacity {
+            self.bytes += size;
+            if let Some(old) = self.records.insert(delivery.id, delivery) {
+                self.bytes -= Fresh::size(&old);
+            }
+        }
+    }
+
+    /// The record of the due `entry`, if kept; it is kept no more.
+    pub(super) fn take(&mut self, entry: &Entry) -> Option<Delivery> {
+        let delivery = self.records.remove(&entry.id)?;
+        self.bytes -= Fresh::size(&delivery);
+        (delivery.due_at == entry.due_at).then_some(delivery)
+    }
+}
+
+/// A delivery in flight.
+pub(super) struct Lease {
+    /// This lease's number (see [`LeaseToken`](crate::LeaseToken)): a settle must name it.
+    pub(super) token: u64,
+    pub(super) until: u64,
+    /// Attempts made before this lease.
+    pub(super) attempts: u32,
+    /// Its due key, where its record stays on disk while it is in flight.
+    pub(super) due_key: IVec,
+    pub(super) sub: u64,
+    pub(super) ordered: bool,
+}
+
+/// How a settle moves a delivery on.
+pub(super) enum Finish {
+    Delivered,
+    Due(u64),
+    Dead(u64),
+}
+
+impl Book {
+    pub(super) fn counts(&mut self, sub: u64) -> &mut Counts {
+        self.counts.entry(sub).or_default()
+    }
+
+    /// Whether a settle of delivery `id` may not be on disk yet: buffered, or handed off.
+    pub(super) fn buffered(&self, id: u64) -> bool {
+        self.behind_ids.contains(&id) || self.handed_off_ids.contains(&id)
+    }
+
+    /// Takes the write-behind buffer to be applied, with the attempt records of the
+    /// subscriptions that have attempts in it (see `attempts.rs`).
+    pub(super) fn take_behind(&mut self) -> Ops {
+        let mut ops = std::mem::take(&mut self.behind);
+        for (k, v) in attempts::records(std::mem::take(&mut self.behind_attempts)) {
+            ops.insert(k, v);
+        }
+        self.behind_since = None;
+        ops
+    }
+
+    pub(super) fn leave(&mut self, sub: u64, state: DeliveryState) {
+        let c = self.counts(sub);
+        match state {
+            DeliveryState::Due => c.due = c.due.saturating_sub(1),
+            DeliveryState::InFlight { .. } => c.in_flight = c.in_flight.saturating_sub(1),
+            DeliveryState::Held => c.held = c.held.saturating_sub(1),
+            DeliveryState::Dead { .. } => c.dead = c.dead.saturating_sub(1),
+        }
+    }
+
+    /// Counts a due delivery that failed before in or out of `retrying`.
+    pub(super) fn retrying(&mut self, sub: u64, attempts: u32, entering: bool) {
+        if attempts == 0 {
+            return;
+        }
+        let c = self.counts(sub);
+        c.retrying = if entering {
+            c.retrying + 1
+        } else {
+            c.retrying.saturating_sub(1)
+        };
+    }
+
+    pub(super) fn enter(&mut self, sub: u64, state: DeliveryState) {
+        let c = self.counts(sub);
+        match state {
+            DeliveryState::Due => c.due += 1,
+            DeliveryState::InFlight { .. } => c.in_flight += 1,
+            DeliveryState::Held => c.held += 1,
+            DeliveryState::Dead { .. } => c.dead += 1,
+        }
+    }
+}

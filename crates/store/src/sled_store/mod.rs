@@ -1,0 +1,255 @@
+//! The embedded backend: a sled database in a directory, behind the storage traits.
+//!
+//! sled keeps four trees. `meta` holds the on-disk layout version; `subs` holds subscriptions
+//! (JSON, so their format can grow) and the subscription id counter (in the same tree, so an
+//! id and its record commit in one batch); `queue` holds every delivery, its indexes, attempts
+//! and counters under one-byte key prefixes (`keys.rs`), so that each state change is one
+//! atomic write; `corrupt` holds records that failed to decode, moved aside.
+//!
+//! A delivery is one record, filed under the key of its state: due, held or dead. sled's cost
+//! is per operation, nearly whatever the size, so one record per delivery, not a record plus
+//! index entries, is what makes an enqueue cost about one raw sled write, and a delivered
+//! delivery two (in, out) and a share of the record that holds its settle batch's attempts
+//! (`attempts.rs`). What lives in memory, and is rebuilt on open, is in `book.rs`.
+//!
+//! Each job has its module: `config` (how a store is opened), `keys` (the key layout and record
+//! shapes), `open` (opening, migration and recovery), `book` (the in-memory state),
+//! `group_commit` (durable enqueues sharing flushes), `write_behind` (buffered settles),
+//! `registry`, `queue`, `history` (attempts and dead letters) and `prune` (retention).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use sled::{Batch, Db, Tree};
+
+use crate::error::StoreError;
+use crate::model::Delivery;
+
+mod attempts;
+mod book;
+mod codec;
+mod config;
+mod due;
+mod group_commit;
+mod history;
+mod ids;
+mod keys;
+mod open;
+mod ops;
+mod prune;
+mod queue;
+mod registry;
+mod write_behind;
+
+pub use self::config::{Durability, StoreConfig};
+
+use self::book::Book;
+use self::group_commit::Flusher;
+use self::keys::{decode_due, DUE, NEXT_DELIVERY};
+use self::ops::Ops;
+
+/// The embedded store: subscriptions and the delivery queue in a sled directory. It implements
+/// [`Registry`](crate::Registry), [`Queue`](crate::Queue) and [`History`](crate::History);
+/// what only sled has (flush counts, size on disk, records moved aside) is here.
+///
+/// ```
+/// use callout_store::{NewDelivery, Queue, SledStore, StoreConfig};
+/// let dir = tempfile::tempdir()?;
+/// let store = SledStore::open(dir.path(), StoreConfig::default())?;
+/// let receipt = store.enqueue(&[], vec![NewDelivery {
+///     subscription_id: 1, event_ids: vec!["e1".into()], event_type: "contact.created".into(),
+///     body: b"{}".to_vec(), due_at: 1_000, ordered: false,
+/// }], 1_000)?;
+/// let leased = store.lease(1_000, 10)?;
+/// assert_eq!(leased[0].delivery.id, receipt.delivery_ids[0]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SledStore {
+    path: PathBuf,
+    db: Db,
+    subs: Tree,
+    queue: Tree,
+    corrupt: Tree,
+    config: StoreConfig,
+    book: Mutex<Book>,
+    /// Held while a handed-off write-behind buffer is applied, and taken by every other
+    /// apply of it: taken under the book lock, it orders the applies and lets a reader wait
+    /// for the settles it must see.
+    behind_gate: Mutex<()>,
+    flusher: Flusher,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// sled's errors as the store's own: I/O stays I/O, the rest is the backend's message.
+pub(crate) fn sled_error(error: sled::Error) -> StoreError {
+    match error {
+        sled::Error::Io(io) => StoreError::Io(io),
+        other => StoreError::Storage(other.to_string()),
+    }
+}
+
+/// `?` for sled results: [`sled_error`] without a `From` impl, which would put sled's error
+/// type in this crate's public API.
+pub(crate) trait OrStoreError<T> {
+    /// The result with sled's error turned into the store's.
+    fn db(self) -> Result<T, StoreError>;
+}
+
+impl<T> OrStoreError<T> for Result<T, sled::Error> {
+    fn db(self) -> Result<T, StoreError> {
+        self.map_err(sled_error)
+    }
+}
+
+impl SledStore {
+    /// The directory the store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records that failed to decode and were moved aside, by key (hex).
+    pub fn corrupt_keys(&self) -> Result<Vec<String>, StoreError> {
+        self.corrupt
+            .iter()
+            .keys()
+            .map(|k| Ok(codec::hex(&k.db()?)))
+            .collect()
+    }
+
+    /// How many flushes the store has made for durable writes (group commit makes this smaller
+    /// than the number of writes).
+    pub fn flush_count(&self) -> u64 {
+        self.flusher.flushes()
+    }
+
+    /// The size of the store's files on disk, in bytes.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.catch_up()?;
+        self.db.size_on_disk().db()
+    }
+
+    fn book(&self) -> Result<MutexGuard<'_, Book>, StoreError> {
+        self.book.lock().map_err(|_| StoreError::Poisoned)
+    }
+
+    /// Applies one state change's writes as one atomic sled batch.
+    fn apply(&self, ops: Ops) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::default();
+        ops.into_batch(&mut batch);
+        self.queue.apply_batch(batch).db()
+    }
+
+    /// The record under a due key, or `None` when it is gone; a record that does not decode
+    /// is moved aside and reported as gone.
+    fn stored_due(&self, due_key: &[u8]) -> Result<Option<Delivery>, StoreError> {
+        match self.queue.get(due_key).db()? {
+            Some(bytes) => self.record(due_key, &bytes),
+            None => Ok(None),
+        }
+    }
+
+    /// The delivery in a record of any state (due records carry a header first), or `None`
+    /// when it does not decode: then it is moved aside and reported, never a panic or a stop.
+    fn record(&self, k: &[u8], v: &[u8]) -> Result<Option<Delivery>, StoreError> {
+        let decoded = match k.first() {
+            Some(&DUE) => decode_due(k, v),
+            _ => codec::decode(k, v),
+        };
+        match decoded {
+            Ok(delivery) => Ok(Some(delivery)),
+            Err(error) => {
+                self.move_aside(k, v, &error)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn move_aside(&self, k: &[u8], v: &[u8], error: &StoreError) -> Result<(), StoreError> {
+        tracing::error!(%error, "corrupt record moved aside");
+        self.corrupt.insert(k, v).db()?;
+        self.queue.remove(k).db()?;
+        Ok(())
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        let _ = self.catch_up();
+        // Give back the rest of the reserved id block, so a clean reopen counts on where this
+        // left off (only a crash skips ids).
+        if let Ok(book) = self.book() {
+            let _ = self
+                .queue
+                .insert(NEXT_DELIVERY, &book.next_delivery.to_be_bytes()[..]);
+        }
+        let _ = self.db.flush();
+        open::closed(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<SledStore>();
+    }
+}
+
+/// What the unit tests of several modules share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    pub(super) use std::path::Path;
+    pub(super) use std::time::{Duration, Instant};
+
+    pub(super) use crate::backend::{History, Queue};
+    pub(super) use crate::error::StoreError;
+    pub(super) use crate::model::*;
+
+    pub(super) use super::attempts::Filed;
+    pub(super) use super::book::Fresh;
+    pub(super) use super::keys::*;
+    pub(super) use super::{SledStore, StoreConfig};
+
+    /// Opens the store where a test wrote with sled directly: sled lets go of its file lock
+    /// only once its background threads have dropped the database, a moment after the test's
+    /// handle is gone, so a lock error is retried for a bounded time.
+    pub(super) fn open_after_raw_sled(path: &Path) -> SledStore {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match SledStore::open(path, StoreConfig::default()) {
+                Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                opened => return opened.expect("store opens"),
+            }
+        }
+    }
+
+    pub(super) fn sample(id: u64, sub: u64, ordered: bool) -> Delivery {
+        Delivery {
+            id,
+            subscription_id: sub,
+            event_ids: vec![format!("e{id}")],
+            event_type: "a.b".into(),
+            body: b"{}".to_vec(),
+            attempts: 0,
+            due_at: 5,
+            created_at: 5,
+            ordered,
+            state: DeliveryState::Due,
+        }
+    }
+}

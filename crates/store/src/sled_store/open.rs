@@ -1,0 +1,357 @@
+//! Opening a sled store: the one handle per directory in this process, the layout check,
+//! moving a layout-1 store into this layout, and recovery (journals a crash left, counts and
+//! the due index rebuilt, leases of a dead process voided).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::error::StoreError;
+use crate::model::DeliveryState;
+
+use super::book::{Book, Fresh};
+use super::codec;
+use super::group_commit::Flusher;
+use super::keys::part;
+use super::keys::{
+    due_value, entry_of, key, DEAD, DELIVERED, DUE, FORMAT_KEY, HELD, HELD_SUB, JOURNAL, LAYOUT,
+    LEGACY_DELIVERY, LEGACY_LEASED, LEGACY_PENDING, NEXT_DELIVERY,
+};
+use super::ops::Ops;
+use super::{OrStoreError, SledStore, StoreConfig};
+
+/// Paths open in this process: sled's file lock stops a second process, this stops a second
+/// handle in the same one.
+static OPEN: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Paths this process has closed. sled lets go of its file lock only once its background
+/// threads have dropped the database, a moment after the last handle: reopening one of these
+/// waits for that instead of failing with `Locked`.
+static CLOSED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// How long a reopen of a path this process closed waits for sled's lock.
+const REOPEN_WAIT: Duration = Duration::from_secs(2);
+
+/// Notes that the store at `path` was closed by this process (see [`CLOSED`]).
+pub(super) fn closed(path: &Path) {
+    if let Ok(canonical) = path.canonicalize() {
+        if let Ok(mut closed) = CLOSED.lock() {
+            if !closed.contains(&canonical) {
+                closed.push(canonical.clone());
+            }
+        }
+        if let Ok(mut open) = OPEN.lock() {
+            open.retain(|p| *p != canonical);
+        }
+    }
+}
+
+impl SledStore {
+    /// Opens the store at `path`, creating it if absent. Deliveries a dead process had in
+    /// flight return to the due queue (at-least-once).
+    pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<SledStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        std::fs::create_dir_all(&path)?;
+        let canonical = path.canonicalize()?;
+        {
+            let mut open = OPEN.lock().map_err(|_| StoreError::Poisoned)?;
+            if open.contains(&canonical) {
+                return Err(StoreError::Locked { path });
+            }
+            open.push(canonical.clone());
+        }
+        let mut opened = SledStore::open_unregistered(&path, config.clone());
+        let closed_here = CLOSED.lock().is_ok_and(|c| c.contains(&canonical));
+        let deadline = std::time::Instant::now() + REOPEN_WAIT;
+        while closed_here
+            && matches!(opened, Err(StoreError::Locked { .. }))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+            opened = SledStore::open_unregistered(&path, config.clone());
+        }
+        if opened.is_err() {
+            if let Ok(mut open) = OPEN.lock() {
+                open.retain(|p| *p != canonical);
+            }
+        }
+        opened
+    }
+
+    fn open_unregistered(path: &Path, config: StoreConfig) -> Result<SledStore, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(config.cache_capacity)
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    StoreError::Locked {
+                        path: path.to_path_buf(),
+                    }
+                }
+                other => super::sled_error(other),
+            })?;
+        let subs = db.open_tree("subs").db()?;
+        let meta = db.open_tree("meta").db()?;
+        let layout = match meta.get(FORMAT_KEY).db()?.as_deref() {
+            None => LAYOUT,
+            Some([found]) if *found <= LAYOUT => *found,
+            Some(found) => {
+                return Err(StoreError::NewerFormat {
+                    path: path.to_path_buf(),
+                    found: found.first().copied().unwrap_or(u8::MAX),
+                    supported: LAYOUT,
+                })
+            }
+        };
+        let store = SledStore {
+            path: path.to_path_buf(),
+            queue: db.open_tree("queue").db()?,
+            corrupt: db.open_tree("corrupt").db()?,
+            subs,
+            db,
+            book: Mutex::new(Book {
+                fresh: Fresh {
+                    capacity: config.fresh_capacity,
+                    ..Fresh::default()
+                },
+                ..Book::default()
+            }),
+            config,
+            behind_gate: Mutex::new(()),
+            flusher: Flusher::default(),
+        };
+        if layout < 2 {
+            store.migrate_layout_1()?;
+        }
+        meta.insert(FORMAT_KEY, &[LAYOUT]).db()?;
+        store.recover()?;
+        Ok(store)
+    }
+
+    /// Moves a layout-1 store's deliveries (`d id` records with value-less index entries) into
+    /// this layout, in one batch: each record goes under the key of its state, replacing its
+    /// index entry; a lease of layout 1 returns the delivery to due.
+    fn migrate_layout_1(&self) -> Result<(), StoreError> {
+        let mut batch = Ops::default();
+        for item in self.queue.scan_prefix([LEGACY_LEASED]) {
+            batch.remove(item.db()?.0);
+        }
+        for item in self.queue.scan_prefix([LEGACY_DELIVERY]) {
+            let (k, v) = item.db()?;
+            let Some(mut delivery) = self.record(&k, &v)? else {
+                continue;
+            };
+            batch.remove(k);
+            let (sub, id) = (delivery.subscription_id, delivery.id);
+            match delivery.state {
+                DeliveryState::Held => {
+                    batch.insert(key(HELD, &[sub, id]), codec::encode(&delivery))
+                }
+                DeliveryState::Dead { .. } => {
+                    batch.insert(key(DEAD, &[sub, id]), codec::encode(&delivery))
+                }
+                DeliveryState::Due | DeliveryState::InFlight { .. } => {
+                    delivery.state = DeliveryState::Due;
+                    batch.insert(key(DUE, &[delivery.due_at, id]), due_value(&delivery));
+                }
+            }
+        }
+        self.apply(batch)?;
+        self.queue.flush().db()?;
+        Ok(())
+    }
+
+    /// Rebuilds the in-memory counts and the next id, checks every delivery record (moving
+    /// corrupt ones aside), and files due deliveries of held subscriptions as held: a delivery
+    /// a dead process had in flight (still under its due key) comes back as `reschedule` would
+    /// have put it.
+    fn recover(&self) -> Result<(), StoreError> {
+        for item in self.queue.scan_prefix([JOURNAL]) {
+            let (k, v) = item.db()?;
+            match Ops::decode(&k, &v) {
+                Ok(ops) => self.write_out(&k, ops)?,
+                Err(error) => self.move_aside(&k, &v, &error)?,
+            }
+        }
+        let mut book = self.book()?;
+        book.next_delivery = match self.queue.get(NEXT_DELIVERY).db()? {
+            Some(v) => part(&v, 0),
+            None => 1,
+        };
+        for item in self.queue.scan_prefix([HELD_SUB]) {
+            let (k, _) = item.db()?;
+            book.held.insert(part(&k, 1));
+        }
+        let mut batch = Ops::default();
+        for tag in [DUE, HELD, DEAD] {
+            for item in self.queue.scan_prefix([tag]) {
+                let (k, v) = item.db()?;
+                let Some(mut delivery) = self.record(&k, &v)? else {
+                    continue;
+                };
+                book.next_delivery = book.next_delivery.max(delivery.id + 1);
+                if tag == DUE && book.held.contains(&delivery.subscription_id) {
+                    batch.remove(k);
+                    let due_at = delivery.due_at;
+                    self.requeue(&mut batch, &mut delivery, &mut book, due_at);
+                } else if tag == DUE {
+                    book.due
+                        .insert(delivery.subscription_id, entry_of(&delivery));
+                    book.retrying(delivery.subscription_id, delivery.attempts, true);
+                }
+                book.enter(delivery.subscription_id, delivery.state);
+            }
+        }
+        for item in self.queue.scan_prefix([DELIVERED]) {
+            let (k, v) = item.db()?;
+            book.counts(part(&k, 1)).delivered = part(&v, 0);
+        }
+        for item in self.queue.scan_prefix([LEGACY_PENDING]) {
+            batch.remove(item.db()?.0);
+        }
+        book.reserved_until = book.next_delivery;
+        self.apply(batch)?;
+        self.queue.flush().db()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sled_store::test_support::*;
+
+    #[test]
+    fn a_layout_2_store_opens_as_it_is_and_its_attempt_records_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let attempt = Attempt {
+            number: 1,
+            at: 100,
+            duration_ms: 1,
+            status: Some(200),
+            outcome: "delivered".into(),
+            excerpt: String::new(),
+        };
+        {
+            // What a layout-2 build left: an attempt under `a id at n`, named by an index
+            // record of one.
+            let db = sled::open(dir.path()).unwrap();
+            let meta = db.open_tree("meta").unwrap();
+            meta.insert(FORMAT_KEY, &[2u8]).unwrap();
+            let queue = db.open_tree("queue").unwrap();
+            queue
+                .insert(key(ATTEMPT, &[7, 100, 1]), codec::encode(&attempt))
+                .unwrap();
+            queue.insert(key(BY_SUB, &[1, 100, 7, 1]), &[][..]).unwrap();
+            db.flush().unwrap();
+        }
+        let store = open_after_raw_sled(dir.path());
+        assert_eq!(
+            store.attempts_for_delivery(7).unwrap(),
+            std::slice::from_ref(&attempt)
+        );
+        assert_eq!(
+            store.attempts_for_subscription(1, 10).unwrap(),
+            [(7, attempt)]
+        );
+        let layout = store.db.open_tree("meta").unwrap().get(FORMAT_KEY).unwrap();
+        assert_eq!(layout.as_deref(), Some(&[LAYOUT][..]));
+        let day = 24 * 3600 * 1000;
+        assert_eq!(store.prune(100 + 31 * day, 10).unwrap(), 1);
+        assert_eq!(store.queue.scan_prefix(key(ATTEMPT, &[])).count(), 0);
+    }
+
+    #[test]
+    fn a_layout_1_store_is_moved_into_this_layout_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // What a layout-1 build left: records under `d id`, index entries without values,
+            // a lease on disk.
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert(FORMAT_KEY, &[1u8])
+                .unwrap();
+            let queue = db.open_tree("queue").unwrap();
+            let due = sample(1, 10, false);
+            let mut in_flight = sample(2, 10, false);
+            in_flight.state = DeliveryState::InFlight { until: 99 };
+            let mut held = sample(3, 11, false);
+            held.state = DeliveryState::Held;
+            let mut dead = sample(4, 10, false);
+            dead.state = DeliveryState::Dead { at: 7 };
+            for d in [&due, &in_flight, &held, &dead] {
+                queue
+                    .insert(key(LEGACY_DELIVERY, &[d.id]), codec::encode(d))
+                    .unwrap();
+            }
+            queue.insert(key(DUE, &[5, 1]), &[0u8; 9][..]).unwrap();
+            queue.insert(key(LEGACY_LEASED, &[99, 2]), &[][..]).unwrap();
+            queue.insert(key(HELD, &[11, 3]), &[][..]).unwrap();
+            queue.insert(key(HELD_SUB, &[11]), &[][..]).unwrap();
+            queue.insert(key(DEAD, &[10, 4]), &[][..]).unwrap();
+            queue
+                .insert(NEXT_DELIVERY, &5u64.to_be_bytes()[..])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = open_after_raw_sled(dir.path());
+        let counts = store.counts().unwrap();
+        assert_eq!((counts.due, counts.held, counts.dead), (2, 1, 1));
+        let leased = store.lease(10, 10).unwrap();
+        assert_eq!(
+            leased.iter().map(|d| d.delivery.id).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert_eq!(
+            store.dead_letters(&DeadFilter::subscription(10)).unwrap()[0].id,
+            4
+        );
+        assert_eq!(store.resume_subscription(11, 10).unwrap(), 1);
+        assert!(store.corrupt_keys().unwrap().is_empty());
+        assert!(store.queue.scan_prefix([LEGACY_DELIVERY]).next().is_none());
+        let layout = store.db.open_tree("meta").unwrap().get(FORMAT_KEY).unwrap();
+        assert_eq!(layout.as_deref(), Some(&[LAYOUT][..]));
+    }
+
+    #[test]
+    fn a_journal_left_by_a_crash_is_written_out_on_open_and_a_corrupt_one_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // What a crash between a group commit's flush and its write-out leaves: the
+            // journal on disk, one of its writes done, an id block further on than its own.
+            let db = sled::open(dir.path()).unwrap();
+            let queue = db.open_tree("queue").unwrap();
+            let mut ops = Ops::default();
+            let first = sample(1, 10, false);
+            let second = sample(2, 10, false);
+            ops.insert(key(SEEN, &[]), 5u64.to_be_bytes());
+            ops.insert(key(DUE, &[5, 1]), due_value(&first));
+            ops.insert(key(DUE, &[5, 2]), due_value(&second));
+            ops.insert(NEXT_DELIVERY, 1024u64.to_be_bytes());
+            queue.insert(key(DUE, &[5, 1]), due_value(&first)).unwrap();
+            queue
+                .insert(NEXT_DELIVERY, &2048u64.to_be_bytes()[..])
+                .unwrap();
+            queue.insert(key(JOURNAL, &[7]), ops.encode()).unwrap();
+            queue.insert(key(JOURNAL, &[8]), &b"\x01\0\0"[..]).unwrap();
+            db.flush().unwrap();
+        }
+        let store = open_after_raw_sled(dir.path());
+        assert_eq!(store.counts().unwrap().due, 2);
+        let leased = store.lease(10, 10).unwrap();
+        assert_eq!(
+            leased.iter().map(|d| d.delivery.id).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert!(store.queue.scan_prefix([JOURNAL]).next().is_none());
+        assert_eq!(
+            store.corrupt_keys().unwrap(),
+            [codec::hex(&key(JOURNAL, &[8]))]
+        );
+        let n = store.queue.get(NEXT_DELIVERY).unwrap().unwrap();
+        assert_eq!(part(&n, 0), 2048, "an id block never goes back");
+    }
+}

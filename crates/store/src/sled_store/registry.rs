@@ -1,0 +1,149 @@
+//! The subscription registry on sled: subscriptions as versioned JSON in the `subs` tree, with
+//! the id counter and the per-subscription sequence numbers beside them.
+
+use callout_core::{Part, Pattern, Subscription};
+use sled::Batch;
+
+use crate::backend::Registry;
+use crate::error::StoreError;
+use crate::model::SubscriptionFilter;
+
+use super::codec;
+use super::keys::part;
+use super::keys::{key, NEXT_SUB, SEQUENCE, SUB};
+use super::{OrStoreError, SledStore};
+
+impl Registry for SledStore {
+    /// Validates and stores a new subscription: assigns the next id (never reused), a GUID, and
+    /// the creation time.
+    fn create_subscription(
+        &self,
+        mut sub: Subscription,
+        now_ms: u64,
+    ) -> Result<Subscription, StoreError> {
+        sub.validate()?;
+        let _book = self.book()?;
+        let id = self.subs.get(NEXT_SUB).db()?.map_or(1, |v| part(&v, 0));
+        sub.id = id;
+        if sub.guid.is_empty() {
+            sub.guid = uuid::Uuid::new_v4().to_string();
+        }
+        sub.created_at = Some(now_ms);
+        sub.updated_at = Some(now_ms);
+        let mut batch = Batch::default();
+        batch.insert(key(SUB, &[id]), codec::encode_json(&sub));
+        batch.insert(NEXT_SUB, &(id + 1).to_be_bytes());
+        self.subs.apply_batch(batch).db()?;
+        self.subs.flush().db()?;
+        Ok(sub)
+    }
+
+    /// The subscription with this id.
+    fn get_subscription(&self, id: u64) -> Result<Option<Subscription>, StoreError> {
+        let k = key(SUB, &[id]);
+        self.subs
+            .get(&k)
+            .db()?
+            .map(|v| codec::decode_json(&k, &v))
+            .transpose()
+    }
+
+    /// Replaces a stored subscription (by `id`), keeping its GUID and creation time.
+    fn update_subscription(
+        &self,
+        mut sub: Subscription,
+        now_ms: u64,
+    ) -> Result<Subscription, StoreError> {
+        sub.validate()?;
+        let _book = self.book()?;
+        let old = self
+            .get_subscription(sub.id)?
+            .ok_or(StoreError::UnknownSubscription(sub.id))?;
+        sub.guid = old.guid;
+        sub.created_at = old.created_at;
+        sub.created_by = old.created_by;
+        sub.updated_at = Some(now_ms);
+        self.subs
+            .insert(key(SUB, &[sub.id]), codec::encode_json(&sub))
+            .db()?;
+        self.subs.flush().db()?;
+        Ok(sub)
+    }
+
+    /// Deletes a subscription; returns it if it existed. Its deliveries stay until the engine
+    /// dead-letters them.
+    fn delete_subscription(&self, id: u64) -> Result<Option<Subscription>, StoreError> {
+        let _book = self.book()?;
+        let k = key(SUB, &[id]);
+        let old = self.subs.remove(&k).db()?;
+        self.subs.flush().db()?;
+        old.map(|v| codec::decode_json(&k, &v)).transpose()
+    }
+
+    /// Subscriptions by name (contains, ignoring case), event (a pattern matches the event name,
+    /// or equals the given pattern) and state, in id order. Corrupt records are moved aside.
+    fn list_subscriptions(
+        &self,
+        filter: &SubscriptionFilter,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let name = filter.name.as_ref().map(|n| n.to_lowercase());
+        let event: Option<(Option<Pattern>, String)> =
+            filter.event.as_ref().map(|e| (e.parse().ok(), e.clone()));
+        let mut out = Vec::new();
+        for item in self.subs.scan_prefix([SUB]) {
+            let (k, v) = item.db()?;
+            let sub: Subscription = match codec::decode_json(&k, &v) {
+                Ok(sub) => sub,
+                Err(error) => {
+                    tracing::error!(%error, "corrupt subscription moved aside");
+                    self.corrupt.insert(&k, &v).db()?;
+                    self.subs.remove(&k).db()?;
+                    continue;
+                }
+            };
+            if name
+                .as_ref()
+                .is_some_and(|n| !sub.name.to_lowercase().contains(n))
+            {
+                continue;
+            }
+            if filter.state.is_some_and(|s| s != sub.state) {
+                continue;
+            }
+            if let Some((pattern, raw)) = &event {
+                let patterns = sub.patterns().unwrap_or_default();
+                let wanted = match pattern {
+                    // An event name: any pattern that would receive it.
+                    Some(Pattern {
+                        entity: Part::Name(e),
+                        action: Part::Name(a),
+                    }) => patterns.iter().any(|p| p.matches(e, a)),
+                    // A wildcard pattern: subscriptions that hold that very pattern.
+                    Some(given) => patterns.contains(given),
+                    // Free text (SuperOffice's EventFilter): a pattern containing it.
+                    None => sub
+                        .events
+                        .iter()
+                        .any(|s| s.to_lowercase().contains(&raw.to_lowercase())),
+                };
+                if !wanted {
+                    continue;
+                }
+            }
+            out.push(sub);
+        }
+        Ok(out)
+    }
+
+    /// Reserves `count` numbers of a subscription's own counter (Autotask's `SequenceNumber`
+    /// counts up per webhook) and returns the first. Made durable by the enqueue that follows.
+    fn reserve_sequence(&self, sub: u64, count: u64) -> Result<u64, StoreError> {
+        let _book = self.book()?;
+        let k = key(SEQUENCE, &[sub]);
+        let first = self.subs.get(&k).db()?.map_or(1, |v| part(&v, 0));
+        self.subs
+            .insert(k, &first.saturating_add(count).to_be_bytes())
+            .db()?;
+        Ok(first)
+    }
+}
