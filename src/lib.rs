@@ -12,18 +12,26 @@
 
 mod body;
 mod clock;
+mod dispatcher;
 mod engine;
 mod error;
+mod health;
+mod inspect;
 mod notify;
+mod publish;
+mod registry;
 mod retry;
 mod send;
 mod subscriptions;
 mod threshold;
+mod worker;
 
 pub use crate::body::Expander;
 pub use crate::clock::{Clock, ManualClock, SystemClock};
-pub use crate::engine::{DeadFilter, Engine, EngineBuilder, Explanation, FailurePolicy, Receipt};
+pub use crate::engine::{Engine, EngineBuilder, Receipt, Storage};
 pub use crate::error::Error;
+pub use crate::health::FailurePolicy;
+pub use crate::inspect::Explanation;
 pub use crate::notify::{Handler, HandlerCall, Notice, NoticeKind, Notifier};
 pub use crate::retry::RetryPolicy;
 pub use crate::subscriptions::Subscriptions;
@@ -31,3 +39,4 @@ pub use callout_core as core;
 pub use callout_core::{Event, Matcher, State, Subscription};
 pub use callout_deliver as deliver;
 pub use callout_store as store;
+pub use callout_store::DeadFilter;

@@ -1,4 +1,6 @@
-//! Subscriptions through the engine: the store keeps them, the matcher stays in step.
+//! Subscriptions through the engine, for the host: the registry keeps store and matcher in
+//! step; a change of state holds or releases deliveries, announces the change and calls the
+//! deactivation URL.
 
 use callout_core::vendor::superoffice;
 use callout_core::{Profile, State, Subscription};
@@ -15,14 +17,7 @@ pub struct Subscriptions<'e> {
 impl Subscriptions<'_> {
     /// Validates and stores a new subscription; returns it with its id and GUID.
     pub fn create(&self, subscription: Subscription) -> Result<Subscription, Error> {
-        let inner = &self.engine.inner;
-        subscription.validate()?;
-        let mut matcher = inner.matcher.write().map_err(|_| Error::Poisoned)?;
-        let stored = inner
-            .store
-            .create_subscription(subscription, inner.clock.now_ms())?;
-        matcher.insert(stored.clone())?;
-        Ok(stored)
+        self.engine.shared.registry.create(subscription)
     }
 
     /// Like [`Subscriptions::create`], but first sends the target a `test` event and saves the
@@ -31,8 +26,8 @@ impl Subscriptions<'_> {
     /// `{"type":"test",...}`), signed like its deliveries.
     pub fn create_tested(&self, subscription: Subscription) -> Result<Subscription, Error> {
         subscription.validate()?;
-        let inner = &self.engine.inner;
-        let now = inner.clock.now_ms();
+        let shared = &self.engine.shared;
+        let now = shared.clock.now_ms();
         let body = match subscription.profile {
             Profile::Superoffice => {
                 let event_id = uuid::Uuid::new_v4().to_string();
@@ -45,13 +40,13 @@ impl Subscriptions<'_> {
             }))
             .unwrap_or_default(),
         };
-        let mut request = crate::send::request(&subscription, 0, 0, body, now, inner.timeouts);
+        let mut request = crate::send::request(&subscription, 0, 0, body, now, shared.timeouts);
         if subscription.profile == Profile::Superoffice {
             request
                 .profile_headers
                 .push(("X-Hook-Test".into(), "true".into()));
         }
-        let outcome = inner.sender.send(&request);
+        let outcome = shared.sender.send(&request);
         if outcome.status() != Some(200) {
             return Err(Error::TestFailed {
                 status: outcome.status(),
@@ -63,70 +58,72 @@ impl Subscriptions<'_> {
 
     /// The subscription with this id.
     pub fn get(&self, id: u64) -> Result<Option<Subscription>, Error> {
-        Ok(self.engine.inner.store.get_subscription(id)?)
+        self.engine.shared.registry.get(id)
     }
 
     /// Replaces a subscription (matched by `id`). Deactivating it calls its `deactivation_url`;
     /// reactivating it releases its held deliveries.
     pub fn update(&self, subscription: Subscription) -> Result<Subscription, Error> {
-        let inner = &self.engine.inner;
         subscription.validate()?;
-        let (before, stored) = {
-            let mut matcher = inner.matcher.write().map_err(|_| Error::Poisoned)?;
-            let before = inner
-                .store
-                .get_subscription(subscription.id)?
-                .ok_or(Error::NotFound(subscription.id))?;
-            let stored = inner
-                .store
-                .update_subscription(subscription, inner.clock.now_ms())?;
-            matcher.insert(stored.clone())?;
-            (before, stored)
+        let id = subscription.id;
+        self.change(id, move |stored| {
+            *stored = subscription;
+            Ok(true)
+        })
+    }
+
+    /// Sets a subscription's state; see [`Subscriptions::update`].
+    pub fn set_state(&self, id: u64, state: State) -> Result<Subscription, Error> {
+        self.change(id, |stored| {
+            stored.state = state;
+            Ok(true)
+        })
+    }
+
+    /// Changes the current record through the registry, then acts on a change of state.
+    fn change(
+        &self,
+        id: u64,
+        change: impl FnOnce(&mut Subscription) -> Result<bool, Error>,
+    ) -> Result<Subscription, Error> {
+        let shared = &self.engine.shared;
+        let Some(changed) = shared.registry.change(id, change)? else {
+            return shared.registry.get(id)?.ok_or(Error::NotFound(id));
         };
+        let (before, stored) = (changed.before, changed.after);
         if before.state != stored.state {
-            crate::engine::announce_state(inner, &stored);
+            crate::publish::announce_state(shared, &stored);
         }
         match (before.state, stored.state) {
             (State::Active, State::Active) => {}
             (_, State::Active) => {
-                inner
+                shared
                     .store
-                    .resume_subscription(stored.id, inner.clock.now_ms())?;
-                self.engine.wake();
+                    .resume_subscription(stored.id, shared.clock.now_ms())?;
+                shared.dispatch.wake();
             }
             (State::Active, _) => {
-                inner.store.hold_subscription(stored.id)?;
-                self.engine.deactivated(stored.clone(), "deactivated");
+                shared.store.hold_subscription(stored.id)?;
+                shared.health.deactivated(stored.clone(), "deactivated");
             }
             _ => {}
         }
         Ok(stored)
     }
 
-    /// Sets a subscription's state; see [`Subscriptions::update`].
-    pub fn set_state(&self, id: u64, state: State) -> Result<Subscription, Error> {
-        let mut sub = self.get(id)?.ok_or(Error::NotFound(id))?;
-        sub.state = state;
-        self.update(sub)
-    }
-
     /// Deletes a subscription and calls its `deactivation_url`. Its pending deliveries are
-    /// dead-lettered when a worker meets them.
+    /// dead-lettered when the dispatcher meets them.
     pub fn delete(&self, id: u64) -> Result<Option<Subscription>, Error> {
-        let inner = &self.engine.inner;
-        let removed = {
-            let mut matcher = inner.matcher.write().map_err(|_| Error::Poisoned)?;
-            matcher.remove(id);
-            inner.store.delete_subscription(id)?
-        };
+        let shared = &self.engine.shared;
+        let removed = shared.registry.delete(id)?;
         if let Some(sub) = &removed {
-            self.engine.deactivated(sub.clone(), "deleted");
+            shared.health.deactivated(sub.clone(), "deleted");
         }
         Ok(removed)
     }
 
     /// Lists subscriptions by name, event and state (SuperOffice `GetAllWebhooks`).
     pub fn list(&self, filter: &SubscriptionFilter) -> Result<Vec<Subscription>, Error> {
-        Ok(self.engine.inner.store.list_subscriptions(filter)?)
+        self.engine.shared.registry.list(filter)
     }
 }

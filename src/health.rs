@@ -1,0 +1,327 @@
+//! Subscription health: failure counting, the switch-off after a 410 or too many errors, the
+//! notices the host hears, and the state events and deactivation calls that follow a switch-off.
+//!
+//! A settle never publishes or calls a receiver itself: it queues a [`HealthJob`], and the
+//! health thread, which owns those jobs, drains them. So one delivery's settle never waits on
+//! another publish or another receiver.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender as Tx};
+use serde_json::json;
+
+use callout_core::vendor::{self, DisableRule};
+use callout_core::{CompiledSubscription, Profile, State, Subscription, VendorRules};
+
+use crate::engine::Shared;
+use crate::notify::{Notice, NoticeKind, Notifier};
+use crate::send;
+
+/// When a subscription that keeps failing is switched to `too_many_errors`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailurePolicy {
+    /// After this many failed attempts in a row (across its deliveries); `None`: never by count.
+    pub consecutive_failures: Option<u32>,
+    /// After failing without a single success for this long; `None`: never by time.
+    pub failing_for: Option<Duration>,
+}
+
+impl Default for FailurePolicy {
+    /// Five days of continuous failure, as the hosted webhook services do; no count.
+    fn default() -> Self {
+        FailurePolicy {
+            consecutive_failures: None,
+            failing_for: Some(Duration::from_secs(5 * 86_400)),
+        }
+    }
+}
+
+/// What the health thread does for a subscription that changed state.
+pub(crate) enum HealthJob {
+    /// Publish the state event (`webhook<id>.<started|stopped|errors>`).
+    Announce(Box<Subscription>),
+    /// Call the subscription's deactivation URL.
+    Deactivate {
+        subscription: Box<Subscription>,
+        reason: &'static str,
+    },
+}
+
+/// One subscription's failure record.
+#[derive(Debug, Default)]
+struct Record {
+    consecutive_failures: u32,
+    consecutive_failed_events: u32,
+    failing_since: Option<u64>,
+    /// Dead-lettered deliveries the notifier has not heard of yet, and when it last heard.
+    failed_unreported: u64,
+    failures_noticed_at: Option<u64>,
+}
+
+/// The health state: the policy, each subscription's record, the notifier and the job queue.
+pub(crate) struct Health {
+    policy: FailurePolicy,
+    records: Mutex<HashMap<u64, Record>>,
+    notifier: Option<Arc<dyn Notifier>>,
+    jobs: Mutex<Option<Tx<HealthJob>>>,
+}
+
+impl Health {
+    /// The health state and the receiving end of its job queue, for [`run`].
+    pub(crate) fn new(
+        policy: FailurePolicy,
+        notifier: Option<Arc<dyn Notifier>>,
+    ) -> (Health, Receiver<HealthJob>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let health = Health {
+            policy,
+            records: Mutex::new(HashMap::new()),
+            notifier,
+            jobs: Mutex::new(Some(tx)),
+        };
+        (health, rx)
+    }
+
+    /// Queues a job for the health thread; after shutdown began, nothing more is queued.
+    pub(crate) fn queue(&self, job: HealthJob) {
+        let jobs = self.jobs.lock().ok().and_then(|j| j.clone());
+        if let Some(jobs) = jobs {
+            let _ = jobs.send(job);
+        }
+    }
+
+    /// Queues the deactivation call of a subscription that was switched off or deleted.
+    pub(crate) fn deactivated(&self, subscription: Subscription, reason: &'static str) {
+        if subscription.deactivation_url.is_some() {
+            self.queue(HealthJob::Deactivate {
+                subscription: Box::new(subscription),
+                reason,
+            });
+        }
+    }
+
+    /// Closes the job queue: the health thread drains what is queued, then stops.
+    pub(crate) fn close(&self) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+    }
+
+    /// A delivery of subscription `id` succeeded: its failure streak ends.
+    pub(crate) fn succeeded(&self, id: u64) {
+        if let Ok(mut records) = self.records.lock() {
+            let record = records.entry(id).or_default();
+            record.consecutive_failures = 0;
+            record.consecutive_failed_events = 0;
+            record.failing_since = None;
+        }
+    }
+
+    /// Counts a delivery about to be dead-lettered, for the next `DeliveriesFailed` notice.
+    pub(crate) fn count_failed(&self, id: u64) {
+        if let Ok(mut records) = self.records.lock() {
+            records.entry(id).or_default().failed_unreported += 1;
+        }
+    }
+
+    /// Counts a failed attempt (and, when `dead`, a failed event); returns the streak length
+    /// when the subscription's vendor rule or the failure policy says to switch it off.
+    fn count_failure(&self, sub: &Subscription, now: u64, dead: bool) -> Option<u32> {
+        let mut records = self.records.lock().ok()?;
+        let record = records.entry(sub.id).or_default();
+        record.consecutive_failures += 1;
+        if dead {
+            record.consecutive_failed_events += 1;
+        }
+        let since = *record.failing_since.get_or_insert(now);
+        let tripped = match VendorRules::for_profile(sub.profile).disable {
+            Some(DisableRule::ConsecutiveFailedAttempts(n)) => record.consecutive_failures >= n,
+            Some(DisableRule::ConsecutiveFailedEvents(n)) => record.consecutive_failed_events >= n,
+            _ => {
+                let by_count = self
+                    .policy
+                    .consecutive_failures
+                    .is_some_and(|n| record.consecutive_failures >= n);
+                let by_time = self
+                    .policy
+                    .failing_for
+                    .is_some_and(|window| now.saturating_sub(since) >= window.as_millis() as u64);
+                by_count || by_time
+            }
+        };
+        tripped.then_some(record.consecutive_failures)
+    }
+
+    fn forget_streak(&self, id: u64) {
+        if let Ok(mut records) = self.records.lock() {
+            if let Some(record) = records.get_mut(&id) {
+                record.consecutive_failures = 0;
+                record.consecutive_failed_events = 0;
+                record.failing_since = None;
+            }
+        }
+    }
+
+    /// Tells the notifier, if there is one.
+    pub(crate) fn notify(&self, kind: NoticeKind, sub: &Subscription) {
+        if let Some(notifier) = &self.notifier {
+            let emails = [&sub.errors_email, &sub.notification_email]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+            notifier.notify(&Notice {
+                kind,
+                subscription: sub.clone(),
+                emails,
+            });
+        }
+    }
+}
+
+/// Counts a failed attempt and switches the subscription off when its rule says so.
+pub(crate) fn failed(shared: &Shared, sub: &Subscription, now: u64, dead: bool) {
+    if let Some(consecutive_failures) = shared.health.count_failure(sub, now, dead) {
+        switch_off(
+            shared,
+            sub.id,
+            State::TooManyErrors,
+            NoticeKind::TooManyErrors {
+                consecutive_failures,
+            },
+            "too_many_errors",
+        );
+    }
+}
+
+/// Stops an active subscription after a 410 or too many errors: the new state stored through
+/// the registry (only the state changes; the host's edits stay), pending deliveries held, the
+/// notifier told, and the state event and deactivation call queued for the health thread.
+pub(crate) fn switch_off(
+    shared: &Shared,
+    id: u64,
+    state: State,
+    kind: NoticeKind,
+    reason: &'static str,
+) {
+    let changed = shared.registry.change(id, |sub| {
+        let active = sub.state == State::Active;
+        sub.state = state;
+        Ok(active)
+    });
+    let stopped = match changed {
+        Ok(Some(changed)) => changed.after,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::error!(%error, subscription = id, "could not store the new state");
+            return;
+        }
+    };
+    if let Err(error) = shared.store.hold_subscription(id) {
+        tracing::error!(%error, subscription = id, "could not hold deliveries");
+    }
+    shared.health.forget_streak(id);
+    tracing::warn!(
+        subscription = id,
+        state = state.as_str(),
+        "subscription switched off"
+    );
+    shared.health.notify(kind, &stopped);
+    shared.health.deactivated(stopped.clone(), reason);
+    shared.health.queue(HealthJob::Announce(Box::new(stopped)));
+}
+
+/// Seconds between two `DeliveriesFailed` notices of one subscription whose profile sets none.
+const FAILURE_NOTICE_INTERVAL_S: u64 = 3_600;
+
+fn failure_notice_interval_ms(sub: &Subscription) -> u64 {
+    VendorRules::for_profile(sub.profile)
+        .notification_interval_s
+        .unwrap_or(FAILURE_NOTICE_INTERVAL_S)
+        * 1000
+}
+
+/// Tells the notifier of dead-lettered deliveries not yet reported, per subscription at most
+/// once per its interval (Autotask: one error email a day).
+pub(crate) fn report_failures(shared: &Shared, now: u64) {
+    let health = &shared.health;
+    if health.notifier.is_none() {
+        return;
+    }
+    let Ok(matcher) = shared.registry.matcher() else {
+        return;
+    };
+    let due: Vec<(Arc<CompiledSubscription>, u64)> = {
+        let Ok(mut records) = health.records.lock() else {
+            return;
+        };
+        records
+            .iter_mut()
+            .filter(|(_, record)| record.failed_unreported > 0)
+            .filter_map(|(id, record)| {
+                let sub = matcher.get(*id)?;
+                let interval = failure_notice_interval_ms(sub.subscription());
+                if record
+                    .failures_noticed_at
+                    .is_some_and(|at| now.saturating_sub(at) < interval)
+                {
+                    return None;
+                }
+                record.failures_noticed_at = Some(now);
+                Some((
+                    Arc::clone(sub),
+                    std::mem::take(&mut record.failed_unreported),
+                ))
+            })
+            .collect()
+    };
+    drop(matcher);
+    for (sub, count) in due {
+        health.notify(NoticeKind::DeliveriesFailed { count }, sub.subscription());
+    }
+}
+
+/// The health thread: drains the job queue until it is closed.
+pub(crate) fn run(shared: &Shared, jobs: &Receiver<HealthJob>) {
+    while let Ok(job) = jobs.recv() {
+        match job {
+            HealthJob::Announce(subscription) => {
+                crate::publish::announce_state(shared, &subscription)
+            }
+            HealthJob::Deactivate {
+                subscription,
+                reason,
+            } => call_deactivation_url(shared, &subscription, reason),
+        }
+    }
+}
+
+/// Tells the subscription's `deactivation_url` that it was switched off: a POST signed like
+/// its deliveries, body `{"type":"subscription.deactivated", ...}`. Best effort: one attempt,
+/// logged.
+fn call_deactivation_url(shared: &Shared, sub: &Subscription, reason: &str) {
+    let Some(url) = &sub.deactivation_url else {
+        return;
+    };
+    let now = shared.clock.now_ms();
+    let body = match sub.profile {
+        // Autotask's receivers get the callout shape with "Action":"Deactivated" (PROFILES.md).
+        Profile::Autotask => {
+            let sequence = shared.store.reserve_sequence(sub.id, 1).unwrap_or(0);
+            vendor::autotask::deactivation_body(sub, sequence, now, None, Default::default())
+        }
+        _ => serde_json::to_vec(&json!({
+            "type": "subscription.deactivated",
+            "timestamp": callout_core::rfc3339(now, 3),
+            "data": {"subscription_id": sub.id, "guid": sub.guid, "name": sub.name, "state": sub.state.as_str(), "reason": reason},
+        }))
+        .unwrap_or_default(),
+    };
+    let mut target = sub.clone();
+    target.target_url = url.clone();
+    let request = send::request(&target, 0, 0, body, now, shared.timeouts);
+    let outcome = shared.sender.send(&request);
+    tracing::info!(subscription = sub.id, verdict = ?outcome.verdict, "deactivation URL called");
+}

@@ -1,0 +1,106 @@
+//! The registry: the one writer of subscription state. It owns the matcher and keeps it in step
+//! with the store, under the matcher's write lock, so that a host edit, a 410, a switch to
+//! `too_many_errors` and a reactivation each read the current record and change only what they
+//! mean to change.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use callout_core::{CompiledSubscription, Matcher, Subscription};
+use callout_store::{Backend, SubscriptionFilter};
+
+use crate::clock::Clock;
+use crate::error::Error;
+
+/// What a change did: the subscription before and after, both as stored.
+pub(crate) struct Changed {
+    pub(crate) before: Subscription,
+    pub(crate) after: Subscription,
+}
+
+pub(crate) struct Registry {
+    store: Arc<dyn Backend>,
+    matcher: RwLock<Matcher>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Registry {
+    /// The registry over `store`'s subscriptions. A stored subscription that no longer
+    /// validates is kept out of matching rather than stopping the engine; the host still sees
+    /// it through `get`.
+    pub(crate) fn load(store: Arc<dyn Backend>, clock: Arc<dyn Clock>) -> Result<Registry, Error> {
+        let mut matcher = Matcher::new();
+        for sub in store.list_subscriptions(&SubscriptionFilter::default())? {
+            let id = sub.id;
+            if let Err(error) = matcher.insert(sub) {
+                tracing::warn!(subscription = id, %error, "stored subscription is invalid; not matched");
+            }
+        }
+        Ok(Registry {
+            store,
+            matcher: RwLock::new(matcher),
+            clock,
+        })
+    }
+
+    /// The matcher, for reading.
+    pub(crate) fn matcher(&self) -> Result<RwLockReadGuard<'_, Matcher>, Error> {
+        self.matcher.read().map_err(|_| Error::Poisoned)
+    }
+
+    /// The matcher's compiled copy of subscription `id`, shared.
+    pub(crate) fn compiled(&self, id: u64) -> Option<Arc<CompiledSubscription>> {
+        self.matcher.read().ok()?.get(id).map(Arc::clone)
+    }
+
+    /// Validates and stores a new subscription; the matcher gets it in the same step.
+    pub(crate) fn create(&self, subscription: Subscription) -> Result<Subscription, Error> {
+        subscription.validate()?;
+        let mut matcher = self.matcher.write().map_err(|_| Error::Poisoned)?;
+        let stored = self
+            .store
+            .create_subscription(subscription, self.clock.now_ms())?;
+        matcher.insert(stored.clone())?;
+        Ok(stored)
+    }
+
+    /// The subscription as stored.
+    pub(crate) fn get(&self, id: u64) -> Result<Option<Subscription>, Error> {
+        Ok(self.store.get_subscription(id)?)
+    }
+
+    /// Subscriptions by name, event and state.
+    pub(crate) fn list(&self, filter: &SubscriptionFilter) -> Result<Vec<Subscription>, Error> {
+        Ok(self.store.list_subscriptions(filter)?)
+    }
+
+    /// Changes subscription `id`: `change` gets the current record and returns whether to store
+    /// it. Read, change and write happen under the matcher's write lock, so no other change
+    /// comes in between and none is undone. Returns `None` when nothing was stored.
+    pub(crate) fn change(
+        &self,
+        id: u64,
+        change: impl FnOnce(&mut Subscription) -> Result<bool, Error>,
+    ) -> Result<Option<Changed>, Error> {
+        let mut matcher = self.matcher.write().map_err(|_| Error::Poisoned)?;
+        let before = self
+            .store
+            .get_subscription(id)?
+            .ok_or(Error::NotFound(id))?;
+        let mut next = before.clone();
+        if !change(&mut next)? {
+            return Ok(None);
+        }
+        next.id = id;
+        next.validate()?;
+        let after = self.store.update_subscription(next, self.clock.now_ms())?;
+        matcher.insert(after.clone())?;
+        Ok(Some(Changed { before, after }))
+    }
+
+    /// Deletes a subscription from the matcher and the store together.
+    pub(crate) fn delete(&self, id: u64) -> Result<Option<Subscription>, Error> {
+        let mut matcher = self.matcher.write().map_err(|_| Error::Poisoned)?;
+        matcher.remove(id);
+        Ok(self.store.delete_subscription(id)?)
+    }
+}
