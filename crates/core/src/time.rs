@@ -74,7 +74,8 @@ fn push_digits(out: &mut String, value: u64, width: usize) {
 /// ```
 pub fn parse_rfc3339(text: &str) -> Option<u64> {
     let b = text.as_bytes();
-    // `get` keeps every slice in bounds whatever the input, and refuses non-ASCII boundaries.
+    // Bytes and `get`: every slice stays in bounds whatever the input, and no byte of a
+    // multi-byte character is an ASCII digit or separator.
     let number = |at: usize, len: usize| -> Option<u64> {
         let digits = b.get(at..at + len)?;
         digits.iter().try_fold(0u64, |acc, &d| {
