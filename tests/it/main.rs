@@ -6,3 +6,4 @@ mod e2e;
 mod owners;
 mod profiles;
 mod receiver;
+mod tidy;

@@ -1,5 +1,6 @@
 //! Times and durations as people type them: `30s`, `2h`, `2025-01-31T12:00:00Z`, `2025-01-31`,
-//! Unix milliseconds. No date crate: the engine's own RFC 3339 formatter is the other half.
+//! Unix milliseconds. No date crate and no calendar of our own: RFC 3339 is read by the engine's
+//! parser ([`callout::core::parse_rfc3339`]), the other half of its formatter.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -55,89 +56,19 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// The RFC 3339 forms people type, widened to what the engine's strict parser reads: a date
+/// alone is midnight UTC, and a clock without seconds (`12:00`) is on the minute.
 fn parse_rfc3339(text: &str) -> Option<u64> {
-    let (date, rest) = match text.find(['T', 't', ' ']) {
-        Some(at) => (&text[..at], Some(&text[at + 1..])),
-        None => (text, None),
-    };
-    let mut parts = date.splitn(3, '-');
-    let year: i64 = number(parts.next()?, 4)?;
-    let month: i64 = number(parts.next()?, 2)?;
-    let day: i64 = number(parts.next()?, 2)?;
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-        return None;
-    }
-    let mut millis = days_from_civil(year, month, day) * 86_400_000;
-    if let Some(rest) = rest {
-        let zone_at = rest.find(['Z', 'z', '+', '-']).unwrap_or(rest.len());
-        let (clock, zone) = rest.split_at(zone_at);
-        millis += clock_millis(clock)?;
-        millis -= zone_offset_millis(zone)?;
-    }
-    u64::try_from(millis).ok()
-}
-
-/// `HH:MM`, `HH:MM:SS` or `HH:MM:SS.fff...` as milliseconds after midnight.
-fn clock_millis(clock: &str) -> Option<i64> {
-    let (whole, fraction) = clock.split_once('.').unwrap_or((clock, ""));
-    let mut parts = whole.split(':');
-    let hours: i64 = number(parts.next()?, 2)?;
-    let minutes: i64 = number(parts.next()?, 2)?;
-    let seconds: i64 = match parts.next() {
-        Some(s) => number(s, 2)?,
-        None => 0,
-    };
-    if parts.next().is_some() || hours > 23 || minutes > 59 || seconds > 60 {
-        return None;
-    }
-    if !fraction.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    // Digits past milliseconds are dropped, as the store keeps milliseconds.
-    let millis = format!("{fraction:0<3}")[..3].parse::<i64>().ok()?;
-    Some(((hours * 60 + minutes) * 60 + seconds) * 1_000 + millis)
-}
-
-/// `Z`, `+HH:MM`, `-HH:MM` (or nothing: UTC) as milliseconds east of UTC.
-fn zone_offset_millis(zone: &str) -> Option<i64> {
-    match zone {
-        "" | "Z" | "z" => Some(0),
-        _ => {
-            let sign = if zone.starts_with('-') { -1 } else { 1 };
-            let (hours, minutes) = zone.get(1..)?.split_once(':')?;
-            let hours: i64 = number(hours, 2)?;
-            let minutes: i64 = number(minutes, 2)?;
-            (hours <= 23 && minutes <= 59).then_some(sign * (hours * 60 + minutes) * 60_000)
+    let full = match text.len() {
+        // `2025-01-31`
+        10 => format!("{text}T00:00:00"),
+        // `2025-01-31T12:00`, then perhaps a zone or a fraction: seconds go in at byte 16.
+        16.. if text.is_char_boundary(16) && !text[16..].starts_with(':') => {
+            format!("{}:00{}", &text[..16], &text[16..])
         }
-    }
-}
-
-/// Exactly `width` ASCII digits.
-fn number(text: &str, width: usize) -> Option<i64> {
-    (text.len() == width && text.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| text.parse().ok())
-        .flatten()
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm, the inverse
-/// of the one behind `callout::core::rfc3339`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+        _ => text.to_string(),
+    };
+    callout::core::parse_rfc3339(&full)
 }
 
 #[cfg(test)]
@@ -182,6 +113,14 @@ mod tests {
             parse_instant("2024-02-29 00:00:00.5", now),
             Ok(1_709_164_800_500)
         );
+        assert_eq!(
+            parse_instant("2024-02-29T01:30+01:30", now),
+            Ok(1_709_164_800_000)
+        );
+        assert_eq!(
+            parse_instant(" 2024-02-29T00:00Z ", now),
+            Ok(1_709_164_800_000)
+        );
     }
 
     #[test]
@@ -194,6 +133,10 @@ mod tests {
             "yesterday",
             "24-01-01",
             "1969-12-31",
+            // Once accepted where a month's length was not checked everywhere; never again.
+            "2023-02-31",
+            "2023-02-31T12:00:00Z",
+            "2024-04-31T12:00",
         ] {
             assert!(parse_instant(bad, 0).is_err(), "{bad:?}");
         }

@@ -46,7 +46,8 @@ pub use crate::name::{
 };
 pub use crate::path::{changed_paths, lookup};
 pub use crate::subscription::{
-    limits, EntityOptions, Kind, Profile, Secret, State, Subscription, RESERVED_HEADERS,
+    limits, EntityOptions, Kind, Profile, Secret, State, Subscription, PROFILE_HEADERS,
+    RESERVED_HEADERS, SENDER_HEADERS,
 };
-pub use crate::time::rfc3339;
+pub use crate::time::{parse_rfc3339, rfc3339};
 pub use crate::vendor::{VendorError, VendorRules};

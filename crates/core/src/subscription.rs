@@ -51,25 +51,69 @@ pub mod limits {
     pub const TIMEOUT_MS: u64 = 600_000;
 }
 
-/// Headers callout sets itself; a subscription may not override them.
-pub const RESERVED_HEADERS: &[&str] = &[
+/// Headers the HTTP sender (callout-deliver) writes itself, that a signature scheme writes, or
+/// that HTTP framing and connection reuse own, lowercase. The sender refuses them from a
+/// profile as well as from a subscription: `content-length`, `transfer-encoding` or `expect`
+/// from anyone else would break the one-write request or the keep-alive connection.
+pub const SENDER_HEADERS: &[&str] = &[
+    // Written by the sender for every delivery.
     "content-type",
+    "user-agent",
+    "callout-delivery-id",
+    // Framing and connection reuse (hop-by-hop headers, and what ureq sets itself).
+    "host",
     "content-length",
     "transfer-encoding",
     "connection",
-    "host",
-    "user-agent",
-    "callout-delivery-id",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+    "proxy-authorization",
+    "proxy-connection",
+    // Signature schemes: Standard Webhooks (and Pipeliner's `WebHook-Signature`), SuperOffice,
+    // Autotask.
     "webhook-id",
     "webhook-timestamp",
     "webhook-signature",
-    "x-hook-signature",
-    "x-hook-test",
     "x-superoffice-signature",
+    "x-hook-signature",
+];
+
+/// Headers a vendor profile adds when a delivery is sent, lowercase: SuperOffice's event, id
+/// and retry count, and the marker of its test event.
+pub const PROFILE_HEADERS: &[&str] = &[
     "x-superoffice-event",
     "x-superoffice-eventid",
     "x-superoffice-retry",
+    "x-hook-test",
 ];
+
+/// Every header a subscription's custom headers may not set, lowercase: [`SENDER_HEADERS`]
+/// then [`PROFILE_HEADERS`]. [`Subscription::validate`] refuses them, so that none is dropped
+/// silently later: the sender drops exactly these (and whatever other profile headers a
+/// request carries) from a delivery's custom headers.
+pub const RESERVED_HEADERS: &[&str] =
+    &concat::<{ SENDER_HEADERS.len() + PROFILE_HEADERS.len() }>(SENDER_HEADERS, PROFILE_HEADERS);
+
+/// `first` then `second`, as one array of exactly `N` names (a compile error otherwise).
+const fn concat<const N: usize>(
+    first: &[&'static str],
+    second: &[&'static str],
+) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut at = 0;
+    while at < first.len() {
+        out[at] = first[at];
+        at += 1;
+    }
+    while at < N {
+        out[at] = second[at - first.len()];
+        at += 1;
+    }
+    out
+}
 
 /// Whether the subscription receives events (SuperOffice `State`, Autotask `IsActive`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 use std::io::{ErrorKind, Read};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use callout_core::{RESERVED_HEADERS, SENDER_HEADERS};
 use ureq::http::{HeaderName, HeaderValue, Uri};
 use ureq::tls::TlsConfig;
 use ureq::Agent;
@@ -14,7 +15,6 @@ use crate::outcome::{
     classify, classify_io, BodyEnd, ErrorClass, Outcome, ResponseExcerpt, Verdict,
 };
 use crate::retry_after::parse_retry_after;
-use crate::sign::SIGNATURE_HEADERS;
 use crate::{DeliverError, Signature};
 
 /// The header carrying the delivery id for every profile (Standard Webhooks also gets it as
@@ -22,25 +22,6 @@ use crate::{DeliverError, Signature};
 pub const DELIVERY_ID_HEADER: &str = "callout-delivery-id";
 /// The content type sent unless the request sets another (a profile such as SuperOffice's).
 pub const DEFAULT_CONTENT_TYPE: &str = "application/json";
-
-/// Headers a custom header may never set: the sender owns them, and several would break the
-/// HTTP framing (`content-length`, `transfer-encoding`) or the connection reuse.
-const SENDER_HEADERS: &[&str] = &[
-    "content-type",
-    "user-agent",
-    DELIVERY_ID_HEADER,
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "upgrade",
-    "te",
-    "trailer",
-    "expect",
-    "proxy-authorization",
-    "proxy-connection",
-];
 
 /// Per-phase time limits of one send.
 ///
@@ -209,11 +190,12 @@ impl Request {
         Ok(())
     }
 
+    /// Whether a custom header `name` is one the sender drops: on callout-core's one list, which
+    /// `Subscription::validate` refuses too, or set by this request's profile.
     fn is_reserved(&self, name: &str) -> bool {
         let name = name.trim();
-        SENDER_HEADERS
+        RESERVED_HEADERS
             .iter()
-            .chain(SIGNATURE_HEADERS)
             .any(|reserved| reserved.eq_ignore_ascii_case(name))
             || self
                 .profile_headers
@@ -440,7 +422,6 @@ impl Sender {
         for (name, value) in &request.profile_headers {
             let reserved = SENDER_HEADERS
                 .iter()
-                .chain(SIGNATURE_HEADERS)
                 .any(|reserved| reserved.eq_ignore_ascii_case(name.trim()));
             if reserved {
                 return Err(format!(

@@ -50,18 +50,6 @@ pub enum Signature {
     },
 }
 
-/// Every header name any signature scheme sets, lowercase (Pipeliner's `WebHook-Signature` is
-/// the same header as Standard Webhooks' `webhook-signature`). Custom headers may not use them,
-/// whatever the request's scheme, so that no receiver sees a forged-looking signature header.
-pub(crate) const SIGNATURE_HEADERS: &[&str] = &[
-    standard::ID_HEADER,
-    standard::TIMESTAMP_HEADER,
-    standard::SIGNATURE_HEADER,
-    pipeliner::HEADER,
-    superoffice::HEADER,
-    autotask::HEADER,
-];
-
 impl Signature {
     /// The headers this signature adds to a request with this id, timestamp (unix seconds) and
     /// body. Names are lowercase (HTTP header names are case-insensitive).
@@ -148,6 +136,34 @@ pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_scheme_writes_only_headers_the_sender_owns() {
+        // Custom headers may not forge a signature of any scheme, whichever the request uses:
+        // callout-core's list (which `validate()` refuses) must name each scheme's headers.
+        let secret = standard::Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let schemes = [
+            Signature::Standard {
+                secrets: vec![secret],
+            },
+            Signature::Pipeliner {
+                key: "k".into(),
+                encoding: pipeliner::Encoding::Hex,
+            },
+            Signature::SuperOffice { secret: "s".into() },
+            Signature::Autotask { secret: "s".into() },
+        ];
+        for scheme in schemes {
+            let headers = scheme.headers("d", 1, b"{}");
+            assert!(!headers.is_empty(), "{scheme:?}");
+            for (name, _) in headers {
+                assert!(
+                    callout_core::SENDER_HEADERS.contains(&name),
+                    "{name} is not in callout_core::SENDER_HEADERS"
+                );
+            }
+        }
+    }
 
     #[test]
     fn debug_does_not_print_secrets() {

@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use super::VendorError;
 use crate::subscription::Profile;
+use crate::time::parse_rfc3339;
 
 /// A JSON object of one vendor's document. Keys are found case-insensitively, as .NET model
 /// binding does (Autotask's own table spells `Deactivationurl`, its sample `DeactivationUrl`).
@@ -161,71 +162,9 @@ impl<'a> Fields<'a> {
 }
 
 /// Parses `2024-04-18T14:34:02.9242705+02:00`, `...Z` or `2019-01-01T00:00:00` (taken as UTC)
-/// into Unix milliseconds; digits past the millisecond are dropped. Before 1970: `None`.
+/// into Unix milliseconds, blanks around it ignored: [`parse_rfc3339`] says the rest.
 pub(crate) fn parse_time(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let b = text.as_bytes();
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let part = text.get(range)?;
-        part.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| part.parse().ok())?
-    };
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
-        return None;
-    }
-    if second > 60 {
-        return None;
-    }
-    let mut rest = &text[19..];
-    let mut millis = 0;
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let padded = format!("{:0<3}", &fraction[..digits.min(3)]);
-        millis = padded.parse::<i64>().ok()?;
-        rest = &fraction[digits..];
-    }
-    let offset_minutes = match rest {
-        "" | "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes()[0] {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let (h, m) = rest[1..].split_once(':')?;
-            if h.len() != 2 || m.len() != 2 {
-                return None;
-            }
-            sign * (h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?)
-        }
-    };
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-    u64::try_from(secs * 1000 + millis).ok()
-}
-
-/// Howard Hinnant's inverse of `civil_from_days`: a proleptic Gregorian date to days since
-/// 1970-01-01.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    parse_rfc3339(text.trim())
 }
 
 /// Splits a comma-separated list, trimming blanks away.
@@ -257,8 +196,16 @@ mod tests {
         assert_eq!(rfc3339(ms, 7), "2024-04-18T12:34:02.9240000Z");
         assert_eq!(parse_time("2019-01-01T00:00:00"), Some(1_546_300_800_000));
         assert_eq!(parse_time("2000-02-29T00:00:00Z"), Some(951_782_400_000));
+        assert_eq!(
+            parse_time(" 2019-01-01T00:00:00Z\n"),
+            Some(1_546_300_800_000)
+        );
         for bad in [
             "",
+            // Once read as March 3rd: the calendar now refuses days a month does not have.
+            "2023-02-31T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2019-04-31T00:00:00",
             "2019-01-01",
             "2019-13-01T00:00:00",
             "2019-01-01T00:00:00+2",
@@ -267,5 +214,20 @@ mod tests {
             assert_eq!(parse_time(bad), None, "{bad}");
         }
         assert_eq!(parse_time("1969-12-31T23:59:59Z"), None);
+    }
+
+    #[test]
+    fn an_impossible_date_is_an_error_naming_the_field() {
+        let doc = serde_json::json!({"Created": "2023-02-31T10:00:00Z"});
+        let fields = Fields::new(Profile::Superoffice, &doc, "").unwrap();
+        let err = fields.time("Created").unwrap_err();
+        assert_eq!(
+            err,
+            VendorError::new(
+                Profile::Superoffice,
+                "Created",
+                "\"2023-02-31T10:00:00Z\" is not a date-time"
+            )
+        );
     }
 }

@@ -42,7 +42,7 @@ use std::fmt;
 use crate::error::InvalidSubscription;
 use crate::subscription::Profile;
 
-pub use self::rules::{DisableRule, RetryCycle, Success, VendorRules};
+pub use self::rules::{DisableRule, RetryCycle, VendorRules};
 
 /// Why a vendor's webhook definition was refused, in the vendor's own terms: `field` is the
 /// name the vendor's API uses (`WebhookUrl`, `State`, `options.chunk_size`...), so a host can

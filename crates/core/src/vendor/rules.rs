@@ -4,25 +4,15 @@
 
 use crate::subscription::Profile;
 
-/// Which responses count as delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Success {
-    /// Any 2xx status.
-    Any2xx,
-    /// 200 only (SuperOffice in strict mode).
-    Only200,
-}
-
 /// SuperOffice's retries: a cycle of quick attempts with the same EventId; a failed cycle goes
-/// to the back of the queue and is retried later as a new cycle, with a new EventId.
+/// to the back of the queue and is retried later as a new cycle, with a new EventId (the engine
+/// derives it when it sends the SuperOffice profile, so no flag says so here).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryCycle {
     /// Attempts in one cycle (3).
     pub attempts: u32,
     /// Seconds before each further attempt of a cycle: `[1, 4]`.
     pub delays_s: Vec<u64>,
-    /// Each new cycle carries a new EventId (and `X-SuperOffice-EventId`).
-    pub new_event_id_per_cycle: bool,
 }
 
 /// When a webhook is switched off for failing.
@@ -51,8 +41,6 @@ pub enum DisableRule {
 pub struct VendorRules {
     /// The profile these rules belong to.
     pub profile: Profile,
-    /// Which statuses count as delivered.
-    pub success: Success,
     /// Whole-request timeout in milliseconds; `None`: the engine's.
     pub timeout_ms: Option<u64>,
     /// Seconds before each retry after the first attempt; empty: the engine's schedule.
@@ -66,22 +54,15 @@ pub struct VendorRules {
     pub ordered: bool,
     /// When failures switch the webhook off; `None`: the engine's rule.
     pub disable: Option<DisableRule>,
-    /// A 410 Gone switches the webhook off at once.
-    pub disable_on_gone: bool,
     /// How long failed deliveries stay in the error log, in seconds (Autotask: 30 days, with
     /// SequenceNumber, payload, error message and time); `None`: the engine's.
     pub error_log_retention_s: Option<u64>,
     /// At most one error notification per this many seconds (Autotask: one a day).
     pub notification_interval_s: Option<u64>,
-    /// Callouts per hour and entity before deliveries are delayed (never dropped). Autotask does
-    /// not publish its number, so it is `None` here: the host configures it.
-    pub hourly_threshold: Option<u32>,
-    /// Past the hourly threshold, deliveries wait for the next hour (Autotask) rather than
-    /// only raising a warning.
+    /// Past the hourly callout threshold, deliveries wait for the next hour (Autotask) rather
+    /// than only raising a warning. Autotask does not publish its number, so the threshold
+    /// itself is the host's (`Engine::builder(..).hourly_threshold(n)`), not a rule here.
     pub delays_over_threshold: bool,
-    /// Saving a webhook first sends a `test` event that must be answered with 200
-    /// (SuperOffice; an option of the create call).
-    pub test_on_save: bool,
 }
 
 impl VendorRules {
@@ -98,19 +79,15 @@ impl VendorRules {
     fn engine_defaults(profile: Profile) -> VendorRules {
         VendorRules {
             profile,
-            success: Success::Any2xx,
             timeout_ms: None,
             retry_delays_s: Vec::new(),
             attempts: None,
             cycle: None,
             ordered: false,
             disable: None,
-            disable_on_gone: true,
             error_log_retention_s: None,
             notification_interval_s: None,
-            hourly_threshold: None,
             delays_over_threshold: false,
-            test_on_save: false,
         }
     }
 
@@ -131,9 +108,11 @@ impl VendorRules {
         }
     }
 
-    /// SuperOffice: 200 (any 2xx unless strict); cycles of 3 attempts 1 s and 4 s apart with
-    /// one EventId, a failed cycle requeued at the back with a new EventId; `TooManyErrors`
-    /// after 9 consecutive failed attempts or at once on 410; a `test` event on save.
+    /// SuperOffice: cycles of 3 attempts 1 s and 4 s apart with one EventId, a failed cycle
+    /// requeued at the back with a new EventId; `TooManyErrors` after 9 consecutive failed
+    /// attempts. What the engine does for every profile is not repeated here: a 410 switches
+    /// the webhook off at once, and a host may send a `test` event before saving one
+    /// (`create_tested`).
     pub fn superoffice() -> VendorRules {
         VendorRules {
             retry_delays_s: vec![1, 4],
@@ -141,25 +120,9 @@ impl VendorRules {
             cycle: Some(RetryCycle {
                 attempts: 3,
                 delays_s: vec![1, 4],
-                new_event_id_per_cycle: true,
             }),
             disable: Some(DisableRule::ConsecutiveFailedAttempts(9)),
-            test_on_save: true,
             ..VendorRules::engine_defaults(Profile::Superoffice)
-        }
-    }
-
-    /// SuperOffice in strict mode: only a 200 counts as delivered.
-    pub fn strict(mut self) -> VendorRules {
-        self.success = Success::Only200;
-        self
-    }
-
-    /// Whether a response status counts as delivered.
-    pub fn is_success(&self, status: u16) -> bool {
-        match self.success {
-            Success::Any2xx => (200..300).contains(&status),
-            Success::Only200 => status == 200,
         }
     }
 }
@@ -172,9 +135,6 @@ mod tests {
     fn presets_say_what_profiles_md_says() {
         let so = VendorRules::for_profile(Profile::Superoffice);
         assert_eq!(so.disable, Some(DisableRule::ConsecutiveFailedAttempts(9)));
-        assert!(so.disable_on_gone && so.test_on_save);
-        assert!(so.is_success(204));
-        assert!(!so.clone().strict().is_success(204));
         let cycle = so.cycle.unwrap();
         assert_eq!((cycle.attempts, cycle.delays_s), (3, vec![1, 4]));
         let at = VendorRules::for_profile(Profile::Autotask);

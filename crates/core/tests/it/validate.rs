@@ -232,6 +232,44 @@ fn filters_are_checked() {
 }
 
 #[test]
+fn every_reserved_header_is_refused_in_any_case() {
+    for reserved in callout_core::RESERVED_HEADERS {
+        for spelling in [reserved.to_string(), reserved.to_ascii_uppercase()] {
+            assert!(
+                matches!(err(ok().header(spelling.as_str(), "x")), E::ReservedHeader { name } if name == spelling),
+                "{spelling}"
+            );
+        }
+    }
+    // The sender's own headers and the profiles' are both on the list.
+    for part in [callout_core::SENDER_HEADERS, callout_core::PROFILE_HEADERS] {
+        assert!(part
+            .iter()
+            .all(|name| callout_core::RESERVED_HEADERS.contains(name)));
+    }
+    assert!(ok()
+        .header("Authorization", "Bearer abc")
+        .validate()
+        .is_ok());
+}
+
+#[test]
+fn superoffice_headers_are_reserved() {
+    // The profile writes these at send time; a custom header of the same name would be
+    // dropped by the sender, so it must not register.
+    let sub = ok();
+    let written = callout_core::vendor::superoffice::headers(&sub, "contact.created", "e", 0, true);
+    assert_eq!(written.len(), 5);
+    for (name, _) in written {
+        let lower = name.to_ascii_lowercase();
+        assert!(
+            callout_core::RESERVED_HEADERS.contains(&lower.as_str()),
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn headers_may_not_repeat_or_override() {
     assert!(
         matches!(err(ok().header("X-A", "1").header("x-a", "2")), E::DuplicateHeader { name } if name == "x-a")

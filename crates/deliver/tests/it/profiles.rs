@@ -207,6 +207,83 @@ fn custom_headers_cannot_override_sender_signature_or_profile_headers() {
 }
 
 #[test]
+fn every_custom_header_the_sender_drops_is_refused_by_validate() {
+    // Names the sender owns or might, in the spellings people use, and some plain ones: the
+    // receiver shows which custom headers the sender really dropped, and `validate()` must
+    // refuse exactly those, or a subscription would register a header never sent.
+    let candidates: Vec<String> = callout_core::RESERVED_HEADERS
+        .iter()
+        .map(|name| name.to_string())
+        .chain(
+            [
+                "Content-Type",
+                "Host",
+                "Keep-Alive",
+                "TE",
+                "Upgrade",
+                "Expect",
+                "Trailer",
+                "Proxy-Authorization",
+                "Proxy-Connection",
+                "WebHook-Signature",
+                "X-SuperOffice-Signature",
+                "X-SuperOffice-EventId",
+                "X-Hook-Signature",
+                "X-Hook-Test",
+                "Callout-Delivery-Id",
+                "Authorization",
+                "Accept",
+                "Cookie",
+                "X-Customer",
+            ]
+            .map(String::from),
+        )
+        .collect();
+    let mut request = Request::new("msg_1", "", BODY.to_vec());
+    request.signature = Signature::Standard {
+        secrets: vec![Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap()],
+    };
+    request.custom_headers = candidates
+        .iter()
+        .map(|name| (name.clone(), "from-custom".to_string()))
+        .collect();
+    let received = round_trip(request.clone(), standard_accepts);
+
+    let mut dropped = 0;
+    for name in &candidates {
+        let sent = received.all(name).contains(&"from-custom");
+        let alone = Request {
+            custom_headers: vec![(name.clone(), "x".into())],
+            ..request.clone()
+        };
+        assert_eq!(
+            alone.check_headers().is_err(),
+            !sent,
+            "check_headers and send disagree on {name}"
+        );
+        let subscription = callout_core::Subscription::new("https://receiver.example/hooks")
+            .name("ok")
+            .events(["contact.created"])
+            .header(name.as_str(), "x");
+        let refused = matches!(
+            subscription.validate(),
+            Err(callout_core::InvalidSubscription::ReservedHeader { name: refused }) if refused == *name
+        );
+        assert_eq!(
+            refused,
+            !sent,
+            "the sender {} {name}, validate() {}",
+            if sent { "sends" } else { "drops" },
+            if refused { "refuses it" } else { "accepts it" }
+        );
+        dropped += usize::from(!sent);
+    }
+    assert!(dropped >= callout_core::RESERVED_HEADERS.len(), "{dropped}");
+    assert!(callout_core::SENDER_HEADERS.contains(&callout_deliver::DELIVERY_ID_HEADER));
+    assert_eq!(received.one("x-customer"), "from-custom");
+}
+
+#[test]
 fn check_headers_explains_invalid_and_accepts_plain_custom_headers() {
     let mut request = Request::new("d", "http://127.0.0.1/", b"{}".to_vec());
     request.custom_headers = vec![("Authorization".into(), "Bearer abc".into())];
