@@ -4,4 +4,3 @@
 mod crash;
 mod e2e;
 mod profiles;
-mod receiver;
