@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use callout_store::{Attempt, History, NewDelivery, Queue, Registry, SledStore, StoreConfig};
+use callout_store::{Attempt, NewDelivery, Queue, SledStore, StoreConfig};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 #[path = "support/mod.rs"]
@@ -186,7 +186,7 @@ fn store(c: &mut Criterion) {
             assert_eq!(leased.len(), BATCH, "every enqueued delivery is due");
             for delivery in leased {
                 store
-                    .complete(delivery.id, delivered(next))
+                    .complete(delivery.token, delivered(next))
                     .expect("complete");
             }
         });

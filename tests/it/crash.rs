@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use callout::{Engine, Event, Subscription};
 
-use crate::receiver::{Receiver, Reply};
+use callout_testkit::{Receiver, Reply};
 
 const CHILD_DIR: &str = "CALLOUT_CRASH_CHILD_DIR";
 const CHILD_URL: &str = "CALLOUT_CRASH_CHILD_URL";
@@ -72,12 +72,7 @@ fn sigkill_mid_delivery_loses_no_acknowledged_event() {
                 .collect::<Vec<_>>()
         });
         // Let it publish and deliver for a while, then kill it without warning.
-        let started = Instant::now();
-        while receiver.on("/hook").len() < 5 * (trial as usize + 1)
-            && started.elapsed() < Duration::from_secs(20)
-        {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        receiver.wait_for("/hook", 5 * (trial as usize + 1), Duration::from_secs(20));
         std::thread::sleep(Duration::from_millis(50 + 70 * trial));
         child.kill().unwrap(); // SIGKILL on Unix
         child.wait().unwrap();

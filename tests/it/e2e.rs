@@ -13,7 +13,9 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use crate::receiver::{Receiver, Reply};
+use callout_testkit::{Receiver, Reply};
+
+use crate::wait_until;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const WAIT: Duration = Duration::from_secs(10);
@@ -32,7 +34,7 @@ fn sub(receiver: &Receiver, path: &str) -> Subscription {
 }
 
 /// Standard Webhooks verification done here, from the raw bytes, not by the code under test.
-fn verify_standard(r: &crate::receiver::Received) -> bool {
+fn verify_standard(r: &callout_testkit::Received) -> bool {
     let key = base64::engine::general_purpose::STANDARD
         .decode(SECRET.trim_start_matches("whsec_"))
         .unwrap();
@@ -51,17 +53,6 @@ fn verify_standard(r: &crate::receiver::Received) -> bool {
         base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
     );
     sig.split(' ').any(|s| s == expected)
-}
-
-fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    done()
 }
 
 #[test]
@@ -109,8 +100,8 @@ fn fails_twice_then_succeeds_with_three_attempts_recorded() {
     let receipt = engine.publish(Event::created("Ticket", "1")).unwrap();
     assert_eq!(receiver.wait_for("/flaky", 1, WAIT).len(), 1);
     // Nothing more until the clock reaches the retry.
-    std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(receiver.on("/flaky").len(), 1);
+    let quiet = Duration::from_millis(100);
+    assert_eq!(receiver.wait_for("/flaky", 2, quiet).len(), 1);
     assert!(wait_until(WAIT, || engine.stats().unwrap().retrying == 1));
     clock.advance_ms(5_000);
     assert_eq!(receiver.wait_for("/flaky", 2, WAIT).len(), 2);
@@ -243,8 +234,8 @@ fn gone_stops_the_subscription_and_calls_the_deactivation_url() {
     assert_eq!(notices.lock().unwrap().as_slice(), [NoticeKind::Gone]);
     // Stopped: new events do not go out.
     engine.publish(Event::created("Ticket", "2")).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(receiver.on("/gone").len(), 1);
+    let quiet = Duration::from_millis(200);
+    assert_eq!(receiver.wait_for("/gone", 2, quiet).len(), 1);
 }
 
 #[test]
@@ -306,8 +297,8 @@ fn too_many_errors_holds_deliveries_until_reactivated() {
     // Held, not dropped: time passes, nothing is sent, nothing is dead.
     let sent = receiver.on("/bad").len();
     clock.advance_ms(3_600_000);
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(receiver.on("/bad").len(), sent);
+    let quiet = Duration::from_millis(200);
+    assert_eq!(receiver.wait_for("/bad", sent + 1, quiet).len(), sent);
     assert_eq!(engine.stats().unwrap().dead, 0);
     assert_eq!(engine.subscription_stats(s.id).unwrap().held, 3);
     *healthy.lock().unwrap() = true;
@@ -535,9 +526,8 @@ fn an_engine_that_does_not_deliver_stores_for_the_next_one() {
             .create(sub(&receiver, "/later"))
             .unwrap();
         engine.publish(Event::created("Ticket", "1")).unwrap();
-        std::thread::sleep(Duration::from_millis(200));
         assert!(
-            receiver.received().is_empty(),
+            receiver.wait(1, Duration::from_millis(200)).is_empty(),
             "nothing sent while not delivering"
         );
         assert_eq!(engine.stats().unwrap().due, 1);

@@ -5,5 +5,18 @@ mod crash;
 mod e2e;
 mod owners;
 mod profiles;
-mod receiver;
 mod tidy;
+
+use std::time::{Duration, Instant};
+
+/// Whether `done` becomes true within `limit`, asking every 10 ms.
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    done()
+}

@@ -7,20 +7,11 @@ use std::time::{Duration, Instant};
 
 use callout::{Engine, Event, State, Subscription};
 
-use crate::receiver::{Receiver, Reply};
+use callout_testkit::{Receiver, Reply};
+
+use crate::wait_until;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    done()
-}
 
 /// The CLI opens engines with `.deliver(false)` for every command but `run`: a deactivation job
 /// (deleting a subscription with a `deactivation_url`) must not start sending the queue.
@@ -94,7 +85,9 @@ fn a_switch_off_keeps_the_edits_made_while_its_delivery_was_in_flight() {
         )
         .unwrap();
     engine.publish(Event::created("Contact", "1")).unwrap();
-    arrived.recv_timeout(WAIT).expect("the delivery is in flight");
+    arrived
+        .recv_timeout(WAIT)
+        .expect("the delivery is in flight");
 
     let mut renamed = engine.subscriptions().get(sub.id).unwrap().unwrap();
     renamed.name = "after".into();

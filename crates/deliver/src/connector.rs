@@ -212,9 +212,9 @@ mod tests {
     use std::net::SocketAddr;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    use std::thread;
     use std::time::Duration;
 
+    use callout_testkit::{Receiver, Reply};
     use ureq::unversioned::resolver::DefaultResolver;
 
     /// Counts the writes that reach the socket.
@@ -268,27 +268,6 @@ mod tests {
     /// What a receiver got: each request's peer and body.
     type Got = Vec<(SocketAddr, Vec<u8>)>;
 
-    /// A receiver on loopback that answers `count` requests with "ok" and returns what it got.
-    fn receiver(count: usize) -> (String, thread::JoinHandle<Got>) {
-        let server = tiny_http::Server::http("127.0.0.1:0").expect("bind");
-        let url = format!("http://{}/hook", server.server_addr());
-        let handle = thread::spawn(move || {
-            (0..count)
-                .map_while(|_| {
-                    let mut request = server.recv_timeout(Duration::from_secs(10)).ok()??;
-                    let mut body = Vec::new();
-                    request.as_reader().read_to_end(&mut body).ok()?;
-                    let peer = *request.remote_addr()?;
-                    request
-                        .respond(tiny_http::Response::from_string("ok"))
-                        .ok()?;
-                    Some((peer, body))
-                })
-                .collect()
-        });
-        (url, handle)
-    }
-
     /// POSTs each body in turn on one agent; returns the writes that reached the socket and
     /// what the receiver got.
     fn post_all(
@@ -297,15 +276,17 @@ mod tests {
     ) -> (usize, Got) {
         let writes = Arc::new(AtomicUsize::new(0));
         let agent = agent(Arc::clone(&writes));
-        let (url, received) = receiver(bodies.len());
+        let receiver = Receiver::start(|_, _| Reply::status(200).body("ok"));
+        let url = format!("{}/hook", receiver.url);
         for body in bodies {
             let mut response = agent.post(&url).send(body).expect("sent");
             let answer = response.body_mut().read_to_string().expect("answer");
             assert_eq!(answer, "ok", "the response is read through the layer");
         }
+        let received = receiver.wait(bodies.len(), Duration::from_secs(10));
         (
             writes.load(Ordering::SeqCst),
-            received.join().expect("receiver"),
+            received.into_iter().map(|r| (r.peer, r.body)).collect(),
         )
     }
 

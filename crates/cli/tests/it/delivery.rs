@@ -3,13 +3,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use callout::deliver::sign::standard;
 use serde_json::json;
 
-use crate::receiver::{Receiver, Reply};
 use crate::{finish, subscription, Ran, Store, CONTACT_CREATED, SECRET};
+use callout_testkit::{Receiver, Reply};
 
 /// `run --until-empty` with the receiver allowed and a bound, so a bug cannot hang the suite.
 const RUN: &[&str] = &[
@@ -176,10 +176,7 @@ fn interrupting_until_empty_before_the_queue_is_empty_exits_130() {
     let mut args = RUN.to_vec();
     args.extend(["--idle", "60s"]);
     let (_, ran, rest) = interrupted(&store, &args, || {
-        let started = Instant::now();
-        while receiver.received().is_empty() && started.elapsed() < Duration::from_secs(30) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        receiver.wait(1, Duration::from_secs(30));
     });
     assert_eq!(ran.code, 130, "{ran:?}");
     assert!(rest.contains("stopped (interrupted)"), "{rest}");

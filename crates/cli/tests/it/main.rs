@@ -2,10 +2,6 @@
 
 mod delivery;
 mod errors;
-// The root crate's test receiver, shared rather than copied; these tests use part of it.
-#[allow(dead_code)]
-#[path = "../../../../tests/it/receiver.rs"]
-mod receiver;
 mod subscriptions;
 mod verify;
 

@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
-use crate::receiver::{Receiver, Reply};
 use crate::{subscription, Store, CONTACT_CREATED, SECRET};
+use callout_testkit::{Receiver, Reply};
 
 #[test]
 fn vendor_registration_documents_create_subscriptions() {

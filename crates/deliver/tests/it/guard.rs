@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use callout_deliver::{AllowList, ErrorClass, Request, Sender, SenderConfig};
 
-use crate::support::{receiver, Reply};
+use callout_testkit::{Receiver, Reply};
 
 fn sender(allow: &[&str]) -> Sender {
     Sender::new(SenderConfig {
@@ -16,8 +16,8 @@ fn sender(allow: &[&str]) -> Sender {
 
 #[test]
 fn loopback_is_refused_unless_allowed() {
-    let (url, seen) = receiver(2, |_| Reply::status(200));
-    let request = Request::new("d", url.clone(), b"{}".to_vec());
+    let receiver = Receiver::ok();
+    let request = Request::new("d", receiver.url.clone(), b"{}".to_vec());
 
     let outcome = sender(&[]).send(&request);
     assert_eq!(
@@ -26,7 +26,7 @@ fn loopback_is_refused_unless_allowed() {
         "{outcome:?}"
     );
     assert!(
-        seen.recv_timeout(Duration::from_millis(300)).is_err(),
+        receiver.nth(0, Duration::from_millis(300)).is_none(),
         "the receiver was reached"
     );
 
@@ -36,13 +36,13 @@ fn loopback_is_refused_unless_allowed() {
         Some(ErrorClass::BlockedAddress)
     );
     assert!(sender(&["127.0.0.0/8"]).send(&request).is_delivered());
-    assert!(seen.recv_timeout(Duration::from_secs(5)).is_ok());
+    assert!(receiver.nth(0, Duration::from_secs(5)).is_some());
 }
 
 #[test]
 fn the_resolved_address_is_checked_not_the_name() {
-    let (url, seen) = receiver(1, |_| Reply::status(200));
-    let by_name = url.replace("127.0.0.1", "localhost");
+    let receiver = Receiver::ok();
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
     let outcome = sender(&[]).send(&Request::new("d", by_name.clone(), b"{}".to_vec()));
     assert_eq!(
         outcome.error_class(),
@@ -55,7 +55,7 @@ fn the_resolved_address_is_checked_not_the_name() {
     assert!(sender(&["127.0.0.1"])
         .send(&Request::new("d", by_name, b"{}".to_vec()))
         .is_delivered());
-    assert!(seen.recv_timeout(Duration::from_secs(5)).is_ok());
+    assert!(receiver.nth(0, Duration::from_secs(5)).is_some());
 }
 
 #[test]
@@ -80,7 +80,8 @@ fn mapped_and_unspecified_forms_are_refused() {
 fn through_a_proxy_the_target_is_still_guarded() {
     // The receiver plays the proxy; it is reached although it is on loopback, because the
     // operator configured it.
-    let (proxy, seen) = receiver(1, |_| Reply::status(502));
+    let receiver = Receiver::start(|_, _| Reply::status(502));
+    let proxy = receiver.url.clone();
     let sender = |allow: &[&str]| {
         Sender::new(SenderConfig {
             allow: AllowList::parse(allow).unwrap(),
@@ -98,13 +99,13 @@ fn through_a_proxy_the_target_is_still_guarded() {
         "{outcome:?}"
     );
     assert!(
-        seen.recv_timeout(Duration::from_millis(300)).is_err(),
+        receiver.nth(0, Duration::from_millis(300)).is_none(),
         "the proxy was asked"
     );
 
     // Allowed, the request goes to the proxy (ureq tunnels with CONNECT), which refuses it.
     let outcome = sender(&["10.0.0.0/8"]).send(&request);
     assert_eq!(outcome.error_class(), Some(ErrorClass::Io), "{outcome:?}");
-    let asked = seen.recv_timeout(Duration::from_secs(5)).unwrap();
-    assert!(asked.url.contains("10.1.2.3"), "{}", asked.url);
+    let asked = receiver.nth(0, Duration::from_secs(5)).unwrap();
+    assert!(asked.path.contains("10.1.2.3"), "{}", asked.path);
 }

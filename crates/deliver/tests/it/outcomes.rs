@@ -1,14 +1,13 @@
 //! One test per receiver behaviour: what the sender reports for each.
 
 use std::net::TcpListener;
-use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use callout_deliver::{BodyEnd, ErrorClass, Request, Sender, SenderConfig, Timeouts, Verdict};
 
-use crate::support::{
-    imf_fixdate, raw_receiver, receiver, sender, sender_with, write_quietly, Reply,
-};
+use callout_testkit::{RawReceiver, Receiver, Reply};
+
+use crate::support::{imf_fixdate, sender, sender_with};
 
 fn request(url: &str) -> Request {
     Request::new("del_1", url, br#"{"type":"contact.updated"}"#.to_vec())
@@ -18,7 +17,8 @@ const SHORT: Duration = Duration::from_millis(200);
 
 #[test]
 fn success_is_delivered_with_status_and_excerpt() {
-    let (url, seen) = receiver(1, |_| Reply::status(200).body("thanks"));
+    let receiver = Receiver::start(|_, _| Reply::status(200).body("thanks"));
+    let url = receiver.url.clone();
     let outcome = sender().send(&request(&format!("{url}/hook")));
 
     assert_eq!(outcome.verdict, Verdict::Delivered);
@@ -28,8 +28,8 @@ fn success_is_delivered_with_status_and_excerpt() {
     assert_eq!(response.body_end, BodyEnd::Complete);
     assert!(outcome.duration < Duration::from_secs(3));
 
-    let received = seen.recv_timeout(Duration::from_secs(5)).unwrap();
-    assert_eq!(received.url, "/hook");
+    let received = receiver.nth(0, Duration::from_secs(5)).unwrap();
+    assert_eq!(received.path, "/hook");
     assert_eq!(received.body, br#"{"type":"contact.updated"}"#);
     assert_eq!(received.one("content-type"), "application/json");
     assert_eq!(
@@ -41,16 +41,18 @@ fn success_is_delivered_with_status_and_excerpt() {
 
 #[test]
 fn any_2xx_is_delivered() {
-    let (url, _seen) = receiver(1, |_| Reply::status(204));
+    let receiver = Receiver::start(|_, _| Reply::status(204));
+    let url = receiver.url.clone();
     assert_eq!(sender().send(&request(&url)).verdict, Verdict::Delivered);
 }
 
 #[test]
 fn a_receiver_slower_than_the_timeout_is_a_timeout() {
-    let url = raw_receiver(|mut stream| {
-        thread::sleep(Duration::from_millis(800));
-        write_quietly(&mut stream, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let receiver = RawReceiver::after_request(|mut connection| {
+        connection.pause(Duration::from_millis(800));
+        connection.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
     });
+    let url = receiver.url.clone();
     let sender = sender_with(Timeouts::all(SHORT));
     let started = Instant::now();
     let outcome = sender.send(&request(&url));
@@ -71,10 +73,11 @@ fn a_receiver_slower_than_the_timeout_is_a_timeout() {
 
 #[test]
 fn a_request_can_shorten_the_senders_timeouts() {
-    let url = raw_receiver(|mut stream| {
-        thread::sleep(Duration::from_millis(800));
-        write_quietly(&mut stream, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let receiver = RawReceiver::after_request(|mut connection| {
+        connection.pause(Duration::from_millis(800));
+        connection.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
     });
+    let url = receiver.url.clone();
     let mut slow_ok = request(&url);
     slow_ok.timeouts = Some(Timeouts::all(SHORT));
     let outcome = sender().send(&slow_ok);
@@ -88,10 +91,11 @@ fn a_request_can_shorten_the_senders_timeouts() {
 
 #[test]
 fn a_connection_closed_before_the_response_is_an_io_failure() {
-    let url = raw_receiver(|mut stream| {
-        write_quietly(&mut stream, b"HTTP/1.1 200 OK\r\nContent-");
-        // Dropping the stream closes the connection mid-head.
+    let receiver = RawReceiver::after_request(|mut connection| {
+        connection.write(b"HTTP/1.1 200 OK\r\nContent-");
+        // Dropping the connection closes it mid-head.
     });
+    let url = receiver.url.clone();
     let outcome = sender().send(&request(&url));
     assert_eq!(outcome.error_class(), Some(ErrorClass::Io), "{outcome:?}");
     assert!(outcome.response.is_none());
@@ -99,12 +103,10 @@ fn a_connection_closed_before_the_response_is_an_io_failure() {
 
 #[test]
 fn a_connection_closed_mid_body_keeps_the_status_and_records_the_cut() {
-    let url = raw_receiver(|mut stream| {
-        write_quietly(
-            &mut stream,
-            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial",
-        );
+    let receiver = RawReceiver::after_request(|mut connection| {
+        connection.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial");
     });
+    let url = receiver.url.clone();
     let outcome = sender().send(&request(&url));
     // The receiver said 200: it has the delivery, whatever happened to its answer's body.
     assert_eq!(outcome.verdict, Verdict::Delivered);
@@ -125,9 +127,10 @@ fn a_connection_closed_mid_body_keeps_the_status_and_records_the_cut() {
 
 #[test]
 fn garbage_bytes_are_a_protocol_failure() {
-    let url = raw_receiver(|mut stream| {
-        write_quietly(&mut stream, b"\x00\x01\x02 not http at all\r\n\r\n");
+    let receiver = RawReceiver::after_request(|mut connection| {
+        connection.write(b"\x00\x01\x02 not http at all\r\n\r\n");
     });
+    let url = receiver.url.clone();
     let outcome = sender().send(&request(&url));
     assert_eq!(
         outcome.error_class(),
@@ -138,7 +141,8 @@ fn garbage_bytes_are_a_protocol_failure() {
 
 #[test]
 fn gone_stops_the_subscription() {
-    let (url, _seen) = receiver(1, |_| Reply::status(410).body("unsubscribed"));
+    let receiver = Receiver::start(|_, _| Reply::status(410).body("unsubscribed"));
+    let url = receiver.url.clone();
     let outcome = sender().send(&request(&url));
     assert_eq!(outcome.verdict, Verdict::Gone);
     assert_eq!(outcome.response.unwrap().body_text(), "unsubscribed");
@@ -146,7 +150,8 @@ fn gone_stops_the_subscription() {
 
 #[test]
 fn too_many_requests_with_retry_after_seconds_is_throttled() {
-    let (url, _seen) = receiver(1, |_| Reply::status(429).header("Retry-After", "120"));
+    let receiver = Receiver::start(|_, _| Reply::status(429).header("Retry-After", "120"));
+    let url = receiver.url.clone();
     let outcome = sender().send(&request(&url));
     assert_eq!(
         outcome.verdict,
@@ -163,9 +168,10 @@ fn too_many_requests_with_retry_after_date_is_throttled() {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let (url, _seen) = receiver(1, move |_| {
+    let receiver = Receiver::start(move |_, _| {
         Reply::status(429).header("Retry-After", imf_fixdate(now + 90))
     });
+    let url = receiver.url.clone();
     let outcome = sender().send(&request(&url));
     let Verdict::Throttled {
         retry_after: Some(wait),
@@ -182,13 +188,14 @@ fn too_many_requests_with_retry_after_date_is_throttled() {
 
 #[test]
 fn unavailable_is_throttled_with_or_without_retry_after() {
-    let (url, _seen) = receiver(2, |received| {
-        if received.url == "/with" {
+    let receiver = Receiver::start(|_, received| {
+        if received.path == "/with" {
             Reply::status(503).header("Retry-After", "5")
         } else {
             Reply::status(503).header("Retry-After", "whenever")
         }
     });
+    let url = receiver.url.clone();
     let sender = sender();
     assert_eq!(
         sender.send(&request(&format!("{url}/with"))).verdict,
@@ -204,7 +211,8 @@ fn unavailable_is_throttled_with_or_without_retry_after() {
 
 #[test]
 fn server_error_is_a_failed_http_status_with_excerpt() {
-    let (url, _seen) = receiver(1, |_| Reply::status(500).body("database down"));
+    let receiver = Receiver::start(|_, _| Reply::status(500).body("database down"));
+    let url = receiver.url.clone();
     let outcome = sender().send(&request(&url));
     assert_eq!(outcome.error_class(), Some(ErrorClass::HttpStatus));
     assert_eq!(outcome.status(), Some(500));
@@ -213,11 +221,11 @@ fn server_error_is_a_failed_http_status_with_excerpt() {
 
 #[test]
 fn a_redirect_is_an_outcome_and_is_not_followed() {
-    let (elsewhere, elsewhere_seen) = receiver(1, |_| Reply::status(200));
-    let location = format!("{elsewhere}/stolen");
-    let (url, seen) = receiver(1, move |_| {
-        Reply::status(302).header("Location", location.clone())
-    });
+    let elsewhere = Receiver::start(|_, _| Reply::status(200));
+    let location = format!("{}/stolen", elsewhere.url);
+    let receiver =
+        Receiver::start(move |_, _| Reply::status(302).header("Location", location.clone()));
+    let url = receiver.url.clone();
 
     let outcome = sender().send(&request(&url));
     assert_eq!(outcome.error_class(), Some(ErrorClass::HttpStatus));
@@ -226,30 +234,26 @@ fn a_redirect_is_an_outcome_and_is_not_followed() {
         unreachable!()
     };
     assert!(detail.contains("/stolen"), "{detail}");
-    assert!(seen.recv_timeout(Duration::from_secs(5)).is_ok());
+    assert!(receiver.nth(0, Duration::from_secs(5)).is_some());
     assert!(
-        elsewhere_seen
-            .recv_timeout(Duration::from_millis(300))
-            .is_err(),
+        elsewhere.nth(0, Duration::from_millis(300)).is_none(),
         "the redirect target was requested"
     );
 }
 
 #[test]
 fn a_huge_response_body_is_cut_at_the_limit() {
-    let url = raw_receiver(|mut stream| {
+    let receiver = RawReceiver::after_request(|mut connection| {
         let size = 10 * 1024 * 1024;
-        write_quietly(
-            &mut stream,
-            format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n").as_bytes(),
-        );
+        connection.write(format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n").as_bytes());
         let chunk = vec![b'x'; 64 * 1024];
         for _ in 0..size / chunk.len() {
-            if std::io::Write::write_all(&mut stream, &chunk).is_err() {
+            if !connection.write(&chunk) {
                 break; // the sender hung up after its limit, as it should
             }
         }
     });
+    let url = receiver.url.clone();
     let sender = Sender::new(SenderConfig {
         allow: callout_deliver::AllowList::parse(["127.0.0.1"]).unwrap(),
         max_response_bytes: 64 * 1024,
@@ -285,21 +289,12 @@ fn a_closed_port_is_connect_refused() {
 #[test]
 fn https_to_a_plain_http_receiver_is_a_tls_failure() {
     // A plain HTTP server answering the TLS ClientHello with an HTTP error, as real ones do.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let mut hello = [0u8; 512];
-        let _ = std::io::Read::read(&mut stream, &mut hello);
-        write_quietly(
-            &mut stream,
-            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
-        );
+    let receiver = RawReceiver::start(|mut connection| {
+        let _hello = connection.read_some(512);
+        connection.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
     });
-    let outcome = sender().send(&request(&format!("https://127.0.0.1:{port}/")));
+    let url = receiver.url.replace("http://", "https://");
+    let outcome = sender().send(&request(&format!("{url}/")));
     assert_eq!(outcome.error_class(), Some(ErrorClass::Tls), "{outcome:?}");
 }
 
@@ -322,12 +317,13 @@ fn unusable_urls_are_invalid_targets() {
 
 #[test]
 fn a_delivery_id_that_is_not_a_header_value_is_an_invalid_request() {
-    let (url, seen) = receiver(1, |_| Reply::status(200));
+    let receiver = Receiver::start(|_, _| Reply::status(200));
+    let url = receiver.url.clone();
     let mut bad = request(&url);
     bad.delivery_id = "line\r\nbreak".into();
     let outcome = sender().send(&bad);
     assert_eq!(outcome.error_class(), Some(ErrorClass::InvalidRequest));
-    assert!(seen.recv_timeout(Duration::from_millis(300)).is_err());
+    assert!(receiver.nth(0, Duration::from_millis(300)).is_none());
 }
 
 #[test]

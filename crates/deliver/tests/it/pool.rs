@@ -1,18 +1,18 @@
 //! Keep-alive: sends reuse one connection, including after error statuses, and across threads.
 
 use std::collections::HashSet;
-use std::net::TcpListener;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use callout_deliver::{Request, Verdict};
+use callout_testkit::{RawReceiver, Receiver, Reply};
 
-use crate::support::{read_request, receiver, sender, write_quietly, Reply};
+use crate::support::sender;
 
 #[test]
 fn twenty_sends_use_one_connection() {
-    let (url, seen) = receiver(20, |received| {
+    let receiver = Receiver::start(|_, received| {
         // Alternate statuses with bodies: reading error bodies must keep the connection too.
         if received.body.ends_with(b"1}") {
             Reply::status(500).body("try later")
@@ -20,6 +20,7 @@ fn twenty_sends_use_one_connection() {
             Reply::status(200).body("ok")
         }
     });
+    let url = receiver.url.clone();
     let sender = sender();
     for i in 0..20 {
         let body = format!(r#"{{"n":{}}}"#, i % 2);
@@ -31,14 +32,15 @@ fn twenty_sends_use_one_connection() {
         assert!(outcome.response.is_some(), "{outcome:?}");
     }
     let peers: HashSet<_> = (0..20)
-        .map(|_| seen.recv_timeout(Duration::from_secs(5)).unwrap().peer)
+        .map(|n| receiver.nth(n, Duration::from_secs(5)).unwrap().peer)
         .collect();
     assert_eq!(peers.len(), 1, "connections: {peers:?}");
 }
 
 #[test]
 fn worker_threads_share_one_sender() {
-    let (url, seen) = receiver(40, |_| Reply::status(200));
+    let receiver = Receiver::ok();
+    let url = receiver.url.clone();
     let sender = Arc::new(sender());
     let workers: Vec<_> = (0..4)
         .map(|worker| {
@@ -61,7 +63,7 @@ fn worker_threads_share_one_sender() {
     let delivered: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
     assert_eq!(delivered, 40);
     let peers: HashSet<_> = (0..40)
-        .map(|_| seen.recv_timeout(Duration::from_secs(5)).unwrap().peer)
+        .map(|n| receiver.nth(n, Duration::from_secs(5)).unwrap().peer)
         .collect();
     // At most one connection per worker (tiny_http serves one request at a time per
     // connection, so workers may not always find an idle one, but the pool keeps them).
@@ -71,41 +73,27 @@ fn worker_threads_share_one_sender() {
 #[test]
 fn a_connection_with_stray_bytes_after_its_response_is_not_reused() {
     // The first connection answers with two bytes more than its Content-Length says: reusing
-    // it would read them as the start of the next response. Each connection reports the
-    // requests it served.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    let (served, reports) = mpsc::channel();
-    thread::spawn(move || {
-        for connection in 0..2 {
-            let Ok((mut stream, _)) = listener.accept() else {
-                return;
-            };
-            stream
-                .set_read_timeout(Some(Duration::from_secs(3)))
-                .unwrap();
-            let served = served.clone();
-            thread::spawn(move || {
-                let reply: &[u8] = match connection {
-                    0 => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokXX",
-                    _ => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-                };
-                let mut requests = 0;
-                while read_request(&mut stream) {
-                    requests += 1;
-                    write_quietly(&mut stream, reply);
-                    let _ = served.send((connection, requests));
-                }
-            });
+    // it would read them as the start of the next response. The receiver records the
+    // connection each request came on.
+    let receiver = RawReceiver::start(|mut connection| {
+        let reply: &[u8] = match connection.index {
+            0 => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokXX",
+            _ => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        };
+        while connection.read_request().is_some() {
+            connection.write(reply);
         }
     });
+    let url = format!("{}/", receiver.url);
     let sender = sender();
     for n in 0..2 {
         let outcome = sender.send(&Request::new(format!("d{n}"), url.clone(), b"{}".to_vec()));
         assert_eq!(outcome.verdict, Verdict::Delivered, "{outcome:?}");
     }
-    let got: Vec<(u32, u32)> = (0..2)
-        .map(|_| reports.recv_timeout(Duration::from_secs(5)).unwrap())
+    // Each request as (connection, its count on that connection), both as the receiver saw.
+    let got: Vec<(usize, usize)> = (0..2)
+        .map(|n| receiver.nth(n, Duration::from_secs(5)).unwrap())
+        .map(|request| (request.connection, request.index + 1))
         .collect();
     assert_eq!(
         got,

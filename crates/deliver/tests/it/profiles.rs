@@ -11,7 +11,9 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::Sha256;
 
-use crate::support::{receiver, sender, Received, Reply};
+use callout_testkit::{Received, Receiver, Reply};
+
+use crate::support::sender;
 
 fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
@@ -28,17 +30,20 @@ fn hmac_sha1(key: &[u8], message: &[u8]) -> Vec<u8> {
 /// Sends one request and returns what the receiver saw, answering 401 unless `accept` says the
 /// signature is right (so a wrong signature also fails the send).
 fn round_trip(request: Request, accept: fn(&Received) -> bool) -> Received {
-    let (url, seen) = receiver(1, move |received| {
+    let receiver = Receiver::start(move |_, received| {
         if accept(received) {
             Reply::status(200)
         } else {
             Reply::status(401)
         }
     });
-    let request = Request { url, ..request };
+    let request = Request {
+        url: receiver.url.clone(),
+        ..request
+    };
     let outcome = sender().send(&request);
     assert_eq!(outcome.verdict, Verdict::Delivered, "{outcome:?}");
-    seen.recv_timeout(Duration::from_secs(5)).unwrap()
+    receiver.nth(0, Duration::from_secs(5)).unwrap()
 }
 
 const BODY: &[u8] = br#"{"type":"contact.updated","data":{"id":18,"name":"Caf\u00e9 & Co"}}"#;

@@ -2,13 +2,12 @@
 //! these tests with openssl, valid until 2126, for 127.0.0.1 and localhost; the key protects
 //! nothing). The sender's own request writing runs above TLS, so this is where it is checked.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{BufReader, Write};
 use std::sync::{mpsc, Arc};
-use std::thread;
 use std::time::Duration;
 
 use callout_deliver::{ErrorClass, Request, Verdict};
+use callout_testkit::{read_request, RawReceiver};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -17,8 +16,10 @@ use crate::support::sender;
 const CERT: &[u8] = include_bytes!("tls/cert.pem");
 const KEY: &[u8] = include_bytes!("tls/key.pem");
 
-/// Serves `count` requests on one TLS connection, answering each `200 ok`; sends each body.
-fn tls_receiver(count: usize) -> (String, mpsc::Receiver<Vec<u8>>) {
+/// Serves `count` requests on each TLS connection, answering each `200 ok`; sends each body.
+/// The TLS side is here (rustls is this crate's dev-dependency, not the testkit's); the rest
+/// is the testkit's receiver.
+fn tls_receiver(count: usize) -> (String, mpsc::Receiver<Vec<u8>>, RawReceiver) {
     let certs = CertificateDer::pem_slice_iter(CERT)
         .collect::<Result<Vec<_>, _>>()
         .expect("certificate");
@@ -27,36 +28,18 @@ fn tls_receiver(count: usize) -> (String, mpsc::Receiver<Vec<u8>>) {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .expect("server config");
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("address").port();
+    let config = Arc::new(config);
     let (seen, bodies) = mpsc::channel();
-    thread::spawn(move || {
-        let Ok((tcp, _)) = listener.accept() else {
+    let receiver = RawReceiver::start(move |connection| {
+        let Ok(tls) = rustls::ServerConnection::new(Arc::clone(&config)) else {
             return;
         };
-        let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
-        let Ok(connection) = rustls::ServerConnection::new(Arc::new(config)) else {
-            return;
-        };
-        let mut stream = BufReader::new(rustls::StreamOwned::new(connection, tcp));
+        let mut stream = BufReader::new(rustls::StreamOwned::new(tls, connection.into_stream()));
         for _ in 0..count {
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if stream.read_line(&mut line).unwrap_or(0) == 0 {
-                    return;
-                }
-                if line == "\r\n" {
-                    break;
-                }
-                if let Some((name, value)) = line.split_once(':') {
-                    if name.eq_ignore_ascii_case("content-length") {
-                        length = value.trim().parse().unwrap_or(0);
-                    }
-                }
-            }
-            let mut body = vec![0; length];
-            if stream.read_exact(&mut body).is_err() || seen.send(body).is_err() {
+            let Some(request) = read_request(&mut stream) else {
+                return;
+            };
+            if seen.send(request.body().to_vec()).is_err() {
                 return;
             }
             let tls = stream.get_mut();
@@ -69,12 +52,13 @@ fn tls_receiver(count: usize) -> (String, mpsc::Receiver<Vec<u8>>) {
             }
         }
     });
-    (format!("https://127.0.0.1:{port}/hook"), bodies)
+    let url = format!("{}/hook", receiver.url.replace("http://", "https://"));
+    (url, bodies, receiver)
 }
 
 #[test]
 fn an_https_receiver_gets_each_body_whole_on_one_kept_connection() {
-    let (url, bodies) = tls_receiver(2);
+    let (url, bodies, _receiver) = tls_receiver(2);
     let sender = sender();
     // Small, and larger than the sender's 128 KiB buffers.
     for body in [b"{\"n\":1}".to_vec(), vec![b'x'; 300_000]] {
@@ -92,7 +76,7 @@ fn an_https_receiver_gets_each_body_whole_on_one_kept_connection() {
 
 #[test]
 fn a_self_signed_certificate_is_a_tls_failure_unless_checks_are_off() {
-    let (url, bodies) = tls_receiver(1);
+    let (url, bodies, _receiver) = tls_receiver(1);
     let outcome = sender().send(&Request::new("del_1", &url, b"{}".to_vec()));
     assert_eq!(outcome.error_class(), Some(ErrorClass::Tls), "{outcome:?}");
     assert!(bodies.recv_timeout(Duration::from_millis(300)).is_err());
