@@ -2,13 +2,12 @@
 //! agent settings (no signing, no classification, and the head and body of each request
 //! written separately, as ureq does), to a local keep-alive receiver, from 1, 4 and 16 threads.
 //!
-//! The receiver is a small threaded std::net HTTP/1.1 responder (one thread per connection):
-//! faster and steadier than tiny_http, so the client side is what is measured.
+//! The receiver is the testkit's raw keep-alive responder (one thread per connection): faster
+//! and steadier than tiny_http, so the client side is what is measured.
 
 // criterion_group! defines an undocumented public function.
 #![allow(missing_docs)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -17,7 +16,8 @@ use sha2::Sha256;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{raw_agent, raw_send, run_split, sender_send, signed_sender, start_receiver};
+use callout_testkit::RawReceiver;
+use support::{raw_agent, raw_send, run_split, sender_send, signed_sender};
 
 const THREADS: [usize; 3] = [1, 4, 16];
 
@@ -31,7 +31,8 @@ fn body() -> Vec<u8> {
 }
 
 fn deliver(c: &mut Criterion) {
-    let url = start_receiver(Arc::new(|_: &[u8]| {}));
+    let receiver = RawReceiver::counting_ok();
+    let url = format!("{}/hook", receiver.url);
     let body = body();
     let (sender, request) = signed_sender(&url, &body);
     let agent = raw_agent();

@@ -10,7 +10,6 @@
 #![allow(missing_docs)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use callout::{Engine, Event, Subscription};
@@ -19,64 +18,23 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 #[path = "support/mod.rs"]
 mod support;
 use callout_deliver::{Request, Sender};
-use support::{
-    raw_agent, raw_send, raw_sled, run_split, sender_send, signed_sender, start_receiver,
-};
+use callout_testkit::RawReceiver;
+use support::{raw_agent, raw_send, raw_sled, run_split, sender_send, signed_sender};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const WORKERS: usize = 4;
 
 struct Rig {
     engine: Engine,
-    received: Arc<Received>,
+    /// Counts requests; a waiting bench sleeps until its count is reached rather than polling
+    /// (raw ureq's threads are joined, and a poll every 50 us costs a thread switch each on 2
+    /// cores, and blurs the latency).
+    receiver: RawReceiver,
     _dir: tempfile::TempDir,
 }
 
-/// The receiver's count of requests, and a wake-up for whoever awaits a number of them: the
-/// waiting thread sleeps until then rather than polling (raw ureq's threads are joined, and a
-/// poll every 50 us costs a thread switch each on 2 cores, and blurs the latency).
-#[derive(Default)]
-struct Received {
-    count: AtomicU64,
-    awaited: AtomicU64,
-    lock: Mutex<()>,
-    reached: Condvar,
-}
-
-impl Received {
-    fn on_request(&self) {
-        if self.count.fetch_add(1, Ordering::SeqCst) + 1 >= self.awaited.load(Ordering::SeqCst) {
-            // Under the lock, so a waiter between its check and its wait cannot miss it.
-            let _held = self.lock.lock();
-            self.reached.notify_all();
-        }
-    }
-
-    /// Sets the count to wait for: `more` requests from now. Call before causing them.
-    fn expect(&self, more: u64) -> u64 {
-        let target = self.count.load(Ordering::SeqCst) + more;
-        self.awaited.store(target, Ordering::SeqCst);
-        target
-    }
-
-    /// Waits (at most 60 s) until the count reaches `target`.
-    fn wait(&self, target: u64) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let Ok(mut held) = self.lock.lock() else {
-            return;
-        };
-        while self.count.load(Ordering::SeqCst) < target {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            held = match self.reached.wait_timeout(held, left) {
-                Ok((held, _)) => held,
-                Err(_) => return,
-            };
-        }
-    }
-}
+/// How long a bench waits for the requests it caused before going on without them.
+const RECEIVED_LIMIT: Duration = Duration::from_secs(60);
 
 fn rig() -> Rig {
     rig_with(|s| s)
@@ -84,9 +42,8 @@ fn rig() -> Rig {
 
 /// A rig whose subscription is shaped by `shape` (e.g. one event per request).
 fn rig_with(shape: impl Fn(Subscription) -> Subscription) -> Rig {
-    let received = Arc::new(Received::default());
-    let counter = Arc::clone(&received);
-    let url = start_receiver(Arc::new(move |_: &[u8]| counter.on_request()));
+    let receiver = RawReceiver::counting_ok();
+    let url = format!("{}/hook", receiver.url);
     let dir = tempfile::tempdir().expect("tempdir");
     // One subscription: all workers may serve it, as many requests in flight as the raw
     // rate's threads (the default keeps one worker free for other subscriptions).
@@ -104,7 +61,7 @@ fn rig_with(shape: impl Fn(Subscription) -> Subscription) -> Rig {
         .expect("subscription");
     Rig {
         engine,
-        received,
+        receiver,
         _dir: dir,
     }
 }
@@ -123,7 +80,8 @@ fn end_to_end(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(4));
 
     // The ceiling: raw ureq keep-alive POSTs of the same size, from as many threads as workers.
-    let raw_url = start_receiver(Arc::new(|_: &[u8]| {}));
+    let raw_receiver = RawReceiver::counting_ok();
+    let raw_url = format!("{}/hook", raw_receiver.url);
     let agent = raw_agent();
     let body =
         serde_json::to_vec(&serde_json::json!({"data": "x".repeat(900)})).unwrap_or_default();
@@ -152,12 +110,12 @@ fn end_to_end(c: &mut Criterion) {
         let rig = rig();
         group.bench_function(BenchmarkId::new("publish_to_received", publishers), |b| {
             b.iter_custom(|iters| {
-                let target = rig.received.expect(iters);
+                let target = rig.receiver.count() + iters as usize;
                 let started = Instant::now();
                 run_split(iters, publishers, |i| {
                     rig.engine.publish(event(i)).expect("publish");
                 });
-                rig.received.wait(target);
+                rig.receiver.wait_count(target, RECEIVED_LIMIT);
                 started.elapsed()
             })
         });
@@ -167,7 +125,7 @@ fn end_to_end(c: &mut Criterion) {
     let bulk = rig_with(|s| s.chunk_size(1));
     group.bench_function(BenchmarkId::new("publish_batch_100_to_received", 1), |b| {
         b.iter_custom(|iters| {
-            let target = bulk.received.expect(iters);
+            let target = bulk.receiver.count() + iters as usize;
             let started = Instant::now();
             let mut sent = 0;
             while sent < iters {
@@ -176,7 +134,7 @@ fn end_to_end(c: &mut Criterion) {
                 bulk.engine.publish_batch(events).expect("publish_batch");
                 sent += n;
             }
-            bulk.received.wait(target);
+            bulk.receiver.wait_count(target, RECEIVED_LIMIT);
             started.elapsed()
         })
     });
@@ -186,10 +144,10 @@ fn end_to_end(c: &mut Criterion) {
     let rig = rig();
     let mut samples: Vec<Duration> = (0..300u64)
         .map(|i| {
-            let target = rig.received.expect(1);
+            let target = rig.receiver.count() + 1;
             let started = Instant::now();
             rig.engine.publish(event(i)).expect("publish");
-            rig.received.wait(target);
+            rig.receiver.wait_count(target, RECEIVED_LIMIT);
             started.elapsed()
         })
         .collect();

@@ -1,72 +1,14 @@
-//! Shared bench fixtures: a minimal keep-alive HTTP/1.1 receiver on 127.0.0.1, the raw ureq
-//! agent the sender is compared with, the sender itself with a signed request, a bare sled for
-//! the raw storage limits, and a helper that splits work over threads.
+//! Shared bench fixtures (the receiver is `callout_testkit::RawReceiver::counting_ok`): the raw
+//! ureq agent the sender is compared with, the sender itself with a signed request, a bare sled
+//! for the raw storage limits, and a helper that splits work over threads.
 
 #![allow(dead_code)] // each bench uses a different part
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use callout_deliver::sign::standard::Secret;
 use callout_deliver::{AllowList, Request, Sender, SenderConfig, Signature, Timeouts, Verdict};
-
-/// Called with each request body the receiver reads.
-pub type OnRequest = Arc<dyn Fn(&[u8]) + Send + Sync>;
-
-/// Serves keep-alive connections forever (the bench process ends them): reads a request head
-/// and its Content-Length body, answers an empty 200.
-pub fn start_receiver(on_request: OnRequest) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let on_request = Arc::clone(&on_request);
-            thread::spawn(move || serve(stream, &on_request));
-        }
-    });
-    format!("http://{address}/hook")
-}
-
-fn serve(stream: TcpStream, on_request: &OnRequest) {
-    stream.set_nodelay(true).unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    let mut body = Vec::new();
-    loop {
-        let mut length = 0usize;
-        // Request line and headers, up to the empty line.
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            if line == "\r\n" {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        body.resize(length, 0);
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        on_request(&body);
-        if writer
-            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-            .is_err()
-        {
-            return;
-        }
-    }
-}
 
 pub fn timeouts() -> Timeouts {
     Timeouts {

@@ -15,7 +15,9 @@
 //!
 //! Waiting for requests always has a deadline and sleeps on a condition variable until the
 //! requests arrive, so tests neither poll nor sleep-then-assert. It depends on no callout
-//! crate (so every crate can dev-depend on it) and on nothing but tiny_http and std.
+//! crate (so every crate can dev-depend on it) and on nothing but tiny_http and std (and
+//! serde_json for `Received::json`, behind the `json` feature). Its receivers listen on
+//! 127.0.0.1 only.
 //!
 //! ```
 //! use std::time::Duration;

@@ -235,6 +235,27 @@ mod tests {
     }
 
     #[test]
+    fn a_drip_arrives_whole_and_dropping_cuts_a_pause_short() {
+        let receiver = RawReceiver::after_request(|mut connection| {
+            connection.drip(b"HTTP/1.1 200 OK\r\n\r\n", 4, Duration::from_millis(5));
+            connection.pause(Duration::from_secs(60));
+        });
+        let mut stream = TcpStream::connect(receiver.url.trim_start_matches("http://")).unwrap();
+        stream.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let mut answer = [0u8; 19];
+        stream.read_exact(&mut answer).unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 200 OK\r\n\r\n");
+        let started = std::time::Instant::now();
+        drop(receiver);
+        // The script's pause ends with the receiver, and the connection with the script.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(stream.read(&mut answer).unwrap(), 0);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
     fn counting_ok_answers_and_counts() {
         let receiver = RawReceiver::counting_ok();
         let mut stream = TcpStream::connect(receiver.url.trim_start_matches("http://")).unwrap();
