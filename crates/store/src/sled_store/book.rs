@@ -30,9 +30,9 @@ pub(super) struct Book {
     /// one batch by the next read or flush, by a lease that takes a delivery it holds, or once
     /// it holds [`BEHIND_MAX`] settles or is [`BEHIND_AGE`] old (checked by settles, which
     /// hand it off to be applied outside the book lock, and by leases). sled pays a log write
-    /// per `apply_batch` (about 50-100 us here), which made one settle cost more than leasing
-    /// and enqueueing its delivery together.
-    /// Settles were never flushed by the call (see [`Store::complete`]), so buffering them
+    /// per `apply_batch`, which made one settle cost more than leasing and enqueueing its
+    /// delivery together (docs/BENCHMARKS.md, Store).
+    /// Settles were never flushed by the call (see [`Queue::complete`](crate::Queue::complete)), so buffering them
     /// changes no promise: a crash before they reach disk leaves their deliveries in flight,
     /// and reopening makes them due again (at least once).
     pub(super) behind: Ops,
@@ -45,7 +45,7 @@ pub(super) struct Book {
     /// one record per subscription (see `attempts.rs`) when the buffer is taken.
     pub(super) behind_attempts: Vec<Filed>,
     /// Deliveries whose settles were last handed off to be applied outside the book lock
-    /// (see [`Store::hand_off_behind`]); maybe not on disk yet, until the gate is taken.
+    /// (see [`SledStore::hand_off_behind`]); maybe not on disk yet, until the gate is taken.
     pub(super) handed_off_ids: IdSet,
     /// Deliveries in flight, by id. On disk they stay as they were when due (due-index entry
     /// included); leasing skips the ones in here.
@@ -66,7 +66,7 @@ pub(super) struct Book {
 /// record is never changed under its key: it is rewritten under another (reschedule, release,
 /// hold, replay) only after a lease or a hold has taken it from here, so what is kept is what
 /// is on disk. Reading it back cost a lease a sled read that waits behind every batch being
-/// applied (the bare path in docs/BENCHMARKS.md: 23.7k deliveries/s with it, 30.0k without).
+/// applied (measured in docs/BENCHMARKS.md, End to end: the ceiling on sled).
 #[derive(Default)]
 pub(super) struct Fresh {
     pub(super) records: IdMap<Delivery>,

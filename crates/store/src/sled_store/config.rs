@@ -28,7 +28,7 @@ pub struct StoreConfig {
     pub lease: Duration,
     /// How long a host-supplied event id is remembered for de-duplication.
     pub dedup_retention: Duration,
-    /// How long an attempt is kept after it was made, by [`Store::prune`] (for every delivery:
+    /// How long an attempt is kept after it was made, by [`History::prune`](crate::History::prune) (for every delivery:
     /// a dead letter older than this keeps its record but loses its attempt history).
     pub attempt_retention: Duration,
     /// How many bytes of enqueued deliveries are also kept in memory until their first lease,

@@ -31,7 +31,7 @@ pub(super) struct FlushState {
     /// Durable writers that have started but not yet taken their ticket.
     pub(super) writing: u64,
     /// Enqueued writes not yet applied: the next flusher applies them all as one batch, since
-    /// sled pays a log write per `apply_batch` (FACTS.md: about 50 us each).
+    /// sled pays a log write per `apply_batch` (FACTS.md).
     pub(super) pending: Vec<Ops>,
     /// Host event ids in `pending`, so a concurrent duplicate is caught before it is applied.
     pub(super) pending_ids: Vec<(String, u64)>,
@@ -89,7 +89,7 @@ impl Drop for Writing<'_> {
 /// Writes of one state change, in order, before they become one sled batch: an enqueue's wait
 /// for the group commit, a settle's in the write-behind buffer (see [`Book::behind`]), or any
 /// other change's until it is applied. Unlike `sled::Batch`, two of these can be merged.
-/// The most writes a group commit sends through a journal record (see [`Store::commit`]);
+/// The most writes a group commit sends through a journal record (see [`SledStore::commit`]);
 /// more go as one `apply_batch`, whose log write is then worth it.
 pub(super) const JOURNAL_MAX: usize = 32;
 
@@ -205,8 +205,9 @@ impl SledStore {
 
     /// Makes a group commit's writes durable, all or none. Up to [`JOURNAL_MAX`] writes go to
     /// disk as one journal record and one flush, then out as plain inserts (`write_out`):
-    /// sled pays a log write for every `apply_batch` (FACTS.md), so this costs about 110 us
-    /// where apply_batch + flush cost 175-220 us. More writes go as one batch and a flush.
+    /// sled pays a log write for every `apply_batch` (FACTS.md), so this costs less than an
+    /// `apply_batch` and a flush (docs/BENCHMARKS.md, Store). More writes go as one batch and a
+    /// flush.
     pub(super) fn commit(&self, ticket: u64, ops: Ops) -> Result<(), StoreError> {
         if ops.writes.len() > JOURNAL_MAX {
             self.apply(ops)?;

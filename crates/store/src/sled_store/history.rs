@@ -15,7 +15,6 @@ use super::ops::Ops;
 use super::{OrStoreError, SledStore};
 
 impl History for SledStore {
-    /// queue's keys, since keeping an id index would cost every enqueue a write.
     fn delivery(&self, id: u64) -> Result<Option<Delivery>, StoreError> {
         let mut book = self.book()?;
         self.apply_behind(&mut book)?;
@@ -48,7 +47,6 @@ impl History for SledStore {
         Ok(None)
     }
 
-    /// Every attempt of a delivery, oldest first.
     fn attempts_for_delivery(&self, id: u64) -> Result<Vec<Attempt>, StoreError> {
         self.catch_up()?;
         let mut out: Vec<Attempt> = Vec::new();
@@ -78,8 +76,6 @@ impl History for SledStore {
         Ok(out)
     }
 
-    /// The newest attempts of a subscription's deliveries, newest first, at most `limit`, as
-    /// (delivery id, attempt).
     fn attempts_for_subscription(
         &self,
         sub: u64,

@@ -43,7 +43,7 @@ pub(super) const SEEN: u8 = b'e'; // e event_id -> at
 pub(super) const SEEN_AT: u8 = b't'; // t at event_id -> further event ids
 pub(super) const NEXT_DELIVERY: &[u8] = b"N"; // N -> the next id not yet reserved
 /// A group commit's writes as one record (`Ops::encode`), flushed, then written out as plain
-/// inserts and removed (`Store::write_out`); one a crash left is written out on open.
+/// inserts and removed (`SledStore::write_out`); one a crash left is written out on open.
 pub(super) const JOURNAL: u8 = b'j'; // j ticket -> Ops
 /// Delivery ids are reserved in blocks: `N` is written once per block, not once per enqueue. A
 /// crash skips at most the rest of a block; an id is never reused.

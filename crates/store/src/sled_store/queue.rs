@@ -30,10 +30,6 @@ use super::write_behind::{BEHIND_AGE, BEHIND_MAX};
 use super::{OrStoreError, SledStore};
 
 impl Queue for SledStore {
-    /// Stores every delivery of a publish atomically (all or none) and returns once they are
-    /// durable (see [`Durability`]). `dedup_event_ids` are host-supplied event ids: one seen
-    /// before within the retention window is reported as a duplicate, and the deliveries that
-    /// carry it are skipped.
     fn enqueue(
         &self,
         dedup_event_ids: &[String],
@@ -153,9 +149,6 @@ impl Queue for SledStore {
         Ok(receipt)
     }
 
-    /// Like [`Store::lease`], taking only deliveries whose subscription `wanted` accepts; the
-    /// others stay due, untouched (e.g. a subscription already at its in-flight bound).
-    /// `wanted` is asked once per delivery about to be leased, so it can count them.
     fn lease_within(
         &self,
         now_ms: u64,
@@ -269,8 +262,6 @@ impl Queue for SledStore {
         self.settle(lease, Some(attempt), Finish::Dead(at))
     }
 
-    /// Holds a subscription's deliveries: due ones move to held and are not leased until
-    /// [`Store::resume_subscription`]; ones in flight are held when they come back.
     fn hold_subscription(&self, sub: u64) -> Result<(), StoreError> {
         let mut book = self.book()?;
         self.apply_behind(&mut book)?;
@@ -294,7 +285,6 @@ impl Queue for SledStore {
         }
     }
 
-    /// Releases a held subscription's deliveries, due at `now_ms`.
     fn resume_subscription(&self, sub: u64, now_ms: u64) -> Result<u64, StoreError> {
         let mut book = self.book()?;
         self.apply_behind(&mut book)?;
@@ -324,7 +314,6 @@ impl Queue for SledStore {
         Ok(moved)
     }
 
-    /// When the next delivery is due or the next lease expires, if any.
     fn next_due_at(&self) -> Result<Option<u64>, StoreError> {
         let book = self.book()?;
         let due = book.due.earliest();
@@ -335,7 +324,6 @@ impl Queue for SledStore {
         })
     }
 
-    /// Deliveries by state over all subscriptions, from counters (no scan).
     fn counts(&self) -> Result<Counts, StoreError> {
         let book = self.book()?;
         Ok(book
@@ -352,7 +340,6 @@ impl Queue for SledStore {
             }))
     }
 
-    /// Deliveries by state of one subscription, from counters (no scan).
     fn subscription_counts(&self, sub: u64) -> Result<Counts, StoreError> {
         Ok(self.book()?.counts.get(&sub).copied().unwrap_or_default())
     }

@@ -14,8 +14,6 @@ use super::keys::{key, NEXT_SUB, SEQUENCE, SUB};
 use super::{OrStoreError, SledStore};
 
 impl Registry for SledStore {
-    /// Validates and stores a new subscription: assigns the next id (never reused), a GUID, and
-    /// the creation time.
     fn create_subscription(
         &self,
         mut sub: Subscription,
@@ -38,7 +36,6 @@ impl Registry for SledStore {
         Ok(sub)
     }
 
-    /// The subscription with this id.
     fn get_subscription(&self, id: u64) -> Result<Option<Subscription>, StoreError> {
         let k = key(SUB, &[id]);
         self.subs
@@ -48,7 +45,6 @@ impl Registry for SledStore {
             .transpose()
     }
 
-    /// Replaces a stored subscription (by `id`), keeping its GUID and creation time.
     fn update_subscription(
         &self,
         mut sub: Subscription,
@@ -70,8 +66,6 @@ impl Registry for SledStore {
         Ok(sub)
     }
 
-    /// Deletes a subscription; returns it if it existed. Its deliveries stay until the engine
-    /// dead-letters them.
     fn delete_subscription(&self, id: u64) -> Result<Option<Subscription>, StoreError> {
         let _book = self.book()?;
         let k = key(SUB, &[id]);
@@ -80,8 +74,6 @@ impl Registry for SledStore {
         old.map(|v| codec::decode_json(&k, &v)).transpose()
     }
 
-    /// Subscriptions by name (contains, ignoring case), event (a pattern matches the event name,
-    /// or equals the given pattern) and state, in id order. Corrupt records are moved aside.
     fn list_subscriptions(
         &self,
         filter: &SubscriptionFilter,
@@ -135,8 +127,6 @@ impl Registry for SledStore {
         Ok(out)
     }
 
-    /// Reserves `count` numbers of a subscription's own counter (Autotask's `SequenceNumber`
-    /// counts up per webhook) and returns the first. Made durable by the enqueue that follows.
     fn reserve_sequence(&self, sub: u64, count: u64) -> Result<u64, StoreError> {
         let _book = self.book()?;
         let k = key(SEQUENCE, &[sub]);

@@ -45,7 +45,7 @@ impl SledStore {
         applied
     }
 
-    /// [`Store::apply_behind`] for callers that do not hold the book lock.
+    /// [`SledStore::apply_behind`] for callers that do not hold the book lock.
     pub(super) fn catch_up(&self) -> Result<(), StoreError> {
         let mut book = self.book()?;
         self.apply_behind(&mut book)
