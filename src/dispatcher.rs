@@ -1,17 +1,19 @@
-//! The dispatcher: the only place that leases. It leases due deliveries within each
-//! subscription's bounds, admits each (rate limit, hourly threshold, state), hands the admitted
-//! ones to the workers, and runs the periodic chores (retention, expired error logs, failure
-//! notices).
+//! The dispatcher: the only place that leases, and only for a worker that is free. It leases
+//! due deliveries within each subscription's bounds and admits each (rate limit, hourly
+//! threshold, state). Its thread hands deliveries to workers that wait for work, and runs the
+//! periodic chores (retention, expired error logs, failure notices); a worker that has just
+//! finished a delivery takes its next one through [`lease_for_free_worker`], without a hand-off.
+//! An engine that does not deliver has no dispatcher thread and no workers: nothing leases.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender as Tx};
 
 use callout_core::{CompiledSubscription, State, VendorRules};
-use callout_store::{DeadFilter, LeaseLimits, Leased};
+use callout_store::{DeadFilter, Leased};
 
 use crate::engine::Shared;
 use crate::notify::NoticeKind;
@@ -20,13 +22,14 @@ use crate::threshold::Hourly;
 /// How often the dispatcher drops history past retention.
 const PRUNE_EVERY_MS: u64 = 60_000;
 
-/// The dispatcher's state: its wake-up, the bounds it leases within, and each subscription's
-/// rate-limit slot.
+/// The dispatcher's state: its wake-up, how many workers wait for work, the hourly threshold,
+/// and each subscription's rate-limit slot. The bounds it leases within are the registry's.
 pub(crate) struct Dispatch {
     stopping: AtomicBool,
+    /// Workers waiting for a hand-off: the dispatcher thread leases no more than this.
+    free_workers: AtomicUsize,
     wake: Tx<()>,
     poll: Duration,
-    limits: LeaseLimits,
     hourly: Hourly,
     /// When each rate-limited subscription may send next (Unix ms).
     next_send_at: Mutex<HashMap<u64, u64>>,
@@ -34,17 +37,13 @@ pub(crate) struct Dispatch {
 
 impl Dispatch {
     /// The dispatcher's state and the receiving end of its wake-up, for [`run`].
-    pub(crate) fn new(
-        poll: Duration,
-        max_in_flight: usize,
-        hourly_threshold: Option<u64>,
-    ) -> (Dispatch, Receiver<()>) {
+    pub(crate) fn new(poll: Duration, hourly_threshold: Option<u64>) -> (Dispatch, Receiver<()>) {
         let (wake, woken) = crossbeam_channel::bounded(1);
         let dispatch = Dispatch {
             stopping: AtomicBool::new(false),
+            free_workers: AtomicUsize::new(0),
             wake,
             poll,
-            limits: LeaseLimits::new(max_in_flight),
             hourly: Hourly::new(hourly_threshold),
             next_send_at: Mutex::new(HashMap::new()),
         };
@@ -83,7 +82,10 @@ pub(crate) fn run(shared: &Shared, jobs: &Tx<Leased>, woken: &Receiver<()>) {
             expire_error_logs(shared, now);
         }
         crate::health::report_failures(shared, now);
-        let room = jobs.capacity().unwrap_or(1).saturating_sub(jobs.len());
+        // Only for workers that are free: a delivery leased for a busy worker would wait in
+        // the queue, in flight, behind whatever that worker is sending.
+        let free = dispatch.free_workers.load(Ordering::SeqCst);
+        let room = free.saturating_sub(jobs.len());
         let mut sent = 0;
         for leased in take_due(shared, now, room) {
             if jobs.send(leased).is_err() {
@@ -103,6 +105,22 @@ pub(crate) fn run(shared: &Shared, jobs: &Tx<Leased>, woken: &Receiver<()>) {
     }
 }
 
+/// The next delivery for a worker that has just finished one, if one may go now.
+pub(crate) fn lease_for_free_worker(shared: &Shared) -> Option<Leased> {
+    take_due(shared, shared.clock.now_ms(), 1).pop()
+}
+
+/// Waits, as a free worker, for the dispatcher thread to hand over a delivery; `None` once the
+/// engine shuts down.
+pub(crate) fn wait_for_work(shared: &Shared, jobs: &Receiver<Leased>) -> Option<Leased> {
+    let dispatch = &shared.dispatch;
+    dispatch.free_workers.fetch_add(1, Ordering::SeqCst);
+    dispatch.wake();
+    let job = jobs.recv().ok();
+    dispatch.free_workers.fetch_sub(1, Ordering::SeqCst);
+    job
+}
+
 /// Leases up to `max` due deliveries that may go now: within each subscription's in-flight
 /// bound (ordered ones one at a time), its rate limit and hourly threshold. The others go back
 /// (later, or held), or to the dead letters when their subscription is gone.
@@ -110,7 +128,15 @@ fn take_due(shared: &Shared, now: u64, max: usize) -> Vec<Leased> {
     if max == 0 || shared.dispatch.stopping() {
         return Vec::new();
     }
-    let leased = match shared.store.lease_within(now, max, &shared.dispatch.limits) {
+    // The registry's limits are read for the call: a change of subscription waits for it.
+    let leased = match shared.registry.limits() {
+        Ok(limits) => shared.store.lease_within(now, max, &limits),
+        Err(error) => {
+            tracing::error!(%error, "lease limits unreadable");
+            return Vec::new();
+        }
+    };
+    let leased = match leased {
         Ok(leased) => leased,
         Err(error) => {
             tracing::error!(%error, "lease failed");

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Sender as Tx};
+use crossbeam_channel::{bounded, Receiver, Sender as Tx};
 
 use callout_core::{vendor, Event};
 use callout_deliver::{AllowList, Sender, SenderConfig, Timeouts};
@@ -314,7 +314,6 @@ impl Engine {
             StorageKind::Sled(path) => Arc::new(SledStore::open(&path, b.store_config)?),
             StorageKind::Backend(backend) => backend,
         };
-        let registry = Registry::load(Arc::clone(&store), Arc::clone(&b.clock))?;
         let allow = AllowList::parse(&b.allow)?;
         let sender = Sender::new(SenderConfig {
             max_idle_connections_per_host: b.workers.max(4),
@@ -330,7 +329,8 @@ impl Engine {
         } else {
             b.max_in_flight_per_subscription
         };
-        let (dispatch, woken) = Dispatch::new(b.poll, max_in_flight, b.hourly_threshold);
+        let registry = Registry::load(Arc::clone(&store), Arc::clone(&b.clock), max_in_flight)?;
+        let (dispatch, woken) = Dispatch::new(b.poll, b.hourly_threshold);
         let (health, health_jobs) = Health::new(b.failure, b.notifier);
         let shared = Arc::new(Shared {
             store,
@@ -349,47 +349,55 @@ impl Engine {
             },
             health,
         });
+        let engine = Engine {
+            shared: Arc::clone(&shared),
+            delivering: Mutex::new(Vec::new()),
+            health: Mutex::new(None),
+            jobs: Mutex::new(None),
+        };
+        // On a failed start, dropping `engine` shuts down what was started.
+        engine.start_threads(b.deliver, b.workers, health_jobs, woken)?;
+        Ok(engine)
+    }
+
+    fn start_threads(
+        &self,
+        deliver: bool,
+        workers: usize,
+        health_jobs: Receiver<crate::health::HealthJob>,
+        woken: Receiver<()>,
+    ) -> Result<(), Error> {
         let spawn = |name: String, run: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name)
                 .spawn(run)
                 .map_err(Error::Thread)
         };
-        let health_thread = {
-            let shared = Arc::clone(&shared);
-            spawn(
-                "callout-health".into(),
-                Box::new(move || crate::health::run(&shared, &health_jobs)),
-            )?
-        };
-        let mut delivering = Vec::new();
-        let mut jobs = None;
-        if b.deliver {
-            let (job_tx, job_rx) = bounded::<Leased>(b.workers * 2);
-            for n in 0..b.workers {
-                let (shared, job_rx) = (Arc::clone(&shared), job_rx.clone());
-                let low_water = b.workers;
-                delivering.push(spawn(
-                    format!("callout-worker-{n}"),
-                    Box::new(move || crate::worker::run(&shared, &job_rx, low_water)),
-                )?);
-            }
-            let dispatcher_shared = Arc::clone(&shared);
-            let dispatcher_jobs = job_tx.clone();
-            delivering.push(spawn(
-                "callout-dispatcher".into(),
-                Box::new(move || {
-                    crate::dispatcher::run(&dispatcher_shared, &dispatcher_jobs, &woken)
-                }),
-            )?);
-            jobs = Some(job_tx);
+        let shared = Arc::clone(&self.shared);
+        let health = spawn(
+            "callout-health".into(),
+            Box::new(move || crate::health::run(&shared, &health_jobs)),
+        )?;
+        *self.health.lock().map_err(|_| Error::Poisoned)? = Some(health);
+        if !deliver {
+            return Ok(());
         }
-        Ok(Engine {
-            shared,
-            delivering: Mutex::new(delivering),
-            health: Mutex::new(Some(health_thread)),
-            jobs: Mutex::new(jobs),
-        })
+        let (job_tx, job_rx) = bounded::<Leased>(workers);
+        *self.jobs.lock().map_err(|_| Error::Poisoned)? = Some(job_tx.clone());
+        let mut delivering = self.delivering.lock().map_err(|_| Error::Poisoned)?;
+        for n in 0..workers {
+            let (shared, job_rx) = (Arc::clone(&self.shared), job_rx.clone());
+            delivering.push(spawn(
+                format!("callout-worker-{n}"),
+                Box::new(move || crate::worker::run(&shared, &job_rx)),
+            )?);
+        }
+        let shared = Arc::clone(&self.shared);
+        delivering.push(spawn(
+            "callout-dispatcher".into(),
+            Box::new(move || crate::dispatcher::run(&shared, &job_tx, &woken)),
+        )?);
+        Ok(())
     }
 
     /// Creates, reads, changes and lists subscriptions.
@@ -409,21 +417,22 @@ impl Engine {
         crate::publish::publish_events(&self.shared, events, |_| true)
     }
 
-    /// Stops leasing, lets in-flight deliveries finish until `deadline`, calls the deactivation
-    /// URLs still queued, and stops the threads. What is still in flight then is released by
-    /// the store's leases (delivered again later, at least once).
+    /// Stops leasing, lets in-flight deliveries finish until `deadline`, then gives the state
+    /// events and deactivation calls still queued up to `deadline` more, and stops the threads.
+    /// What is still in flight then is released by the store's leases (delivered again later,
+    /// at least once); a worker left behind does its own switch-off's jobs.
     pub fn shutdown(&self, deadline: Duration) -> Result<(), Error> {
         self.shared.dispatch.stop();
         drop(self.jobs.lock().map_err(|_| Error::Poisoned)?.take());
-        let started = std::time::Instant::now();
         let delivering = std::mem::take(&mut *self.delivering.lock().map_err(|_| Error::Poisoned)?);
+        let started = Instant::now();
         for thread in delivering {
             join_by(thread, started, deadline);
         }
-        // The workers are done (or left behind): no settle queues a job after this.
+        // Jobs queued by the settles above are drained; a later one is done by its worker.
         self.shared.health.close();
         if let Some(thread) = self.health.lock().map_err(|_| Error::Poisoned)?.take() {
-            join_by(thread, started, deadline);
+            join_by(thread, Instant::now(), deadline);
         }
         self.shared.store.flush()?;
         Ok(())
@@ -432,7 +441,7 @@ impl Engine {
 
 /// Joins `thread` if it finishes before `deadline` after `started`; a thread stuck past it is
 /// left to finish alone (a worker's lease then expires).
-fn join_by(thread: JoinHandle<()>, started: std::time::Instant, deadline: Duration) {
+fn join_by(thread: JoinHandle<()>, started: Instant, deadline: Duration) {
     while !thread.is_finished() && started.elapsed() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }

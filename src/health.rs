@@ -84,21 +84,35 @@ impl Health {
         (health, rx)
     }
 
-    /// Queues a job for the health thread; after shutdown began, nothing more is queued.
-    pub(crate) fn queue(&self, job: HealthJob) {
+    /// Queues a job for the health thread. Once the queue is closed (a worker still settling
+    /// past the shutdown deadline), the job is done here rather than lost.
+    pub(crate) fn queue(&self, shared: &Shared, job: HealthJob) {
         let jobs = self.jobs.lock().ok().and_then(|j| j.clone());
-        if let Some(jobs) = jobs {
-            let _ = jobs.send(job);
+        match jobs {
+            Some(jobs) => {
+                if let Err(crossbeam_channel::SendError(job)) = jobs.send(job) {
+                    perform(shared, job);
+                }
+            }
+            None => perform(shared, job),
         }
     }
 
     /// Queues the deactivation call of a subscription that was switched off or deleted.
-    pub(crate) fn deactivated(&self, subscription: Subscription, reason: &'static str) {
+    pub(crate) fn deactivated(
+        &self,
+        shared: &Shared,
+        subscription: Subscription,
+        reason: &'static str,
+    ) {
         if subscription.deactivation_url.is_some() {
-            self.queue(HealthJob::Deactivate {
-                subscription: Box::new(subscription),
-                reason,
-            });
+            self.queue(
+                shared,
+                HealthJob::Deactivate {
+                    subscription: Box::new(subscription),
+                    reason,
+                },
+            );
         }
     }
 
@@ -211,17 +225,15 @@ pub(crate) fn switch_off(
         sub.state = state;
         Ok(active)
     });
+    // The registry holds the deliveries with the change of state.
     let stopped = match changed {
         Ok(Some(changed)) => changed.after,
         Ok(None) => return,
         Err(error) => {
-            tracing::error!(%error, subscription = id, "could not store the new state");
+            tracing::error!(%error, subscription = id, "could not switch the subscription off");
             return;
         }
     };
-    if let Err(error) = shared.store.hold_subscription(id) {
-        tracing::error!(%error, subscription = id, "could not hold deliveries");
-    }
     shared.health.forget_streak(id);
     tracing::warn!(
         subscription = id,
@@ -229,8 +241,11 @@ pub(crate) fn switch_off(
         "subscription switched off"
     );
     shared.health.notify(kind, &stopped);
-    shared.health.deactivated(stopped.clone(), reason);
-    shared.health.queue(HealthJob::Announce(Box::new(stopped)));
+    // The state event first: it is durable and quick, the deactivation call may take a while.
+    shared
+        .health
+        .queue(shared, HealthJob::Announce(Box::new(stopped.clone())));
+    shared.health.deactivated(shared, stopped, reason);
 }
 
 /// Seconds between two `DeliveriesFailed` notices of one subscription whose profile sets none.
@@ -286,15 +301,17 @@ pub(crate) fn report_failures(shared: &Shared, now: u64) {
 /// The health thread: drains the job queue until it is closed.
 pub(crate) fn run(shared: &Shared, jobs: &Receiver<HealthJob>) {
     while let Ok(job) = jobs.recv() {
-        match job {
-            HealthJob::Announce(subscription) => {
-                crate::publish::announce_state(shared, &subscription)
-            }
-            HealthJob::Deactivate {
-                subscription,
-                reason,
-            } => call_deactivation_url(shared, &subscription, reason),
-        }
+        perform(shared, job);
+    }
+}
+
+fn perform(shared: &Shared, job: HealthJob) {
+    match job {
+        HealthJob::Announce(subscription) => crate::publish::announce_state(shared, &subscription),
+        HealthJob::Deactivate {
+            subscription,
+            reason,
+        } => call_deactivation_url(shared, &subscription, reason),
     }
 }
 

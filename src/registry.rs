@@ -1,12 +1,13 @@
 //! The registry: the one writer of subscription state. It owns the matcher and keeps it in step
 //! with the store, under the matcher's write lock, so that a host edit, a 410, a switch to
 //! `too_many_errors` and a reactivation each read the current record and change only what they
-//! mean to change.
+//! mean to change. A change of state holds or releases the subscription's deliveries under the
+//! same lock, and the lease limits (ordered subscriptions one at a time) follow every change.
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use callout_core::{CompiledSubscription, Matcher, Subscription};
-use callout_store::{Backend, SubscriptionFilter};
+use callout_core::{CompiledSubscription, Matcher, State, Subscription};
+use callout_store::{Backend, LeaseLimits, SubscriptionFilter};
 
 use crate::clock::Clock;
 use crate::error::Error;
@@ -20,6 +21,9 @@ pub(crate) struct Changed {
 pub(crate) struct Registry {
     store: Arc<dyn Backend>,
     matcher: RwLock<Matcher>,
+    /// What the dispatcher leases within: the engine's bound per subscription, 1 for ordered
+    /// ones. Written with the matcher, under its write lock.
+    limits: RwLock<LeaseLimits>,
     clock: Arc<dyn Clock>,
 }
 
@@ -27,10 +31,16 @@ impl Registry {
     /// The registry over `store`'s subscriptions. A stored subscription that no longer
     /// validates is kept out of matching rather than stopping the engine; the host still sees
     /// it through `get`.
-    pub(crate) fn load(store: Arc<dyn Backend>, clock: Arc<dyn Clock>) -> Result<Registry, Error> {
+    pub(crate) fn load(
+        store: Arc<dyn Backend>,
+        clock: Arc<dyn Clock>,
+        max_in_flight: usize,
+    ) -> Result<Registry, Error> {
         let mut matcher = Matcher::new();
+        let mut limits = LeaseLimits::new(max_in_flight);
         for sub in store.list_subscriptions(&SubscriptionFilter::default())? {
             let id = sub.id;
+            limits.set(id, bound(&sub));
             if let Err(error) = matcher.insert(sub) {
                 tracing::warn!(subscription = id, %error, "stored subscription is invalid; not matched");
             }
@@ -38,8 +48,23 @@ impl Registry {
         Ok(Registry {
             store,
             matcher: RwLock::new(matcher),
+            limits: RwLock::new(limits),
             clock,
         })
+    }
+
+    /// The lease limits, for reading.
+    pub(crate) fn limits(&self) -> Result<RwLockReadGuard<'_, LeaseLimits>, Error> {
+        self.limits.read().map_err(|_| Error::Poisoned)
+    }
+
+    /// Files a stored subscription in the matcher and the lease limits.
+    fn file(&self, matcher: &mut Matcher, sub: Subscription) -> Result<(), Error> {
+        if let Ok(mut limits) = self.limits.write() {
+            limits.set(sub.id, bound(&sub));
+        }
+        matcher.insert(sub)?;
+        Ok(())
     }
 
     /// The matcher, for reading.
@@ -59,7 +84,7 @@ impl Registry {
         let stored = self
             .store
             .create_subscription(subscription, self.clock.now_ms())?;
-        matcher.insert(stored.clone())?;
+        self.file(&mut matcher, stored.clone())?;
         Ok(stored)
     }
 
@@ -75,7 +100,9 @@ impl Registry {
 
     /// Changes subscription `id`: `change` gets the current record and returns whether to store
     /// it. Read, change and write happen under the matcher's write lock, so no other change
-    /// comes in between and none is undone. Returns `None` when nothing was stored.
+    /// comes in between and none is undone; leaving `active` holds its deliveries and entering
+    /// it releases them, under the same lock, so the queue always follows the last change.
+    /// Returns `None` when nothing was stored.
     pub(crate) fn change(
         &self,
         id: u64,
@@ -92,8 +119,17 @@ impl Registry {
         }
         next.id = id;
         next.validate()?;
-        let after = self.store.update_subscription(next, self.clock.now_ms())?;
-        matcher.insert(after.clone())?;
+        let now = self.clock.now_ms();
+        let after = self.store.update_subscription(next, now)?;
+        self.file(&mut matcher, after.clone())?;
+        match (before.state, after.state) {
+            (State::Active, State::Active) => {}
+            (_, State::Active) => {
+                self.store.resume_subscription(id, now)?;
+            }
+            (State::Active, _) => self.store.hold_subscription(id)?,
+            _ => {}
+        }
         Ok(Some(Changed { before, after }))
     }
 
@@ -101,6 +137,15 @@ impl Registry {
     pub(crate) fn delete(&self, id: u64) -> Result<Option<Subscription>, Error> {
         let mut matcher = self.matcher.write().map_err(|_| Error::Poisoned)?;
         matcher.remove(id);
+        if let Ok(mut limits) = self.limits.write() {
+            limits.set(id, None);
+        }
         Ok(self.store.delete_subscription(id)?)
     }
+}
+
+/// A subscription's own in-flight bound: one for an ordered subscription (its own setting or
+/// its vendor's), else the engine's.
+fn bound(sub: &Subscription) -> Option<usize> {
+    crate::publish::ordered(sub).then_some(1)
 }

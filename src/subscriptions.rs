@@ -94,30 +94,25 @@ impl Subscriptions<'_> {
         if before.state != stored.state {
             crate::publish::announce_state(shared, &stored);
         }
+        // The registry held or released the deliveries with the change.
         match (before.state, stored.state) {
             (State::Active, State::Active) => {}
-            (_, State::Active) => {
-                shared
-                    .store
-                    .resume_subscription(stored.id, shared.clock.now_ms())?;
-                shared.dispatch.wake();
-            }
-            (State::Active, _) => {
-                shared.store.hold_subscription(stored.id)?;
-                shared.health.deactivated(stored.clone(), "deactivated");
-            }
+            (_, State::Active) => shared.dispatch.wake(),
+            (State::Active, _) => shared
+                .health
+                .deactivated(shared, stored.clone(), "deactivated"),
             _ => {}
         }
         Ok(stored)
     }
 
     /// Deletes a subscription and calls its `deactivation_url`. Its pending deliveries are
-    /// dead-lettered when the dispatcher meets them.
+    /// dead-lettered when they are next leased.
     pub fn delete(&self, id: u64) -> Result<Option<Subscription>, Error> {
         let shared = &self.engine.shared;
         let removed = shared.registry.delete(id)?;
         if let Some(sub) = &removed {
-            shared.health.deactivated(sub.clone(), "deleted");
+            shared.health.deactivated(shared, sub.clone(), "deleted");
         }
         Ok(removed)
     }

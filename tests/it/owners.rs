@@ -3,7 +3,7 @@
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use callout::{Engine, Event, State, Subscription};
 

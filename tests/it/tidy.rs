@@ -110,6 +110,22 @@ fn the_source_tree_keeps_its_boundaries() {
         }
     }
 
+    // (e) the engine leases in one place: the dispatcher.
+    for file in rust_files(&root.join("src")) {
+        if file.ends_with("dispatcher.rs") {
+            continue;
+        }
+        for (n, line) in code_lines(&read(&file)).iter().enumerate() {
+            if line.contains(".lease(") || line.contains(".lease_within(") {
+                problems.push(format!(
+                    "{}:{}: leases, but only src/dispatcher.rs leases (ARCHITECTURE.md)",
+                    relative(root, &file),
+                    n + 1
+                ));
+            }
+        }
+    }
+
     // (d) every Rust file says what it is for.
     let mut documented: Vec<PathBuf> = DOCUMENTED_DIRS.iter().map(|d| root.join(d)).collect();
     for dir in &crates {

@@ -186,6 +186,14 @@ impl LeaseLimits {
         self
     }
 
+    /// Gives subscription `id` its own bound, or (`None`) the default again.
+    pub fn set(&mut self, id: u64, max_in_flight: Option<usize>) {
+        match max_in_flight {
+            Some(max) => self.subscriptions.insert(id, max),
+            None => self.subscriptions.remove(&id),
+        };
+    }
+
     /// The bound of subscription `id`.
     pub fn bound(&self, id: u64) -> usize {
         self.subscriptions
