@@ -82,6 +82,7 @@ pub(crate) fn run(shared: &Shared, jobs: &Tx<Leased>, woken: &Receiver<()>) {
             expire_error_logs(shared, now);
         }
         crate::health::report_failures(shared, now);
+        crate::health::mark_running_slow(shared, now);
         // Only for workers that are free: a delivery leased for a busy worker would wait in
         // the queue, in flight, behind whatever that worker is sending.
         let free = dispatch.free_workers.load(Ordering::SeqCst);
@@ -128,9 +129,9 @@ fn take_due(shared: &Shared, now: u64, max: usize) -> Vec<Leased> {
     if max == 0 || shared.dispatch.stopping() {
         return Vec::new();
     }
-    // The registry's limits are read for the call: a change of subscription waits for it.
-    let leased = match shared.registry.limits() {
-        Ok(limits) => shared.store.lease_within(now, max, &limits),
+    // The limits are read for the call: a change of them waits for it.
+    let leased = match shared.limits.read() {
+        Ok(limits) => shared.store.lease_within(now, max, limits.lease()),
         Err(error) => {
             tracing::error!(%error, "lease limits unreadable");
             return Vec::new();

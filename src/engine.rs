@@ -19,7 +19,8 @@ use crate::body::Expander;
 use crate::clock::{Clock, SystemClock};
 use crate::dispatcher::Dispatch;
 use crate::error::Error;
-use crate::health::{FailurePolicy, Health};
+use crate::health::{FailurePolicy, Health, Pace};
+use crate::limits::Limits;
 use crate::notify::{Handler, Notifier};
 use crate::publish::Publisher;
 use crate::registry::Registry;
@@ -103,6 +104,7 @@ pub struct EngineBuilder {
     poll: Duration,
     pipeliner: vendor::pipeliner::PipelinerContext,
     deliver: bool,
+    slow_attempt: Duration,
 }
 
 impl EngineBuilder {
@@ -206,6 +208,17 @@ impl EngineBuilder {
         self
     }
 
+    /// How long an attempt may take before its subscription counts as slow (default 5 s). A
+    /// subscription starts with one delivery in flight and gets one more per attempt that
+    /// ends sooner, up to [`EngineBuilder::max_in_flight_per_subscription`]; an attempt that
+    /// times out, takes longer, or is still running past this makes it slow: one delivery in
+    /// flight, and all slow subscriptions together at most a quarter of the workers (at least
+    /// one), so the others always have workers. Two quicker attempts in a row end it.
+    pub fn slow_attempt(mut self, limit: Duration) -> Self {
+        self.slow_attempt = limit.max(Duration::from_millis(1));
+        self
+    }
+
     /// How often the dispatcher looks at the clock when nothing wakes it (default 50 ms).
     pub fn poll_interval(mut self, poll: Duration) -> Self {
         self.poll = poll.max(Duration::from_millis(1));
@@ -240,6 +253,7 @@ pub struct Receipt {
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Backend>,
     pub(crate) registry: Registry,
+    pub(crate) limits: Arc<Limits>,
     pub(crate) sender: Sender,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) timeouts: Timeouts,
@@ -306,6 +320,7 @@ impl Engine {
             poll: Duration::from_millis(50),
             pipeliner: Default::default(),
             deliver: true,
+            slow_attempt: Duration::from_secs(5),
         }
     }
 
@@ -329,12 +344,28 @@ impl Engine {
         } else {
             b.max_in_flight_per_subscription
         };
-        let registry = Registry::load(Arc::clone(&store), Arc::clone(&b.clock), max_in_flight)?;
+        // Slow subscriptions together hold at most a quarter of the workers (at least one), so
+        // healthy ones always have the rest.
+        let slow_share = (b.workers / 4).max(1);
+        let limits = Arc::new(Limits::new(slow_share));
+        let registry = Registry::load(
+            Arc::clone(&store),
+            Arc::clone(&b.clock),
+            Arc::clone(&limits),
+        )?;
         let (dispatch, woken) = Dispatch::new(b.poll, b.hourly_threshold);
-        let (health, health_jobs) = Health::new(b.failure, b.notifier);
+        let (health, health_jobs) = Health::new(
+            b.failure,
+            b.notifier,
+            Pace {
+                slow_attempt: b.slow_attempt,
+                max_in_flight,
+            },
+        );
         let shared = Arc::new(Shared {
             store,
             registry,
+            limits,
             sender,
             clock: b.clock,
             timeouts: b.timeouts,

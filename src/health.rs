@@ -1,5 +1,14 @@
 //! Subscription health: failure counting, the switch-off after a 410 or too many errors, the
-//! notices the host hears, and the state events and deactivation calls that follow a switch-off.
+//! notices the host hears, the state events and deactivation calls that follow a switch-off,
+//! and the pace of each subscription's attempts, which sets how many deliveries it may have in
+//! flight.
+//!
+//! The pace rule: a subscription starts with one delivery in flight and gets one more for each
+//! attempt in a row that ends within [`Pace::slow_attempt`], up to the engine's bound. An
+//! attempt that times out, takes longer, or is still running past it makes the subscription
+//! slow: one in flight again, and the slow subscriptions together share a quarter of the
+//! workers (`limits.rs`). Two quick attempts in a row make it quick again. So a receiver that
+//! hangs or drips holds at most one worker, and all such receivers together a bounded share.
 //!
 //! A settle never publishes or calls a receiver itself: it queues a [`HealthJob`], and the
 //! health thread, which owns those jobs, drains them. So one delivery's settle never waits on
@@ -49,9 +58,21 @@ pub(crate) enum HealthJob {
     },
 }
 
-/// One subscription's failure record.
+/// How attempts are paced (see the module documentation).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    /// An attempt that takes longer makes its subscription slow.
+    pub(crate) slow_attempt: Duration,
+    /// The most deliveries of one subscription in flight at once.
+    pub(crate) max_in_flight: usize,
+}
+
+/// One subscription's failure record and pace.
 #[derive(Debug, Default)]
 struct Record {
+    /// Attempts in a row that ended within the slow limit.
+    quick_streak: u32,
+    slow: bool,
     consecutive_failures: u32,
     consecutive_failed_events: u32,
     failing_since: Option<u64>,
@@ -63,7 +84,10 @@ struct Record {
 /// The health state: the policy, each subscription's record, the notifier and the job queue.
 pub(crate) struct Health {
     policy: FailurePolicy,
+    pace: Pace,
     records: Mutex<HashMap<u64, Record>>,
+    /// Attempts under way: delivery id -> (subscription, started at, Unix ms).
+    running: Mutex<HashMap<u64, (u64, u64)>>,
     notifier: Option<Arc<dyn Notifier>>,
     jobs: Mutex<Option<Tx<HealthJob>>>,
 }
@@ -73,11 +97,14 @@ impl Health {
     pub(crate) fn new(
         policy: FailurePolicy,
         notifier: Option<Arc<dyn Notifier>>,
+        pace: Pace,
     ) -> (Health, Receiver<HealthJob>) {
         let (tx, rx) = crossbeam_channel::unbounded();
         let health = Health {
             policy,
+            pace,
             records: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
             notifier,
             jobs: Mutex::new(Some(tx)),
         };
@@ -192,6 +219,96 @@ impl Health {
                 emails,
             });
         }
+    }
+}
+
+/// An attempt of `delivery` (of subscription `sub`) starts at `now`.
+pub(crate) fn attempt_started(shared: &Shared, delivery: u64, sub: u64, now: u64) {
+    if let Ok(mut running) = shared.health.running.lock() {
+        running.insert(delivery, (sub, now));
+    }
+}
+
+/// An attempt of `delivery` ended after `took`; `timed_out` when the receiver ran out of time.
+/// Paces its subscription by it.
+pub(crate) fn attempt_ended(
+    shared: &Shared,
+    delivery: u64,
+    sub: u64,
+    took: Duration,
+    timed_out: bool,
+) {
+    let health = &shared.health;
+    if let Ok(mut running) = health.running.lock() {
+        running.remove(&delivery);
+    }
+    let slow = timed_out || took >= health.pace.slow_attempt;
+    let change = {
+        let Ok(mut records) = health.records.lock() else {
+            return;
+        };
+        let record = records.entry(sub).or_default();
+        let before = (record.slow, bound(record, health.pace));
+        if slow {
+            record.quick_streak = 0;
+            record.slow = true;
+        } else {
+            record.quick_streak = record.quick_streak.saturating_add(1);
+            if record.slow && record.quick_streak >= 2 {
+                record.slow = false;
+            }
+        }
+        let after = (record.slow, bound(record, health.pace));
+        (before != after).then_some(after)
+    };
+    if let Some((slow, bound)) = change {
+        if slow != shared.limits.is_slow(sub) {
+            tracing::info!(subscription = sub, slow, "subscription pace changed");
+        }
+        shared.limits.set_slow(sub, slow);
+        shared.limits.set_health_bound(sub, bound);
+    }
+}
+
+/// Marks the subscriptions with an attempt still running past the slow limit as slow, so they
+/// get no more workers while it runs. The dispatcher calls this every round.
+pub(crate) fn mark_running_slow(shared: &Shared, now: u64) {
+    let health = &shared.health;
+    let limit = health.pace.slow_attempt.as_millis() as u64;
+    let overdue: Vec<u64> = match health.running.lock() {
+        Ok(running) => running
+            .values()
+            .filter(|(_, started)| now.saturating_sub(*started) >= limit)
+            .map(|(sub, _)| *sub)
+            .collect(),
+        Err(_) => return,
+    };
+    for sub in overdue {
+        let newly = match health.records.lock() {
+            Ok(mut records) => {
+                let record = records.entry(sub).or_default();
+                record.quick_streak = 0;
+                !std::mem::replace(&mut record.slow, true)
+            }
+            Err(_) => continue,
+        };
+        if newly {
+            tracing::info!(
+                subscription = sub,
+                "subscription slow: an attempt runs past the limit"
+            );
+            shared.limits.set_slow(sub, true);
+            shared.limits.set_health_bound(sub, 1);
+        }
+    }
+}
+
+/// How many deliveries a subscription with this record may have in flight.
+fn bound(record: &Record, pace: Pace) -> usize {
+    if record.slow {
+        1
+    } else {
+        (1 + record.quick_streak as usize).min(pace.max_in_flight.max(1))
     }
 }
 

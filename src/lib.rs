@@ -17,6 +17,7 @@ mod engine;
 mod error;
 mod health;
 mod inspect;
+mod limits;
 mod notify;
 mod publish;
 mod registry;

@@ -2,15 +2,16 @@
 //! with the store, under the matcher's write lock, so that a host edit, a 410, a switch to
 //! `too_many_errors` and a reactivation each read the current record and change only what they
 //! mean to change. A change of state holds or releases the subscription's deliveries under the
-//! same lock, and the lease limits (ordered subscriptions one at a time) follow every change.
+//! same lock, and the lease limits learn which subscriptions are ordered.
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use callout_core::{CompiledSubscription, Matcher, State, Subscription};
-use callout_store::{Backend, LeaseLimits, SubscriptionFilter};
+use callout_store::{Backend, SubscriptionFilter};
 
 use crate::clock::Clock;
 use crate::error::Error;
+use crate::limits::Limits;
 
 /// What a change did: the subscription before and after, both as stored.
 pub(crate) struct Changed {
@@ -21,9 +22,9 @@ pub(crate) struct Changed {
 pub(crate) struct Registry {
     store: Arc<dyn Backend>,
     matcher: RwLock<Matcher>,
-    /// What the dispatcher leases within: the engine's bound per subscription, 1 for ordered
-    /// ones. Written with the matcher, under its write lock.
-    limits: RwLock<LeaseLimits>,
+    /// What the dispatcher leases within; told which subscriptions are ordered, under the
+    /// matcher's write lock.
+    limits: Arc<Limits>,
     clock: Arc<dyn Clock>,
 }
 
@@ -34,13 +35,12 @@ impl Registry {
     pub(crate) fn load(
         store: Arc<dyn Backend>,
         clock: Arc<dyn Clock>,
-        max_in_flight: usize,
+        limits: Arc<Limits>,
     ) -> Result<Registry, Error> {
         let mut matcher = Matcher::new();
-        let mut limits = LeaseLimits::new(max_in_flight);
         for sub in store.list_subscriptions(&SubscriptionFilter::default())? {
             let id = sub.id;
-            limits.set(id, bound(&sub));
+            limits.set_ordered(id, crate::publish::ordered(&sub));
             if let Err(error) = matcher.insert(sub) {
                 tracing::warn!(subscription = id, %error, "stored subscription is invalid; not matched");
             }
@@ -48,21 +48,15 @@ impl Registry {
         Ok(Registry {
             store,
             matcher: RwLock::new(matcher),
-            limits: RwLock::new(limits),
+            limits,
             clock,
         })
     }
 
-    /// The lease limits, for reading.
-    pub(crate) fn limits(&self) -> Result<RwLockReadGuard<'_, LeaseLimits>, Error> {
-        self.limits.read().map_err(|_| Error::Poisoned)
-    }
-
     /// Files a stored subscription in the matcher and the lease limits.
     fn file(&self, matcher: &mut Matcher, sub: Subscription) -> Result<(), Error> {
-        if let Ok(mut limits) = self.limits.write() {
-            limits.set(sub.id, bound(&sub));
-        }
+        self.limits
+            .set_ordered(sub.id, crate::publish::ordered(&sub));
         matcher.insert(sub)?;
         Ok(())
     }
@@ -137,15 +131,7 @@ impl Registry {
     pub(crate) fn delete(&self, id: u64) -> Result<Option<Subscription>, Error> {
         let mut matcher = self.matcher.write().map_err(|_| Error::Poisoned)?;
         matcher.remove(id);
-        if let Ok(mut limits) = self.limits.write() {
-            limits.set(id, None);
-        }
+        self.limits.forget(id);
         Ok(self.store.delete_subscription(id)?)
     }
-}
-
-/// A subscription's own in-flight bound: one for an ordered subscription (its own setting or
-/// its vendor's), else the engine's.
-fn bound(sub: &Subscription) -> Option<usize> {
-    crate::publish::ordered(sub).then_some(1)
 }

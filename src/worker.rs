@@ -9,7 +9,7 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 
 use callout_core::{Profile, State, Subscription, VendorRules};
-use callout_deliver::Verdict;
+use callout_deliver::{ErrorClass, Verdict};
 use callout_store::Leased;
 
 use crate::dispatcher;
@@ -100,6 +100,7 @@ fn deliver(shared: &Shared, mut leased: Leased) {
     };
     // The body goes to the request; the rest of the delivery is still needed to settle it.
     let body = std::mem::take(&mut delivery.body);
+    health::attempt_started(shared, delivery.id, sub.id, now);
     let result = send::attempt(
         &shared.sender,
         handler,
@@ -109,6 +110,14 @@ fn deliver(shared: &Shared, mut leased: Leased) {
         now,
         shared.timeouts,
     );
+    let timed_out = matches!(
+        result.verdict,
+        Verdict::Failed {
+            class: ErrorClass::Timeout,
+            ..
+        }
+    );
+    health::attempt_ended(shared, delivery.id, sub.id, result.duration, timed_out);
     settle(shared, sub, &leased, result);
 }
 

@@ -3,6 +3,7 @@
 
 mod crash;
 mod e2e;
+mod isolation;
 mod owners;
 mod profiles;
 mod tidy;

@@ -264,6 +264,31 @@ pub fn lease_limits_bound_each_subscription(harness: &dyn Harness) {
         .expect("complete");
     assert_eq!(store.lease_within(0, 10, &limits).expect("lease").len(), 1);
     assert_eq!(store.subscription_counts(2).expect("counts").due, 3);
+
+    // A shared group: subscriptions 2 and 3 may have one in flight between them.
+    let batch = (0..4).map(|n| delivery(3, &format!("f{n}"), 0)).collect();
+    store.enqueue(&[], batch, 0).expect("enqueue");
+    let mut limits = LeaseLimits::new(usize::MAX).subscription(1, 0);
+    limits.share(2, true);
+    limits.share(3, true);
+    limits.set_shared_bound(1);
+    let one = store.lease_within(0, 10, &limits).expect("lease");
+    assert_eq!(one.len(), 1, "one of the group");
+    assert!(store
+        .lease_within(0, 10, &limits)
+        .expect("lease")
+        .is_empty());
+    store
+        .complete(one[0].token, attempt(1, 2, "delivered"))
+        .expect("complete");
+    assert_eq!(store.lease_within(0, 10, &limits).expect("lease").len(), 1);
+    limits.share(3, false);
+    let rest = store.lease_within(0, 10, &limits).expect("lease");
+    assert!(!rest.is_empty());
+    assert!(
+        rest.iter().all(|l| l.delivery.subscription_id == 3),
+        "2 still shares a full group; 3 left it"
+    );
 }
 
 /// Settles move deliveries and counts: delivered, rescheduled (retrying), released, dead;

@@ -155,29 +155,68 @@ pub struct Leased {
     pub delivery: Delivery,
 }
 
-/// How many deliveries of each subscription may be in flight at once when leasing: data the
-/// engine passes in, applied by the backend where it counts leases. Ordered deliveries are
-/// bounded to one in flight per subscription whatever this says.
+/// How many deliveries may be in flight at once when leasing: data the engine passes in,
+/// applied by the backend where it counts leases. Each subscription has a bound (its own, or
+/// the default); the members of the shared group (the engine's slow subscriptions) also have
+/// one bound together. Ordered deliveries are bounded to one in flight per subscription
+/// whatever this says.
 ///
 /// ```
-/// let limits = callout_store::LeaseLimits::new(3).subscription(7, 1);
+/// let mut limits = callout_store::LeaseLimits::new(3).subscription(7, 1);
 /// assert_eq!(limits.bound(7), 1);
 /// assert_eq!(limits.bound(8), 3);
 /// assert_eq!(callout_store::LeaseLimits::default().bound(8), usize::MAX);
+/// limits.set_shared_bound(1);
+/// limits.share(8, true);
+/// assert!(limits.shares(8) && !limits.shares(7));
+/// assert_eq!(limits.shared_bound(), 1);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseLimits {
     max_in_flight: usize,
     subscriptions: std::collections::HashMap<u64, usize>,
+    shared: std::collections::BTreeSet<u64>,
+    shared_bound: usize,
 }
 
 impl LeaseLimits {
-    /// At most `max_in_flight` per subscription (0 leases nothing).
+    /// At most `max_in_flight` per subscription (0 leases nothing), and no shared group.
     pub fn new(max_in_flight: usize) -> LeaseLimits {
         LeaseLimits {
             max_in_flight,
             subscriptions: Default::default(),
+            shared: Default::default(),
+            shared_bound: usize::MAX,
         }
+    }
+
+    /// Puts subscription `id` in the shared group (`true`) or takes it out.
+    pub fn share(&mut self, id: u64, member: bool) {
+        if member {
+            self.shared.insert(id);
+        } else {
+            self.shared.remove(&id);
+        }
+    }
+
+    /// How many deliveries the shared group's members may have in flight together.
+    pub fn set_shared_bound(&mut self, max_in_flight: usize) {
+        self.shared_bound = max_in_flight;
+    }
+
+    /// Whether subscription `id` is in the shared group.
+    pub fn shares(&self, id: u64) -> bool {
+        self.shared.contains(&id)
+    }
+
+    /// The shared group's members, in id order.
+    pub fn shared_members(&self) -> impl Iterator<Item = u64> + '_ {
+        self.shared.iter().copied()
+    }
+
+    /// The shared group's bound.
+    pub fn shared_bound(&self) -> usize {
+        self.shared_bound
     }
 
     /// Subscription `id` gets its own bound instead.

@@ -1,6 +1,7 @@
 //! Integration tests of callout-deliver against real receivers on 127.0.0.1.
 
 mod guard;
+mod hostile;
 mod outcomes;
 mod pool;
 mod profiles;

@@ -172,12 +172,19 @@ impl Queue for SledStore {
         // or its ordered head in flight) is passed over for the rest of the call, whatever
         // its backlog.
         let mut passed = IdSet::default();
+        let in_flight_of = |book: &Book, sub: u64| book.counts.get(&sub).map_or(0, |c| c.in_flight);
+        let mut shared_in_flight: u64 = limits
+            .shared_members()
+            .map(|sub| in_flight_of(&book, sub))
+            .sum();
         while leased.len() < max {
             let Some(sub) = book.due.next_subscription(now_ms, &passed) else {
                 break;
             };
-            let in_flight = book.counts.get(&sub).map_or(0, |c| c.in_flight);
-            if in_flight >= limits.bound(sub) as u64 {
+            let shares = limits.shares(sub);
+            if in_flight_of(&book, sub) >= limits.bound(sub) as u64
+                || (shares && shared_in_flight >= limits.shared_bound() as u64)
+            {
                 passed.insert(sub);
                 continue;
             }
@@ -235,6 +242,9 @@ impl Queue for SledStore {
             book.leave(sub, DeliveryState::Due);
             book.retrying(sub, delivery.attempts, false);
             book.enter(sub, delivery.state);
+            if shares {
+                shared_in_flight += 1;
+            }
             leased.push(Leased { token, delivery });
         }
         Ok(leased)
