@@ -2,10 +2,12 @@
 //!
 //! A webhook URL is chosen by whoever registers the subscription, so by default callout refuses
 //! to connect to addresses inside the host's own network (loopback, private, link-local,
-//! multicast, unspecified, ...). The check is made on the *resolved* address, inside the
-//! resolver that ureq uses for the connection itself ([`GuardResolver`]): ureq connects only to
-//! the addresses the guard has approved, so a DNS answer that changes between check and connect
-//! (DNS rebinding) cannot slip a private address through.
+//! multicast, unspecified, ...): every block of the IANA IPv4 and IPv6 Special-Purpose Address
+//! Registries, written out in [`V4_BLOCKS`] and [`V6_BLOCKS`]. The check is made on the
+//! *resolved* address, inside the resolver that ureq uses for the connection itself
+//! ([`GuardResolver`]): ureq connects only to the addresses the guard has approved, so a DNS
+//! answer that changes between check and connect (DNS rebinding) cannot slip a private address
+//! through.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
@@ -252,7 +254,7 @@ impl fmt::Display for Block {
 
 /// The IANA IPv4 Special-Purpose Address Registry (as of 2025), plus multicast, which has a
 /// registry of its own. More specific blocks come first so that errors name them.
-static V4_BLOCKS: [Block; 26] = [
+static V4_BLOCKS: &[Block] = &[
     Block::v4([0, 0, 0, 0], 32, "this host on this network"),
     Block::v4([0, 0, 0, 0], 8, "this network"),
     Block::v4([10, 0, 0, 0], 8, "private-use"),
@@ -291,7 +293,7 @@ const REFUSE: Rule = Rule::Refuse;
 /// addressing architecture that are not in it (IPv4-compatible and -translated, site-local,
 /// multicast). More specific blocks come first: the first block that contains an address
 /// decides.
-static V6_BLOCKS: [Block; 29] = [
+static V6_BLOCKS: &[Block] = &[
     Block::v6([0, 0, 0, 0, 0, 0, 0, 0], 128, "unspecified", REFUSE),
     Block::v6([0, 0, 0, 0, 0, 0, 0, 1], 128, "loopback", REFUSE),
     Block::v6(
@@ -681,7 +683,7 @@ mod tests {
     fn no_block_hides_behind_an_earlier_one() {
         // The first block containing an address decides; a block inside an earlier, wider one
         // would never be reached and its name or rule would be dead.
-        for table in [&V4_BLOCKS[..], &V6_BLOCKS[..]] {
+        for table in [V4_BLOCKS, V6_BLOCKS] {
             for (later, block) in table.iter().enumerate() {
                 for earlier in &table[..later] {
                     assert!(
