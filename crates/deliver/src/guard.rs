@@ -2,10 +2,12 @@
 //!
 //! A webhook URL is chosen by whoever registers the subscription, so by default callout refuses
 //! to connect to addresses inside the host's own network (loopback, private, link-local,
-//! multicast, unspecified, ...). The check is made on the *resolved* address, inside the
-//! resolver that ureq uses for the connection itself ([`GuardResolver`]): ureq connects only to
-//! the addresses the guard has approved, so a DNS answer that changes between check and connect
-//! (DNS rebinding) cannot slip a private address through.
+//! multicast, unspecified, ...): every block of the IANA IPv4 and IPv6 Special-Purpose Address
+//! Registries, written out in [`V4_BLOCKS`] and [`V6_BLOCKS`]. The check is made on the
+//! *resolved* address, inside the resolver that ureq uses for the connection itself
+//! ([`GuardResolver`]): ureq connects only to the addresses the guard has approved, so a DNS
+//! answer that changes between check and connect (DNS rebinding) cannot slip a private address
+//! through.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
@@ -116,52 +118,305 @@ fn canonical(address: IpAddr) -> IpAddr {
     }
 }
 
-/// Whether `address` is one the guard refuses by default: anything that is not a plain public
-/// unicast address.
+/// Whether `address` is one the guard refuses by default: anything in a special-purpose block
+/// of the IANA IPv4 or IPv6 registries, multicast, or IPv6 outside `2000::/3`.
+///
+/// The guard is stricter than the registries' "Globally Reachable" column: it also refuses the
+/// few special-purpose blocks marked reachable (the PCP, TURN and DNS-SD anycast addresses, AMT
+/// relays, the AS112 sinks, ORCHIDv2 and drone identifiers), because each is protocol
+/// infrastructure or an identifier space, never where a webhook receiver lives. The exceptions
+/// are the blocks that stand for an IPv4 host (IPv4-mapped, the well-known NAT64 prefix, 6to4,
+/// Teredo): an address there is judged by the IPv4 addresses it embeds. A host that really needs
+/// one of the refused blocks puts it on its [`AllowList`].
+///
+/// ```
+/// use callout_deliver::is_internal;
+/// assert!(is_internal("64:ff9b:1::1".parse().unwrap())); // local-use NAT64
+/// assert!(is_internal("64:ff9b::a00:1".parse().unwrap())); // NAT64 of 10.0.0.1
+/// assert!(!is_internal("64:ff9b::808:808".parse().unwrap())); // NAT64 of 8.8.8.8
+/// ```
 pub fn is_internal(address: IpAddr) -> bool {
-    match canonical(address) {
-        IpAddr::V4(v4) => is_internal_v4(v4),
-        IpAddr::V6(v6) => is_internal_v6(v6),
+    refusal(address).is_some()
+}
+
+/// Why the guard refuses `address` by default, or `None` when it is a public address.
+pub(crate) fn refusal(address: IpAddr) -> Option<Refusal> {
+    match address {
+        IpAddr::V4(v4) => special_v4(v4).map(Refusal::Special),
+        IpAddr::V6(v6) => {
+            // The first block that contains the address decides, so the table lists more
+            // specific blocks before the ones around them.
+            let Some(block) = V6_BLOCKS
+                .iter()
+                .find(|block| block.contains(IpAddr::V6(v6)))
+            else {
+                return (!in_range(IpAddr::V6(v6), GLOBAL_UNICAST, 3))
+                    .then_some(Refusal::NotGlobalUnicast);
+            };
+            match block.rule {
+                Rule::Refuse => Some(Refusal::Special(block)),
+                Rule::Embeds(embedding) => {
+                    embedding.ipv4(v6).into_iter().flatten().find_map(|ipv4| {
+                        special_v4(ipv4).map(|inner| Refusal::Embeds { block, ipv4, inner })
+                    })
+                }
+            }
+        }
     }
 }
 
-fn is_internal_v4(v4: Ipv4Addr) -> bool {
-    let [a, b, c, _] = v4.octets();
-    v4.is_unspecified()
-        || a == 0 // "this network" 0.0.0.0/8
-        || v4.is_loopback() // 127.0.0.0/8
-        || v4.is_private() // 10/8, 172.16/12, 192.168/16
-        || v4.is_link_local() // 169.254/16, cloud metadata endpoints
-        || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT 100.64/10
-        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments 192.0.0/24
-        || (a == 198 && (b == 18 || b == 19)) // benchmarking 198.18/15
-        || v4.is_multicast() // 224/4
-        || a >= 240 // reserved 240/4 and broadcast
-        || v4.is_documentation()
+fn special_v4(v4: Ipv4Addr) -> Option<&'static Block> {
+    V4_BLOCKS
+        .iter()
+        .find(|block| block.contains(IpAddr::V4(v4)))
 }
 
-fn is_internal_v6(v6: Ipv6Addr) -> bool {
-    let segments = v6.segments();
-    // The low 32 bits, for the prefixes that carry an IPv4 address there.
-    let low_v4 = Ipv4Addr::from((u128::from(v6) & 0xffff_ffff) as u32);
-    v6.is_unspecified()
-        || v6.is_loopback()
-        || (segments[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
-        || (segments[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
-        || (segments[0] & 0xffc0) == 0xfec0 // deprecated site-local fec0::/10
-        || v6.is_multicast() // ff00::/8
-        // IPv4-compatible ::a.b.c.d (deprecated) and NAT64 64:ff9b::/96 reach an IPv4 host.
-        || (segments[..6] == [0, 0, 0, 0, 0, 0] && is_internal_v4(low_v4))
-        || (segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && is_internal_v4(low_v4))
-        // 6to4 2002:a.b.c.d::/48 embeds the IPv4 address in bits 16..48.
-        || (segments[0] == 0x2002
-            && is_internal_v4(Ipv4Addr::new(
-                (segments[1] >> 8) as u8,
-                segments[1] as u8,
-                (segments[2] >> 8) as u8,
-                segments[2] as u8,
-            )))
-        || (segments[0] == 0x2001 && segments[1] == 0x0db8) // documentation
+/// The one block IANA allocates for IPv6 global unicast; the rest is reserved or special.
+const GLOBAL_UNICAST: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2000, 0, 0, 0, 0, 0, 0, 0));
+
+/// One block of a special-purpose registry and what the guard does with its addresses.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Block {
+    network: IpAddr,
+    prefix: u8,
+    name: &'static str,
+    rule: Rule,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    Refuse,
+    /// The block stands for IPv4 hosts: an address is refused when an IPv4 address it embeds is.
+    Embeds(Embedding),
+}
+
+/// The ways an IPv6 address carries the IPv4 address(es) that a packet to it ends up at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Embedding {
+    /// `::ffff:a.b.c.d` (RFC 4291): the socket API sends to a.b.c.d.
+    Mapped,
+    /// `64:ff9b::a.b.c.d` (RFC 6052): a NAT64 translates to a.b.c.d.
+    Nat64,
+    /// `2002:aabb:ccdd::/48` (RFC 3056): tunnelled to a.b.c.d.
+    SixToFour,
+    /// `2001:0:server:flags:port:client` (RFC 4380): a Teredo client or relay talks to the server
+    /// and to the client's NAT, whose address is stored with every bit flipped.
+    Teredo,
+}
+
+impl Embedding {
+    /// The IPv4 addresses inside `v6` (for Teredo the server's, then the client's).
+    fn ipv4(self, v6: Ipv6Addr) -> [Option<Ipv4Addr>; 2] {
+        let bits = u128::from(v6);
+        let low = Ipv4Addr::from(bits as u32);
+        match self {
+            Embedding::Mapped | Embedding::Nat64 => [Some(low), None],
+            Embedding::SixToFour => [Some(Ipv4Addr::from((bits >> 80) as u32)), None],
+            Embedding::Teredo => [
+                Some(Ipv4Addr::from((bits >> 64) as u32)),
+                Some(Ipv4Addr::from(!(bits as u32))),
+            ],
+        }
+    }
+}
+
+impl Block {
+    const fn v4(octets: [u8; 4], prefix: u8, name: &'static str) -> Block {
+        let [a, b, c, d] = octets;
+        Block {
+            network: IpAddr::V4(Ipv4Addr::new(a, b, c, d)),
+            prefix,
+            name,
+            rule: Rule::Refuse,
+        }
+    }
+
+    const fn v6(segments: [u16; 8], prefix: u8, name: &'static str, rule: Rule) -> Block {
+        let [a, b, c, d, e, f, g, h] = segments;
+        Block {
+            network: IpAddr::V6(Ipv6Addr::new(a, b, c, d, e, f, g, h)),
+            prefix,
+            name,
+            rule,
+        }
+    }
+
+    fn contains(&self, address: IpAddr) -> bool {
+        in_range(address, self.network, self.prefix)
+    }
+}
+
+impl fmt::Display for Block {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{} ({})", self.network, self.prefix, self.name)
+    }
+}
+
+/// The IANA IPv4 Special-Purpose Address Registry (as of 2025), plus multicast, which has a
+/// registry of its own. More specific blocks come first so that errors name them.
+static V4_BLOCKS: &[Block] = &[
+    Block::v4([0, 0, 0, 0], 32, "this host on this network"),
+    Block::v4([0, 0, 0, 0], 8, "this network"),
+    Block::v4([10, 0, 0, 0], 8, "private-use"),
+    Block::v4(
+        [100, 64, 0, 0],
+        10,
+        "shared address space, carrier-grade NAT",
+    ),
+    Block::v4([127, 0, 0, 0], 8, "loopback"),
+    Block::v4([169, 254, 0, 0], 16, "link-local, cloud metadata"),
+    Block::v4([172, 16, 0, 0], 12, "private-use"),
+    Block::v4([192, 0, 0, 0], 29, "IPv4 service continuity, DS-Lite"),
+    Block::v4([192, 0, 0, 8], 32, "IPv4 dummy address"),
+    Block::v4([192, 0, 0, 9], 32, "Port Control Protocol anycast"),
+    Block::v4([192, 0, 0, 10], 32, "TURN anycast"),
+    Block::v4([192, 0, 0, 170], 32, "NAT64/DNS64 discovery"),
+    Block::v4([192, 0, 0, 171], 32, "NAT64/DNS64 discovery"),
+    Block::v4([192, 0, 0, 0], 24, "IETF protocol assignments"),
+    Block::v4([192, 0, 2, 0], 24, "documentation, TEST-NET-1"),
+    Block::v4([192, 31, 196, 0], 24, "AS112"),
+    Block::v4([192, 52, 193, 0], 24, "AMT relays"),
+    Block::v4([192, 88, 99, 0], 24, "deprecated 6to4 relay anycast"),
+    Block::v4([192, 168, 0, 0], 16, "private-use"),
+    Block::v4([192, 175, 48, 0], 24, "AS112 direct delegation"),
+    Block::v4([198, 18, 0, 0], 15, "benchmarking"),
+    Block::v4([198, 51, 100, 0], 24, "documentation, TEST-NET-2"),
+    Block::v4([203, 0, 113, 0], 24, "documentation, TEST-NET-3"),
+    Block::v4([224, 0, 0, 0], 4, "multicast"),
+    Block::v4([255, 255, 255, 255], 32, "limited broadcast"),
+    Block::v4([240, 0, 0, 0], 4, "reserved"),
+];
+
+const REFUSE: Rule = Rule::Refuse;
+
+/// The IANA IPv6 Special-Purpose Address Registry (as of 2025), plus the blocks of the IPv6
+/// addressing architecture that are not in it (IPv4-compatible and -translated, site-local,
+/// multicast). More specific blocks come first: the first block that contains an address
+/// decides.
+static V6_BLOCKS: &[Block] = &[
+    Block::v6([0, 0, 0, 0, 0, 0, 0, 0], 128, "unspecified", REFUSE),
+    Block::v6([0, 0, 0, 0, 0, 0, 0, 1], 128, "loopback", REFUSE),
+    Block::v6(
+        [0, 0, 0, 0, 0, 0xffff, 0, 0],
+        96,
+        "IPv4-mapped",
+        Rule::Embeds(Embedding::Mapped),
+    ),
+    // SIIT's form (RFC 2765) names an IPv6 node, so it is not judged by its IPv4 part.
+    Block::v6([0, 0, 0, 0, 0xffff, 0, 0, 0], 96, "IPv4-translated", REFUSE),
+    // Deprecated by RFC 4291; only an automatic tunnel on the host would deliver there.
+    Block::v6(
+        [0, 0, 0, 0, 0, 0, 0, 0],
+        96,
+        "deprecated IPv4-compatible",
+        REFUSE,
+    ),
+    Block::v6(
+        [0x64, 0xff9b, 0, 0, 0, 0, 0, 0],
+        96,
+        "well-known NAT64",
+        Rule::Embeds(Embedding::Nat64),
+    ),
+    Block::v6(
+        [0x64, 0xff9b, 1, 0, 0, 0, 0, 0],
+        48,
+        "local-use NAT64",
+        REFUSE,
+    ),
+    Block::v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64, "discard-only", REFUSE),
+    Block::v6([0x100, 0, 0, 1, 0, 0, 0, 0], 64, "dummy prefix", REFUSE),
+    Block::v6(
+        [0x2001, 0, 0, 0, 0, 0, 0, 0],
+        32,
+        "Teredo",
+        Rule::Embeds(Embedding::Teredo),
+    ),
+    Block::v6([0x2001, 1, 0, 0, 0, 0, 0, 1], 128, "PCP anycast", REFUSE),
+    Block::v6([0x2001, 1, 0, 0, 0, 0, 0, 2], 128, "TURN anycast", REFUSE),
+    Block::v6(
+        [0x2001, 1, 0, 0, 0, 0, 0, 3],
+        128,
+        "DNS-SD SRP anycast",
+        REFUSE,
+    ),
+    Block::v6([0x2001, 2, 0, 0, 0, 0, 0, 0], 48, "benchmarking", REFUSE),
+    Block::v6([0x2001, 3, 0, 0, 0, 0, 0, 0], 32, "AMT relays", REFUSE),
+    Block::v6([0x2001, 4, 0x112, 0, 0, 0, 0, 0], 48, "AS112-v6", REFUSE),
+    Block::v6(
+        [0x2001, 0x10, 0, 0, 0, 0, 0, 0],
+        28,
+        "deprecated ORCHID",
+        REFUSE,
+    ),
+    Block::v6([0x2001, 0x20, 0, 0, 0, 0, 0, 0], 28, "ORCHIDv2", REFUSE),
+    Block::v6(
+        [0x2001, 0x30, 0, 0, 0, 0, 0, 0],
+        28,
+        "drone remote ID tags",
+        REFUSE,
+    ),
+    Block::v6(
+        [0x2001, 0, 0, 0, 0, 0, 0, 0],
+        23,
+        "IETF protocol assignments",
+        REFUSE,
+    ),
+    Block::v6(
+        [0x2001, 0xdb8, 0, 0, 0, 0, 0, 0],
+        32,
+        "documentation",
+        REFUSE,
+    ),
+    Block::v6(
+        [0x2002, 0, 0, 0, 0, 0, 0, 0],
+        16,
+        "6to4",
+        Rule::Embeds(Embedding::SixToFour),
+    ),
+    Block::v6(
+        [0x2620, 0x4f, 0x8000, 0, 0, 0, 0, 0],
+        48,
+        "AS112 direct delegation",
+        REFUSE,
+    ),
+    Block::v6([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20, "documentation", REFUSE),
+    Block::v6([0x5f00, 0, 0, 0, 0, 0, 0, 0], 16, "SRv6 SIDs", REFUSE),
+    Block::v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7, "unique local", REFUSE),
+    Block::v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10, "link-local", REFUSE),
+    Block::v6(
+        [0xfec0, 0, 0, 0, 0, 0, 0, 0],
+        10,
+        "deprecated site-local",
+        REFUSE,
+    ),
+    Block::v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8, "multicast", REFUSE),
+];
+
+/// Which rule refused an address, for the error a host shows its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The address is inside a refused block.
+    Special(&'static Block),
+    /// The address embeds an IPv4 address inside a refused block.
+    Embeds {
+        block: &'static Block,
+        ipv4: Ipv4Addr,
+        inner: &'static Block,
+    },
+    /// An IPv6 address outside every special block and outside global unicast.
+    NotGlobalUnicast,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Special(block) => write!(f, "in {block}"),
+            Refusal::Embeds { block, ipv4, inner } => {
+                write!(f, "in {block}, whose embedded IPv4 {ipv4} is in {inner}")
+            }
+            Refusal::NotGlobalUnicast => write!(f, "outside 2000::/3, the IPv6 global unicast"),
+        }
+    }
 }
 
 /// Why the guard refused a target; carried through ureq as `ureq::Error::Other` and turned into
@@ -170,14 +425,15 @@ fn is_internal_v6(v6: Ipv6Addr) -> bool {
 pub(crate) struct BlockedAddress {
     pub(crate) host: String,
     pub(crate) address: IpAddr,
+    pub(crate) refusal: Refusal,
 }
 
 impl fmt::Display for BlockedAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "`{}` resolves to {}, an internal address; add it to the allow-list to deliver there",
-            self.host, self.address
+            "`{}` resolves to {}, an internal address {}; add it to the allow-list to deliver there",
+            self.host, self.address, self.refusal
         )
     }
 }
@@ -199,17 +455,19 @@ pub(crate) fn resolve_permitted(
     let mut permitted = Vec::new();
     let mut refused = None;
     for address in resolved {
-        if allow.permits(address.ip()) {
-            permitted.push(address);
-        } else {
-            refused.get_or_insert(address.ip());
+        match refusal(address.ip()) {
+            Some(refusal) if !allow.allows(address.ip()) => {
+                refused.get_or_insert((address.ip(), refusal));
+            }
+            _ => permitted.push(address),
         }
     }
     match (permitted.is_empty(), refused) {
         (false, _) => Ok(permitted),
-        (true, Some(address)) => Err(ureq::Error::Other(Box::new(BlockedAddress {
+        (true, Some((address, refusal))) => Err(ureq::Error::Other(Box::new(BlockedAddress {
             host: host.to_string(),
             address,
+            refusal,
         }))),
         (true, None) => Err(ureq::Error::HostNotFound),
     }
@@ -347,6 +605,111 @@ mod tests {
             "64:ff9b::808:808",
         ] {
             assert!(allow.permits(ip(text)), "{text} should be permitted");
+        }
+    }
+
+    #[test]
+    fn embedded_ipv4_addresses_are_extracted() {
+        let v6 = |text: &str| text.parse::<Ipv6Addr>().unwrap();
+        let v4 = |text: &str| Some(text.parse::<Ipv4Addr>().unwrap());
+        assert_eq!(
+            Embedding::Mapped.ipv4(v6("::ffff:10.1.2.3")),
+            [v4("10.1.2.3"), None]
+        );
+        // RFC 6052, section 2.4.
+        assert_eq!(
+            Embedding::Nat64.ipv4(v6("64:ff9b::c000:221")),
+            [v4("192.0.2.33"), None]
+        );
+        // RFC 3056: the IPv4 address is the 32 bits after the 2002 prefix.
+        assert_eq!(
+            Embedding::SixToFour.ipv4(v6("2002:c000:221:1::1")),
+            [v4("192.0.2.33"), None]
+        );
+        // RFC 4380, section 4: server 65.54.227.120, client 192.0.2.45 behind a cone NAT.
+        assert_eq!(
+            Embedding::Teredo.ipv4(v6("2001:0:4136:e378:8000:63bf:3fff:fdd2")),
+            [v4("65.54.227.120"), v4("192.0.2.45")]
+        );
+    }
+
+    #[test]
+    fn embedded_addresses_are_judged_by_their_ipv4() {
+        for (text, refused) in [
+            ("::ffff:127.0.0.1", true),
+            ("::ffff:8.8.8.8", false),
+            ("64:ff9b::7f00:1", true),
+            ("64:ff9b::808:808", false),
+            ("2002:a00:1::1", true),
+            ("2002:808:808::1", false),
+            // Teredo: a documentation client, then a private server, then both public.
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", true),
+            ("2001:0:a00:1:8000:63bf:f7f7:f7f7", true),
+            ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", false),
+        ] {
+            assert_eq!(is_internal(ip(text)), refused, "{text}");
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_block() {
+        let named = |text: &str| refusal(ip(text)).unwrap().to_string();
+        assert_eq!(named("10.1.2.3"), "in 10.0.0.0/8 (private-use)");
+        assert_eq!(
+            named("192.0.0.9"),
+            "in 192.0.0.9/32 (Port Control Protocol anycast)"
+        );
+        assert_eq!(named("64:ff9b:1::1"), "in 64:ff9b:1::/48 (local-use NAT64)");
+        assert_eq!(
+            named("64:ff9b::a00:1"),
+            "in 64:ff9b::/96 (well-known NAT64), whose embedded IPv4 10.0.0.1 is in 10.0.0.0/8 (private-use)"
+        );
+        assert_eq!(
+            named("::ffff:169.254.169.254"),
+            "in ::ffff:0.0.0.0/96 (IPv4-mapped), whose embedded IPv4 169.254.169.254 is in 169.254.0.0/16 (link-local, cloud metadata)"
+        );
+        assert_eq!(named("2001:2::1"), "in 2001:2::/48 (benchmarking)");
+        assert_eq!(
+            named("2001:1ff::1"),
+            "in 2001::/23 (IETF protocol assignments)"
+        );
+        assert_eq!(
+            named("4000::1"),
+            "outside 2000::/3, the IPv6 global unicast"
+        );
+    }
+
+    #[test]
+    fn no_block_hides_behind_an_earlier_one() {
+        // The first block containing an address decides; a block inside an earlier, wider one
+        // would never be reached and its name or rule would be dead.
+        for table in [V4_BLOCKS, V6_BLOCKS] {
+            for (later, block) in table.iter().enumerate() {
+                for earlier in &table[..later] {
+                    assert!(
+                        !(earlier.prefix <= block.prefix && earlier.contains(block.network)),
+                        "{block} is hidden by {earlier}"
+                    );
+                }
+                assert_eq!(
+                    block.network,
+                    mask(block.network, block.prefix),
+                    "{block} has host bits set"
+                );
+            }
+        }
+    }
+
+    fn mask(address: IpAddr, prefix: u8) -> IpAddr {
+        match address {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+            }
         }
     }
 

@@ -257,6 +257,7 @@ mod tests {
                 ureq::Error::Other(Box::new(BlockedAddress {
                     host: "localhost".into(),
                     address: "127.0.0.1".parse().unwrap(),
+                    refusal: crate::guard::refusal("127.0.0.1".parse().unwrap()).unwrap(),
                 })),
                 ErrorClass::BlockedAddress,
             ),
