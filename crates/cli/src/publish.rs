@@ -60,6 +60,7 @@ fn publish(engine: &callout::Engine, events: Vec<Event>) -> Result<Published, Fa
 /// One JSON event, a JSON array of events, or JSON lines (blank lines skipped).
 fn parse_events(text: &str) -> Result<Vec<Event>, Failure> {
     let event = |value: Value, place: &str| {
+        Event::check_fields(&value).map_err(|e| Failure::usage(format_args!("{place}{e}")))?;
         serde_json::from_value::<Event>(value)
             .map_err(|e| Failure::usage(format_args!("{place}malformed event: {e}")))
     };
@@ -98,6 +99,22 @@ mod tests {
         assert_eq!(parse_events(&array).unwrap().len(), 2);
         let lines = format!("{one}\n\n{one}\n{one}\n");
         assert_eq!(parse_events(&lines).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_the_one_meant() {
+        let text = "{\"entity\":\"Contact\",\"action\":\"created\",\"id\":\"1\"}\n{\"entity\":\"Contact\",\"action\":\"created\",\"id\":\"2\",\"skipkey\":\"sync\"}\n";
+        let message = parse_events(text).unwrap_err().message.unwrap();
+        assert_eq!(
+            message,
+            r#"line 2: unknown field "skipkey" (did you mean "skip_key"?)"#
+        );
+        let related = r#"[{"entity":"Account","action":"linked_document","id":"1","related":{"entity":"Document","id":"9","dta":{}}}]"#;
+        let message = parse_events(related).unwrap_err().message.unwrap();
+        assert_eq!(
+            message,
+            r#"event 1: unknown field "related.dta" (did you mean "data"?)"#
+        );
     }
 
     #[test]

@@ -196,14 +196,16 @@ fn parse(args: &DocumentArgs, before: Option<&Subscription>) -> Result<Subscript
         Format::Callout => {
             let mut document: Value = serde_json::from_str(&text)
                 .map_err(|e| Failure::usage(format_args!("malformed subscription JSON: {e}")))?;
+            // The document as given is checked, not the merge: a misspelt key set to null
+            // would vanish in the merge and the typo would go unnoticed.
+            Subscription::check_fields(&document).map_err(Failure::usage)?;
             if let Some(before) = before {
                 keep_redacted_secrets(&mut document);
                 let mut merged = serde_json::to_value(before).map_err(Failure::failed)?;
                 merge_patch(&mut merged, document);
                 document = merged;
             }
-            let mut sub = serde_json::from_value::<Subscription>(document)
-                .map_err(|e| Failure::usage(format_args!("malformed subscription JSON: {e}")))?;
+            let mut sub = Subscription::from_value(document).map_err(Failure::usage)?;
             if sub.name.trim().is_empty() {
                 // As the builders do: a subscription is named after its target until named.
                 sub.name = match &sub.kind {

@@ -159,4 +159,40 @@ pub enum InvalidSubscription {
         /// The limit.
         max: u64,
     },
+    /// A serialized field is larger than allowed (custom data a registrant attaches and every
+    /// delivery carries).
+    #[error("{field}: {size} bytes, at most {max} allowed")]
+    TooLarge {
+        /// The field.
+        field: &'static str,
+        /// Its size in bytes.
+        size: usize,
+        /// The limit, in bytes.
+        max: usize,
+    },
+    /// The document has a key the subscription does not (a typo, or a field of another
+    /// format): refused rather than ignored, so `secret` for `secrets` cannot create a webhook
+    /// that sends unsigned.
+    #[error("{}", crate::known::message(.field, .suggestion.as_deref()))]
+    UnknownField {
+        /// Where the key is, as a dot path (`entities.Contact.filtrs`).
+        field: String,
+        /// The known key there that it most resembles, if one is close.
+        suggestion: Option<String>,
+    },
+    /// The document is not JSON, or a field has the wrong type.
+    #[error("malformed subscription JSON: {reason}")]
+    Malformed {
+        /// The parser's complaint.
+        reason: String,
+    },
+}
+
+impl From<crate::known::UnknownField> for InvalidSubscription {
+    fn from(unknown: crate::known::UnknownField) -> Self {
+        InvalidSubscription::UnknownField {
+            field: unknown.field,
+            suggestion: unknown.suggestion,
+        }
+    }
 }

@@ -121,6 +121,21 @@ pub struct Event {
 }
 
 impl Event {
+    /// Refuses a key of `document` that the engine's JSON form of an event does not have (its
+    /// `related` record included), naming it and the field probably meant; check a document
+    /// from a person or client with this before deserializing it. `data` and `previous` are
+    /// the host's records and may hold any keys.
+    ///
+    /// ```
+    /// use callout_core::Event;
+    /// use serde_json::json;
+    /// let err = Event::check_fields(&json!({"entity": "Contact", "action": "created", "id": "1", "actr": "7"}));
+    /// assert_eq!(err.unwrap_err().to_string(), r#"unknown field "actr" (did you mean "actor"?)"#);
+    /// ```
+    pub fn check_fields(document: &Value) -> Result<(), crate::known::UnknownField> {
+        crate::known::event(document)
+    }
+
     /// An event with any action, spelled the host's or a vendor's way.
     pub fn new(entity: impl Into<String>, action: &str, id: impl Into<String>) -> Event {
         Event {

@@ -30,6 +30,7 @@
 mod error;
 mod event;
 mod filter;
+mod known;
 mod matcher;
 mod name;
 mod path;
@@ -40,6 +41,7 @@ pub mod vendor;
 pub use crate::error::InvalidSubscription;
 pub use crate::event::{Action, Event, Related};
 pub use crate::filter::{CompiledFilter, FieldFilter, FilterOp, MAX_PATTERN_LEN};
+pub use crate::known::UnknownField;
 pub use crate::matcher::{project, CompiledSubscription, Matcher, Miss};
 pub use crate::name::{
     autotask_event_patterns, canonical_action, canonical_entity, EventName, Part, Pattern,

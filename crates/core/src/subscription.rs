@@ -31,6 +31,13 @@ pub mod limits {
     pub const HEADERS: usize = 50;
     /// A custom header's value, in bytes.
     pub const HEADER_VALUE: usize = 4_096;
+    /// All custom headers together, names and values, in bytes: 16 KiB. Every request carries
+    /// them, and HTTP servers commonly refuse a header block much past 8-16 KiB.
+    pub const HEADERS_BYTES: usize = 16 * 1_024;
+    /// `properties` serialized as compact JSON, in bytes: 16 KiB. Every delivery's body
+    /// carries them and the store keeps a body per delivery, so this bounds what one
+    /// registrant adds to each of them.
+    pub const PROPERTIES_BYTES: usize = 16 * 1_024;
     /// Notification addresses, in characters (Autotask `NotificationEmailAddress` string(150)).
     pub const EMAIL: usize = 150;
     /// Skip keys and excluded actors, each list.
@@ -339,6 +346,36 @@ impl Default for Subscription {
 }
 
 impl Subscription {
+    /// Parses callout's JSON form of a subscription as a person or client wrote it: any key
+    /// the subscription does not have, at the top or in nested options and filters, is an
+    /// error naming it (and the field probably meant), where serde alone would ignore it.
+    /// Absent fields take their defaults; the result is not validated (see
+    /// [`Subscription::validate`]).
+    ///
+    /// Stored subscriptions are read with serde directly, so that a store written by a newer
+    /// callout, with fields this one does not know, still opens.
+    pub fn from_json(json: &str) -> Result<Subscription, InvalidSubscription> {
+        let value: Value =
+            serde_json::from_str(json).map_err(|e| InvalidSubscription::Malformed {
+                reason: e.to_string(),
+            })?;
+        Subscription::from_value(value)
+    }
+
+    /// [`Subscription::from_json`] for an already parsed JSON document.
+    pub fn from_value(value: Value) -> Result<Subscription, InvalidSubscription> {
+        Subscription::check_fields(&value)?;
+        serde_json::from_value(value).map_err(|e| InvalidSubscription::Malformed {
+            reason: e.to_string(),
+        })
+    }
+
+    /// Refuses a key of `document` that callout's subscription JSON does not have, nested
+    /// options and filters included; for a partial document such as a merge patch.
+    pub fn check_fields(document: &Value) -> Result<(), InvalidSubscription> {
+        crate::known::subscription(document).map_err(InvalidSubscription::from)
+    }
+
     /// An HTTP webhook to `target_url`, named after it until [`Subscription::name`] is called.
     pub fn new(target_url: impl Into<String>) -> Subscription {
         let target_url = target_url.into();
@@ -561,6 +598,7 @@ impl Subscription {
         }
         max_count("events", self.events.len(), limits::EVENTS)?;
         self.check_headers()?;
+        check_properties(&self.properties)?;
         if !(1..=limits::CHUNK_SIZE).contains(&self.chunk_size) {
             return Err(E::ChunkSize {
                 value: self.chunk_size,
@@ -671,6 +709,18 @@ impl Subscription {
 
     fn check_headers(&self) -> Result<(), InvalidSubscription> {
         max_count("headers", self.headers.len(), limits::HEADERS)?;
+        let size = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.len() + value.len())
+            .sum();
+        if size > limits::HEADERS_BYTES {
+            return Err(InvalidSubscription::TooLarge {
+                field: "headers",
+                size,
+                max: limits::HEADERS_BYTES,
+            });
+        }
         let mut seen = HashSet::new();
         for (name, value) in &self.headers {
             let lower = name.to_ascii_lowercase();
@@ -694,6 +744,32 @@ impl Subscription {
         }
         Ok(())
     }
+}
+
+/// Refuses properties over [`limits::PROPERTIES_BYTES`] as compact JSON, counted while
+/// writing to nowhere so that a 10 MB property is not copied to be measured.
+fn check_properties(properties: &Map<String, Value>) -> Result<(), InvalidSubscription> {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // A map of JSON values always serializes; the counter never fails.
+    let _ = serde_json::to_writer(&mut counter, properties);
+    if counter.0 > limits::PROPERTIES_BYTES {
+        return Err(InvalidSubscription::TooLarge {
+            field: "properties",
+            size: counter.0,
+            max: limits::PROPERTIES_BYTES,
+        });
+    }
+    Ok(())
 }
 
 fn check_entity_options(entity: &str, options: &EntityOptions) -> Result<(), InvalidSubscription> {

@@ -98,6 +98,70 @@ fn malformed_and_invalid_documents_are_usage_errors() {
 }
 
 #[test]
+fn unknown_fields_are_refused_and_nothing_is_created() {
+    let store = Store::new();
+    // `secret` for `secrets` once created a webhook that sent unsigned.
+    let singular = json!({
+        "target_url": "https://receiver.example/h",
+        "events": ["*"],
+        "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    })
+    .to_string();
+    assert_eq!(
+        store.fails(&["subscriptions", "create", &singular], 2),
+        r#"callout: unknown field "secret" (did you mean "secrets"?)"#
+    );
+    assert_eq!(store.json(&["subscriptions", "list"]), json!([]));
+
+    let nested = subscription(
+        "https://receiver.example/h",
+        json!({"entities": {"Contact": {"on_field_changes": ["email1"]}}}),
+    );
+    assert_eq!(
+        store.fails(&["subscriptions", "create", &nested], 2),
+        r#"callout: unknown field "entities.Contact.on_field_changes" (did you mean "on_field_change"?)"#
+    );
+
+    // An update's patch is checked as given, even a key it only clears.
+    store.ok(&[
+        "subscriptions",
+        "create",
+        &subscription("https://receiver.example/h", json!({})),
+    ]);
+    assert_eq!(
+        store.fails(&["subscriptions", "update", "1", r#"{"tenantt": null}"#], 2),
+        r#"callout: unknown field "tenantt" (did you mean "tenant"?)"#
+    );
+
+    let superoffice = json!({
+        "Name": "n", "Events": ["contact.created"], "TargetUrl": "https://receiver.example/h",
+        "Secrett": "Something Super Secret",
+    })
+    .to_string();
+    assert_eq!(
+        store.fails(
+            &[
+                "subscriptions",
+                "create",
+                "--format",
+                "superoffice",
+                &superoffice
+            ],
+            2
+        ),
+        r#"callout: SuperOffice webhook Secrett: is not a known field (did you mean "Secret"?)"#
+    );
+    assert_eq!(
+        store
+            .json(&["subscriptions", "list"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
 fn bad_flags_are_one_line_usage_errors() {
     let store = Store::new();
     for (args, expected) in [

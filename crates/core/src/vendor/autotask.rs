@@ -21,6 +21,66 @@ use crate::time::rfc3339;
 
 const AT: Profile = Profile::Autotask;
 
+/// The fields of the REST `<Entity>Webhook` (`seeds/autotask-webhooks-rest.txt`) and its child
+/// collections (PROFILES.md). Any other key is refused, not ignored.
+const REST_FIELDS: &[&str] = &[
+    "id",
+    "WebhookGUID",
+    "Name",
+    "WebhookUrl",
+    "DeactivationUrl",
+    "IsActive",
+    "IsReady",
+    "IsSubscribedToCreateEvents",
+    "IsSubscribedToUpdateEvents",
+    "IsSubscribedToDeleteEvents",
+    "SecretKey",
+    "SendThresholdExceededNotification",
+    "NotificationEmailAddress",
+    "OwnerResourceID",
+    "Fields",
+    "UdfFields",
+    "ExcludedResources",
+];
+
+/// The fields of the SOAP `<Entity>Webhook` (`seeds/autotask-webhook-soap.txt`): REST's without
+/// the child collections, with `Active` and `Ready` for `IsActive` and `IsReady`.
+const SOAP_FIELDS: &[&str] = &[
+    "id",
+    "WebhookGUID",
+    "Name",
+    "WebhookUrl",
+    "DeactivationUrl",
+    "Active",
+    "Ready",
+    "IsSubscribedToCreateEvents",
+    "IsSubscribedToUpdateEvents",
+    "IsSubscribedToDeleteEvents",
+    "SecretKey",
+    "SendThresholdExceededNotification",
+    "NotificationEmailAddress",
+    "OwnerResourceID",
+];
+
+/// The fields of one child of `Fields` or `UdfFields` (whichever id key the collection uses):
+/// Autotask's `FieldID`/`UdfFieldID`, `IsSubscribedField`, `IsDisplayAlwaysField`, and the
+/// `id` and `WebhookID` a child read back carries; callout also reads a field by name
+/// (`FieldName`/`UdfFieldName`), as [`render_rest`] writes names that are not numbers.
+const FIELD_FIELDS: &[&str] = &[
+    "id",
+    "WebhookID",
+    "FieldID",
+    "FieldName",
+    "UdfFieldID",
+    "UdfFieldName",
+    "IsSubscribedField",
+    "IsDisplayAlwaysField",
+];
+
+/// The fields of one child of `ExcludedResources`: `ResourceID`, and the `id` and `WebhookID`
+/// a child read back carries.
+const EXCLUDED_FIELDS: &[&str] = &["id", "WebhookID", "ResourceID"];
+
 /// The entities Autotask supports webhooks for: canonical name and legacy `EntityType`.
 const ENTITIES: &[(&str, &str)] = &[
     ("account", "Account"),
@@ -292,7 +352,8 @@ fn vendor_field(error: &InvalidSubscription) -> String {
 /// into a subscription. `entity` is the endpoint's entity: `Company`/`Account`, `Contact`,
 /// `ConfigurationItem`/`InstalledProduct`, `Ticket` or `TicketNote`.
 ///
-/// Keys are case-insensitive. Child collections: `Fields` (`FieldID` or `FieldName`;
+/// Keys are case-insensitive; a key Autotask does not document, here or in a child, is an
+/// error naming it. Child collections: `Fields` (`FieldID` or `FieldName`;
 /// `IsSubscribedField` → `on_field_change`, `IsDisplayAlwaysField` → `always_fields`),
 /// `UdfFields` (`UdfFieldID` or `UdfFieldName`, under [`UDF_PREFIX`] in the host's data) and
 /// `ExcludedResources` (`ResourceID` → `excluded_actors`). `IsActive` defaults to true;
@@ -306,6 +367,12 @@ pub fn parse_rest(json: &str, entity: &str) -> Result<Subscription, VendorError>
 /// [`parse_rest`] for an already parsed JSON document.
 pub fn parse_rest_value(value: &Value, entity: &str) -> Result<Subscription, VendorError> {
     let f = Fields::new(AT, value, "")?;
+    f.only(REST_FIELDS)?;
+    parse_fields(&f, entity)
+}
+
+/// A webhook from its fields, REST's or SOAP's, once their keys are known to be documented.
+fn parse_fields(f: &Fields<'_>, entity: &str) -> Result<Subscription, VendorError> {
     let legacy = webhook_entity(entity).ok_or_else(|| {
         VendorError::new(
             AT,
@@ -366,8 +433,18 @@ pub fn parse_rest_value(value: &Value, entity: &str) -> Result<Subscription, Ven
         ("Fields", "FieldID", "FieldName", ""),
         ("UdfFields", "UdfFieldID", "UdfFieldName", UDF_PREFIX),
     ] {
+        let other_keys: &[&str] = match collection {
+            "Fields" => &["UdfFieldID", "UdfFieldName"],
+            _ => &["FieldID", "FieldName"],
+        };
+        let known: Vec<&str> = FIELD_FIELDS
+            .iter()
+            .copied()
+            .filter(|k| !other_keys.contains(k))
+            .collect();
         for (i, item) in f.array(collection)?.iter().enumerate() {
             let item = Fields::new(AT, item, &format!("{collection}[{i}]"))?;
+            item.only(&known)?;
             let name = match item.id(id_key)? {
                 Some(id) => id,
                 None => item
@@ -392,6 +469,7 @@ pub fn parse_rest_value(value: &Value, entity: &str) -> Result<Subscription, Ven
     }
     for (i, item) in f.array("ExcludedResources")?.iter().enumerate() {
         let item = Fields::new(AT, item, &format!("ExcludedResources[{i}]"))?;
+        item.only(EXCLUDED_FIELDS)?;
         let id = item
             .id("ResourceID")?
             .ok_or_else(|| item.error("ResourceID", "is required"))?;
@@ -500,7 +578,8 @@ pub fn render_rest(sub: &Subscription) -> Value {
 /// see `seeds/autotask-webhook-soap.txt`) into a subscription. The entity comes from the
 /// `xsi:type`: `AccountWebhook`, `ContactWebhook`, `InstalledProductWebhook`, `TicketWebhook`
 /// or `TicketNoteWebhook`. Child elements carry the REST fields' values as text (`Active` for
-/// `IsActive`, booleans as `True`/`False`); the rest of the document is not looked at.
+/// `IsActive`, booleans as `True`/`False`); a child element the SOAP entity does not document
+/// is an error naming it. The rest of the document is not looked at.
 pub fn parse_soap(xml: &str) -> Result<Subscription, VendorError> {
     let mut reader = Reader::from_str(xml);
     let mut xsi_type: Option<String> = None;
@@ -617,7 +696,10 @@ pub fn parse_soap(xml: &str) -> Result<Subscription, VendorError> {
                 format!("{xsi_type:?} is not a webhook type such as AccountWebhook"),
             )
         })?;
-    parse_rest_value(&Value::Object(values), entity)
+    let values = Value::Object(values);
+    let f = Fields::new(AT, &values, "")?;
+    f.only(SOAP_FIELDS)?;
+    parse_fields(&f, entity)
 }
 
 fn xml_escape(text: &str) -> String {

@@ -4,6 +4,8 @@
 use serde_json::{Map, Value};
 
 use super::VendorError;
+use crate::error::InvalidSubscription;
+use crate::known::suggest;
 use crate::subscription::Profile;
 use crate::time::parse_rfc3339;
 
@@ -148,16 +150,27 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// Refuses keys outside `known`, naming the first stranger.
+    /// Refuses keys outside `known` (ignoring case, as the vendors' APIs do), naming the first
+    /// stranger and the known key it most resembles.
     pub(crate) fn only(&self, known: &[&str]) -> Result<(), VendorError> {
-        match self
+        let Some(key) = self
             .map
             .keys()
             .find(|k| !known.iter().any(|n| n.eq_ignore_ascii_case(k)))
-        {
-            Some(k) => Err(self.error(k, "is not a known option")),
-            None => Ok(()),
-        }
+        else {
+            return Ok(());
+        };
+        let suggestion = suggest(key, known);
+        let reason = match suggestion {
+            Some(meant) => format!("is not a known field (did you mean {meant:?}?)"),
+            None => "is not a known field".to_string(),
+        };
+        let mut error = self.error(key, reason);
+        error.source = Some(Box::new(InvalidSubscription::UnknownField {
+            field: self.name(key),
+            suggestion: suggestion.map(str::to_string),
+        }));
+        Err(error)
     }
 }
 

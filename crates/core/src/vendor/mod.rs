@@ -55,7 +55,8 @@ pub struct VendorError {
     pub field: String,
     /// What is wrong with it.
     pub reason: String,
-    /// The model's own complaint, when the field parsed but the subscription did not validate.
+    /// The model's own complaint: why the subscription did not validate once the fields
+    /// parsed, or [`InvalidSubscription::UnknownField`] for a key the vendor does not document.
     pub source: Option<Box<InvalidSubscription>>,
 }
 

@@ -17,6 +17,27 @@ use crate::time::rfc3339;
 
 const PL: Profile = Profile::Pipeliner;
 
+/// The webhook's fields: those of `seeds/pipeliner-webhooks.txt` (`url`, `events`,
+/// `insecure_ssl`, `options`, `signature`, `created`, `modified`, `id`), the
+/// `custom_entity_api_name` and the snapshot fields (`is_deleted`, `application_id`,
+/// `client_id`) that PROFILES.md documents, so that a webhook read back can be sent again, and
+/// callout's own optional `name`. Any other key is refused, not ignored.
+const WEBHOOK_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "url",
+    "events",
+    "insecure_ssl",
+    "options",
+    "signature",
+    "custom_entity_api_name",
+    "created",
+    "modified",
+    "is_deleted",
+    "application_id",
+    "client_id",
+];
+
 /// The entity whose events `custom_entity_api_name` narrows.
 pub const CUSTOM_ENTITY: &str = "CustomEntity";
 
@@ -358,7 +379,9 @@ fn vendor_field(error: &InvalidSubscription) -> String {
 
 /// Parses a Pipeliner webhook (`url`, `events`, `insecure_ssl`, `options`, `signature`,
 /// `custom_entity_api_name`; read-only `id`, `created`, `modified` are kept) into a
-/// subscription. `#` and `//` comments outside strings are accepted (see [`strip_comments`]).
+/// subscription. A key Pipeliner does not document, at the top or in the options, is an error
+/// naming it; `is_deleted`, `application_id` and `client_id` are accepted and ignored. `#`
+/// and `//` comments outside strings are accepted (see [`strip_comments`]).
 ///
 /// Options: `entity.<E>` with `filter` + `filter-op` (default `eq`), `on-field-change`,
 /// `expand`, `load-only`; `related_entity` (`expand`, `load-only`, ...); `skip_keys`;
@@ -378,6 +401,7 @@ pub fn parse_webhook(text: &str) -> Result<Subscription, VendorError> {
 /// [`parse_webhook`] for an already parsed (comment-free) JSON document.
 pub fn parse_webhook_value(value: &Value) -> Result<Subscription, VendorError> {
     let f = Fields::new(PL, value, "")?;
+    f.only(WEBHOOK_FIELDS)?;
     let url = f.required_string("url")?;
     let mut sub = Subscription::new(url);
     sub.profile = PL;

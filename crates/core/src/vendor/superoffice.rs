@@ -16,6 +16,51 @@ use crate::time::rfc3339;
 
 const SO: Profile = Profile::Superoffice;
 
+/// The properties of SuperOffice's `Webhook` (`seeds/superoffice-post-webhook.txt`), with the
+/// `_Links` of its `WebhookWithLinks` answer, so that a webhook read back can be sent again.
+/// Any other key is refused, not ignored.
+const WEBHOOK_FIELDS: &[&str] = &[
+    "WebhookId",
+    "Name",
+    "Events",
+    "TargetUrl",
+    "Secret",
+    "State",
+    "Type",
+    "Headers",
+    "Properties",
+    "Registered",
+    "RegisteredAssociate",
+    "Updated",
+    "UpdatedAssociate",
+    "ErrorsEmail",
+    "_Links",
+];
+
+/// The properties of SuperOffice's `Associate` carrier, which `RegisteredAssociate` and
+/// `UpdatedAssociate` hold. The seeds name the type without listing it; this is the carrier of
+/// SuperOffice's web API reference, so that an associate as SuperOffice returns it is accepted.
+/// Only `AssociateId` is read.
+const ASSOCIATE_FIELDS: &[&str] = &[
+    "AssociateId",
+    "Name",
+    "PersonId",
+    "Rank",
+    "Tooltip",
+    "Type",
+    "GroupIdx",
+    "FullName",
+    "FormalName",
+    "Deleted",
+    "EjUserId",
+    "UserName",
+    "TableRight",
+    "FieldProperties",
+];
+
+/// The request of `GetAllWebhooks` (`seeds/superoffice-get-all-webhooks.txt`).
+const FILTER_FIELDS: &[&str] = &["NameFilter", "EventFilter", "StatusFilter"];
+
 /// `Content-Type` of every SuperOffice webhook request.
 pub const CONTENT_TYPE: &str = "application/json; charset=utf-8";
 
@@ -277,7 +322,11 @@ fn state_name(state: State) -> &'static str {
 fn associate(f: &Fields<'_>, key: &str) -> Result<Option<String>, VendorError> {
     match f.get(key) {
         None => Ok(None),
-        Some(value @ Value::Object(_)) => Fields::new(SO, value, key)?.id("AssociateId"),
+        Some(value @ Value::Object(_)) => {
+            let associate = Fields::new(SO, value, key)?;
+            associate.only(ASSOCIATE_FIELDS)?;
+            associate.id("AssociateId")
+        }
         Some(_) => f.id(key),
     }
 }
@@ -300,13 +349,16 @@ fn vendor_field(error: &InvalidSubscription) -> String {
         E::DuplicateHeader { name } | E::ReservedHeader { name } | E::BadHeader { name } => {
             format!("Headers.{name}")
         }
-        E::TooLong { field, .. } | E::TooMany { field, .. } => match *field {
-            "target_url" | "kind" => "TargetUrl".into(),
-            "errors_email" => "ErrorsEmail".into(),
-            "events" => "Events".into(),
-            "headers" => "Headers".into(),
-            other => other.to_string(),
-        },
+        E::TooLong { field, .. } | E::TooMany { field, .. } | E::TooLarge { field, .. } => {
+            match *field {
+                "target_url" | "kind" => "TargetUrl".into(),
+                "errors_email" => "ErrorsEmail".into(),
+                "events" => "Events".into(),
+                "headers" => "Headers".into(),
+                "properties" => "Properties".into(),
+                other => other.to_string(),
+            }
+        }
         _ => String::new(),
     }
 }
@@ -314,7 +366,8 @@ fn vendor_field(error: &InvalidSubscription) -> String {
 /// Parses a SuperOffice `Webhook` (the body of `POST /api/v1/Webhook`, or one element of
 /// `GetAllWebhooks`' answer) into a subscription.
 ///
-/// Keys are case-insensitive. `State` is a name or number (absent: Active). `Type` is
+/// Keys are case-insensitive; a key SuperOffice does not document is an error naming it.
+/// `State` is a name or number (absent: Active). `Type` is
 /// `webhook` (HTTP; the default) or `crmscript`, which runs the host's handler named by
 /// `TargetUrl` ([`Kind::Handler`]); other plugin names are refused. An empty `Secret` means
 /// none. `RegisteredAssociate` / `UpdatedAssociate` are read for their `AssociateId`.
@@ -327,6 +380,7 @@ pub fn parse_webhook(json: &str) -> Result<Subscription, VendorError> {
 /// [`parse_webhook`] for an already parsed JSON document.
 pub fn parse_webhook_value(value: &Value) -> Result<Subscription, VendorError> {
     let f = Fields::new(SO, value, "")?;
+    f.only(WEBHOOK_FIELDS)?;
     let target = f.required_string("TargetUrl")?;
     let kind = match f.string("Type")?.map(|t| t.trim().to_ascii_lowercase()) {
         None => Kind::Webhook,
@@ -430,6 +484,7 @@ impl WebhookFilter {
         let value: Value = serde_json::from_str(json)
             .map_err(|e| VendorError::new(SO, "", format!("not valid JSON: {e}")))?;
         let f = Fields::new(SO, &value, "")?;
+        f.only(FILTER_FIELDS)?;
         let filter = WebhookFilter {
             name_filter: f.string("NameFilter")?.unwrap_or_default(),
             event_filter: f.string("EventFilter")?.unwrap_or_default(),

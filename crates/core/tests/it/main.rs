@@ -1,6 +1,7 @@
-//! Integration tests of callout-core: validation, matching rules, the seeds' samples, and the
-//! indexed matcher against a naive scan.
+//! Integration tests of callout-core: validation, unknown keys and size bounds, matching rules,
+//! the seeds' samples, and the indexed matcher against a naive scan.
 
+mod fields;
 mod matching;
 mod props;
 mod seeds;
