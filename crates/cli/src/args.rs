@@ -52,6 +52,9 @@ pub(crate) enum Command {
     Dead(DeadCommand),
     /// Check a received request's signature, as a receiver would.
     Verify(VerifyArgs),
+    /// Copy what still reads of a damaged --store into a new store; the damaged one is left
+    /// as it is. Exits 1 if anything could not be read.
+    Repair(RepairArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -314,4 +317,11 @@ pub(crate) struct VerifyArgs {
     /// Standard: skip the 5-minute replay window, to check a request captured earlier.
     #[arg(long)]
     pub(crate) ignore_timestamp: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RepairArgs {
+    /// The new store's directory: absent or empty.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) to: PathBuf,
 }

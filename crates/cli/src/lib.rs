@@ -3,7 +3,8 @@
 //! It opens a store directory through [`callout::Engine`], so it reads and writes exactly what
 //! an embedding host's engine does, and lets a person or a script manage subscriptions
 //! (callout's JSON or a vendor's registration document), publish events, deliver the queue,
-//! look at counts, attempts and dead letters, and check a received request's signature.
+//! look at counts, attempts and dead letters, check a received request's signature, and salvage
+//! a damaged store (`repair`, which uses the store crate directly, not the engine).
 //! Output is a table by default and JSON with `--json`. Every failure is one line on stderr,
 //! `callout: <message>`, with an exit code saying which kind (see README.md).
 //!
@@ -17,6 +18,7 @@ mod input;
 mod inspect;
 mod output;
 mod publish;
+mod repair;
 mod run;
 mod store;
 mod subscriptions;
@@ -74,6 +76,7 @@ fn dispatch(ctx: &Context, command: &Command, out: &mut dyn Write) -> Result<(),
         Command::Attempts(args) => inspect::attempts(ctx, args, out),
         Command::Dead(command) => inspect::dead(ctx, command, out),
         Command::Verify(args) => verify::run(ctx, args, out),
+        Command::Repair(args) => repair::run(ctx, args, out),
     }
 }
 

@@ -54,7 +54,7 @@ impl Context {
 
     /// Refuses a missing or empty directory: opening would silently create a new store there,
     /// and a mistyped --store would then show an empty queue instead of an error.
-    fn require_store(&self) -> Result<(), Failure> {
+    pub(crate) fn require_store(&self) -> Result<(), Failure> {
         let path = self.store.display();
         let hint = format!("create one with `callout --store {path} init`");
         match std::fs::read_dir(&self.store).map(|mut entries| entries.next().is_some()) {

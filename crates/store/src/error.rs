@@ -27,6 +27,33 @@ pub enum StoreError {
         /// The newest version this build reads.
         supported: u8,
     },
+    /// The store's files are damaged: sled cannot open them (a flipped byte in its `conf`
+    /// file, say). [`SledStore::repair`](crate::SledStore::repair) copies what still reads
+    /// into a new store.
+    #[error(
+        "the store at {path} is damaged ({detail}); copy what still reads into a new store \
+         with `callout --store {path} repair --to <new-dir>`"
+    )]
+    Damaged {
+        /// The store's location.
+        path: PathBuf,
+        /// What is damaged, as far as it is known.
+        detail: String,
+    },
+    /// A repair found nothing to salvage: not even a copy of the store opens.
+    #[error("the store at {path} cannot be repaired: not even a copy of it opens ({detail})")]
+    Unsalvageable {
+        /// The damaged store's location.
+        path: PathBuf,
+        /// Why the copy did not open.
+        detail: String,
+    },
+    /// A repair's target exists and is not an empty directory: repair writes a new store only.
+    #[error("the repair target {path} exists and is not empty; name a new directory")]
+    TargetNotEmpty {
+        /// The target given.
+        path: PathBuf,
+    },
     /// A record could not be decoded; it was moved aside.
     #[error("corrupt record under key {key}: {reason}")]
     Corrupt {

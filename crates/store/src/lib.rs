@@ -56,4 +56,4 @@ pub use crate::model::{
     Attempt, Counts, DeadFilter, Delivery, DeliveryState, EnqueueReceipt, LeaseLimits, LeaseToken,
     Leased, NewDelivery, SubscriptionFilter,
 };
-pub use crate::sled_store::{Durability, SledStore, StoreConfig};
+pub use crate::sled_store::{Durability, RepairReport, SledStore, StoreConfig, Unreadable};

@@ -15,7 +15,8 @@
 //! Each job has its module: `config` (how a store is opened), `keys` (the key layout and record
 //! shapes), `open` (opening, migration and recovery), `book` (the in-memory state),
 //! `group_commit` (durable enqueues sharing flushes), `write_behind` (buffered settles),
-//! `registry`, `queue`, `history` (attempts and dead letters) and `prune` (retention).
+//! `registry`, `queue`, `history` (attempts and dead letters), `prune` (retention) and `repair`
+//! (salvaging a damaged store into a new one).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -39,9 +40,11 @@ mod ops;
 mod prune;
 mod queue;
 mod registry;
+mod repair;
 mod write_behind;
 
 pub use self::config::{Durability, StoreConfig};
+pub use self::repair::{RepairReport, Unreadable};
 
 use self::book::Book;
 use self::group_commit::Flusher;

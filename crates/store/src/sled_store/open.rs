@@ -46,6 +46,53 @@ pub(super) fn closed(path: &Path) {
     }
 }
 
+/// sled's refusal to open a store as [`StoreError::Damaged`] when it is one: callout never
+/// changes what sled's `conf` file holds (segment size, compression, sled's version), so sled
+/// finding it unreadable or different means damage, not an old store to upgrade, whatever
+/// sled's message says ("created using pagecache version 2.34" for one flipped byte).
+pub(super) fn damaged(path: &Path, error: sled::Error) -> StoreError {
+    let detail = match &error {
+        sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => {
+            if conf_checks_out(path) == Some(false) {
+                "sled's `conf` file fails its checksum".to_string()
+            } else {
+                format!("sled: {error}")
+            }
+        }
+        _ => return super::sled_error(error),
+    };
+    StoreError::Damaged {
+        path: path.to_path_buf(),
+        detail,
+    }
+}
+
+/// Whether sled's `conf` file matches the CRC-32 sled appends to it (sled itself only warns
+/// when it does not); `None` when it cannot be read.
+pub(super) fn conf_checks_out(path: &Path) -> Option<bool> {
+    let bytes = std::fs::read(path.join("conf")).ok()?;
+    let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
+    Some(crc32(body).to_le_bytes() == crc)
+}
+
+/// CRC-32 (IEEE), as sled's `crc32fast` computes it; a conf file is a few dozen bytes.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
+
+/// Whether this process has the store at `path` open.
+pub(super) fn is_open(path: &Path) -> bool {
+    path.canonicalize()
+        .is_ok_and(|canonical| OPEN.lock().is_ok_and(|open| open.contains(&canonical)))
+}
+
 impl SledStore {
     /// Opens the store at `path`, creating it if absent. Deliveries a dead process had in
     /// flight return to the due queue (at-least-once).
@@ -90,7 +137,7 @@ impl SledStore {
                         path: path.to_path_buf(),
                     }
                 }
-                other => super::sled_error(other),
+                other => damaged(path, other),
             })?;
         let subs = db.open_tree("subs").db()?;
         let meta = db.open_tree("meta").db()?;
@@ -222,6 +269,19 @@ impl SledStore {
 mod tests {
     use super::*;
     use crate::sled_store::test_support::*;
+
+    #[test]
+    fn conf_checksums_are_sleds_crc32() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926, "the CRC-32 check value");
+        let dir = tempfile::tempdir().unwrap();
+        drop(SledStore::open(dir.path(), StoreConfig::default()).unwrap());
+        assert_eq!(conf_checks_out(dir.path()), Some(true));
+        let mut conf = std::fs::read(dir.path().join("conf")).unwrap();
+        conf[0] ^= 1;
+        std::fs::write(dir.path().join("conf"), conf).unwrap();
+        assert_eq!(conf_checks_out(dir.path()), Some(false));
+        assert_eq!(conf_checks_out(&dir.path().join("absent")), None);
+    }
 
     #[test]
     fn a_layout_2_store_opens_as_it_is_and_its_attempt_records_read() {

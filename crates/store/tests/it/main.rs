@@ -7,6 +7,7 @@ mod open;
 mod queue;
 mod races;
 mod registry;
+mod repair;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
