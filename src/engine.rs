@@ -22,7 +22,7 @@ use crate::error::Error;
 use crate::health::{FailurePolicy, Health, Pace};
 use crate::limits::Limits;
 use crate::notify::{Handler, Notifier};
-use crate::publish::Publisher;
+use crate::publish::{PublishLimits, Publisher};
 use crate::registry::Registry;
 use crate::retry::RetryPolicy;
 use crate::worker::Work;
@@ -105,6 +105,7 @@ pub struct EngineBuilder {
     pipeliner: vendor::pipeliner::PipelinerContext,
     deliver: bool,
     slow_attempt: Duration,
+    publish_limits: PublishLimits,
 }
 
 impl EngineBuilder {
@@ -219,6 +220,12 @@ impl EngineBuilder {
         self
     }
 
+    /// How much one publish may carry (see [`PublishLimits`] for the defaults).
+    pub fn publish_limits(mut self, limits: PublishLimits) -> Self {
+        self.publish_limits = limits;
+        self
+    }
+
     /// How often the dispatcher looks at the clock when nothing wakes it (default 50 ms).
     pub fn poll_interval(mut self, poll: Duration) -> Self {
         self.poll = poll.max(Duration::from_millis(1));
@@ -321,6 +328,7 @@ impl Engine {
             pipeliner: Default::default(),
             deliver: true,
             slow_attempt: Duration::from_secs(5),
+            publish_limits: PublishLimits::default(),
         }
     }
 
@@ -372,6 +380,7 @@ impl Engine {
             publisher: Publisher {
                 expander: b.expander,
                 pipeliner: b.pipeliner,
+                limits: b.publish_limits,
             },
             dispatch,
             work: Work {

@@ -26,6 +26,43 @@ pub enum Error {
         /// What happened.
         detail: String,
     },
+    /// A publish held more events than [`PublishLimits::batch_events`](crate::PublishLimits);
+    /// nothing was stored.
+    #[error("publish: {count} events, at most {max} allowed")]
+    TooManyEvents {
+        /// How many were given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An event's `data` and `previous` are over
+    /// [`PublishLimits::event_bytes`](crate::PublishLimits) as JSON; nothing was stored.
+    #[error("event {index}: {bytes} bytes of data or more, at most {max} allowed")]
+    EventTooLarge {
+        /// The event's place in the publish, from 0.
+        index: usize,
+        /// How many bytes were counted before counting stopped.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A publish's events together are over
+    /// [`PublishLimits::batch_bytes`](crate::PublishLimits) as JSON; nothing was stored.
+    #[error("publish: {bytes} bytes of data or more, at most {max} allowed")]
+    BatchTooLarge {
+        /// How many bytes were counted before counting stopped.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An event names no entity or no action; nothing was stored.
+    #[error("event {index}: {part} must not be empty")]
+    EmptyEventName {
+        /// The event's place in the publish, from 0.
+        index: usize,
+        /// `entity` or `action`.
+        part: &'static str,
+    },
     /// A thread could not be started.
     #[error("could not start a thread: {0}")]
     Thread(std::io::Error),

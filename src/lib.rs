@@ -34,6 +34,7 @@ pub use crate::error::Error;
 pub use crate::health::FailurePolicy;
 pub use crate::inspect::Explanation;
 pub use crate::notify::{Handler, HandlerCall, Notice, NoticeKind, Notifier};
+pub use crate::publish::PublishLimits;
 pub use crate::retry::RetryPolicy;
 pub use crate::subscriptions::Subscriptions;
 pub use callout_core as core;

@@ -14,6 +14,91 @@ use crate::error::Error;
 pub(crate) struct Publisher {
     pub(crate) expander: Option<Arc<Expander>>,
     pub(crate) pipeliner: vendor::pipeliner::PipelinerContext,
+    pub(crate) limits: PublishLimits,
+}
+
+/// How much one publish may carry. A publish over a limit is refused with a typed error on the
+/// caller's thread, before anything is matched, shaped or stored, so an oversized publish costs
+/// no memory beyond what the caller holds and never delays another publish.
+///
+/// ```
+/// let limits = callout::PublishLimits::default();
+/// assert_eq!(limits.event_bytes, 1024 * 1024);
+/// assert_eq!((limits.batch_events, limits.batch_bytes), (10_000, 16 * 1024 * 1024));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishLimits {
+    /// One event's `data` and `previous` together, as compact JSON (default 1 MiB).
+    pub event_bytes: usize,
+    /// Events in one publish (default 10,000).
+    pub batch_events: usize,
+    /// All of a publish's events' `data` and `previous` together, as compact JSON (default
+    /// 16 MiB).
+    pub batch_bytes: usize,
+}
+
+impl Default for PublishLimits {
+    fn default() -> PublishLimits {
+        PublishLimits {
+            event_bytes: 1024 * 1024,
+            batch_events: 10_000,
+            batch_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Refuses a publish over `limits`, or with an event that names no entity or action.
+fn check(events: &[Event], limits: &PublishLimits) -> Result<(), Error> {
+    if events.len() > limits.batch_events {
+        return Err(Error::TooManyEvents {
+            count: events.len(),
+            max: limits.batch_events,
+        });
+    }
+    let mut batch_bytes = 0usize;
+    for (index, event) in events.iter().enumerate() {
+        if event.entity.trim().is_empty() {
+            return Err(Error::EmptyEventName {
+                index,
+                part: "entity",
+            });
+        }
+        if event.action.as_str().trim().is_empty() {
+            return Err(Error::EmptyEventName {
+                index,
+                part: "action",
+            });
+        }
+        let max = limits
+            .event_bytes
+            .min(limits.batch_bytes.saturating_sub(batch_bytes));
+        let bytes = callout_core::json_len_within(&event.data, max)
+            .and_then(|data| {
+                let rest = max - data;
+                match &event.previous {
+                    Some(previous) => callout_core::json_len_within(previous, rest)
+                        .map(|previous| data + previous)
+                        .map_err(|previous| data + previous),
+                    None => Ok(data),
+                }
+            })
+            .map_err(|bytes| {
+                if bytes > limits.event_bytes || max == limits.event_bytes {
+                    Error::EventTooLarge {
+                        index,
+                        bytes,
+                        max: limits.event_bytes,
+                    }
+                } else {
+                    Error::BatchTooLarge {
+                        bytes: batch_bytes + bytes,
+                        max: limits.batch_bytes,
+                    }
+                }
+            })?;
+        batch_bytes += bytes;
+    }
+    Ok(())
 }
 
 /// Publishes events: the engine's publish, also used for the state events it raises itself.
@@ -22,6 +107,7 @@ pub(crate) fn publish_events(
     events: Vec<Event>,
     wanted: impl Fn(&CompiledSubscription) -> bool,
 ) -> Result<Receipt, Error> {
+    check(&events, &shared.publisher.limits)?;
     let now = shared.clock.now_ms();
     let mut events = events;
     // An id repeated inside the batch is a duplicate of its first occurrence; the store

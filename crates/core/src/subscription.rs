@@ -746,30 +746,16 @@ impl Subscription {
     }
 }
 
-/// Refuses properties over [`limits::PROPERTIES_BYTES`] as compact JSON, counted while
-/// writing to nowhere so that a 10 MB property is not copied to be measured.
+/// Refuses properties over [`limits::PROPERTIES_BYTES`] as compact JSON, counted without
+/// copying them (`size.rs`), so that a 10 MB property is not copied to be measured.
 fn check_properties(properties: &Map<String, Value>) -> Result<(), InvalidSubscription> {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    // A map of JSON values always serializes; the counter never fails.
-    let _ = serde_json::to_writer(&mut counter, properties);
-    if counter.0 > limits::PROPERTIES_BYTES {
-        return Err(InvalidSubscription::TooLarge {
+    crate::size::json_len_within(properties, limits::PROPERTIES_BYTES)
+        .map(drop)
+        .map_err(|size| InvalidSubscription::TooLarge {
             field: "properties",
-            size: counter.0,
+            size,
             max: limits::PROPERTIES_BYTES,
-        });
-    }
-    Ok(())
+        })
 }
 
 fn check_entity_options(entity: &str, options: &EntityOptions) -> Result<(), InvalidSubscription> {
