@@ -33,6 +33,7 @@ mod filter;
 mod matcher;
 mod name;
 mod path;
+mod redact;
 mod subscription;
 mod time;
 pub mod vendor;
@@ -45,6 +46,7 @@ pub use crate::name::{
     autotask_event_patterns, canonical_action, canonical_entity, EventName, Part, Pattern,
 };
 pub use crate::path::{changed_paths, lookup};
+pub use crate::redact::{redact_url, REDACTED};
 pub use crate::subscription::{
     limits, EntityOptions, Kind, Profile, Secret, State, Subscription, PROFILE_HEADERS,
     RESERVED_HEADERS, SENDER_HEADERS,

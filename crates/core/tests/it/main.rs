@@ -3,6 +3,7 @@
 
 mod matching;
 mod props;
+mod redact;
 mod seeds;
 mod validate;
 mod vendor;
