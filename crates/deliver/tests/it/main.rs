@@ -4,6 +4,7 @@ mod guard;
 mod outcomes;
 mod pool;
 mod profiles;
+mod redact;
 mod retry_after;
 mod support;
 mod tls;
