@@ -44,7 +44,8 @@ pub enum NoticeKind {
 pub struct Notice {
     /// What happened.
     pub kind: NoticeKind,
-    /// The subscription as it is now (secrets redact themselves in `Debug`).
+    /// The subscription as it is now. Its `Debug` hides secrets, URL passwords and custom
+    /// header values, so a notifier may log a notice as it is.
     pub subscription: Subscription,
     /// Where alerts for it go: its `errors_email` and `notification_email`, when set.
     pub emails: Vec<String>,
@@ -80,3 +81,29 @@ pub struct HandlerCall<'a> {
 /// A host function that serves `handler(name)` subscriptions. An `Err` is a failed attempt:
 /// retried, recorded and counted like an HTTP failure.
 pub type Handler = dyn Fn(&HandlerCall<'_>) -> Result<(), String> + Send + Sync;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notice_debug_hides_url_passwords_and_header_values() {
+        let notice = Notice {
+            kind: NoticeKind::Gone,
+            subscription: Subscription::new("https://user:hunter2@receiver.example/x")
+                .header("Authorization", "Bearer tok123")
+                .deactivation_url("https://user:hunter2@receiver.example/gone"),
+            emails: vec!["ops@example.com".into()],
+        };
+        let shown = format!("{notice:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("tok123"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("https://user:***@receiver.example/x"),
+            "{shown}"
+        );
+        assert!(shown.contains("Authorization"), "{shown}");
+    }
+}

@@ -117,7 +117,8 @@ pub(crate) struct ListArgs {
     /// Only subscriptions in this state.
     #[arg(long, value_enum)]
     pub(crate) state: Option<StateArg>,
-    /// Print the secrets instead of `<redacted>` (with --json).
+    /// Print the credentials: secrets (with --json) instead of `<redacted>`, URL passwords and
+    /// header values instead of `***`.
     #[arg(long)]
     pub(crate) show_secrets: bool,
 }
@@ -129,7 +130,8 @@ pub(crate) struct ShowArgs {
     /// Show it in this vendor's registration shape.
     #[arg(long, value_enum, default_value_t = Format::Callout)]
     pub(crate) format: Format,
-    /// Print the secrets instead of `<redacted>`.
+    /// Print the credentials: secrets instead of `<redacted>`, URL passwords and header values
+    /// instead of `***`.
     #[arg(long)]
     pub(crate) show_secrets: bool,
 }

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use callout::core::redact_url;
 use callout::store::{Attempt, Counts, Delivery, DeliveryState};
 use callout::{DeadFilter, Engine};
 use serde::Serialize;
@@ -73,7 +74,7 @@ pub(crate) fn stats(ctx: &Context, args: &StatsArgs, out: &mut dyn Write) -> Res
         let mut rows = Vec::new();
         for sub in &subs {
             let counts = CountsView::from(engine.subscription_stats(sub.id)?);
-            rows.push((sub.id, sub.name.clone(), counts));
+            rows.push((sub.id, redact_url(&sub.name).into_owned(), counts));
         }
         let total = CountsView::from(engine.stats()?);
         if ctx.json {

@@ -1,10 +1,11 @@
 //! `callout subscriptions ...`: the engine's subscription calls, fed with callout's JSON or a
 //! vendor's registration document, shown as tables or JSON.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use callout::core::vendor::{autotask, pipeliner, superoffice};
-use callout::core::Kind;
+use callout::core::{redact_url, Kind, REDACTED as HIDDEN};
 use callout::store::SubscriptionFilter;
 use callout::{Engine, State, Subscription};
 use serde_json::{Map, Value};
@@ -16,7 +17,8 @@ use crate::output::{self, Table};
 use crate::store::{self, Context};
 
 /// What output shows in place of a secret; a document carrying it back is refused, so that a
-/// shown-then-edited subscription cannot store the placeholder as its secret.
+/// shown-then-edited subscription cannot store the placeholder as its secret. URL passwords and
+/// header values show as callout-core's `***` ([`HIDDEN`]), and are treated alike.
 const REDACTED: &str = "<redacted>";
 
 pub(crate) fn run(
@@ -89,6 +91,8 @@ fn list(
         state: args.state.map(State::from),
     };
     let subs = engine.subscriptions().list(&filter)?;
+    let subs: Vec<Cow<'_, Subscription>> =
+        subs.iter().map(|s| shown(s, args.show_secrets)).collect();
     if ctx.json {
         let all: Vec<Value> = subs
             .iter()
@@ -116,7 +120,8 @@ fn show(
     args: &ShowArgs,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let sub = get(engine, args.id)?;
+    let stored = get(engine, args.id)?;
+    let sub = shown(&stored, args.show_secrets);
     if args.format != Format::Callout {
         // A vendor's document is JSON whatever --json says: that is its only shape.
         return output::print_json(out, &vendor_json(&sub, args.format, args.show_secrets));
@@ -174,8 +179,9 @@ fn report(
     done: &str,
     sub: &Subscription,
 ) -> Result<(), Failure> {
+    let sub = shown(sub, false);
     if ctx.json {
-        return output::print_json(out, &callout_json(sub, false)?);
+        return output::print_json(out, &callout_json(&sub, false)?);
     }
     writeln!(
         out,
@@ -201,6 +207,7 @@ fn parse(args: &DocumentArgs, before: Option<&Subscription>) -> Result<Subscript
             Subscription::check_fields(&document).map_err(Failure::usage)?;
             if let Some(before) = before {
                 keep_redacted_secrets(&mut document);
+                keep_hidden_credentials(&mut document, before);
                 let mut merged = serde_json::to_value(before).map_err(Failure::failed)?;
                 merge_patch(&mut merged, document);
                 document = merged;
@@ -243,7 +250,80 @@ fn parse(args: &DocumentArgs, before: Option<&Subscription>) -> Result<Subscript
             "secrets: \"{REDACTED}\" is a placeholder; give the real secret or leave it out"
         )));
     }
+    let hidden_password = format!(":{HIDDEN}@");
+    let urls = [
+        ("target_url", Some(&sub.target_url)),
+        ("deactivation_url", sub.deactivation_url.as_ref()),
+    ];
+    for (field, url) in urls {
+        if url.is_some_and(|url| url.contains(&hidden_password)) {
+            return Err(Failure::usage(format_args!(
+                "{field}: the password \"{HIDDEN}\" is a placeholder; give the real URL or leave it out"
+            )));
+        }
+    }
+    if let Some((name, _)) = sub.headers.iter().find(|(_, value)| value == HIDDEN) {
+        return Err(Failure::usage(format_args!(
+            "headers: {name:?} has the placeholder value \"{HIDDEN}\"; give the real value or leave the header out"
+        )));
+    }
     Ok(sub)
+}
+
+/// The subscription as output shows it: unless `reveal`, URL passwords and custom header values
+/// replaced by placeholders, and a name that still is a URL with a password (the default before
+/// names left the userinfo out) redacted too.
+fn shown(sub: &Subscription, reveal: bool) -> Cow<'_, Subscription> {
+    if reveal {
+        return Cow::Borrowed(sub);
+    }
+    let mut shown = sub.clone();
+    shown.name = redact_url(&sub.name).into_owned();
+    shown.target_url = redact_url(&sub.target_url).into_owned();
+    shown.deactivation_url = sub
+        .deactivation_url
+        .as_deref()
+        .map(|url| redact_url(url).into_owned());
+    for (_, value) in &mut shown.headers {
+        *value = HIDDEN.to_string();
+    }
+    Cow::Owned(shown)
+}
+
+/// A shown subscription edited and fed back keeps its stored URL password and header values
+/// where the document still carries their placeholders: a URL exactly as it was shown, a header
+/// of the same name (ignoring case) whose value is the placeholder.
+fn keep_hidden_credentials(patch: &mut Value, before: &Subscription) {
+    let Some(object) = patch.as_object_mut() else {
+        return;
+    };
+    let urls = [
+        ("target_url", Some(&before.target_url)),
+        ("deactivation_url", before.deactivation_url.as_ref()),
+    ];
+    for (field, stored) in urls {
+        let Some(stored) = stored else { continue };
+        let as_shown = redact_url(stored);
+        if object.get(field).and_then(Value::as_str) == Some(as_shown.as_ref()) {
+            object.insert(field.into(), Value::String(stored.clone()));
+        }
+    }
+    let headers = object.get_mut("headers").and_then(Value::as_array_mut);
+    for header in headers.into_iter().flatten() {
+        let Some([name, value]) = header.as_array_mut().map(Vec::as_mut_slice) else {
+            continue;
+        };
+        let (Some(name), Some(HIDDEN)) = (name.as_str(), value.as_str()) else {
+            continue;
+        };
+        let stored = before
+            .headers
+            .iter()
+            .find(|(stored, _)| stored.eq_ignore_ascii_case(name));
+        if let Some((_, stored)) = stored {
+            *value = Value::String(stored.clone());
+        }
+    }
 }
 
 /// A shown subscription edited and fed back keeps its stored secrets when they are still all

@@ -21,7 +21,8 @@ pub enum InvalidSubscription {
     BadUrl {
         /// `target_url` or `deactivation_url`.
         field: &'static str,
-        /// The value given.
+        /// The value given, its password (if any) replaced by `***` ([`crate::redact_url`]):
+        /// the error is meant to be shown.
         url: String,
     },
     /// A text field is longer than allowed.

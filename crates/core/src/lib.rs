@@ -34,6 +34,7 @@ mod known;
 mod matcher;
 mod name;
 mod path;
+mod redact;
 mod size;
 mod subscription;
 mod time;
@@ -48,6 +49,7 @@ pub use crate::name::{
     autotask_event_patterns, canonical_action, canonical_entity, EventName, Part, Pattern,
 };
 pub use crate::path::{changed_paths, lookup};
+pub use crate::redact::{redact_url, REDACTED};
 pub use crate::size::json_len_within;
 pub use crate::subscription::{
     limits, EntityOptions, Kind, Profile, Secret, State, Subscription, PROFILE_HEADERS,

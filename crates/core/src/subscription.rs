@@ -11,6 +11,7 @@ use crate::error::InvalidSubscription;
 use crate::filter::FieldFilter;
 use crate::name::Pattern;
 use crate::path;
+use crate::redact::{redact_url, without_userinfo, REDACTED};
 
 /// Limits of the vendors' APIs (Autotask and SuperOffice field sizes) and sane bounds where
 /// they say nothing.
@@ -233,7 +234,11 @@ impl EntityOptions {
 /// assert_eq!(sub.validate(), Ok(()));
 /// assert!(!format!("{sub:?}").contains("MfKQ9r8G"), "Debug redacts secrets");
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// `Debug` hides every credential, so logging a subscription is safe: secrets, the password of
+/// `target_url` and `deactivation_url` (see [`crate::redact_url`]) and every custom header value
+/// (any header may carry a token) show as placeholders.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Subscription {
     /// Sequential id, assigned by the store; 0 until stored.
@@ -345,6 +350,104 @@ impl Default for Subscription {
     }
 }
 
+/// The name a webhook to `target_url` has until it is named: the URL without its userinfo, so
+/// that a password in it does not end up in every listing, cut to [`limits::NAME`].
+pub(crate) fn default_name(target_url: &str) -> String {
+    without_userinfo(target_url)
+        .chars()
+        .take(limits::NAME)
+        .collect()
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructured without `..`, so that a new field cannot be added without deciding here
+        // whether it needs hiding.
+        let Subscription {
+            id,
+            guid,
+            name,
+            events,
+            target_url,
+            kind,
+            secrets,
+            profile,
+            state,
+            headers,
+            properties,
+            entities,
+            related,
+            skip_keys,
+            excluded_actors,
+            tenant,
+            chunk_size,
+            chunk_delay,
+            insecure_tls,
+            ordered,
+            rate_limit,
+            retry_schedule,
+            connect_timeout_ms,
+            timeout_ms,
+            notification_email,
+            errors_email,
+            deactivation_url,
+            send_threshold_exceeded_notification,
+            owner,
+            created_at,
+            created_by,
+            updated_at,
+            updated_by,
+        } = self;
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, _)| (n.as_str(), REDACTED))
+            .collect();
+        f.debug_struct("Subscription")
+            .field("id", id)
+            .field("guid", guid)
+            // A subscription stored before names dropped the userinfo may be named after a URL
+            // with its password.
+            .field("name", &redact_url(name))
+            .field("events", events)
+            .field("target_url", &redact_url(target_url))
+            .field("kind", kind)
+            .field("secrets", secrets)
+            .field("profile", profile)
+            .field("state", state)
+            .field("headers", &headers)
+            .field("properties", properties)
+            .field("entities", entities)
+            .field("related", related)
+            .field("skip_keys", skip_keys)
+            .field("excluded_actors", excluded_actors)
+            .field("tenant", tenant)
+            .field("chunk_size", chunk_size)
+            .field("chunk_delay", chunk_delay)
+            .field("insecure_tls", insecure_tls)
+            .field("ordered", ordered)
+            .field("rate_limit", rate_limit)
+            .field("retry_schedule", retry_schedule)
+            .field("connect_timeout_ms", connect_timeout_ms)
+            .field("timeout_ms", timeout_ms)
+            .field("notification_email", notification_email)
+            .field("errors_email", errors_email)
+            .field(
+                "deactivation_url",
+                &deactivation_url.as_deref().map(redact_url),
+            )
+            .field(
+                "send_threshold_exceeded_notification",
+                send_threshold_exceeded_notification,
+            )
+            .field("owner", owner)
+            .field("created_at", created_at)
+            .field("created_by", created_by)
+            .field("updated_at", updated_at)
+            .field("updated_by", updated_by)
+            .finish()
+    }
+}
+
 impl Subscription {
     /// Parses callout's JSON form of a subscription as a person or client wrote it: any key
     /// the subscription does not have, at the top or in nested options and filters, is an
@@ -376,11 +479,12 @@ impl Subscription {
         crate::known::subscription(document).map_err(InvalidSubscription::from)
     }
 
-    /// An HTTP webhook to `target_url`, named after it until [`Subscription::name`] is called.
+    /// An HTTP webhook to `target_url`, named after it (without user name and password) until
+    /// [`Subscription::name`] is called.
     pub fn new(target_url: impl Into<String>) -> Subscription {
         let target_url = target_url.into();
         Subscription {
-            name: target_url.chars().take(limits::NAME).collect(),
+            name: default_name(&target_url),
             target_url,
             ..Subscription::default()
         }
@@ -816,7 +920,7 @@ fn check_url(field: &'static str, url: &str) -> Result<(), InvalidSubscription> 
     }
     let bad = || InvalidSubscription::BadUrl {
         field,
-        url: url.to_string(),
+        url: redact_url(url).into_owned(),
     };
     let lower = url.to_ascii_lowercase();
     let rest = lower

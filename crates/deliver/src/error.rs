@@ -53,7 +53,8 @@ pub enum DeliverError {
     /// The configured proxy could not be used.
     #[error("invalid proxy `{proxy}`: {reason}")]
     InvalidProxy {
-        /// The proxy URL as given.
+        /// The proxy URL as given, its password replaced by `***` (a proxy URL often carries
+        /// one).
         proxy: String,
         /// Why ureq refused it.
         reason: String,

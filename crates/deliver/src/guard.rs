@@ -12,6 +12,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
+use callout_core::redact_url;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::NextTimeout;
@@ -486,14 +487,15 @@ pub(crate) fn host_and_port(uri: &Uri) -> Result<(&str, u16), ureq::Error> {
     let host = uri
         .host()
         .filter(|host| !host.is_empty())
-        .ok_or_else(|| ureq::Error::BadUri(format!("{uri}: no host")))?;
+        .ok_or_else(|| ureq::Error::BadUri(format!("{}: no host", redact_url(&uri.to_string()))))?;
     let port = match (uri.port_u16(), uri.scheme_str()) {
         (Some(port), _) => port,
         (None, Some("http")) => 80,
         (None, Some("https")) => 443,
         _ => {
             return Err(ureq::Error::BadUri(format!(
-                "{uri}: scheme must be http or https"
+                "{}: scheme must be http or https",
+                redact_url(&uri.to_string())
             )))
         }
     };

@@ -21,6 +21,24 @@
 //! assert!(matches!(outcome.verdict, Verdict::Failed { .. }));
 //! # Ok::<(), callout_deliver::DeliverError>(())
 //! ```
+//!
+//! # Logging and credentials
+//!
+//! The crate logs through `tracing` and never logs a credential: `Debug` of a [`Request`]
+//! shows the URL with its password replaced by `***`, custom header values as `***` and no
+//! secret, and failure details redact the URLs they quote.
+//!
+//! ureq, underneath, logs through the `log` crate, and its `TRACE` level is a wire dump that
+//! redacts nothing: the targets `ureq_proto::*` hex-dump every request head and body, so the
+//! `authorization` header (a custom one, or the Basic credentials ureq derives from a URL's
+//! user and password) is in it, and `ureq::*` prints full paths, queries and `Location`s. ureq
+//! has no feature to turn this off, and a library must not change the process-wide log level,
+//! so it is the host's to filter: a host that bridges `log` into its logger (`env_logger`,
+//! `tracing_subscriber`'s `fmt().init()`, which installs the `tracing-log` bridge, or any
+//! `log::set_logger`) must cap the targets starting with `ureq` at `DEBUG`, where ureq logs
+//! only allow-listed headers and masks user, password and path, e.g. `RUST_LOG=trace,ureq=debug`
+//! (both `env_logger` and `EnvFilter` match targets by prefix, so this covers `ureq_proto`;
+//! `ureq=off` silences it all). A host that never installs a `log` logger sees none of it.
 #![deny(missing_docs)]
 
 mod connector;

@@ -1,10 +1,11 @@
 //! The [`Sender`]: one POST per [`Request`], over shared keep-alive connections, classified
 //! into an [`Outcome`].
 
+use std::fmt;
 use std::io::{ErrorKind, Read};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use callout_core::{RESERVED_HEADERS, SENDER_HEADERS};
+use callout_core::{redact_url, REDACTED, RESERVED_HEADERS, SENDER_HEADERS};
 use ureq::http::{HeaderName, HeaderValue, Uri};
 use ureq::tls::TlsConfig;
 use ureq::Agent;
@@ -122,7 +123,11 @@ impl Default for SenderConfig {
 }
 
 /// One delivery attempt to send.
-#[derive(Debug, Clone)]
+///
+/// `Debug` hides the credentials a request carries: the URL's password (see
+/// [`callout_core::redact_url`]), custom header values (any may carry a token) and the signing
+/// secrets; the body is shown only by its length.
+#[derive(Clone)]
 pub struct Request {
     /// The delivery's id, stable across retries: sent as `Callout-Delivery-Id` (and as
     /// `webhook-id` by the standard signature).
@@ -146,6 +151,42 @@ pub struct Request {
     pub insecure_tls: bool,
     /// Time limits for this request instead of the sender's.
     pub timeouts: Option<Timeouts>,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructured without `..`, so that a new field cannot be added without deciding here
+        // whether it needs hiding.
+        let Request {
+            delivery_id,
+            url,
+            body,
+            signature,
+            timestamp,
+            content_type,
+            profile_headers,
+            custom_headers,
+            insecure_tls,
+            timeouts,
+        } = self;
+        let custom_headers: Vec<(&str, &str)> = custom_headers
+            .iter()
+            .map(|(name, _)| (name.as_str(), REDACTED))
+            .collect();
+        f.debug_struct("Request")
+            .field("delivery_id", delivery_id)
+            .field("url", &redact_url(url))
+            .field("body_len", &body.len())
+            .field("signature", signature)
+            .field("timestamp", timestamp)
+            .field("content_type", content_type)
+            // The profile's own headers (event name, retry count) carry no credentials.
+            .field("profile_headers", profile_headers)
+            .field("custom_headers", &custom_headers)
+            .field("insecure_tls", insecure_tls)
+            .field("timeouts", timeouts)
+            .finish()
+    }
 }
 
 impl Request {
@@ -228,8 +269,8 @@ impl Sender {
             None => None,
             Some(url) => {
                 let invalid = |reason: String| DeliverError::InvalidProxy {
-                    proxy: url.clone(),
-                    reason,
+                    proxy: redact_url(url).into_owned(),
+                    reason: redact_url(&reason).into_owned(),
                 };
                 let proxy = ureq::Proxy::new(url).map_err(|error| invalid(error.to_string()))?;
                 // ureq's SOCKS support is a cargo feature this crate does not enable.
@@ -289,6 +330,8 @@ impl Sender {
     pub fn send(&self, request: &Request) -> Outcome {
         let started = Instant::now();
         let failed = |class: ErrorClass, detail: String| {
+            // Details quote the URL (ours, or ureq's errors that echo it), password and all.
+            let detail = redact_url(&detail).into_owned();
             tracing::debug!(delivery_id = %request.delivery_id, class = class.as_str(), %detail, "delivery failed");
             Outcome {
                 verdict: Verdict::Failed { class, detail },
@@ -372,6 +415,7 @@ impl Sender {
                 class: ErrorClass::HttpStatus,
                 detail: match location {
                     Some(location) if (300..400).contains(&status) => {
+                        let location = redact_url(&location);
                         format!("HTTP {status} to {location} (redirects are not followed)")
                     }
                     _ => format!("HTTP {status}"),

@@ -220,3 +220,111 @@ fn create_tested(document: &str) -> [&str; 6] {
         document,
     ]
 }
+
+/// Asserts `text` shows neither the URL password nor the header value.
+fn assert_hidden(text: &str, what: &str) {
+    assert!(
+        !text.contains("hunter2"),
+        "{what} shows the URL password: {text}"
+    );
+    assert!(
+        !text.contains("tok123"),
+        "{what} shows the header value: {text}"
+    );
+}
+
+#[test]
+fn url_passwords_and_header_values_are_hidden_unless_asked_for() {
+    let store = Store::new();
+    let document = json!({
+        "target_url": "https://user:hunter2@receiver.example/x",
+        "deactivation_url": "https://user:hunter2@receiver.example/gone",
+        "events": ["contact.created"],
+        "headers": [["Authorization", "Bearer tok123"]],
+        "secrets": [SECRET],
+    });
+    let created = store.ok(&["subscriptions", "create", &document.to_string()]);
+    assert_hidden(&created, "create");
+    assert!(
+        created.contains("\"https://receiver.example/x\""),
+        "named after the URL without its userinfo: {created}"
+    );
+    // Named after the URL, password included, as the default once was.
+    let mut old_name = document.clone();
+    old_name["name"] = json!("https://user:hunter2@receiver.example/x");
+    let created = store.json(&["subscriptions", "create", &old_name.to_string()]);
+    assert_hidden(&created.to_string(), "create --json");
+
+    let table = store.ok(&["subscriptions", "list"]);
+    assert_hidden(&table, "list");
+    assert!(
+        table.contains("https://user:***@receiver.example/x"),
+        "{table}"
+    );
+    assert_hidden(
+        &store.ok(&["--json", "subscriptions", "list"]),
+        "list --json",
+    );
+    assert_hidden(&store.ok(&["stats"]), "stats");
+
+    let shown = store.ok(&["subscriptions", "show", "1"]);
+    assert_hidden(&shown, "show");
+    assert!(
+        shown.contains("https://user:***@receiver.example/x"),
+        "{shown}"
+    );
+    assert!(shown.contains("Authorization"), "{shown}");
+    let shown = store.json(&["subscriptions", "show", "1"]);
+    assert_eq!(shown["target_url"], "https://user:***@receiver.example/x");
+    assert_eq!(
+        shown["deactivation_url"],
+        "https://user:***@receiver.example/gone"
+    );
+    assert_eq!(shown["headers"], json!([["Authorization", "***"]]));
+    for format in ["autotask", "superoffice", "pipeliner"] {
+        let vendor = store.ok(&["subscriptions", "show", "1", "--format", format]);
+        assert_hidden(&vendor, format);
+    }
+
+    let revealed = store.json(&["subscriptions", "show", "1", "--show-secrets"]);
+    assert_eq!(
+        revealed["target_url"],
+        "https://user:hunter2@receiver.example/x"
+    );
+    assert_eq!(
+        revealed["headers"],
+        json!([["Authorization", "Bearer tok123"]])
+    );
+    let table = store.ok(&["subscriptions", "list", "--show-secrets"]);
+    assert!(
+        table.contains("https://user:hunter2@receiver.example/x"),
+        "{table}"
+    );
+
+    // A shown subscription fed back keeps what its placeholders stand for.
+    let mut edited = shown.clone();
+    edited["events"] = json!(["contact.updated"]);
+    store.ok(&["subscriptions", "update", "1", &edited.to_string()]);
+    let stored = store.json(&["subscriptions", "show", "1", "--show-secrets"]);
+    assert_eq!(stored["events"], json!(["contact.updated"]));
+    assert_eq!(stored["target_url"], revealed["target_url"]);
+    assert_eq!(stored["deactivation_url"], revealed["deactivation_url"]);
+    assert_eq!(stored["headers"], revealed["headers"]);
+    assert_eq!(stored["secrets"], json!([SECRET]));
+
+    // A placeholder that stands for nothing stored is refused, not stored.
+    let mut placeholder = document.clone();
+    placeholder["headers"] = json!([["X-Api-Key", "***"]]);
+    let refused = store.fails(&["subscriptions", "create", &placeholder.to_string()], 2);
+    assert!(
+        refused.contains("X-Api-Key") && refused.contains("placeholder"),
+        "{refused}"
+    );
+    let mut placeholder = document;
+    placeholder["target_url"] = json!("https://user:***@receiver.example/x");
+    let refused = store.fails(&["subscriptions", "create", &placeholder.to_string()], 2);
+    assert!(
+        refused.contains("target_url") && refused.contains("placeholder"),
+        "{refused}"
+    );
+}

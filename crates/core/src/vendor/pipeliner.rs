@@ -490,8 +490,7 @@ pub fn render_webhook(sub: &Subscription) -> Value {
     if !sub.guid.is_empty() {
         out.insert("id".into(), json!(sub.guid));
     }
-    let derived: String = sub.target_url.chars().take(limits::NAME).collect();
-    if sub.name != derived {
+    if sub.name != crate::subscription::default_name(&sub.target_url) {
         out.insert("name".into(), json!(sub.name));
     }
     out.insert("url".into(), json!(sub.target_url));

@@ -4,6 +4,7 @@
 mod fields;
 mod matching;
 mod props;
+mod redact;
 mod seeds;
 mod validate;
 mod vendor;

@@ -5,6 +5,7 @@ mod hostile;
 mod outcomes;
 mod pool;
 mod profiles;
+mod redact;
 mod retry_after;
 mod support;
 mod tls;
