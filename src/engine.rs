@@ -214,7 +214,8 @@ impl EngineBuilder {
     /// ends sooner, up to [`EngineBuilder::max_in_flight_per_subscription`]; an attempt that
     /// times out, takes longer, or is still running past this makes it slow: one delivery in
     /// flight, and all slow subscriptions together at most a quarter of the workers (at least
-    /// one), so the others always have workers. Two quicker attempts in a row end it.
+    /// one), so with two workers or more the others always have some. Two quicker attempts in a
+    /// row end it.
     pub fn slow_attempt(mut self, limit: Duration) -> Self {
         self.slow_attempt = limit.max(Duration::from_millis(1));
         self

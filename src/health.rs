@@ -23,6 +23,7 @@ use serde_json::json;
 
 use callout_core::vendor::{self, DisableRule};
 use callout_core::{CompiledSubscription, Profile, State, Subscription, VendorRules};
+use callout_store::LeaseToken;
 
 use crate::engine::Shared;
 use crate::notify::{Notice, NoticeKind, Notifier};
@@ -86,8 +87,8 @@ pub(crate) struct Health {
     policy: FailurePolicy,
     pace: Pace,
     records: Mutex<HashMap<u64, Record>>,
-    /// Attempts under way: delivery id -> (subscription, started at, Unix ms).
-    running: Mutex<HashMap<u64, (u64, u64)>>,
+    /// Attempts under way, by lease: (subscription, started at, Unix ms).
+    running: Mutex<HashMap<LeaseToken, (u64, u64)>>,
     notifier: Option<Arc<dyn Notifier>>,
     jobs: Mutex<Option<Tx<HealthJob>>>,
 }
@@ -223,9 +224,9 @@ impl Health {
 }
 
 /// An attempt of `delivery` (of subscription `sub`) starts at `now`.
-pub(crate) fn attempt_started(shared: &Shared, delivery: u64, sub: u64, now: u64) {
+pub(crate) fn attempt_started(shared: &Shared, lease: LeaseToken, sub: u64, now: u64) {
     if let Ok(mut running) = shared.health.running.lock() {
-        running.insert(delivery, (sub, now));
+        running.insert(lease, (sub, now));
     }
 }
 
@@ -233,40 +234,43 @@ pub(crate) fn attempt_started(shared: &Shared, delivery: u64, sub: u64, now: u64
 /// Paces its subscription by it.
 pub(crate) fn attempt_ended(
     shared: &Shared,
-    delivery: u64,
+    lease: LeaseToken,
     sub: u64,
     took: Duration,
     timed_out: bool,
 ) {
     let health = &shared.health;
     if let Ok(mut running) = health.running.lock() {
-        running.remove(&delivery);
+        running.remove(&lease);
     }
     let slow = timed_out || took >= health.pace.slow_attempt;
-    let change = {
-        let Ok(mut records) = health.records.lock() else {
-            return;
-        };
-        let record = records.entry(sub).or_default();
-        let before = (record.slow, bound(record, health.pace));
-        if slow {
-            record.quick_streak = 0;
-            record.slow = true;
-        } else {
-            record.quick_streak = record.quick_streak.saturating_add(1);
-            if record.slow && record.quick_streak >= 2 {
-                record.slow = false;
-            }
-        }
-        let after = (record.slow, bound(record, health.pace));
-        (before != after).then_some(after)
+    let Ok(mut records) = health.records.lock() else {
+        return;
     };
-    if let Some((slow, bound)) = change {
-        if slow != shared.limits.is_slow(sub) {
-            tracing::info!(subscription = sub, slow, "subscription pace changed");
+    let record = records.entry(sub).or_default();
+    let before = (record.slow, bound(record, health.pace));
+    if slow {
+        record.quick_streak = 0;
+        record.slow = true;
+    } else {
+        record.quick_streak = record.quick_streak.saturating_add(1);
+        if record.slow && record.quick_streak >= 2 {
+            record.slow = false;
         }
-        shared.limits.set_slow(sub, slow);
-        shared.limits.set_health_bound(sub, bound);
+    }
+    let after = (record.slow, bound(record, health.pace));
+    if before != after {
+        // Under the records lock, so two attempts ending at once apply their changes in the
+        // order they counted them (nothing takes the records while holding the limits).
+        if before.0 != after.0 {
+            tracing::info!(
+                subscription = sub,
+                slow = after.0,
+                "subscription pace changed"
+            );
+        }
+        shared.limits.set_slow(sub, after.0);
+        shared.limits.set_health_bound(sub, after.1);
     }
 }
 

@@ -72,14 +72,6 @@ impl Limits {
         self.update(id, |state| state.lease.share(id, slow));
     }
 
-    /// Whether subscription `id` counts as slow.
-    pub(crate) fn is_slow(&self, id: u64) -> bool {
-        self.state
-            .read()
-            .map(|state| state.lease.shares(id))
-            .unwrap_or(false)
-    }
-
     /// Forgets a deleted subscription.
     pub(crate) fn forget(&self, id: u64) {
         self.update(id, |state| {

@@ -28,12 +28,12 @@ pub(crate) struct Publisher {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublishLimits {
-    /// One event's `data` and `previous` together, as compact JSON (default 1 MiB).
+    /// One event, as compact JSON (`data`, `previous`, the related record and the rest; default
+    /// 1 MiB).
     pub event_bytes: usize,
     /// Events in one publish (default 10,000).
     pub batch_events: usize,
-    /// All of a publish's events' `data` and `previous` together, as compact JSON (default
-    /// 16 MiB).
+    /// All of a publish's events together, as compact JSON (default 16 MiB).
     pub batch_bytes: usize,
 }
 
@@ -72,30 +72,22 @@ fn check(events: &[Event], limits: &PublishLimits) -> Result<(), Error> {
         let max = limits
             .event_bytes
             .min(limits.batch_bytes.saturating_sub(batch_bytes));
-        let bytes = callout_core::json_len_within(&event.data, max)
-            .and_then(|data| {
-                let rest = max - data;
-                match &event.previous {
-                    Some(previous) => callout_core::json_len_within(previous, rest)
-                        .map(|previous| data + previous)
-                        .map_err(|previous| data + previous),
-                    None => Ok(data),
+        // The whole event, as the host could have sent it: its data, previous fields, the
+        // related record and every string around them.
+        let bytes = callout_core::json_len_within(event, max).map_err(|bytes| {
+            if bytes > limits.event_bytes || max == limits.event_bytes {
+                Error::EventTooLarge {
+                    index,
+                    bytes,
+                    max: limits.event_bytes,
                 }
-            })
-            .map_err(|bytes| {
-                if bytes > limits.event_bytes || max == limits.event_bytes {
-                    Error::EventTooLarge {
-                        index,
-                        bytes,
-                        max: limits.event_bytes,
-                    }
-                } else {
-                    Error::BatchTooLarge {
-                        bytes: batch_bytes + bytes,
-                        max: limits.batch_bytes,
-                    }
+            } else {
+                Error::BatchTooLarge {
+                    bytes: batch_bytes + bytes,
+                    max: limits.batch_bytes,
                 }
-            })?;
+            }
+        })?;
         batch_bytes += bytes;
     }
     Ok(())

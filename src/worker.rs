@@ -100,7 +100,7 @@ fn deliver(shared: &Shared, mut leased: Leased) {
     };
     // The body goes to the request; the rest of the delivery is still needed to settle it.
     let body = std::mem::take(&mut delivery.body);
-    health::attempt_started(shared, delivery.id, sub.id, now);
+    health::attempt_started(shared, leased.token, sub.id, now);
     let result = send::attempt(
         &shared.sender,
         handler,
@@ -117,7 +117,7 @@ fn deliver(shared: &Shared, mut leased: Leased) {
             ..
         }
     );
-    health::attempt_ended(shared, delivery.id, sub.id, result.duration, timed_out);
+    health::attempt_ended(shared, leased.token, sub.id, result.duration, timed_out);
     settle(shared, sub, &leased, result);
 }
 

@@ -52,6 +52,11 @@ impl std::error::Error for UnknownField {}
 
 /// The known key closest to `key`, ignoring case, if at most about a third of it differs.
 pub(crate) fn suggest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    // No known key is this long: a longer one is nobody's typo, and measuring it against each
+    // would cost its length times theirs.
+    if key.chars().count() > SUGGEST_MAX {
+        return None;
+    }
     let key = key.to_lowercase();
     known
         .iter()
@@ -60,6 +65,9 @@ pub(crate) fn suggest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
 }
+
+/// The longest unknown key a suggestion is looked for.
+const SUGGEST_MAX: usize = 64;
 
 /// Edit distance with adjacent transpositions (optimal string alignment), in characters.
 fn distance(a: &str, b: &str) -> usize {
@@ -227,6 +235,7 @@ mod tests {
         assert_eq!(suggest("on_field_changes", &known), Some("on_field_change"));
         assert_eq!(suggest("colour", &known), None);
         assert_eq!(suggest("x", &known), None);
+        assert_eq!(suggest(&"secrets".repeat(1_000_000), &known), None);
     }
 
     #[test]

@@ -42,6 +42,21 @@ pub(crate) fn without_userinfo(url: &str) -> Cow<'_, str> {
     }
 }
 
+/// `text` with every double-quoted value replaced by [`REDACTED`]: serde's messages quote the
+/// value they could not take, which may be a secret or a header's token.
+pub(crate) fn without_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut parts = text.split('"');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    for (n, part) in parts.enumerate() {
+        out.push('"');
+        out.push_str(if n % 2 == 0 { REDACTED } else { part });
+    }
+    out
+}
+
 /// Byte positions of a URL's userinfo.
 struct UserInfo {
     /// Where the userinfo starts.
@@ -60,9 +75,25 @@ fn userinfo(url: &str) -> Option<UserInfo> {
         None => 0,
     };
     let rest = &url[start..];
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let cut = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..cut];
     // The last `@`: a password with a raw `@` in it is still all hidden.
-    let at = start + authority.rfind('@')?;
+    let at = match authority.rfind('@') {
+        Some(at) => start + at,
+        None => {
+            // An invalid URL whose password holds a `/`, `?` or `#` (`user:pa/ss@host`): its
+            // authority looks cut short, but a `:` not followed by a port starts a password,
+            // which runs to the last `@` before any white space.
+            let colon = authority.find(':')?;
+            let port = &authority[colon + 1..];
+            if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let tail = &rest[cut..];
+            let end = tail.find(char::is_whitespace).unwrap_or(tail.len());
+            start + cut + tail[..end].rfind('@')?
+        }
+    };
     let password = url[start..at]
         .find(':')
         .map(|colon| (start + colon + 1, at));
@@ -89,6 +120,10 @@ mod tests {
             ("https://host/x@y:z", "https://host/x@y:z"),
             ("https://host?q=a:b@c", "https://host?q=a:b@c"),
             ("not a url: a@b", "not a url: a@b"),
+            ("https://admin:pa/ss@host/x", "https://admin:***@host/x"),
+            ("https://admin:p?w#d@host", "https://admin:***@host"),
+            ("https://admin:/pw@host", "https://admin:***@host"),
+            ("https://host:8080/a@b", "https://host:8080/a@b"),
             ("", ""),
         ];
         for (url, shown) in cases {
@@ -101,5 +136,24 @@ mod tests {
         assert_eq!(without_userinfo("https://u:pw@host/x"), "https://host/x");
         assert_eq!(without_userinfo("https://u@host"), "https://host");
         assert_eq!(without_userinfo("https://host/a@b"), "https://host/a@b");
+    }
+
+    #[test]
+    fn quoted_values_are_hidden_and_the_rest_stays() {
+        assert_eq!(
+            without_quoted(r#"invalid type: string "whsec_abc", expected a sequence at line 1"#),
+            r#"invalid type: string "***", expected a sequence at line 1"#
+        );
+        assert_eq!(
+            without_quoted("missing field `events`"),
+            "missing field `events`"
+        );
+        assert_eq!(without_quoted(r#"cut "open"#), r#"cut "***"#);
+        let error = crate::Subscription::from_json(
+            r#"{"target_url":"https://h.example/x","events":["*"],"secrets":"whsec_leak"}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!error.contains("whsec_leak"), "{error}");
     }
 }

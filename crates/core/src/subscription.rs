@@ -460,7 +460,7 @@ impl Subscription {
     pub fn from_json(json: &str) -> Result<Subscription, InvalidSubscription> {
         let value: Value =
             serde_json::from_str(json).map_err(|e| InvalidSubscription::Malformed {
-                reason: e.to_string(),
+                reason: crate::redact::without_quoted(&e.to_string()),
             })?;
         Subscription::from_value(value)
     }
@@ -469,7 +469,7 @@ impl Subscription {
     pub fn from_value(value: Value) -> Result<Subscription, InvalidSubscription> {
         Subscription::check_fields(&value)?;
         serde_json::from_value(value).map_err(|e| InvalidSubscription::Malformed {
-            reason: e.to_string(),
+            reason: crate::redact::without_quoted(&e.to_string()),
         })
     }
 

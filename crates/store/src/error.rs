@@ -48,8 +48,11 @@ pub enum StoreError {
         /// Why the copy did not open.
         detail: String,
     },
-    /// A repair's target exists and is not an empty directory: repair writes a new store only.
-    #[error("the repair target {path} exists and is not empty; name a new directory")]
+    /// A repair's target exists and is not an empty directory, or lies inside the store being
+    /// repaired: repair writes a new store only, and never into the damaged one.
+    #[error(
+        "the repair target {path} exists and is not empty, or is inside the damaged store; name a new directory outside it"
+    )]
     TargetNotEmpty {
         /// The target given.
         path: PathBuf,

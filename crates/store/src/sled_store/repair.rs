@@ -125,6 +125,26 @@ impl SledStore {
                 })
             }
         }
+        // The copy goes beside `to`: refuse a `to` inside the damaged store, which the copy
+        // would then write into (and copy into itself).
+        let inside = |path: &Path| {
+            let canonical_from = from.canonicalize().ok();
+            let mut probe = Some(path);
+            while let Some(dir) = probe {
+                if let (Ok(dir), Some(from)) = (dir.canonicalize(), &canonical_from) {
+                    if dir.starts_with(from) {
+                        return true;
+                    }
+                }
+                probe = dir.parent();
+            }
+            false
+        };
+        if inside(to) {
+            return Err(StoreError::TargetNotEmpty {
+                path: to.to_path_buf(),
+            });
+        }
         let copy = Scratch::beside(to)?;
         copy_dir(from, &copy.0)?;
         let mut report = RepairReport::default();
@@ -207,13 +227,22 @@ fn salvage(
     write_out_journals(&queue, &mut report);
 
     let target = SledStore::open(to, StoreConfig::default())?;
+    // The counters first, by key: a walk that stops at a read error before it reaches them
+    // must not lose them, or ids would be handed out again.
     let mut ids = Ids::default();
+    let subs_tree = source.open_tree("subs").db()?;
+    if let Ok(Some(v)) = subs_tree.get(NEXT_SUB) {
+        ids.next_subscription = counter(NEXT_SUB, &v).ok();
+    }
+    if let Ok(Some(v)) = queue.get(NEXT_DELIVERY) {
+        ids.next_delivery = counter(NEXT_DELIVERY, &v).ok();
+    }
     let mut walk = Walk {
         target: &target,
         report: &mut report,
         ids: &mut ids,
     };
-    walk.tree(&source.open_tree("subs").db()?, "subs", Walk::subs_record)?;
+    walk.tree(&subs_tree, "subs", Walk::subs_record)?;
     walk.tree(&queue, "queue", Walk::queue_record)?;
     walk.tree(&source.open_tree("corrupt").db()?, "corrupt", |w, k, v| {
         w.target.corrupt.insert(k, v).db()?;
@@ -385,7 +414,9 @@ impl<'a> Walk<'a> {
 
     fn subs_record(&mut self, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
         if k == NEXT_SUB {
-            self.ids.next_subscription = Some(counter(k, v)?);
+            let next = counter(k, v)?;
+            self.ids.next_subscription =
+                Some(self.ids.next_subscription.map_or(next, |n| n.max(next)));
             return Ok(());
         }
         match k.first() {
@@ -411,7 +442,8 @@ impl<'a> Walk<'a> {
 
     fn queue_record(&mut self, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
         if k == NEXT_DELIVERY {
-            self.ids.next_delivery = Some(counter(k, v)?);
+            let next = counter(k, v)?;
+            self.ids.next_delivery = Some(self.ids.next_delivery.map_or(next, |n| n.max(next)));
             return Ok(());
         }
         let queue = &self.target.queue;

@@ -231,6 +231,14 @@ fn repair_refuses_a_target_in_use_a_store_open_here_and_a_missing_store() {
         Err(StoreError::TargetNotEmpty { path }) => assert_eq!(path, taken),
         other => panic!("expected TargetNotEmpty, got {other:?}"),
     }
+    // A target inside the damaged store would have the copy written into it.
+    let before = files(&source);
+    let inside = source.join("repaired");
+    match SledStore::repair(&source, &inside) {
+        Err(StoreError::TargetNotEmpty { path }) => assert_eq!(path, inside),
+        other => panic!("expected TargetNotEmpty, got {other:?}"),
+    }
+    assert_eq!(files(&source), before, "the damaged store is untouched");
     match SledStore::repair(&dir.path().join("nothing"), &dir.path().join("new")) {
         Err(StoreError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound),
         other => panic!("expected NotFound, got {other:?}"),
