@@ -14,20 +14,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use callout::{Engine, Event, Subscription};
-use callout_testkit::{Connection, RawReceiver, Receiver, Reply};
+use callout_testkit::{RawReceiver, Receiver, Reply};
 
 const HEALTHY: usize = 18;
 const EVENTS: u32 = 200;
 const RATE_GAP: Duration = Duration::from_millis(20);
-
-fn drip(connection: &mut Connection, piece: &[u8], gap: Duration, limit: Duration) {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if !connection.write(piece) || !connection.pause(gap) {
-            return;
-        }
-    }
-}
 
 /// Healthy latencies (publish to arrival), sorted, from one run.
 fn run(hostile: bool) -> Vec<Duration> {
@@ -50,12 +41,7 @@ fn run(hostile: bool) -> Vec<Duration> {
     });
     let dripping = RawReceiver::after_request(|mut connection| {
         connection.write(b"HTTP/1.1 200 OK\r\nX-Drip: ");
-        drip(
-            &mut connection,
-            b"a",
-            Duration::from_millis(500),
-            Duration::from_secs(20),
-        );
+        connection.repeat(b"a", Duration::from_millis(500), Duration::from_secs(20));
     });
     let engine = Engine::builder(dir.path().join("store"))
         .allow_address("127.0.0.1")

@@ -232,10 +232,8 @@ fn dripping_receiver() -> RawReceiver {
         if connection.read_request().is_none() {
             return;
         }
-        let started = Instant::now();
-        let mut going = connection.write(b"HTTP/1.1 200 OK\r\nX-Drip: ");
-        while going && started.elapsed() < HOSTILE_HOLD {
-            going = connection.write(b"a") && connection.pause(Duration::from_millis(500));
+        if connection.write(b"HTTP/1.1 200 OK\r\nX-Drip: ") {
+            connection.repeat(b"a", Duration::from_millis(500), HOSTILE_HOLD);
         }
     })
 }

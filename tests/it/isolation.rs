@@ -6,17 +6,7 @@ use std::time::{Duration, Instant};
 
 use callout::deliver::Timeouts;
 use callout::{Engine, Event, Subscription};
-use callout_testkit::{Connection, RawReceiver, Receiver};
-
-/// Writes `piece` every `gap` for up to `limit`, or until the client goes away.
-fn drip(connection: &mut Connection, piece: &[u8], gap: Duration, limit: Duration) {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if !connection.write(piece) || !connection.pause(gap) {
-            return;
-        }
-    }
-}
+use callout_testkit::{RawReceiver, Receiver};
 
 #[test]
 fn hanging_and_dripping_receivers_do_not_delay_healthy_subscriptions() {
@@ -28,12 +18,7 @@ fn hanging_and_dripping_receivers_do_not_delay_healthy_subscriptions() {
     });
     let dripping = RawReceiver::after_request(|mut connection| {
         connection.write(b"HTTP/1.1 200 OK\r\nX-Drip: ");
-        drip(
-            &mut connection,
-            b"a",
-            Duration::from_millis(100),
-            Duration::from_secs(10),
-        );
+        connection.repeat(b"a", Duration::from_millis(100), Duration::from_secs(10));
     });
     let healthy = Receiver::ok();
     let engine = Engine::builder(dir.path().join("store"))

@@ -191,6 +191,18 @@ impl Connection {
         true
     }
 
+    /// Writes `piece` again and again, `gap` apart, for up to `limit`: a receiver that never
+    /// finishes its answer (a header dripped forever, endless `100 Continue`). Returns when the
+    /// client hangs up, the receiver is dropped, or `limit` has passed.
+    pub fn repeat(&mut self, piece: &[u8], gap: Duration, limit: Duration) {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            if !self.write(piece) || !self.pause(gap) {
+                return;
+            }
+        }
+    }
+
     /// Does nothing for `pause` (a stalled receiver), or less if the receiver is dropped
     /// meanwhile; false then.
     pub fn pause(&self, pause: Duration) -> bool {

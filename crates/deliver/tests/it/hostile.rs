@@ -20,12 +20,7 @@ fn request(url: &str) -> Request {
 
 /// Writes `piece` every 20 ms for up to 10 s, or until the client goes away.
 fn forever(connection: &mut callout_testkit::Connection, piece: &[u8]) {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(10) {
-        if !connection.write(piece) || !connection.pause(Duration::from_millis(20)) {
-            return;
-        }
-    }
+    connection.repeat(piece, Duration::from_millis(20), Duration::from_secs(10));
 }
 
 #[test]
