@@ -39,6 +39,7 @@ fn new_delivery(n: u64, body: &[u8]) -> NewDelivery {
         body: body.to_vec(),
         due_at: 0,
         ordered: false,
+        message_id: format!("msg_{n}"),
     }
 }
 

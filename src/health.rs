@@ -459,7 +459,14 @@ fn call_deactivation_url(shared: &Shared, sub: &Subscription, reason: &str) {
     };
     let mut target = sub.clone();
     target.target_url = url.clone();
-    let request = send::request(&target, 0, 0, body, now, shared.timeouts);
+    let request = send::request(
+        &target,
+        &crate::ids::new_message_id(),
+        0,
+        body,
+        now,
+        shared.timeouts,
+    );
     let outcome = shared.sender.send(&request);
     tracing::info!(subscription = sub.id, verdict = ?outcome.verdict, "deactivation URL called");
 }

@@ -16,6 +16,7 @@ mod dispatcher;
 mod engine;
 mod error;
 mod health;
+mod ids;
 mod inspect;
 mod limits;
 mod notify;

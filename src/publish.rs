@@ -115,7 +115,7 @@ pub(crate) fn publish_events(
     });
     // Only ids the host chose can repeat; generated ones are unique and need no memory.
     let host_ids: Vec<String> = events.iter().filter_map(|e| e.event_id.clone()).collect();
-    let mut new_ids = new_event_ids(events.len() - host_ids.len());
+    let mut new_ids = crate::ids::new_event_ids(events.len() - host_ids.len());
     for event in &mut events {
         if event.event_id.is_none() {
             event.event_id = new_ids.next();
@@ -201,8 +201,13 @@ pub(crate) fn publish_events(
                 body,
                 due_at,
                 ordered: ordered(s),
+                message_id: String::new(),
             });
         }
+    }
+    let message_ids = crate::ids::new_message_ids(deliveries.len());
+    for (delivery, id) in deliveries.iter_mut().zip(message_ids) {
+        delivery.message_id = id;
     }
     let receipt = shared.store.enqueue(&host_ids, deliveries, now)?;
     tracing::debug!(deliveries = receipt.delivery_ids.len(), "published");
@@ -258,21 +263,6 @@ pub(crate) fn announce_state(shared: &Shared, sub: &Subscription) {
     }
 }
 
-/// `count` new event ids (`evt_` and a random UUID), from one call for OS randomness rather
-/// than one per id.
-fn new_event_ids(count: usize) -> impl Iterator<Item = String> {
-    let mut random = vec![0u8; 16 * count];
-    let drawn = getrandom::fill(&mut random).is_ok();
-    (0..count).map(move |n| {
-        let uuid = match random[16 * n..16 * n + 16].try_into() {
-            Ok(bytes) if drawn => uuid::Builder::from_random_bytes(bytes).into_uuid(),
-            // As uuid does on its own (it panics if the OS has no randomness at all).
-            _ => uuid::Uuid::new_v4(),
-        };
-        format!("evt_{}", uuid.simple())
-    })
-}
-
 /// Whether a subscription delivers one at a time: its own setting, or its vendor's (Autotask
 /// delivers FIFO per webhook).
 pub(crate) fn ordered(sub: &Subscription) -> bool {
@@ -307,25 +297,6 @@ fn chunk<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn generated_event_ids_are_distinct_random_v4_uuids() {
-        let ids: Vec<String> = new_event_ids(500).chain(new_event_ids(500)).collect();
-        assert_eq!(ids.len(), 1000);
-        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
-        assert_eq!(
-            distinct.len(),
-            ids.len(),
-            "no id repeats, within or across calls"
-        );
-        for id in &ids {
-            let hex = id.strip_prefix("evt_").expect("evt_ prefix");
-            let uuid = uuid::Uuid::parse_str(hex).expect("a UUID");
-            assert_eq!(uuid.get_version_num(), 4, "{id}");
-            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
-        }
-        assert_eq!(new_event_ids(0).count(), 0);
-    }
 
     #[test]
     fn chunk_splits_by_size_and_delay() {

@@ -40,13 +40,13 @@ pub(crate) fn signature(sub: &Subscription) -> Signature {
 /// The request for one attempt of a delivery.
 pub(crate) fn request(
     sub: &Subscription,
-    delivery_id: u64,
+    message_id: &str,
     attempts_made: u32,
     body: Vec<u8>,
     now_ms: u64,
     defaults: Timeouts,
 ) -> Request {
-    let mut request = Request::new(format!("msg_{delivery_id}"), sub.target_url.clone(), body);
+    let mut request = Request::new(message_id, sub.target_url.clone(), body);
     request.signature = signature(sub);
     request.timestamp = Some(now_ms / 1000);
     request.custom_headers = sub.headers.clone();
@@ -141,22 +141,35 @@ impl From<Outcome> for AttemptResult {
     }
 }
 
+/// Which delivery an attempt is of, and its number (1 for the first).
+pub(crate) struct Call<'a> {
+    pub(crate) delivery_id: u64,
+    pub(crate) message_id: &'a str,
+    pub(crate) event_type: &'a str,
+    pub(crate) attempt: u32,
+}
+
 /// Runs one attempt: the host's handler for `handler(name)` subscriptions, HTTP otherwise.
 pub(crate) fn attempt(
     sender: &Sender,
     handler: Option<&Handler>,
     sub: &Subscription,
-    call: (u64, &str, u32),
+    call: Call<'_>,
     body: Vec<u8>,
     now_ms: u64,
     defaults: Timeouts,
 ) -> AttemptResult {
-    let (delivery_id, event_type, attempt) = call;
+    let Call {
+        delivery_id,
+        message_id,
+        event_type,
+        attempt,
+    } = call;
     match &sub.kind {
         Kind::Webhook => sender
             .send(&request(
                 sub,
-                delivery_id,
+                message_id,
                 attempt.saturating_sub(1),
                 body,
                 now_ms,

@@ -40,7 +40,14 @@ impl Subscriptions<'_> {
             }))
             .unwrap_or_default(),
         };
-        let mut request = crate::send::request(&subscription, 0, 0, body, now, shared.timeouts);
+        let mut request = crate::send::request(
+            &subscription,
+            &crate::ids::new_message_id(),
+            0,
+            body,
+            now,
+            shared.timeouts,
+        );
         if subscription.profile == Profile::Superoffice {
             request
                 .profile_headers

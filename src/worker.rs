@@ -105,7 +105,12 @@ fn deliver(shared: &Shared, mut leased: Leased) {
         &shared.sender,
         handler,
         sub,
-        (delivery.id, &delivery.event_type, delivery.attempts + 1),
+        send::Call {
+            delivery_id: delivery.id,
+            message_id: &delivery.message_id,
+            event_type: &delivery.event_type,
+            attempt: delivery.attempts + 1,
+        },
         body,
         now,
         shared.timeouts,

@@ -69,6 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 body: body.clone(),
                 due_at: now,
                 ordered: false,
+                message_id: format!("msg_{id}"),
             })
             .collect();
         store.enqueue(&ids, batch, now)?;

@@ -46,7 +46,8 @@ pub trait Harness {
 /// The lease the checks use unless they test expiry.
 const LEASE: Duration = Duration::from_secs(300);
 
-/// A delivery of one event to `sub`, due at `due_at`.
+/// A delivery of one event to `sub`, due at `due_at`, with the message id
+/// `msg_{sub}_{event_id}`.
 pub fn delivery(sub: u64, event_id: &str, due_at: u64) -> NewDelivery {
     NewDelivery {
         subscription_id: sub,
@@ -55,6 +56,7 @@ pub fn delivery(sub: u64, event_id: &str, due_at: u64) -> NewDelivery {
         body: format!(r#"{{"id":"{event_id}"}}"#).into_bytes(),
         due_at,
         ordered: false,
+        message_id: format!("msg_{sub}_{event_id}"),
     }
 }
 
@@ -95,6 +97,15 @@ pub fn enqueue_is_atomic_and_survives_reopen(harness: &dyn Harness) {
         .collect();
     assert_eq!(events, ["a", "b", "c"], "in publish order of ids");
     assert_eq!(leased[0].delivery.body, br#"{"id":"a"}"#);
+    let message_ids: Vec<&str> = leased
+        .iter()
+        .map(|l| l.delivery.message_id.as_str())
+        .collect();
+    assert_eq!(
+        message_ids,
+        ["msg_1_a", "msg_1_b", "msg_2_c"],
+        "kept as given"
+    );
     assert!(leased[0].delivery.id < leased[1].delivery.id);
     let next = store.enqueue(&[], vec![delivery(1, "d", 0)], 0);
     let next_id = next.expect("enqueue").delivery_ids[0];
@@ -235,6 +246,10 @@ pub fn ordered_subscriptions_go_one_at_a_time_in_order(harness: &dyn Harness) {
     assert_eq!(retried.len(), 1);
     assert_eq!(retried[0].delivery.event_ids, ["first"]);
     assert_eq!(retried[0].delivery.attempts, 1);
+    assert_eq!(
+        retried[0].delivery.message_id, "msg_1_first",
+        "a retry keeps its message id"
+    );
     store
         .complete(retried[0].token, attempt(2, 501, "delivered"))
         .expect("complete");

@@ -31,6 +31,7 @@
 //!     body: br#"{"type":"contact.created"}"#.to_vec(),
 //!     due_at: 1_000,
 //!     ordered: false,
+//!     message_id: "msg_01".into(),
 //! };
 //! let receipt = store.enqueue(&[], vec![new], 1_000)?; // durable when this returns
 //! let leased = store.lease(1_000, 8)?;

@@ -17,6 +17,10 @@ pub struct NewDelivery {
     pub due_at: u64,
     /// Whether its subscription delivers one at a time, in publish order.
     pub ordered: bool,
+    /// The id receivers deduplicate on (Standard Webhooks' `webhook-id`): unique across every
+    /// store and host, and the same for every attempt of the delivery. The engine makes it
+    /// (`msg_` and a time-ordered UUID); the store keeps it as given.
+    pub message_id: String,
 }
 
 /// Where a delivery is in its life.
@@ -63,6 +67,8 @@ pub struct Delivery {
     pub ordered: bool,
     /// Where it is.
     pub state: DeliveryState,
+    /// The id receivers deduplicate on, as [`NewDelivery::message_id`] gave it.
+    pub message_id: String,
 }
 
 /// One recorded attempt.

@@ -39,7 +39,7 @@ impl History for SledStore {
                 };
                 let delivery = match tag {
                     DUE => decode_due(&k, &bytes)?,
-                    _ => codec::decode(&k, &bytes)?,
+                    _ => codec::decode_delivery(&k, &bytes)?,
                 };
                 return Ok(Some(delivery));
             }
@@ -217,6 +217,7 @@ mod tests {
             body: b"{}".to_vec(),
             due_at: 0,
             ordered: false,
+            message_id: format!("msg_{n}"),
         };
         let ids = store
             .enqueue(&[], (0..8).map(new).collect(), 1)

@@ -72,18 +72,21 @@ pub(super) fn part(key: &[u8], offset: usize) -> u64 {
 
 // Keys of the `meta` tree.
 pub(super) const FORMAT_KEY: &[u8] = b"format";
-/// The key layout this build writes: 3, one record per delivery under the key of its state, and
-/// a settle batch's attempts in their index records (`attempts.rs`). Layout 2 differs only in
-/// keeping a record per attempt, which still reads: it opens as it is. Layout 1 is migrated on
-/// open. A newer one is refused, so that an older build never misreads this one's records.
-pub(super) const LAYOUT: u8 = 3;
+/// The key layout this build writes: 4, one record per delivery under the key of its state,
+/// a settle batch's attempts in their index records (`attempts.rs`), and delivery records that
+/// carry their message id (`codec::DELIVERY_FORMAT`). Layout 3 differs only in delivery records
+/// without it, and layout 2 in also keeping a record per attempt; both still read, so they open
+/// as they are. Layout 1 is migrated on open. A newer one is refused, so that an older build
+/// never misreads this one's records (a build of layout 3 would take a delivery record of
+/// format 2 for a corrupt one).
+pub(super) const LAYOUT: u8 = 4;
 /// A due delivery's value: its subscription and whether it is ordered, then the record, so
 /// that leasing can pass over deliveries it will not take without decoding them.
 pub(super) fn due_value(delivery: &Delivery) -> Vec<u8> {
     let mut value = Vec::with_capacity(9 + 64 + delivery.body.len());
     value.extend_from_slice(&delivery.subscription_id.to_be_bytes());
     value.push(u8::from(delivery.ordered));
-    codec::encode_into(delivery, &mut value);
+    codec::encode_delivery_into(delivery, &mut value);
     value
 }
 
@@ -98,7 +101,7 @@ pub(super) fn entry_of(delivery: &Delivery) -> Entry {
 
 /// The record in a due value (see [`due_value`]).
 pub(super) fn decode_due(key: &[u8], value: &[u8]) -> Result<Delivery, StoreError> {
-    codec::decode(key, value.get(9..).unwrap_or_default())
+    codec::decode_delivery(key, value.get(9..).unwrap_or_default())
 }
 
 /// The expiry record of remembered event ids `(id, remembered at)`: keyed by the latest time

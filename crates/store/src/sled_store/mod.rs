@@ -61,7 +61,7 @@ use self::ops::Ops;
 /// let store = SledStore::open(dir.path(), StoreConfig::default())?;
 /// let receipt = store.enqueue(&[], vec![NewDelivery {
 ///     subscription_id: 1, event_ids: vec!["e1".into()], event_type: "contact.created".into(),
-///     body: b"{}".to_vec(), due_at: 1_000, ordered: false,
+///     body: b"{}".to_vec(), due_at: 1_000, ordered: false, message_id: "msg_1".into(),
 /// }], 1_000)?;
 /// let leased = store.lease(1_000, 10)?;
 /// assert_eq!(leased[0].delivery.id, receipt.delivery_ids[0]);
@@ -166,7 +166,7 @@ impl SledStore {
     fn record(&self, k: &[u8], v: &[u8]) -> Result<Option<Delivery>, StoreError> {
         let decoded = match k.first() {
             Some(&DUE) => decode_due(k, v),
-            _ => codec::decode(k, v),
+            _ => codec::decode_delivery(k, v),
         };
         match decoded {
             Ok(delivery) => Ok(Some(delivery)),
@@ -253,6 +253,7 @@ pub(crate) mod test_support {
             created_at: 5,
             ordered,
             state: DeliveryState::Due,
+            message_id: format!("msg_{id}"),
         }
     }
 }

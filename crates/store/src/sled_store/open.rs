@@ -194,10 +194,10 @@ impl SledStore {
             let (sub, id) = (delivery.subscription_id, delivery.id);
             match delivery.state {
                 DeliveryState::Held => {
-                    batch.insert(key(HELD, &[sub, id]), codec::encode(&delivery))
+                    batch.insert(key(HELD, &[sub, id]), codec::encode_delivery(&delivery))
                 }
                 DeliveryState::Dead { .. } => {
-                    batch.insert(key(DEAD, &[sub, id]), codec::encode(&delivery))
+                    batch.insert(key(DEAD, &[sub, id]), codec::encode_delivery(&delivery))
                 }
                 DeliveryState::Due | DeliveryState::InFlight { .. } => {
                     delivery.state = DeliveryState::Due;

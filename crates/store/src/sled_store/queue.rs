@@ -88,6 +88,7 @@ impl Queue for SledStore {
                     due_at: new.due_at,
                     created_at: now_ms,
                     ordered: new.ordered,
+                    message_id: new.message_id,
                     // Filed as due even for a held subscription: whether it is held is decided
                     // once the batch is applied (`file_applied`), since a hold or resume can
                     // come in between.
@@ -420,7 +421,7 @@ impl SledStore {
             delivery.state = DeliveryState::Held;
             batch.insert(
                 key(HELD, &[delivery.subscription_id, delivery.id]),
-                codec::encode(delivery),
+                codec::encode_delivery(delivery),
             );
         } else {
             delivery.state = DeliveryState::Due;
@@ -511,7 +512,7 @@ impl SledStore {
                 (Finish::Dead(at), Some(mut delivery)) => {
                     delivery.attempts = delivery.attempts.max(number);
                     delivery.state = DeliveryState::Dead { at };
-                    batch.insert(key(DEAD, &[sub, id]), codec::encode(&delivery));
+                    batch.insert(key(DEAD, &[sub, id]), codec::encode_delivery(&delivery));
                     Some(delivery.state)
                 }
             };
@@ -575,7 +576,7 @@ impl SledStore {
         book.leave(sub, DeliveryState::Due);
         book.retrying(sub, d.attempts, false);
         d.state = DeliveryState::Held;
-        batch.insert(key(HELD, &[sub, entry.id]), codec::encode(&d));
+        batch.insert(key(HELD, &[sub, entry.id]), codec::encode_delivery(&d));
         book.enter(sub, DeliveryState::Held);
         Ok(())
     }
@@ -596,6 +597,7 @@ mod tests {
             body: format!(r#"{{"n":{n}}}"#).into_bytes(),
             due_at: 0,
             ordered: false,
+            message_id: format!("msg_{n}"),
         };
         // Room for three of the six records (all of one size).
         let one = Fresh::size(&Delivery {
@@ -609,6 +611,7 @@ mod tests {
             created_at: 0,
             ordered: false,
             state: DeliveryState::Due,
+            message_id: "msg_0".into(),
         });
         let config = StoreConfig {
             fresh_capacity: 3 * one,

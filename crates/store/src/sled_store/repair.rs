@@ -453,7 +453,7 @@ impl<'a> Walk<'a> {
                 self.delivery(k, delivery)?;
             }
             (Some(HELD | DEAD | LEGACY_DELIVERY), 17 | 9) => {
-                let delivery: Delivery = codec::decode(k, v)?;
+                let delivery = codec::decode_delivery(k, v)?;
                 self.delivery(k, delivery)?;
             }
             // Index entries of layout 1, and pointers, which are written anew with the
@@ -511,13 +511,13 @@ impl<'a> Walk<'a> {
         match delivery.state {
             DeliveryState::Held => {
                 queue
-                    .insert(key(HELD, &[sub, id]), codec::encode(&delivery))
+                    .insert(key(HELD, &[sub, id]), codec::encode_delivery(&delivery))
                     .db()?;
                 self.report.held += 1;
             }
             DeliveryState::Dead { .. } => {
                 queue
-                    .insert(key(DEAD, &[sub, id]), codec::encode(&delivery))
+                    .insert(key(DEAD, &[sub, id]), codec::encode_delivery(&delivery))
                     .db()?;
                 self.report.dead += 1;
             }

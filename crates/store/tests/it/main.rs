@@ -38,6 +38,7 @@ pub fn delivery(sub: u64, event_id: &str, due_at: u64) -> NewDelivery {
         body: format!(r#"{{"id":"{event_id}","type":"contact.created"}}"#).into_bytes(),
         due_at,
         ordered: false,
+        message_id: format!("msg_{sub}_{event_id}"),
     }
 }
 
