@@ -143,12 +143,12 @@ pub(crate) fn publish_events(
     let mut deliveries = Vec::new();
     for (sub, matched) in &per_subscription {
         let s = sub.subscription();
-        // Autotask and SuperOffice send one event per request; the others chunk.
-        let chunk_size = match s.profile {
-            Profile::Autotask | Profile::Superoffice => 1,
-            Profile::Standard | Profile::Pipeliner => s.chunk_size as usize,
-        };
-        let chunks = chunk(matched, chunk_size, s.chunk_delay.max(0) as u64, now);
+        let chunks = chunk(
+            matched,
+            s.events_per_request() as usize,
+            s.chunk_delay.max(0) as u64,
+            now,
+        );
         let mut sequence = match s.profile {
             Profile::Autotask => shared.store.reserve_sequence(s.id, chunks.len() as u64)?,
             _ => 0,

@@ -8,6 +8,7 @@ mod isolation;
 mod owners;
 mod profiles;
 mod tidy;
+mod wire;
 
 use std::time::{Duration, Instant};
 

@@ -274,8 +274,10 @@ pub struct Subscription {
     pub excluded_actors: Vec<String>,
     /// When set, only events of this tenant fire.
     pub tenant: Option<String>,
-    /// Events per request when one publish carries many, 1..=100.
-    pub chunk_size: u32,
+    /// Events per request when one publish carries many, 1..=100. `None`: the profile's
+    /// default ([`Subscription::events_per_request`]): one per message for `standard`, as
+    /// Standard Webhooks receivers expect, 100 for Pipeliner.
+    pub chunk_size: Option<u32>,
     /// Chunk N of a publish is due N x this many seconds later.
     pub chunk_delay: i64,
     /// Skip TLS certificate checks for this target only (Pipeliner `insecure_ssl`).
@@ -329,7 +331,7 @@ impl Default for Subscription {
             skip_keys: Vec::new(),
             excluded_actors: Vec::new(),
             tenant: None,
-            chunk_size: limits::CHUNK_SIZE,
+            chunk_size: None,
             chunk_delay: 0,
             insecure_tls: false,
             ordered: false,
@@ -639,10 +641,21 @@ impl Subscription {
         self
     }
 
-    /// Events per request, 1..=100.
+    /// Events per request, 1..=100: batches them (see [`Subscription::chunk_size`](field@Subscription::chunk_size)).
     pub fn chunk_size(mut self, size: u32) -> Self {
-        self.chunk_size = size;
+        self.chunk_size = Some(size);
         self
+    }
+
+    /// How many events one request carries at most: Autotask and SuperOffice send one event
+    /// per request; `standard` one unless `chunk_size` is set (then the batch envelope, `data`
+    /// a list); Pipeliner `chunk_size`, 100 by default.
+    pub fn events_per_request(&self) -> u32 {
+        match self.profile {
+            Profile::Autotask | Profile::Superoffice => 1,
+            Profile::Standard => self.chunk_size.unwrap_or(1),
+            Profile::Pipeliner => self.chunk_size.unwrap_or(limits::CHUNK_SIZE),
+        }
     }
 
     /// Seconds between chunks of one publish.
@@ -703,10 +716,11 @@ impl Subscription {
         max_count("events", self.events.len(), limits::EVENTS)?;
         self.check_headers()?;
         check_properties(&self.properties)?;
-        if !(1..=limits::CHUNK_SIZE).contains(&self.chunk_size) {
-            return Err(E::ChunkSize {
-                value: self.chunk_size,
-            });
+        if let Some(size) = self
+            .chunk_size
+            .filter(|s| !(1..=limits::CHUNK_SIZE).contains(s))
+        {
+            return Err(E::ChunkSize { value: size });
         }
         if !(0..=limits::CHUNK_DELAY).contains(&self.chunk_delay) {
             return Err(E::ChunkDelay {

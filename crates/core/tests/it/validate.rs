@@ -369,6 +369,6 @@ fn subscription_round_trips_through_json() {
     let minimal: Subscription =
         serde_json::from_str(r#"{"name":"m","events":["*"],"target_url":"https://x.example/"}"#)
             .unwrap();
-    assert_eq!(minimal.chunk_size, 100);
+    assert_eq!(minimal.chunk_size, None);
     assert_eq!(minimal.validate(), Ok(()));
 }

@@ -667,7 +667,7 @@ fn pipeliner_seed_options_with_comments_parse_render_and_round_trip() {
     assert_eq!(sub.entities["Account"].filters[0].path, "owner_id");
     assert_eq!(sub.related.expand, ["contact"]);
     assert_eq!(sub.skip_keys, ["gmail_sync", "custom_integration"]);
-    assert_eq!((sub.chunk_size, sub.chunk_delay), (100, 300));
+    assert_eq!((sub.chunk_size, sub.chunk_delay), (Some(100), 300));
     assert_eq!(sub.created_at, Some(1_546_300_800_000));
     let rendered = pipeliner::render_webhook(&sub);
     assert_eq!(rendered["options"]["chunk_delay"], 300);

@@ -172,6 +172,9 @@ impl SledStore {
         if layout < 2 {
             store.migrate_layout_1()?;
         }
+        if layout < 4 {
+            store.forget_old_chunk_default()?;
+        }
         meta.insert(FORMAT_KEY, &[LAYOUT]).db()?;
         store.recover()?;
         Ok(store)
