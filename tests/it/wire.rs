@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use callout::core::{autotask_event_patterns, Profile};
 use callout::{Engine, Event, Subscription};
 use callout_testkit::Receiver;
 use serde_json::json;
@@ -102,4 +103,49 @@ fn message_ids_differ_across_stores_and_messages() {
             "{id}"
         );
     }
+}
+
+#[test]
+fn an_autotask_webhook_fires_only_once_ready_and_sends_only_its_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::ok();
+    let engine = engine(&dir);
+    let webhook = |path: &str| {
+        Subscription::new(format!("{}{path}", receiver.url))
+            .profile(Profile::Autotask)
+            .events(autotask_event_patterns("Ticket", true, true, false))
+            .secret("SuperSecretKey123")
+    };
+    let not_ready = engine.subscriptions().create(webhook("/none")).unwrap();
+    let ready = engine
+        .subscriptions()
+        .create(
+            webhook("/ready")
+                .on_field_change("Ticket", ["Title"])
+                .always_fields("Ticket", ["Status"]),
+        )
+        .unwrap();
+    let change = Event::updated("Ticket", "7")
+        .data(json!({"Title": "New", "Priority": 1, "Status": "5"}))
+        .previous(json!({"Title": "Old", "Priority": 2, "Status": "5"}));
+    let receipt = engine.publish(change).unwrap();
+    // The publish files a delivery for each subscription that wants the event, at once.
+    assert_eq!(
+        receipt.deliveries.len(),
+        1,
+        "the webhook that is not Ready sends nothing"
+    );
+    assert_eq!(engine.subscription_stats(not_ready.id).unwrap().due, 0);
+    let got = receiver.wait_for("/ready", 1, WAIT);
+    assert_eq!(
+        got[0].json()["Fields"],
+        json!({"Title": "New", "Status": "5"}),
+        "the subscribed field that changed and the display-always one, not Priority"
+    );
+    let created = Event::created("Ticket", "8").data(json!({"Title": "T", "Priority": 3}));
+    assert_eq!(engine.publish(created).unwrap().deliveries.len(), 1);
+    let got = receiver.wait_for("/ready", 2, WAIT);
+    assert_eq!(got[1].json()["Fields"], json!({"Title": "T"}));
+    assert!(receiver.on("/none").is_empty());
+    assert_eq!(engine.subscription_stats(ready.id).unwrap().due, 0);
 }

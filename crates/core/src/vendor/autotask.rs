@@ -160,15 +160,15 @@ fn action_name(action: &Action) -> String {
     }
 }
 
-/// The `Fields` object: on delete `{}`; otherwise the subscribed fields (`on_field_change`)
-/// that changed, or every changed field when none is subscribed (every field on create), then
-/// the display-always fields. Keys are in subscription order; a changed field the record no
-/// longer has is `null`, a missing display-always field is left out.
+/// The `Fields` object, as Autotask's field rules give it: the subscribed fields
+/// (`IsSubscribedField`, `on_field_change`) that changed (on create, those the record has),
+/// then the display-always fields (`IsDisplayAlwaysField`, `always_fields`), which "the API
+/// adds to the payload when another field triggers a callout" (on delete, only they: nothing
+/// changed, and they are what cross-references the record). Nothing else: a field that
+/// changed but is not subscribed is not sent. Keys are in subscription order; a subscribed
+/// field the record no longer has is `null`, a missing display-always field is left out.
 fn callout_fields(sub: &CompiledSubscription, event: &Event) -> J {
     let mut out: Vec<(String, J)> = Vec::new();
-    if event.action == Action::Deleted {
-        return J::Obj(out);
-    }
     let data = &event.data;
     let push = |out: &mut Vec<(String, J)>, path: &str, value: Option<&Value>| {
         if !out.iter().any(|(k, _)| k == path) {
@@ -176,35 +176,21 @@ fn callout_fields(sub: &CompiledSubscription, event: &Event) -> J {
         }
     };
     let options = sub.entity_options(&event.entity);
-    let changed = match event.action {
-        Action::Created => None,
-        _ => event.changed_paths(),
-    };
-    match options.filter(|o| !o.on_field_change.is_empty()) {
-        Some(o) => {
-            for field in &o.on_field_change {
-                let value = lookup(data, field);
-                let fired = match &changed {
-                    Some(changed) => changed.iter().any(|c| touches(field, c)),
-                    None => value.is_some(),
-                };
-                if fired {
-                    push(&mut out, field, value);
-                }
+    if event.action != Action::Deleted {
+        let changed = match event.action {
+            Action::Created => None,
+            _ => event.changed_paths(),
+        };
+        for field in options.map(|o| o.on_field_change.as_slice()).unwrap_or(&[]) {
+            let value = lookup(data, field);
+            let fired = match &changed {
+                Some(changed) => changed.iter().any(|c| touches(field, c)),
+                None => value.is_some(),
+            };
+            if fired {
+                push(&mut out, field, value);
             }
         }
-        None => match &changed {
-            Some(changed) => {
-                for path in changed.iter() {
-                    push(&mut out, path, lookup(data, path));
-                }
-            }
-            None => {
-                for (key, value) in data.as_object().into_iter().flatten() {
-                    push(&mut out, key, Some(value));
-                }
-            }
-        },
     }
     for field in options.map(|o| o.always_fields.as_slice()).unwrap_or(&[]) {
         if let Some(value) = lookup(data, field) {
@@ -297,13 +283,17 @@ fn subscribed(sub: &Subscription) -> (Option<&'static str>, [bool; 3]) {
 }
 
 /// Whether the webhook is Ready: valid and with at least one subscribed field
-/// (`IsSubscribedField`). Autotask sends nothing for a webhook that is not.
+/// (`IsSubscribedField` of `Fields` or `UdfFields`). Autotask sends nothing for a webhook that
+/// is not, and neither does the matcher.
 pub fn is_ready(sub: &Subscription) -> bool {
-    sub.validate().is_ok()
-        && sub
-            .entities
-            .values()
-            .any(|options| !options.on_field_change.is_empty())
+    sub.validate().is_ok() && has_subscribed_field(sub)
+}
+
+/// Whether the webhook has a subscribed field (system or UDF), whatever else it holds.
+pub fn has_subscribed_field(sub: &Subscription) -> bool {
+    sub.entities
+        .values()
+        .any(|options| !options.on_field_change.is_empty())
 }
 
 /// The existing Autotask webhook that `candidate` duplicates, if any: same entity, same
