@@ -357,8 +357,7 @@ impl Queue for SledStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.catch_up()?;
-        self.db.flush().db()?;
-        Ok(())
+        self.flush_files()
     }
 }
 
