@@ -4,6 +4,7 @@ mod conformance;
 mod crash;
 mod durability;
 mod open;
+mod power_loss;
 mod queue;
 mod races;
 mod registry;
