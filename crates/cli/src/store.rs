@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use callout::core::vendor::pipeliner::PipelinerContext;
 use callout::{Engine, EngineBuilder};
 
 use crate::error::Failure;
@@ -17,6 +18,8 @@ pub(crate) struct Context {
     pub(crate) store: PathBuf,
     pub(crate) json: bool,
     pub(crate) allow: Vec<String>,
+    /// What Pipeliner bodies carry besides the subscription (made at publish).
+    pub(crate) pipeliner: PipelinerContext,
 }
 
 impl Context {
@@ -45,11 +48,10 @@ impl Context {
     }
 
     fn builder(&self) -> EngineBuilder {
-        self.allow
-            .iter()
-            .fold(Engine::builder(&self.store), |builder, entry| {
-                builder.allow_address(entry.clone())
-            })
+        let builder = Engine::builder(&self.store).pipeliner_context(self.pipeliner.clone());
+        self.allow.iter().fold(builder, |builder, entry| {
+            builder.allow_address(entry.clone())
+        })
     }
 
     /// Refuses a missing or empty directory: opening would silently create a new store there,

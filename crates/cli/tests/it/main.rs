@@ -2,7 +2,9 @@
 
 mod delivery;
 mod errors;
+mod registration;
 mod repair;
+mod secrets;
 mod subscriptions;
 mod verify;
 
@@ -51,6 +53,10 @@ impl Store {
             .args(args)
             .env_remove("CALLOUT_STORE")
             .env_remove("CALLOUT_SECRET")
+            .env_remove("CALLOUT_NEW_SECRET")
+            .env_remove("CALLOUT_PIPELINER_SPACE_ID")
+            .env_remove("CALLOUT_PIPELINER_APPLICATION_ID")
+            .env_remove("CALLOUT_PIPELINER_CLIENT_ID")
             .env_remove("RUST_BACKTRACE");
         command
     }
