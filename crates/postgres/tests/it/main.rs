@@ -3,6 +3,7 @@
 //! saying so: they never pass by skipping.
 
 mod conformance;
+mod engine;
 mod instances;
 mod schema;
 mod support;

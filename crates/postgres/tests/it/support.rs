@@ -55,9 +55,15 @@ impl Schema {
 
 impl Drop for Schema {
     fn drop(&mut self) {
-        if let Ok(mut client) = postgres::Client::connect(&server_url(), postgres::NoTls) {
-            let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
-        }
+        // On a thread of its own: a test may end inside a tokio runtime, where the postgres
+        // client panics.
+        let drop_schema = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
+        let _ = std::thread::spawn(move || {
+            if let Ok(mut client) = postgres::Client::connect(&server_url(), postgres::NoTls) {
+                let _ = client.batch_execute(&drop_schema);
+            }
+        })
+        .join();
     }
 }
 
