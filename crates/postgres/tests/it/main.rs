@@ -3,6 +3,7 @@
 //! saying so: they never pass by skipping.
 
 mod conformance;
+mod crash;
 mod engine;
 mod instances;
 mod schema;
