@@ -163,14 +163,12 @@ pub(crate) fn lock_subscriptions(
     let mut subs = subs.to_vec();
     subs.sort_unstable();
     subs.dedup();
-    tx.execute(
-        "INSERT INTO queue_state (subscription) SELECT s FROM unnest($1::int8[]) AS s ORDER BY s \
-         ON CONFLICT (subscription) DO NOTHING",
-        &[&subs],
-    )?;
+    // One statement: a missing row is inserted, an existing one "updated" to itself, which
+    // locks it; rows are taken in the array's order.
     let rows = tx.query(
-        "SELECT subscription, held_sub FROM queue_state WHERE subscription = ANY($1) \
-         ORDER BY subscription FOR UPDATE",
+        "INSERT INTO queue_state (subscription) SELECT s FROM unnest($1::int8[]) AS s ORDER BY s \
+         ON CONFLICT (subscription) DO UPDATE SET held_sub = queue_state.held_sub \
+         RETURNING subscription, held_sub",
         &[&subs],
     )?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
