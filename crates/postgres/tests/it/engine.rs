@@ -60,3 +60,34 @@ fn a_lease_shorter_than_the_request_timeouts_is_refused_when_the_engine_opens() 
         .open()
         .expect("a lease longer than every request opens");
 }
+
+#[test]
+fn an_instance_sends_deliveries_of_a_subscription_another_created_after_it_opened() {
+    let schema = Schema::new();
+    let receiver = Receiver::ok();
+    let lease = Duration::from_secs(300);
+    // B delivers; A only publishes, and creates the subscription once B is running.
+    let b = Engine::builder(Arc::new(schema.open(lease)))
+        .allow_address("127.0.0.1")
+        .workers(2)
+        .open()
+        .expect("B opens");
+    let a = Engine::builder(Arc::new(schema.open(lease)))
+        .deliver(false)
+        .open()
+        .expect("A opens");
+    a.subscriptions()
+        .create(Subscription::new(format!("{}/hook", receiver.url)).events(["contact.*"]))
+        .expect("create through A");
+    a.publish(Event::created("Contact", "1"))
+        .expect("publish through A");
+    let got = receiver.wait_for("/hook", 1, Duration::from_secs(20));
+    assert_eq!(
+        got.len(),
+        1,
+        "B sent it rather than dead-letter it as an orphan"
+    );
+    assert_eq!(b.stats().expect("stats").dead, 0);
+    a.shutdown(Duration::from_secs(5)).expect("shutdown");
+    b.shutdown(Duration::from_secs(5)).expect("shutdown");
+}
