@@ -84,9 +84,29 @@ impl Registry {
         self.matcher.read().map_err(|_| Error::Poisoned)
     }
 
-    /// The matcher's compiled copy of subscription `id`, shared.
+    /// The matcher's compiled copy of subscription `id`, shared. One the matcher does not know
+    /// is looked for in the store and filed: on a store shared by several instances, another
+    /// one may have created it since this one loaded, and its deliveries are this instance's
+    /// to send, not orphans to dead-letter.
     pub(crate) fn compiled(&self, id: u64) -> Option<Arc<CompiledSubscription>> {
-        self.matcher.read().ok()?.get(id).map(Arc::clone)
+        if let Some(known) = self.matcher.read().ok()?.get(id) {
+            return Some(Arc::clone(known));
+        }
+        let mut matcher = self.matcher.write().ok()?;
+        if let Some(known) = matcher.get(id) {
+            return Some(Arc::clone(known));
+        }
+        let stored = match self.store.get_subscription(id) {
+            Ok(stored) => stored?,
+            Err(error) => {
+                tracing::error!(%error, subscription = id, "could not read a subscription");
+                return None;
+            }
+        };
+        if let Err(error) = self.file(&mut matcher, stored) {
+            tracing::warn!(subscription = id, %error, "stored subscription is invalid; not matched");
+        }
+        matcher.get(id).map(Arc::clone)
     }
 
     /// Validates and stores a new subscription; the matcher gets it in the same step.

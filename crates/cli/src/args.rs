@@ -8,11 +8,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "callout", version, disable_help_subcommand = true)]
 pub(crate) struct Cli {
-    /// The store directory (the engine's format).
+    /// The store: a directory (the embedded sled store), or a PostgreSQL URL shared by several
+    /// instances, `postgres://user:password@host:port/database?schema=NAME` (schema default
+    /// `callout`, created on first use).
     #[arg(
         long,
         global = true,
-        value_name = "PATH",
+        value_name = "PATH|URL",
         env = "CALLOUT_STORE",
         default_value = "./callout-data"
     )]

@@ -91,7 +91,7 @@ fn init(ctx: &Context, out: &mut dyn Write) -> Result<(), Failure> {
     let subscriptions = engine.subscriptions().list(&Default::default());
     store::close(&engine)?;
     let subscriptions = subscriptions?.len();
-    let path = ctx.store.display();
+    let path = ctx.shown();
     if ctx.json {
         return output::print_json(
             out,

@@ -2,6 +2,7 @@
 
 mod delivery;
 mod errors;
+mod postgres;
 mod registration;
 mod repair;
 mod secrets;
