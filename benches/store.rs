@@ -41,6 +41,7 @@ fn new_delivery(n: u64, body: &[u8]) -> NewDelivery {
         due_at: 0,
         ordered: false,
         message_id: format!("msg_{n}"),
+        order_key: None,
     }
 }
 

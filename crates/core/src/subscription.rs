@@ -374,6 +374,9 @@ pub struct Subscription {
     pub insecure_tls: bool,
     /// Deliver one at a time, in publish order.
     pub ordered: bool,
+    /// Changes to one record (entity and id) go one at a time, in publish order, retries
+    /// included, while other records' go on in parallel. Each request carries one event.
+    pub ordered_by_record: bool,
     /// Most requests per second; excess deliveries wait, never drop.
     pub rate_limit: Option<u32>,
     /// Delays in seconds before each retry; `None` uses the engine's schedule.
@@ -425,6 +428,7 @@ impl Default for Subscription {
             chunk_delay: 0,
             insecure_tls: false,
             ordered: false,
+            ordered_by_record: false,
             rate_limit: None,
             retry_schedule: None,
             connect_timeout_ms: None,
@@ -476,6 +480,7 @@ impl fmt::Debug for Subscription {
             chunk_delay,
             insecure_tls,
             ordered,
+            ordered_by_record,
             rate_limit,
             retry_schedule,
             connect_timeout_ms,
@@ -517,6 +522,7 @@ impl fmt::Debug for Subscription {
             .field("chunk_delay", chunk_delay)
             .field("insecure_tls", insecure_tls)
             .field("ordered", ordered)
+            .field("ordered_by_record", ordered_by_record)
             .field("rate_limit", rate_limit)
             .field("retry_schedule", retry_schedule)
             .field("connect_timeout_ms", connect_timeout_ms)
@@ -809,6 +815,10 @@ impl Subscription {
     /// per request; `standard` one unless `chunk_size` is set (then the batch envelope, `data`
     /// a list); Pipeliner `chunk_size`, 100 by default.
     pub fn events_per_request(&self) -> u32 {
+        if self.ordered_by_record {
+            // A request of several records could not wait for each of them alone.
+            return 1;
+        }
         match self.profile {
             Profile::Autotask | Profile::Superoffice => 1,
             Profile::Standard => self.chunk_size.unwrap_or(1),
@@ -825,6 +835,13 @@ impl Subscription {
     /// Deliver one at a time, in publish order.
     pub fn ordered(mut self, ordered: bool) -> Self {
         self.ordered = ordered;
+        self
+    }
+
+    /// Deliver each record's changes one at a time, in publish order (see
+    /// [`Subscription::ordered_by_record`](field@Subscription::ordered_by_record)).
+    pub fn ordered_by_record(mut self, ordered: bool) -> Self {
+        self.ordered_by_record = ordered;
         self
     }
 

@@ -72,6 +72,8 @@ pub(crate) fn decode(row: &Row) -> Result<Read, String> {
         due_at: uint(row.try_get(7).map_err(|e| e.to_string())?),
         created_at: uint(row.try_get(8).map_err(|e| e.to_string())?),
         ordered: row.try_get(9).map_err(|e| e.to_string())?,
+        // Per-record ordering is not stored by this backend yet.
+        order_key: None,
         state,
     };
     Ok(Read {

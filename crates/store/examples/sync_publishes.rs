@@ -30,6 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 due_at: 0,
                 ordered: false,
                 message_id: format!("msg_{n}"),
+                order_key: None,
             }],
             0,
         )?;

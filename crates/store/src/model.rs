@@ -21,6 +21,10 @@ pub struct NewDelivery {
     /// store and host, and the same for every attempt of the delivery. The engine makes it
     /// (`msg_` and a time-ordered UUID); the store keeps it as given.
     pub message_id: String,
+    /// Deliveries of one subscription with the same key go one at a time, in enqueue order,
+    /// retries included (the engine keys a record's changes by entity and id); `None` for no
+    /// such order. [`NewDelivery::ordered`] orders the whole subscription instead.
+    pub order_key: Option<String>,
 }
 
 /// Where a delivery is in its life.
@@ -69,6 +73,8 @@ pub struct Delivery {
     pub state: DeliveryState,
     /// The id receivers deduplicate on, as [`NewDelivery::message_id`] gave it.
     pub message_id: String,
+    /// As [`NewDelivery::order_key`] gave it.
+    pub order_key: Option<String>,
 }
 
 /// One recorded attempt.

@@ -62,7 +62,7 @@ use self::ops::Ops;
 /// let store = SledStore::open(dir.path(), StoreConfig::default())?;
 /// let receipt = store.enqueue(&[], vec![NewDelivery {
 ///     subscription_id: 1, event_ids: vec!["e1".into()], event_type: "contact.created".into(),
-///     body: b"{}".to_vec(), due_at: 1_000, ordered: false, message_id: "msg_1".into(),
+///     body: b"{}".to_vec(), due_at: 1_000, ordered: false, message_id: "msg_1".into(), order_key: None,
 /// }], 1_000)?;
 /// let leased = store.lease(1_000, 10)?;
 /// assert_eq!(leased[0].delivery.id, receipt.delivery_ids[0]);
@@ -264,6 +264,7 @@ pub(crate) mod test_support {
             ordered,
             state: DeliveryState::Due,
             message_id: format!("msg_{id}"),
+            order_key: None,
         }
     }
 }

@@ -139,6 +139,7 @@ mod tests {
             due_at: 0,
             ordered: false,
             message_id: format!("msg_{n}"),
+            order_key: None,
         }
     }
 

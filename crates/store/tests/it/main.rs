@@ -40,6 +40,7 @@ pub fn delivery(sub: u64, event_id: &str, due_at: u64) -> NewDelivery {
         due_at,
         ordered: false,
         message_id: format!("msg_{sub}_{event_id}"),
+        order_key: None,
     }
 }
 
