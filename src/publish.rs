@@ -154,10 +154,7 @@ pub(crate) fn publish_events(
             _ => 0,
         };
         for (due_at, chunk) in chunks {
-            let name = chunk
-                .first()
-                .map(|e| e.name().to_string())
-                .unwrap_or_default();
+            let name = chunk.first().map(|e| e.type_name()).unwrap_or_default();
             let body = match s.profile {
                 Profile::Standard => body::standard(sub, chunk, now, expander),
                 Profile::Pipeliner => {
