@@ -14,10 +14,11 @@
 use std::time::Duration;
 
 use callout_store::{
-    Attempt, Counts, EnqueueReceipt, LeaseLimits, LeaseToken, Leased, NewDelivery, Queue,
+    Attempt, Change, Counts, EnqueueReceipt, LeaseLimits, LeaseToken, Leased, NewDelivery, Queue,
     StoreError,
 };
 
+use crate::changes::notify;
 use crate::conn::{Fail, Tx};
 use crate::rows::{
     decode, delivery_columns, int, lock_subscriptions, millis, move_aside, uint, Deltas, DUE, HELD,
@@ -142,6 +143,9 @@ impl Queue for PgStore {
                     deltas.state(sub, DUE, row.get(0), false, 1);
                 }
                 deltas.apply(tx)?;
+                if !moved.is_empty() {
+                    notify(tx, Change::Due)?;
+                }
                 Ok(moved.len() as u64)
             })
         })

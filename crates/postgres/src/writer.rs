@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use callout_store::{EnqueueReceipt, NewDelivery, StoreError};
+use callout_store::{Change, EnqueueReceipt, NewDelivery, StoreError};
 
+use crate::changes::notify;
 use crate::conn::{Conn, Fail, Settings, Tx};
 use crate::rows::{int, lock_subscriptions, uint, DUE, HELD};
 
@@ -230,6 +231,9 @@ fn enqueue_group(
             &columns.order_keys,
         ],
     )?;
+    if !columns.ids.is_empty() {
+        notify(tx, Change::Due)?;
+    }
     Ok(receipts)
 }
 

@@ -85,7 +85,10 @@ fn a_version_1_schema_is_migrated_to_version_2_on_open_and_keeps_its_deliveries(
         order_key: Some("contact/7".into()),
         ..delivery(1, "after", 0)
     };
-    let new = store.enqueue(&[], vec![keyed], 0).expect("enqueue").delivery_ids[0];
+    let new = store
+        .enqueue(&[], vec![keyed], 0)
+        .expect("enqueue")
+        .delivery_ids[0];
     let after = store.delivery(new).expect("read").expect("stored");
     assert_eq!(after.order_key.as_deref(), Some("contact/7"));
 }
