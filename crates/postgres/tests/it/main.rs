@@ -7,5 +7,6 @@ mod conformance;
 mod crash;
 mod engine;
 mod instances;
+mod restart;
 mod schema;
 mod support;
