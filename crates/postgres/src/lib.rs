@@ -28,8 +28,10 @@
 //!   instance died, say) is leased again by any instance. Two instances never lease one
 //!   subscription at the same moment (its `queue_state` row is claimed `FOR UPDATE SKIP
 //!   LOCKED`), so per-subscription bounds and ordered delivery (one in flight, in id order)
-//!   hold cluster-wide; the shared group's bound is counted cluster-wide but not locked, so
-//!   two instances leasing at once may pass it by a batch. The order is round-robin across
+//!   hold cluster-wide, and so does per-record ordering (of a subscription's deliveries with
+//!   one order key, only the earliest not dead may be leased); the shared group's bound is
+//!   counted cluster-wide but not locked, so two instances leasing at once may pass it by a
+//!   batch. The order is round-robin across
 //!   subscriptions, least recently served first, and due order within one.
 //! - **Settles and leases** commit without waiting for the WAL flush: a PostgreSQL crash may
 //!   forget the last few, and their deliveries are sent again (at least once, as on sled);
