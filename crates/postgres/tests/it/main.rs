@@ -7,6 +7,7 @@ mod conformance;
 mod crash;
 mod engine;
 mod instances;
+mod ordering;
 mod restart;
 mod schema;
 mod support;
