@@ -317,6 +317,8 @@ pub struct Engine {
     /// The health thread, stopped once the workers can queue no more jobs.
     health: Mutex<Option<JoinHandle<()>>>,
     jobs: Mutex<Option<Tx<Leased>>>,
+    /// On a shared store, the thread following other instances' changes, and what stops it.
+    changes: Mutex<Option<(Tx<()>, JoinHandle<()>)>>,
 }
 
 impl Engine {
@@ -385,6 +387,12 @@ impl Engine {
         // healthy ones always have the rest.
         let slow_share = (b.workers / 4).max(1);
         let limits = Arc::new(Limits::new(slow_share));
+        // Watched before the subscriptions are read, so a change another instance makes
+        // meanwhile is not missed (at worst it is read twice).
+        let (change_tx, changes) = crossbeam_channel::unbounded();
+        let watched = store.watch_changes(Arc::new(move |change| {
+            let _ = change_tx.send(change);
+        }))?;
         let registry = Registry::load(
             Arc::clone(&store),
             Arc::clone(&b.clock),
@@ -423,9 +431,13 @@ impl Engine {
             delivering: Mutex::new(Vec::new()),
             health: Mutex::new(None),
             jobs: Mutex::new(None),
+            changes: Mutex::new(None),
         };
         // On a failed start, dropping `engine` shuts down what was started.
         engine.start_threads(b.deliver, b.workers, health_jobs, woken)?;
+        if watched {
+            engine.follow_changes(changes)?;
+        }
         Ok(engine)
     }
 
@@ -469,6 +481,18 @@ impl Engine {
         Ok(())
     }
 
+    /// Starts the thread that follows other instances' changes to a shared store.
+    fn follow_changes(&self, changes: Receiver<callout_store::Change>) -> Result<(), Error> {
+        let (stop, stopped) = bounded::<()>(0);
+        let shared = Arc::clone(&self.shared);
+        let thread = std::thread::Builder::new()
+            .name("callout-changes".into())
+            .spawn(move || crate::registry::follow_changes(&shared, &changes, &stopped))
+            .map_err(Error::Thread)?;
+        *self.changes.lock().map_err(|_| Error::Poisoned)? = Some((stop, thread));
+        Ok(())
+    }
+
     /// Creates, reads, changes and lists subscriptions.
     pub fn subscriptions(&self) -> crate::Subscriptions<'_> {
         crate::Subscriptions { engine: self }
@@ -492,6 +516,10 @@ impl Engine {
     /// at least once); a worker left behind does its own switch-off's jobs.
     pub fn shutdown(&self, deadline: Duration) -> Result<(), Error> {
         self.shared.dispatch.stop();
+        if let Some((stop, thread)) = self.changes.lock().map_err(|_| Error::Poisoned)?.take() {
+            drop(stop);
+            join_by(thread, Instant::now(), deadline);
+        }
         drop(self.jobs.lock().map_err(|_| Error::Poisoned)?.take());
         let delivering = std::mem::take(&mut *self.delivering.lock().map_err(|_| Error::Poisoned)?);
         let started = Instant::now();

@@ -4,15 +4,19 @@
 //! mean to change. A change of state holds or releases the subscription's deliveries under the
 //! same lock, and the lease limits learn which subscriptions are ordered. It also remembers when
 //! each subscription's next rotated-out secret expires, so expired ones are dropped from the
-//! record without a scan of all subscriptions.
+//! record without a scan of all subscriptions. On a store other instances share, it follows
+//! their changes: [`follow_changes`] reads again the subscriptions the store says changed.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use callout_core::{CompiledSubscription, Matcher, State, Subscription};
-use callout_store::{Backend, SubscriptionFilter};
+use crossbeam_channel::Receiver;
+
+use callout_store::{Backend, Change, SubscriptionFilter};
 
 use crate::clock::Clock;
+use crate::engine::Shared;
 use crate::error::Error;
 use crate::limits::Limits;
 
@@ -196,11 +200,95 @@ impl Registry {
         }
     }
 
+    /// Reads subscription `id` again after another instance changed it: the matcher and the
+    /// lease limits get the stored record, or lose it when it was deleted (or no longer
+    /// validates).
+    pub(crate) fn refresh(&self, id: u64) -> Result<(), Error> {
+        let mut matcher = self.matcher.write().map_err(|_| Error::Poisoned)?;
+        match self.store.get_subscription(id)? {
+            Some(stored) => {
+                if let Err(error) = self.file(&mut matcher, stored) {
+                    tracing::warn!(subscription = id, %error, "stored subscription is invalid; not matched");
+                    matcher.remove(id);
+                }
+            }
+            None => {
+                matcher.remove(id);
+                self.limits.forget(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every subscription again, after changes may have gone untold.
+    pub(crate) fn refresh_all(&self) -> Result<(), Error> {
+        let mut matcher = self.matcher.write().map_err(|_| Error::Poisoned)?;
+        let stored = self
+            .store
+            .list_subscriptions(&SubscriptionFilter::default())?;
+        let kept: BTreeSet<u64> = stored.iter().map(|sub| sub.id).collect();
+        let gone: Vec<u64> = matcher.ids().filter(|id| !kept.contains(id)).collect();
+        for id in gone {
+            matcher.remove(id);
+            self.limits.forget(id);
+        }
+        for sub in stored {
+            let id = sub.id;
+            if let Err(error) = self.file(&mut matcher, sub) {
+                tracing::warn!(subscription = id, %error, "stored subscription is invalid; not matched");
+                matcher.remove(id);
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes a subscription from the matcher and the store together.
     pub(crate) fn delete(&self, id: u64) -> Result<Option<Subscription>, Error> {
         let mut matcher = self.matcher.write().map_err(|_| Error::Poisoned)?;
         matcher.remove(id);
         self.limits.forget(id);
         Ok(self.store.delete_subscription(id)?)
+    }
+}
+
+/// The most changes one turn of [`follow_changes`] takes together: a burst of notices for one
+/// subscription costs one read of it.
+const CHANGES_PER_TURN: usize = 1_000;
+
+/// The change thread of an engine on a shared store: reads again what other instances
+/// changed, and wakes the dispatcher when deliveries may be due (another instance's publish,
+/// or a subscription switched back on). Ends when `stop` is closed.
+pub(crate) fn follow_changes(shared: &Shared, changes: &Receiver<Change>, stop: &Receiver<()>) {
+    loop {
+        let first = crossbeam_channel::select! {
+            recv(changes) -> change => match change {
+                Ok(change) => change,
+                Err(_) => return,
+            },
+            recv(stop) -> _ => return,
+        };
+        let mut subscriptions = BTreeSet::new();
+        let mut everything = false;
+        for change in std::iter::once(first).chain(changes.try_iter().take(CHANGES_PER_TURN)) {
+            match change {
+                Change::Subscription(id) => {
+                    subscriptions.insert(id);
+                }
+                Change::Everything => everything = true,
+                _ => {}
+            }
+        }
+        let refreshed = if everything {
+            shared.registry.refresh_all()
+        } else {
+            subscriptions
+                .into_iter()
+                .try_for_each(|id| shared.registry.refresh(id))
+        };
+        if let Err(error) = refreshed {
+            // The next change, or a lost connection's full reload, tries again.
+            tracing::error!(%error, "could not read changed subscriptions");
+        }
+        shared.dispatch.wake();
     }
 }

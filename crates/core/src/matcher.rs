@@ -719,6 +719,11 @@ impl Matcher {
         self.subscriptions.get(&id)
     }
 
+    /// The ids of the subscriptions the matcher holds, in order.
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.subscriptions.keys().copied()
+    }
+
     /// How many subscriptions the matcher holds (active or not).
     pub fn len(&self) -> usize {
         self.subscriptions.len()

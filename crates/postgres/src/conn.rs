@@ -23,7 +23,7 @@ use crate::config::PgConfig;
 pub(crate) struct Settings {
     pg: postgres::Config,
     pub(crate) schema: String,
-    reconnect_within: Duration,
+    pub(crate) reconnect_within: Duration,
     /// The URL as it may be shown (no password), for error messages.
     shown: String,
 }
@@ -45,6 +45,11 @@ impl Settings {
             reconnect_within: config.reconnect_within,
             shown,
         })
+    }
+
+    /// A new client, not yet in the schema (the change listener's).
+    pub(crate) fn connect(&self) -> Result<Client, postgres::Error> {
+        self.pg.connect(NoTls)
     }
 }
 
@@ -152,7 +157,7 @@ impl Conn {
     }
 
     fn try_connect(&self) -> Result<Client, postgres::Error> {
-        let mut client = self.settings.pg.connect(NoTls)?;
+        let mut client = self.settings.connect()?;
         let commit = if self.durable { "on" } else { "off" };
         client.batch_execute(&format!(
             "SET search_path TO \"{}\"; SET synchronous_commit TO {commit}",
@@ -210,6 +215,7 @@ impl Conn {
         let mut tx = Tx {
             tx: client.transaction()?,
             statements: &mut self.statements,
+            schema: &self.settings.schema,
         };
         let value = work(&mut tx)?;
         tx.tx.commit()?;
@@ -221,9 +227,15 @@ impl Conn {
 pub(crate) struct Tx<'a> {
     tx: Transaction<'a>,
     statements: &'a mut HashMap<&'static str, Statement>,
+    schema: &'a str,
 }
 
 impl Tx<'_> {
+    /// The schema the transaction works in.
+    pub(crate) fn schema(&self) -> &str {
+        self.schema
+    }
+
     fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());

@@ -2,8 +2,9 @@
 //! their replay and purge, and retention (attempts and remembered event ids past their age
 //! go, a bounded batch per call).
 
-use callout_store::{Attempt, DeadFilter, Delivery, History, StoreError};
+use callout_store::{Attempt, Change, DeadFilter, Delivery, History, StoreError};
 
+use crate::changes::notify;
 use crate::conn::{Fail, Tx};
 use crate::rows::{
     corrupt, decode, delivery_columns, int, lock_subscriptions, millis, move_aside, uint,
@@ -141,6 +142,9 @@ impl History for PgStore {
                     deltas.state(sub, if state == HELD { HELD } else { DUE }, 0, false, 1);
                 }
                 deltas.apply(tx)?;
+                if !moved.is_empty() {
+                    notify(tx, Change::Due)?;
+                }
                 Ok(moved.len())
             })
         })

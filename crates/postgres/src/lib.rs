@@ -28,8 +28,10 @@
 //!   instance died, say) is leased again by any instance. Two instances never lease one
 //!   subscription at the same moment (its `queue_state` row is claimed `FOR UPDATE SKIP
 //!   LOCKED`), so per-subscription bounds and ordered delivery (one in flight, in id order)
-//!   hold cluster-wide; the shared group's bound is counted cluster-wide but not locked, so
-//!   two instances leasing at once may pass it by a batch. The order is round-robin across
+//!   hold cluster-wide, and so does per-record ordering (of a subscription's deliveries with
+//!   one order key, only the earliest not dead may be leased); the shared group's bound is
+//!   counted cluster-wide but not locked, so two instances leasing at once may pass it by a
+//!   batch. The order is round-robin across
 //!   subscriptions, least recently served first, and due order within one.
 //! - **Settles and leases** commit without waiting for the WAL flush: a PostgreSQL crash may
 //!   forget the last few, and their deliveries are sent again (at least once, as on sled);
@@ -41,11 +43,19 @@
 //!   [`PgConfig::reconnect_within`]; a call in flight when it was lost fails with
 //!   `StoreError::Storage` (an enqueue may then have been stored: never lost silently).
 //!   Rows that do not decode are moved to the `corrupt` table and reported in the log.
+//! - **Changes** are told to the other instances by `NOTIFY` on the schema's channel, in the
+//!   transaction that makes them: subscriptions created, changed or deleted, and deliveries
+//!   enqueued, resumed or replayed. [`Registry::watch_changes`](callout_store::Registry::watch_changes)
+//!   starts a listener thread with a connection of its own (none until then); after a lost
+//!   connection it connects again with backoff and tells `Change::Everything`, since notices
+//!   sent meanwhile are gone. An engine on this store reloads the subscriptions it is told of
+//!   and wakes its dispatcher, so an idle instance sends another's publish at once.
 //! - **Schema**: everything lives in one schema ([`PgConfig::schema`]), versioned and migrated
 //!   on open under an advisory lock; a newer version is refused with
 //!   `StoreError::NewerFormat`.
 #![deny(missing_docs)]
 
+mod changes;
 mod config;
 mod conn;
 mod history;
@@ -70,6 +80,7 @@ pub struct PgStore {
     config: PgConfig,
     pool: Pool,
     writer: Writer,
+    changes: changes::Changes,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -93,6 +104,7 @@ impl PgStore {
             config,
             pool,
             writer,
+            changes: changes::Changes::new(settings),
         })
     }
 

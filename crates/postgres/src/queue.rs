@@ -14,10 +14,11 @@
 use std::time::Duration;
 
 use callout_store::{
-    Attempt, Counts, EnqueueReceipt, LeaseLimits, LeaseToken, Leased, NewDelivery, Queue,
+    Attempt, Change, Counts, EnqueueReceipt, LeaseLimits, LeaseToken, Leased, NewDelivery, Queue,
     StoreError,
 };
 
+use crate::changes::notify;
 use crate::conn::{Fail, Tx};
 use crate::rows::{
     decode, delivery_columns, int, lock_subscriptions, millis, move_aside, uint, Deltas, DUE, HELD,
@@ -142,6 +143,9 @@ impl Queue for PgStore {
                     deltas.state(sub, DUE, row.get(0), false, 1);
                 }
                 deltas.apply(tx)?;
+                if !moved.is_empty() {
+                    notify(tx, Change::Due)?;
+                }
                 Ok(moved.len() as u64)
             })
         })
@@ -260,6 +264,20 @@ fn reclaim_expired(tx: &mut Tx<'_>, now_ms: u64) -> Result<(), Fail> {
     Ok(())
 }
 
+/// The condition on a due delivery `d` that its order key (if any) lets it go now: no earlier
+/// delivery of its subscription and key is due, in flight or held (dead ones no longer
+/// count). Only the key's head passes, so one statement never picks two of one key, and a
+/// rescheduled head keeps the later ones waiting. The subscription's `queue_state` row, locked
+/// by the lease, makes this hold across instances.
+macro_rules! key_is_free {
+    () => {
+        "(d.order_key IS NULL OR NOT EXISTS ( \
+           SELECT 1 FROM deliveries e \
+           WHERE e.subscription = d.subscription AND e.order_key = d.order_key \
+             AND e.state < 3 AND e.id < d.id))"
+    };
+}
+
 fn lease(
     tx: &mut Tx<'_>,
     now_ms: u64,
@@ -276,12 +294,15 @@ fn lease(
     // ordered head (when none of its ordered ones is in flight), through the partial
     // indexes: one probe each.
     let rows = tx.query(
-        "SELECT q.subscription, q.in_flight, q.due, f.id IS NOT NULL, h.id \
+        concat!(
+            "SELECT q.subscription, q.in_flight, q.due, f.id IS NOT NULL, h.id \
          FROM queue_state q \
          LEFT JOIN LATERAL ( \
            SELECT d.id, d.due_at FROM deliveries d \
            WHERE d.subscription = q.subscription AND d.state = 0 AND NOT d.ordered \
-             AND d.due_at <= $1 \
+             AND d.due_at <= $1 AND ",
+            key_is_free!(),
+            " \
            ORDER BY d.due_at, d.id LIMIT 1) f ON true \
          LEFT JOIN LATERAL ( \
            SELECT o.id, o.due_at FROM ( \
@@ -292,7 +313,8 @@ fn lease(
          WHERE q.due > 0 AND NOT q.held_sub AND (f.id IS NOT NULL OR h.id IS NOT NULL) \
          ORDER BY q.served, LEAST(f.due_at, h.due_at), LEAST(f.id, h.id) \
          LIMIT $2 \
-         FOR UPDATE OF q SKIP LOCKED",
+         FOR UPDATE OF q SKIP LOCKED"
+        ),
         &[&now, &claim],
     )?;
     let mut candidates: Vec<Candidate> = rows
@@ -339,7 +361,9 @@ fn lease(
                CROSS JOIN LATERAL ( \
                  SELECT d.id FROM deliveries d \
                  WHERE d.subscription = w.subscription AND d.state = 0 AND NOT d.ordered \
-                   AND d.due_at <= $3 \
+                   AND d.due_at <= $3 AND ",
+            key_is_free!(),
+            " \
                  ORDER BY d.due_at, d.id LIMIT w.n \
                  FOR UPDATE SKIP LOCKED) p \
              ) \

@@ -2,7 +2,9 @@
 //! ids from a sequence (never reused), and the per-subscription sequence numbers.
 
 use callout_core::Subscription;
-use callout_store::{Registry, StoreError, SubscriptionFilter};
+use callout_store::{Change, ChangeHandler, Registry, StoreError, SubscriptionFilter};
+
+use crate::changes::notify;
 
 use crate::conn::{Fail, Tx};
 use crate::rows::{corrupt, int, uint};
@@ -31,6 +33,7 @@ impl Registry for PgStore {
                     "INSERT INTO subscriptions (id, record) VALUES ($1, $2)",
                     &[&id, &encode(&sub)?],
                 )?;
+                notify(tx, Change::Subscription(sub.id))?;
                 Ok(sub)
             })
         })
@@ -85,6 +88,7 @@ impl Registry for PgStore {
                     "UPDATE subscriptions SET record = $2 WHERE id = $1",
                     &[&id, &encode(&sub)?],
                 )?;
+                notify(tx, Change::Subscription(sub.id))?;
                 Ok(sub)
             })
         })
@@ -98,6 +102,9 @@ impl Registry for PgStore {
                     "DELETE FROM subscriptions WHERE id = $1 RETURNING record",
                     &[&id],
                 )?;
+                if row.is_some() {
+                    notify(tx, Change::Subscription(uint(id)))?;
+                }
                 // Gone either way; one that does not decode is returned as nothing.
                 Ok(row.and_then(|row| decode(&row.get::<_, String>(0)).ok()))
             })
@@ -138,6 +145,11 @@ impl Registry for PgStore {
                 Ok(row.map_or(1, |row| uint(row.get(0))))
             })
         })
+    }
+
+    fn watch_changes(&self, on_change: ChangeHandler) -> Result<bool, StoreError> {
+        self.changes.watch(on_change)?;
+        Ok(true)
     }
 }
 

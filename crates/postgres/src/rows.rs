@@ -14,7 +14,8 @@ use crate::conn::{Fail, Tx};
 macro_rules! delivery_columns {
     () => {
         "d.id, d.subscription, d.event_ids, d.event_type, d.body, d.message_id, d.attempts, \
-         d.due_at, d.created_at, d.ordered, d.state, d.lease_until, d.dead_at, d.lease"
+         d.due_at, d.created_at, d.ordered, d.state, d.lease_until, d.dead_at, d.lease, \
+         d.order_key"
     };
 }
 pub(crate) use delivery_columns;
@@ -72,8 +73,7 @@ pub(crate) fn decode(row: &Row) -> Result<Read, String> {
         due_at: uint(row.try_get(7).map_err(|e| e.to_string())?),
         created_at: uint(row.try_get(8).map_err(|e| e.to_string())?),
         ordered: row.try_get(9).map_err(|e| e.to_string())?,
-        // Per-record ordering is not stored by this backend yet.
-        order_key: None,
+        order_key: row.try_get(14).map_err(|e| e.to_string())?,
         state,
     };
     Ok(Read {

@@ -23,7 +23,13 @@ const LOCK_CLASS: i32 = 0x6361_6c6c;
 /// (for round-robin). Every writer locks a subscription's `queue_state` row before any of its
 /// deliveries, in subscription order, which is what keeps concurrent writers free of
 /// deadlocks.
-const MIGRATIONS: &[&str] = &[r#"
+///
+/// Version 2, per-record ordering: a delivery's `order_key` (null for none). Of a
+/// subscription's deliveries with one key, only the earliest (by id) that is not dead may be
+/// leased; the index finds, for a due delivery, whether an earlier one of its key is still
+/// waiting, in flight or held.
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE SEQUENCE subscription_ids;
 CREATE TABLE subscriptions (
     id bigint PRIMARY KEY,
@@ -96,7 +102,13 @@ CREATE TABLE corrupt (
     record text NOT NULL,
     moved_at timestamptz NOT NULL DEFAULT now()
 );
-"#];
+"#,
+    r#"
+ALTER TABLE deliveries ADD COLUMN order_key text;
+CREATE INDEX deliveries_by_order_key ON deliveries (subscription, order_key, id)
+    WHERE order_key IS NOT NULL AND state < 3;
+"#,
+];
 
 /// The newest schema version this build reads and writes.
 pub(crate) const SUPPORTED: i32 = MIGRATIONS.len() as i32;

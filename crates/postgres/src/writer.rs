@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use callout_store::{EnqueueReceipt, NewDelivery, StoreError};
+use callout_store::{Change, EnqueueReceipt, NewDelivery, StoreError};
 
+use crate::changes::notify;
 use crate::conn::{Conn, Fail, Settings, Tx};
 use crate::rows::{int, lock_subscriptions, uint, DUE, HELD};
 
@@ -206,9 +207,10 @@ fn enqueue_group(
     tx.execute(
         "WITH new AS ( \
            INSERT INTO deliveries (id, subscription, event_ids, event_type, body, message_id, \
-                                   due_at, created_at, ordered, state) \
+                                   due_at, created_at, ordered, state, order_key) \
            SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::bytea[], \
-                                $6::text[], $7::int8[], $9::int8[], $8::bool[], $10::int2[]) \
+                                $6::text[], $7::int8[], $9::int8[], $8::bool[], $10::int2[], \
+                                $11::text[]) \
            RETURNING subscription, state) \
          UPDATE queue_state q SET due = q.due + c.due, held = q.held + c.held \
          FROM (SELECT subscription, count(*) FILTER (WHERE state = 0) AS due, \
@@ -226,8 +228,12 @@ fn enqueue_group(
             &columns.ordered,
             &created,
             &columns.states,
+            &columns.order_keys,
         ],
     )?;
+    if !columns.ids.is_empty() {
+        notify(tx, Change::Due)?;
+    }
     Ok(receipts)
 }
 
@@ -282,6 +288,7 @@ struct Columns {
     due_at: Vec<i64>,
     ordered: Vec<bool>,
     states: Vec<i16>,
+    order_keys: Vec<Option<String>>,
 }
 
 impl Columns {
@@ -297,6 +304,7 @@ impl Columns {
         self.due_at.push(int(new.due_at));
         self.ordered.push(new.ordered);
         self.states.push(state);
+        self.order_keys.push(new.order_key.clone());
         Ok(())
     }
 }

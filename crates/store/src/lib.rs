@@ -52,7 +52,7 @@ mod error;
 mod model;
 mod sled_store;
 
-pub use crate::backend::{Backend, History, Queue, Registry};
+pub use crate::backend::{Backend, Change, ChangeHandler, History, Queue, Registry};
 pub use crate::error::StoreError;
 pub use crate::model::{
     Attempt, Counts, DeadFilter, Delivery, DeliveryState, EnqueueReceipt, LeaseLimits, LeaseToken,

@@ -39,7 +39,7 @@ fn instances_that_open_a_new_schema_at_once_migrate_it_once() {
         )
         .expect("version");
     let versions: Vec<i32> = rows.iter().map(|row| row.get(0)).collect();
-    assert_eq!(versions, [1]);
+    assert_eq!(versions, [2]);
 }
 
 #[test]
@@ -51,9 +51,46 @@ fn a_schema_of_a_newer_version_is_refused() {
     match refused {
         Err(StoreError::NewerFormat {
             found, supported, ..
-        }) => assert_eq!((found, supported), (7, 1)),
+        }) => assert_eq!((found, supported), (7, 2)),
         other => panic!("expected NewerFormat, got {other:?}"),
     }
+}
+
+#[test]
+fn a_version_1_schema_is_migrated_to_version_2_on_open_and_keeps_its_deliveries() {
+    let schema = Schema::new();
+    let store = schema.open(LEASE);
+    let old = store
+        .enqueue(&[], vec![delivery(1, "before", 0)], 0)
+        .expect("enqueue")
+        .delivery_ids[0];
+    drop(store);
+    // Version 1 as released: no order_key column, no index on it.
+    schema.sql(
+        "DROP INDEX deliveries_by_order_key; ALTER TABLE deliveries DROP COLUMN order_key; \
+         UPDATE schema_version SET version = 1",
+    );
+    let store = schema.open(LEASE);
+    let rows = client()
+        .query(
+            &format!("SELECT version FROM {}.schema_version", schema.name),
+            &[],
+        )
+        .expect("version");
+    let versions: Vec<i32> = rows.iter().map(|row| row.get(0)).collect();
+    assert_eq!(versions, [2]);
+    let before = store.delivery(old).expect("read").expect("kept");
+    assert_eq!(before.order_key, None);
+    let keyed = callout_store::NewDelivery {
+        order_key: Some("contact/7".into()),
+        ..delivery(1, "after", 0)
+    };
+    let new = store
+        .enqueue(&[], vec![keyed], 0)
+        .expect("enqueue")
+        .delivery_ids[0];
+    let after = store.delivery(new).expect("read").expect("stored");
+    assert_eq!(after.order_key.as_deref(), Some("contact/7"));
 }
 
 #[test]
