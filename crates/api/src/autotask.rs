@@ -150,7 +150,7 @@ fn entity_of_path(segment: &str) -> Result<&'static str, Problem> {
     lower
         .strip_suffix("webhooks")
         .and_then(autotask::webhook_entity)
-        .ok_or_else(|| Problem::no_route())
+        .ok_or_else(Problem::no_route)
 }
 
 fn child_of(segment: &str) -> Result<Child, Problem> {
@@ -295,6 +295,18 @@ impl Endpoint<'_, '_> {
                     |_| Problem::invalid("IncludeFields", "IncludeFields: a list of names"),
                 )?),
             };
+        // Checked against an empty webhook first, so a bad expression is refused even when
+        // there is nothing to match.
+        let template = shown(&Subscription::default());
+        for expression in &filter {
+            matches(&template, expression)?;
+        }
+        // Checked against an empty webhook first, so a bad expression is refused even when
+        // there is nothing to match.
+        let template = shown(&Subscription::default());
+        for expression in &filter {
+            matches(&template, expression)?;
+        }
         let mut found = Vec::new();
         for sub in self.mine()? {
             let rendered = shown(&sub);

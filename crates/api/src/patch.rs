@@ -188,7 +188,7 @@ mod tests {
             json!({"path": "/Name"}),
         ] {
             assert!(
-                json_patch(&mut doc.clone(), &[bad.clone()]).is_err(),
+                json_patch(&mut doc.clone(), std::slice::from_ref(&bad)).is_err(),
                 "{bad}"
             );
         }

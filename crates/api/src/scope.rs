@@ -9,6 +9,9 @@ use callout::{DeadFilter, Engine, Event, Receipt, Subscription};
 use crate::auth::Caller;
 use crate::problem::Problem;
 
+/// How many of a subscription's newest attempts are searched for a delivered delivery.
+pub(crate) const RECENT_ATTEMPTS: usize = 1_000;
+
 /// The engine as one caller may use it.
 pub(crate) struct Scope<'a> {
     pub(crate) engine: &'a Engine,
@@ -91,12 +94,24 @@ impl Scope<'_> {
         Ok(self.get(delivery.subscription_id)?.map(|_| delivery))
     }
 
-    /// The attempts of one of the caller's deliveries.
+    /// The attempts of one of the caller's deliveries. A delivered delivery is not kept, only
+    /// its attempts, which say nothing of their subscription: it is the caller's when it is
+    /// among the [`RECENT_ATTEMPTS`] newest attempts of one of the caller's subscriptions
+    /// (older ones of delivered deliveries answer "not found").
     pub(crate) fn attempts(&self, delivery_id: u64) -> Result<Option<Vec<Attempt>>, Problem> {
-        if self.delivery(delivery_id)?.is_none() {
-            return Ok(None);
+        if let Some(delivery) = self.engine.delivery(delivery_id)? {
+            if self.get(delivery.subscription_id)?.is_none() {
+                return Ok(None);
+            }
+            return Ok(Some(self.engine.attempts(delivery_id)?));
         }
-        Ok(Some(self.engine.attempts(delivery_id)?))
+        for sub in self.list(&SubscriptionFilter::default())? {
+            let recent = self.engine.subscription_attempts(sub.id, RECENT_ATTEMPTS)?;
+            if recent.iter().any(|(delivery, _)| *delivery == delivery_id) {
+                return Ok(Some(self.engine.attempts(delivery_id)?));
+            }
+        }
+        Ok(None)
     }
 
     /// Deliveries by state over the caller's subscriptions.

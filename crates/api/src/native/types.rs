@@ -526,7 +526,7 @@ impl From<EventDoc> for Event {
 #[serde(untagged)]
 pub(crate) enum Publish {
     /// One event.
-    One(EventDoc),
+    One(Box<EventDoc>),
     /// Several, all stored or none.
     Many(Vec<EventDoc>),
 }
@@ -552,14 +552,14 @@ impl Publish {
                 .map(|(n, item)| read(item, n, &format!("[{n}].")))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Publish::Many),
-            single => read(single, 0, "").map(Publish::One),
+            single => read(single, 0, "").map(|event| Publish::One(Box::new(event))),
         }
     }
 
     /// The events, in order.
     pub(crate) fn events(self) -> Vec<EventDoc> {
         match self {
-            Publish::One(event) => vec![event],
+            Publish::One(event) => vec![*event],
             Publish::Many(events) => events,
         }
     }
