@@ -8,15 +8,7 @@ use serde_json::{json, Value};
 use crate::{Harness, A, WAIT};
 
 /// The sample request of `seeds/autotask-webhooks-rest.txt`, verbatim.
-pub(crate) const REST_SAMPLE: &str = r#"{
-"IsActive": true,
-"DeactivationUrl": "https://wrkhbq676nwh8.d.samplecompany.net",
-"IsSubscribedToUpdateEvents": true,
-"Name": "myintegration.Accounts.Modify",
-"SecretKey": "12345678",
-"SendThresholdExceededNotification": false,
-"WebhookUrl": "https://wrkhbq676nwh8.d.samplecompany.net"
-}"#;
+pub(crate) const REST_SAMPLE: &str = include_str!("../seeds/autotask-webhooks-rest.json");
 
 const BASE: &str = "/autotask/atservicesrest/v1.0";
 

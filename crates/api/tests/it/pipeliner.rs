@@ -8,17 +8,10 @@ use crate::{Harness, A, WAIT};
 
 const BASE: &str = "/pipeliner/api/v100/rest/spaces/12345/entities/Webhooks";
 
-/// A webhook with the options example of `seeds/pipeliner-webhooks.txt`, verbatim, comments
-/// and all, and the seed's signature example.
+/// A webhook with the options example of `seeds/pipeliner-webhooks.txt` verbatim, comments
+/// and all, and the seed's signature example (`tests/seeds/pipeliner-webhook.json`), to `url`.
 pub(crate) fn seed_webhook(url: &str) -> String {
-    format!(
-        r#"{{"url": "{url}", "events": ["Contact.*", "Account.*"], "insecure_ssl": false,
-"signature": "01234567-abcd-dcba-ffff-000000000000",
-"options": {{ "entity": {{ "Contact": {{ "expand": [ "primary_account", "primary_contact", "task_relations.task" ], "load-only": [ "id", "primary_account", "primary_contact.first_name", "task_relations.task" ], "filter": {{ "email1": ["[email protected]", "[email protected]"], "email2": "[email protected]" }}, "filter-op": {{"email1": "eq"}}, # optional, default operator is eq
- "on-field-change": ["email1"] }}, "Account": {{ "filter": {{ "owner_id": ["9900cce6-bcd6-412a-bcd1-1904556c949a"] }} }} }}, "related_entity": {{"expand": ["contact"], "load-only": ["id", "contact"]}}, "skip_keys": ["gmail_sync", "custom_integration"], "chunk_size": 100, // defines the size of the chunk, default is 100, max is 100.
- "chunk_delay": 300 // each chunk will be delayed by N * chunk_delay seconds, where N is index of chunk, default is 0.
- }}}}"#
-    )
+    include_str!("../seeds/pipeliner-webhook.json").replace("https://example.com/pipeliner", url)
 }
 
 #[test]

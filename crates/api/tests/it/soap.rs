@@ -5,28 +5,7 @@ use crate::{Harness, A};
 
 /// The sample request of `seeds/autotask-webhook-soap.txt`, verbatim (the seed ends before
 /// `</soap:Envelope>`; a client sends the whole envelope, so it is closed here).
-pub(crate) const SOAP_SAMPLE: &str = r#"<?xml version="1.0" encoding="utf-8"?>
-<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">
-<soap:Header>
-<AutotaskIntegrations xmlns="http://autotask.net/ATWS/v1_6/">
-<IntegrationCode>INSERTYOUROWN</IntegrationCode>
-</AutotaskIntegrations>
-</soap:Header>
-<soap:Body>
-<create xmlns="http://autotask.net/ATWS/v1_6/">
-<Entities>
-<Entity xsi:type="AccountWebhook" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
-<Active>True</Active>
-<DeactivationUrl>https://enkmoj676nwh8.x.pipedream.net</DeactivationUrl>
-<IsSubscribedToUpdateEvents>True</IsSubscribedToUpdateEvents>
-<Name>Angela.Accounts.Modify</Name>
-<SecretKey>20201</SecretKey>
-<WebhookUrl>https://enymf79yfhr0d.x.pipedream.net</WebhookUrl>
-</Entity>
-</Entities>
-</create>
-</soap:Body>
-</soap:Envelope>"#;
+pub(crate) const SOAP_SAMPLE: &str = include_str!("../seeds/autotask-webhook-soap.xml");
 
 const PATH: &str = "/autotask/atservices/1.6/atws.asmx";
 

@@ -8,37 +8,10 @@ use serde_json::{json, Value};
 use crate::{Harness, A, WAIT};
 
 /// The sample request of `seeds/superoffice-post-webhook.txt`, verbatim.
-pub(crate) const POST_SAMPLE: &str = r#"{
-"WebhookId": 983,
-"Name": "Blick-Schroeder",
-"Events": [
-"nostrum",
-"nihil"
-],
-"TargetUrl": "http://www.example.com/",
-"Secret": "neque",
-"State": "Active",
-"Type": "ratione",
-"Headers": {
-"Headers1": "nam",
-"Headers2": "rerum"
-},
-"Properties": {
-"fieldName": {}
-},
-"Registered": "2024-04-18T14:34:02.9242705+02:00",
-"RegisteredAssociate": null,
-"Updated": "2019-12-19T14:34:02.9242705+01:00",
-"UpdatedAssociate": null,
-"ErrorsEmail": "zelda@farrell.biz"
-}"#;
+pub(crate) const POST_SAMPLE: &str = include_str!("../seeds/superoffice-post-webhook.json");
 
 /// The sample request of `seeds/superoffice-get-all-webhooks.txt`, verbatim.
-pub(crate) const GET_ALL_SAMPLE: &str = r#"{
-"NameFilter": "Johns Inc and Sons",
-"EventFilter": "qui",
-"StatusFilter": "Active"
-}"#;
+pub(crate) const GET_ALL_SAMPLE: &str = include_str!("../seeds/superoffice-get-all-webhooks.json");
 
 /// The webhook of the GetAllWebhooks sample response, as a client would save it.
 pub(crate) fn ticket_webhook(target: &str) -> String {

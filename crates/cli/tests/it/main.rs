@@ -3,6 +3,7 @@
 mod delivery;
 mod errors;
 mod repair;
+mod serve;
 mod subscriptions;
 mod verify;
 
@@ -51,6 +52,7 @@ impl Store {
             .args(args)
             .env_remove("CALLOUT_STORE")
             .env_remove("CALLOUT_SECRET")
+            .env_remove("CALLOUT_TOKENS")
             .env_remove("RUST_BACKTRACE");
         command
     }
