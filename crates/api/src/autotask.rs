@@ -105,7 +105,7 @@ fn route(scope: &Scope<'_>, call: &Call<'_>) -> Reply {
                     scope.delete(id)?;
                     Ok(item_id(json!(id)))
                 }
-                _ => Err(Problem::method_not_allowed()),
+                _ => Err(Problem::method_not_allowed("GET, DELETE")),
             }
         }
         (m, [_, collection]) => {
@@ -121,7 +121,10 @@ fn route(scope: &Scope<'_>, call: &Call<'_>) -> Reply {
                 Method::PATCH | Method::PUT if child.name_key.is_some() => {
                     at.change_child(call, parent, child, *m == Method::PUT)
                 }
-                _ => Err(Problem::method_not_allowed()),
+                _ if child.name_key.is_some() => {
+                    Err(Problem::method_not_allowed("GET, POST, PATCH, PUT"))
+                }
+                _ => Err(Problem::method_not_allowed("GET, POST")),
             }
         }
         (m, [_, collection, _]) => {
@@ -137,7 +140,7 @@ fn route(scope: &Scope<'_>, call: &Call<'_>) -> Reply {
             match *m {
                 Method::GET => Ok(item(&found)),
                 Method::DELETE => at.remove_child(parent, child, id),
-                _ => Err(Problem::method_not_allowed()),
+                _ => Err(Problem::method_not_allowed("GET, DELETE")),
             }
         }
         _ => Err(Problem::no_route()),
@@ -635,7 +638,8 @@ fn percent_encode(text: &str) -> String {
 
 /// Autotask's error shape.
 pub(crate) fn problem(problem: Problem) -> Response<Vec<u8>> {
-    web::json(problem.status, &json!({"errors": [problem.message]}))
+    let response = web::json(problem.status, &json!({"errors": [problem.message]}));
+    Problem::finish(problem.allow, response)
 }
 
 #[cfg(test)]

@@ -63,10 +63,10 @@ fn route(scope: &Scope<'_>, call: &Call<'_>) -> Reply {
                     scope.delete(stored.id)?;
                     Ok(web::json(StatusCode::OK, &json!({"success": true})))
                 }
-                _ => Err(Problem::method_not_allowed()),
+                _ => Err(Problem::method_not_allowed("GET, PATCH, DELETE")),
             }
         }
-        (_, [_, "entities", "webhooks"]) => Err(Problem::method_not_allowed()),
+        (_, [_, "entities", "webhooks"]) => Err(Problem::method_not_allowed("GET, POST")),
         _ => Err(Problem::no_route()),
     }
 }
@@ -155,7 +155,8 @@ pub(crate) fn problem(problem: Problem) -> Response<Vec<u8>> {
         "method_not_allowed" => "ERROR_METHOD_NOT_ALLOWED",
         _ => "ERROR_UNEXPECTED",
     };
-    web::json(
+    let allow = problem.allow.clone();
+    let response = web::json(
         problem.status,
         &json!({
             "success": false,
@@ -164,5 +165,6 @@ pub(crate) fn problem(problem: Problem) -> Response<Vec<u8>> {
             "message": problem.message,
             "field": problem.field,
         }),
-    )
+    );
+    Problem::finish(allow, response)
 }

@@ -13,6 +13,8 @@ pub(crate) struct Problem {
     pub(crate) message: String,
     /// The field at fault, in the dialect's own naming, when one is.
     pub(crate) field: Option<String>,
+    /// For a 405: the methods the endpoint takes, for the `Allow` header.
+    pub(crate) allow: Option<String>,
 }
 
 impl Problem {
@@ -22,6 +24,7 @@ impl Problem {
             code,
             message: message.into(),
             field: None,
+            allow: None,
         }
     }
 
@@ -51,12 +54,27 @@ impl Problem {
         Problem::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
     }
 
-    pub(crate) fn method_not_allowed() -> Self {
-        Problem::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "this endpoint does not take that method",
-        )
+    /// A method the endpoint does not take; `allow` lists those it does (`GET, POST`).
+    pub(crate) fn method_not_allowed(allow: &str) -> Self {
+        Problem {
+            allow: Some(allow.to_string()),
+            ..Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("this endpoint takes {allow}"),
+            )
+        }
+    }
+
+    /// The response a dialect shaped for this problem, with its `Allow` header.
+    pub(crate) fn finish(
+        allow: Option<String>,
+        mut response: http::Response<Vec<u8>>,
+    ) -> http::Response<Vec<u8>> {
+        if let Some(value) = allow.and_then(|a| http::HeaderValue::from_str(&a).ok()) {
+            response.headers_mut().insert(http::header::ALLOW, value);
+        }
+        response
     }
 
     pub(crate) fn unauthorized(message: impl Into<String>) -> Self {

@@ -70,7 +70,7 @@ struct Outcome {
 
 pub(crate) fn handle(scope: &Scope<'_>, call: &Call<'_>) -> Response<Vec<u8>> {
     if *call.method != Method::POST {
-        return fault(Problem::method_not_allowed());
+        return fault(Problem::method_not_allowed("POST"));
     }
     let request = match call.text().and_then(parse_envelope) {
         Ok(request) => request,
@@ -672,5 +672,5 @@ pub(crate) fn fault(problem: Problem) -> Response<Vec<u8>> {
         "{ENVELOPE_OPEN}<soap:Fault><faultcode>{code}</faultcode><faultstring>{}</faultstring><detail/></soap:Fault>{ENVELOPE_CLOSE}",
         xml_escape(&problem.message)
     );
-    web::xml(problem.status, body)
+    Problem::finish(problem.allow, web::xml(problem.status, body))
 }

@@ -75,7 +75,7 @@ fn route(scope: &Scope<'_>, call: &Call<'_>, base: &str) -> Reply {
                     scope.delete(id)?;
                     Ok(web::empty(StatusCode::NO_CONTENT))
                 }
-                _ => Err(Problem::method_not_allowed()),
+                _ => Err(Problem::method_not_allowed("GET, PUT, PATCH, DELETE")),
             }
         }
         (&Method::POST, ["agents", "webhook", "getallwebhooks"]) => {
@@ -94,7 +94,7 @@ fn route(scope: &Scope<'_>, call: &Call<'_>, base: &str) -> Reply {
             answer(StatusCode::OK, Value::Array(list))
         }
         (_, ["webhook"] | ["agents", "webhook", "getallwebhooks"]) => {
-            Err(Problem::method_not_allowed())
+            Err(Problem::method_not_allowed("POST"))
         }
         _ => Err(Problem::no_route()),
     }
@@ -155,12 +155,14 @@ pub(crate) fn problem(problem: Problem) -> Response<Vec<u8>> {
         "method_not_allowed" => "NotSupportedException",
         _ => "SoException",
     };
-    web::json(
+    let allow = problem.allow.clone();
+    let response = web::json(
         problem.status,
         &json!({
             "Error": problem.message,
             "ErrorType": error_type,
             "ErrorSource": problem.field.unwrap_or_default(),
         }),
-    )
+    );
+    Problem::finish(allow, response)
 }

@@ -40,7 +40,7 @@ fn route(scope: &Scope<'_>, call: &Call<'_>) -> Reply {
         ["subscriptions"] => match *m {
             Method::GET => list_subscriptions(scope, call),
             Method::POST => create_subscription(scope, call),
-            _ => Err(Problem::method_not_allowed()),
+            _ => Err(Problem::method_not_allowed("GET, POST")),
         },
         ["subscriptions", id] => {
             let id = path_id(id)?;
@@ -49,7 +49,7 @@ fn route(scope: &Scope<'_>, call: &Call<'_>) -> Reply {
                 Method::PUT => replace_subscription(scope, call, id),
                 Method::PATCH => patch_subscription(scope, call, id),
                 Method::DELETE => delete_subscription(scope, id),
-                _ => Err(Problem::method_not_allowed()),
+                _ => Err(Problem::method_not_allowed("GET, PUT, PATCH, DELETE")),
             }
         }
         ["subscriptions", id, "test"] => {
@@ -69,7 +69,7 @@ fn route(scope: &Scope<'_>, call: &Call<'_>) -> Reply {
         ["dead-letters"] => match *m {
             Method::GET => list_dead_letters(scope, call),
             Method::DELETE => purge_dead_letters(scope, call),
-            _ => Err(Problem::method_not_allowed()),
+            _ => Err(Problem::method_not_allowed("GET, DELETE")),
         },
         ["dead-letters", "replay"] => only(m, Method::POST, || replay_dead_letters(scope, call)),
         ["stats"] => only(m, Method::GET, || stats(scope)),
@@ -81,7 +81,7 @@ fn only(method: &Method, wanted: Method, f: impl FnOnce() -> Reply) -> Reply {
     if *method == wanted {
         f()
     } else {
-        Err(Problem::method_not_allowed())
+        Err(Problem::method_not_allowed(wanted.as_str()))
     }
 }
 
@@ -92,15 +92,19 @@ fn path_id(text: &str) -> Result<u64, Problem> {
 
 /// callout's error shape: `{"error": {"code", "message", "field"}}`.
 pub(crate) fn problem(problem: Problem) -> Response<Vec<u8>> {
-    web::json(
-        problem.status,
-        &ErrorDoc {
-            error: ErrorDetail {
-                code: problem.code.to_string(),
-                message: problem.message,
-                field: problem.field,
+    let allow = problem.allow.clone();
+    Problem::finish(
+        allow,
+        web::json(
+            problem.status,
+            &ErrorDoc {
+                error: ErrorDetail {
+                    code: problem.code.to_string(),
+                    message: problem.message,
+                    field: problem.field,
+                },
             },
-        },
+        ),
     )
 }
 
@@ -122,6 +126,17 @@ fn number<T: std::str::FromStr>(call: &Call<'_>, name: &str) -> Result<Option<T>
                 .map_err(|_| Problem::invalid(name, format!("{name}: {v:?} is not a number")))
         })
         .transpose()
+}
+
+/// An id parameter: a u64 within the int64 range the OpenAPI document gives ids.
+fn id_param(call: &Call<'_>, name: &str) -> Result<Option<u64>, Problem> {
+    match number::<u64>(call, name)? {
+        Some(id) if id > i64::MAX as u64 => Err(Problem::invalid(
+            name,
+            format!("{name}: {id} is outside the id range"),
+        )),
+        other => Ok(other),
+    }
 }
 
 fn flag(call: &Call<'_>, name: &str) -> Result<bool, Problem> {
@@ -185,6 +200,7 @@ struct ListQuery {
     /// Only subscriptions with a greater id (the previous page's `next_after`).
     after: Option<u64>,
     /// Most subscriptions to return, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -218,7 +234,7 @@ fn list_subscriptions(scope: &Scope<'_>, call: &Call<'_>) -> Reply {
             format!("limit: {limit} is outside 1..={PAGE_MAX}"),
         ));
     }
-    let after = number::<u64>(call, "after")?.unwrap_or(0);
+    let after = id_param(call, "after")?.unwrap_or(0);
     let filter = SubscriptionFilter {
         name: call.param("name").map(str::to_string),
         event: call.param("event").map(str::to_string),
@@ -406,6 +422,7 @@ fn subscription_stats(scope: &Scope<'_>, id: u64) -> Reply {
 #[allow(dead_code)]
 struct AttemptsQuery {
     /// Most attempts to return, newest first, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -545,8 +562,10 @@ struct DeadQuery {
     /// Only this subscription's (one of the caller's); all of the caller's when absent.
     subscription: Option<u64>,
     /// Dead-lettered at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     from: Option<String>,
     /// Dead-lettered before this time (RFC 3339).
+    #[param(format = DateTime)]
     to: Option<String>,
 }
 
@@ -562,7 +581,7 @@ fn dead_filter(call: &Call<'_>) -> Result<DeadFilter, Problem> {
             .transpose()
     };
     Ok(DeadFilter {
-        subscription: number::<u64>(call, "subscription")?,
+        subscription: id_param(call, "subscription")?,
         from_ms: time("from")?.unwrap_or(0),
         to_ms: time("to")?.unwrap_or(u64::MAX),
     })
@@ -693,7 +712,7 @@ pub fn openapi_json() -> &'static str {
 
 pub(crate) fn openapi_response(method: &Method) -> Response<Vec<u8>> {
     if *method != Method::GET && *method != Method::HEAD {
-        return problem(Problem::method_not_allowed());
+        return problem(Problem::method_not_allowed("GET, HEAD"));
     }
     let mut response = web::json(StatusCode::OK, &());
     *response.body_mut() = openapi_json().as_bytes().to_vec();

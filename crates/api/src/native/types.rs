@@ -28,11 +28,13 @@ pub(crate) struct SubscriptionDoc {
     #[schema(read_only)]
     pub(crate) guid: String,
     /// A name for people, 1..=50 characters; defaults to the target URL.
+    #[schema(max_length = 50)]
     pub(crate) name: String,
     /// Event patterns: `contact.updated`, `contact.*`, `*.deleted`, `*`, in any vendor
     /// spelling (`Contact.Update`, `sale.changed`).
     pub(crate) events: Vec<String>,
     /// Where deliveries are POSTed (absolute http or https URL, at most 500 characters).
+    #[schema(max_length = 500)]
     pub(crate) target_url: String,
     /// An HTTP webhook, or a handler the host registered.
     pub(crate) kind: KindDoc,
@@ -176,7 +178,6 @@ pub(crate) struct FieldFilterDoc {
     pub(crate) op: String,
     /// The value to compare with; a list means any of.
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub(crate) value: Value,
 }
 
@@ -437,8 +438,10 @@ pub(crate) struct SubscriptionPage {
 #[schema(as = Event)]
 pub(crate) struct EventDoc {
     /// The record's type (`Contact`, `sale`...).
+    #[schema(min_length = 1)]
     pub(crate) entity: String,
     /// `created`, `updated`, `deleted` or a custom verb, in any vendor spelling.
+    #[schema(min_length = 1)]
     pub(crate) action: String,
     /// The record's key.
     pub(crate) id: String,
@@ -539,8 +542,48 @@ impl Publish {
             Event::check_fields(&document).map_err(|e| {
                 Problem::invalid(format!("{place}{}", e.field), format!("event {n}: {e}"))
             })?;
-            serde_json::from_value(document)
-                .map_err(|e| Problem::malformed(format!("event {n}: malformed event: {e}")))
+            // Whether `data` and `related.data` were given (serde makes an absent one null).
+            let given = (
+                document.get("data").is_some(),
+                document
+                    .get("related")
+                    .and_then(|r| r.get("data"))
+                    .is_some(),
+            );
+            let event: EventDoc = serde_json::from_value(document)
+                .map_err(|e| Problem::malformed(format!("event {n}: malformed event: {e}")))?;
+            // Records are objects, as the document says (the engine itself takes any JSON);
+            // `previous` may be null.
+            let records = [
+                ("data", event.data.is_object() || !given.0),
+                (
+                    "previous",
+                    event.previous.as_ref().is_none_or(Value::is_object),
+                ),
+                (
+                    "related.data",
+                    event
+                        .related
+                        .as_ref()
+                        .is_none_or(|r| r.data.is_object() || !given.1),
+                ),
+            ];
+            for (field, fine) in records {
+                if !fine {
+                    return Err(Problem::invalid(
+                        format!("{place}{field}"),
+                        format!("event {n}: {field} must be a JSON object"),
+                    ));
+                }
+            }
+            // The document's integers are int64.
+            if event.occurred_at.is_some_and(|t| t > i64::MAX as u64) {
+                return Err(Problem::invalid(
+                    format!("{place}occurred_at"),
+                    format!("event {n}: occurred_at is outside the int64 range"),
+                ));
+            }
+            Ok(event)
         };
         match body {
             Value::Array(items) if items.is_empty() => {
@@ -617,7 +660,6 @@ pub(crate) struct DeliveryDoc {
     /// The canonical `entity.action` of its (first) event.
     pub(crate) event_type: String,
     /// The body as sent: JSON, or text when it is not JSON.
-    #[schema(value_type = Object)]
     pub(crate) body: Value,
     /// Attempts made so far.
     pub(crate) attempts: u32,
