@@ -321,6 +321,14 @@ fn publish_delivers_and_an_idempotency_key_makes_a_repeat_a_duplicate() {
     assert_eq!(conflicting.status, 400);
     assert_eq!(conflicting.json()["error"]["field"], "event_id");
     assert_eq!(h.call("POST", "/v1/events", A, "[]").status, 400);
+    let not_a_record = h.call(
+        "POST",
+        "/v1/events",
+        A,
+        r#"{"entity": "Contact", "action": "created", "id": "1", "data": [1, 2]}"#,
+    );
+    assert_eq!(not_a_record.status, 400);
+    assert_eq!(not_a_record.json()["error"]["field"], "data");
     let other_tenant = h.call(
         "POST",
         "/v1/events",
