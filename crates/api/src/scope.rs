@@ -57,8 +57,10 @@ impl Scope<'_> {
         sub.tenant = Some(self.caller.tenant.clone());
         // A vendor document may name its author (SuperOffice's RegisteredAssociate); else the
         // caller is.
-        sub.created_by.get_or_insert_with(|| self.caller.name.clone());
-        sub.updated_by.get_or_insert_with(|| self.caller.name.clone());
+        sub.created_by
+            .get_or_insert_with(|| self.caller.name.clone());
+        sub.updated_by
+            .get_or_insert_with(|| self.caller.name.clone());
         let subs = self.engine.subscriptions();
         Ok(if tested {
             subs.create_tested(sub)?
