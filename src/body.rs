@@ -54,7 +54,7 @@ struct Item<'a> {
     actor: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     changes: Option<Cow<'a, [String]>>,
-    entity: String,
+    entity: Cow<'a, str>,
     event_id: Option<&'a str>,
     fields: Cow<'a, Value>,
     id: &'a str,
@@ -90,7 +90,7 @@ fn item<'a>(
         action: event.action.as_str(),
         actor: event.actor.as_deref(),
         changes: event.changed_paths(),
-        entity: event.name().entity,
+        entity: event.canonical_entity(),
         event_id: event.event_id.as_deref(),
         fields,
         id: &event.id,
@@ -116,8 +116,11 @@ struct Envelope<'a> {
 /// `data` of the envelope: the event's item, or a batch's list.
 #[derive(Serialize)]
 #[serde(untagged)]
+// Made and serialised at once on the publish path: boxing the large variant would cost an
+// allocation per message to save stack space for a moment.
+#[allow(clippy::large_enum_variant)]
 enum Data<'a> {
-    One(Box<Item<'a>>),
+    One(Item<'a>),
     Batch(Vec<Item<'a>>),
 }
 
@@ -128,23 +131,29 @@ pub(crate) fn standard(
     now_ms: u64,
     expander: Option<&Expander>,
 ) -> Vec<u8> {
-    let names: Vec<String> = events.iter().map(|e| e.name().to_string()).collect();
-    let kind = match names.first() {
-        Some(first) if names.iter().all(|n| n == first) => first.clone(),
+    let same_name = |a: &&Event, b: &&Event| {
+        a.action == b.action && a.canonical_entity() == b.canonical_entity()
+    };
+    let kind = match events.first() {
+        Some(first) if events.iter().all(|e| same_name(e, first)) => first.type_name(),
         _ => "batch".to_string(),
     };
-    let mut items: Vec<Item<'_>> = events.iter().map(|e| item(sub, e, expander)).collect();
-    let data = match items.len() {
-        1 if sub.subscription().events_per_request() == 1 => Data::One(Box::new(items.remove(0))),
-        _ => Data::Batch(items),
+    let data = match events {
+        [one] if sub.subscription().events_per_request() == 1 => {
+            Data::One(item(sub, one, expander))
+        }
+        _ => Data::Batch(events.iter().map(|e| item(sub, e, expander)).collect()),
     };
     let body = Envelope {
         data,
         timestamp: rfc3339(now_ms, 3),
         kind,
     };
+    // Room for a typical message at once, rather than growing through 128, 256, 512 bytes.
+    let mut out = Vec::with_capacity(512);
     // Serialising these cannot fail (all keys are strings).
-    serde_json::to_vec(&body).unwrap_or_default()
+    let _ = serde_json::to_writer(&mut out, &body);
+    out
 }
 
 /// Puts `value` at a dot path, creating objects on the way and replacing non-objects.

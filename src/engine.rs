@@ -239,11 +239,38 @@ impl EngineBuilder {
         self
     }
 
+    /// How many bytes of just-published deliveries a sled store the engine opens keeps in
+    /// memory until their first attempt, so that sending them needs no read back from sled
+    /// (default 16 MiB; 0 keeps none and every lease reads from sled). With
+    /// [`EngineBuilder::cache_capacity`] it is most of what the store holds in memory.
+    pub fn fresh_capacity(mut self, bytes: usize) -> Self {
+        self.store_config.fresh_capacity = bytes;
+        self
+    }
+
     /// Opens the store (a sled directory, unless a backend was given) and starts the
     /// dispatcher, the workers and the health thread.
     pub fn open(self) -> Result<Engine, Error> {
         Engine::start(self)
     }
+}
+
+/// Refuses a backend whose leases end before a request with the engine's timeouts may: the
+/// delivery would be leased again (by another instance, on a shared backend) and sent twice
+/// while its first request still runs. Every phase at its limit is the longest a request
+/// takes: connect, head and body written (each within `send`), response, body read.
+fn check_lease(store: &dyn Backend, timeouts: &Timeouts) -> Result<(), Error> {
+    let Some(lease) = store.lease_duration() else {
+        return Ok(());
+    };
+    let request = timeouts.connect + timeouts.send * 2 + timeouts.response + timeouts.body;
+    if lease <= request {
+        return Err(Error::Store(callout_store::StoreError::LeaseTooShort {
+            lease,
+            request,
+        }));
+    }
+    Ok(())
 }
 
 /// What a publish did: the ids of its events and the deliveries it stored.
@@ -339,6 +366,7 @@ impl Engine {
             StorageKind::Sled(path) => Arc::new(SledStore::open(&path, b.store_config)?),
             StorageKind::Backend(backend) => backend,
         };
+        check_lease(store.as_ref(), &b.timeouts)?;
         let allow = AllowList::parse(&b.allow)?;
         let sender = Sender::new(SenderConfig {
             max_idle_connections_per_host: b.workers.max(4),

@@ -154,10 +154,7 @@ pub(crate) fn publish_events(
             _ => 0,
         };
         for (due_at, chunk) in chunks {
-            let name = chunk
-                .first()
-                .map(|e| e.name().to_string())
-                .unwrap_or_default();
+            let name = chunk.first().map(|e| e.type_name()).unwrap_or_default();
             let body = match s.profile {
                 Profile::Standard => body::standard(sub, chunk, now, expander),
                 Profile::Pipeliner => {
@@ -202,6 +199,7 @@ pub(crate) fn publish_events(
                 due_at,
                 ordered: ordered(s),
                 message_id: String::new(),
+                order_key: order_key(s, chunk),
             });
         }
     }
@@ -261,6 +259,14 @@ pub(crate) fn announce_state(shared: &Shared, sub: &Subscription) {
     if let Err(error) = publish_events(shared, vec![event], names_it) {
         tracing::error!(%error, subscription = sub.id, "could not publish the state event");
     }
+}
+
+/// The key a delivery is ordered by when its subscription orders each record's changes: the
+/// record's canonical entity and id (a chunk is one event then; see
+/// `Subscription::events_per_request`).
+fn order_key(sub: &Subscription, chunk: &[&Event]) -> Option<String> {
+    let event = chunk.first().filter(|_| sub.ordered_by_record)?;
+    Some(format!("{}/{}", event.canonical_entity(), event.id))
 }
 
 /// Whether a subscription delivers one at a time: its own setting, or its vendor's (Autotask

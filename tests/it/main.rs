@@ -7,6 +7,7 @@ mod e2e;
 mod isolation;
 mod owners;
 mod profiles;
+mod standard;
 mod tidy;
 mod wire;
 

@@ -13,6 +13,9 @@ const WAIT: Duration = Duration::from_secs(10);
 
 fn engine(dir: &tempfile::TempDir) -> Engine {
     Engine::builder(dir.path().join("store"))
+        // Small store memory: a lease reads every delivery back from sled.
+        .cache_capacity(8 * 1024 * 1024)
+        .fresh_capacity(0)
         .allow_address("127.0.0.1")
         .poll_interval(Duration::from_millis(5))
         .open()

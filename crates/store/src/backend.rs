@@ -120,6 +120,13 @@ pub trait Queue: Send + Sync {
 
     /// Makes everything written so far durable now (settles included).
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// How long a lease lasts, when the backend wants the engine to check it against its
+    /// request timeouts (a lease that ends while its request runs lets another worker, maybe
+    /// in another instance, send the delivery again). `None` (the default): not checked.
+    fn lease_duration(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// What happened to deliveries: single deliveries, attempts, dead letters, and the pruning of

@@ -32,6 +32,7 @@
 //!     due_at: 1_000,
 //!     ordered: false,
 //!     message_id: "msg_01".into(),
+//!     order_key: None,
 //! };
 //! let receipt = store.enqueue(&[], vec![new], 1_000)?; // durable when this returns
 //! let leased = store.lease(1_000, 8)?;

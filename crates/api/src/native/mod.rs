@@ -52,6 +52,9 @@ fn route(scope: &Scope<'_>, call: &Call<'_>) -> Reply {
                 _ => Err(Problem::method_not_allowed("GET, PUT, PATCH, DELETE")),
             }
         }
+        ["subscriptions", id, "rotate-secret"] => {
+            only(m, Method::POST, || rotate_secret(scope, call, path_id(id)?))
+        }
         ["subscriptions", id, "test"] => {
             only(m, Method::POST, || test_subscription(scope, path_id(id)?))
         }
@@ -279,8 +282,55 @@ fn create_subscription(scope: &Scope<'_>, call: &Call<'_>) -> Reply {
     known_params(call, &["test"])?;
     let tested = flag(call, "test")?;
     let sub = subscription_from(call.json()?, Vec::new())?;
+    let unsigned = sub.secrets.is_empty();
     let stored = scope.create(sub, tested)?;
-    ok(StatusCode::CREATED, &shown(&stored))
+    let mut answer = shown(&stored);
+    // The engine made a secret for an unsigned standard webhook: the caller learns it now only.
+    if unsigned {
+        answer.new_secret = stored.secrets.last().map(|s| s.expose().to_string());
+    }
+    ok(StatusCode::CREATED, &answer)
+}
+
+/// Rotates in a new signing secret; the current ones keep signing beside it for the grace
+/// period, so receivers can switch without a gap.
+#[utoipa::path(
+    post, path = "/v1/subscriptions/{id}/rotate-secret", tag = "subscriptions",
+    params(("id" = u64, Path, description = "Subscription id")),
+    request_body = RotationDoc,
+    responses(
+        (status = 200, description = "Rotated; `new_secret` when callout made it", body = SubscriptionDoc),
+        (status = 400, description = "Invalid: the error names the field", body = ErrorDoc),
+        (status = 401, description = "Not authorized", body = ErrorDoc),
+        (status = 404, description = "The caller has no such subscription", body = ErrorDoc),
+        (status = 413, description = "The body is too large", body = ErrorDoc),
+    )
+)]
+fn rotate_secret(scope: &Scope<'_>, call: &Call<'_>, id: u64) -> Reply {
+    let rotation: RotationDoc = if call.body.iter().all(u8::is_ascii_whitespace) {
+        RotationDoc::default()
+    } else {
+        serde_json::from_value(call.json()?)
+            .map_err(|e| Problem::malformed(format!("malformed rotation: {e}")))?
+    };
+    if rotation.grace_seconds.is_some_and(|g| g > 31_536_000) {
+        return Err(Problem::invalid(
+            "grace_seconds",
+            "grace_seconds: at most a year",
+        ));
+    }
+    let sub = scope.require(id)?;
+    let generated = rotation.secret.is_none();
+    let rotated = scope.engine.subscriptions().rotate_secret(
+        sub.id,
+        rotation.secret,
+        rotation.grace_seconds.map(std::time::Duration::from_secs),
+    )?;
+    let mut answer = shown(&rotated);
+    if generated {
+        answer.new_secret = rotated.secrets.last().map(|s| s.expose().to_string());
+    }
+    ok(StatusCode::OK, &answer)
 }
 
 /// One of the caller's subscriptions.
@@ -663,7 +713,7 @@ fn stats(scope: &Scope<'_>) -> Reply {
     ),
     paths(
         list_subscriptions, create_subscription, get_subscription, replace_subscription,
-        patch_subscription, delete_subscription, test_subscription, subscription_stats,
+        patch_subscription, delete_subscription, rotate_secret, test_subscription, subscription_stats,
         subscription_attempts, publish, get_delivery, delivery_attempts, list_dead_letters,
         replay_dead_letters, purge_dead_letters, stats,
     ),

@@ -45,6 +45,11 @@ pub(crate) struct SubscriptionDoc {
     /// How many secrets sign this subscription's deliveries.
     #[schema(read_only)]
     pub(crate) secret_count: usize,
+    /// A secret callout made, returned once: by the create of a standard webhook sent without
+    /// one, and by a rotation that was given none. Keep it; it is never shown again.
+    #[schema(read_only)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) new_secret: Option<String>,
     /// Wire format of the deliveries.
     pub(crate) profile: ProfileDoc,
     /// Whether events are delivered.
@@ -74,6 +79,9 @@ pub(crate) struct SubscriptionDoc {
     pub(crate) insecure_tls: bool,
     /// Deliver one at a time, in publish order.
     pub(crate) ordered: bool,
+    /// Changes to one record (entity and id) go one at a time, in publish order, while other
+    /// records' go on in parallel; each request carries one event.
+    pub(crate) ordered_by_record: bool,
     /// Most requests per second.
     pub(crate) rate_limit: Option<u32>,
     /// Delays in seconds before each retry; `null` for the engine's schedule.
@@ -208,6 +216,7 @@ impl From<&Subscription> for SubscriptionDoc {
             chunk_delay,
             insecure_tls,
             ordered,
+            ordered_by_record,
             rate_limit,
             retry_schedule,
             connect_timeout_ms,
@@ -234,6 +243,7 @@ impl From<&Subscription> for SubscriptionDoc {
             },
             secrets: None,
             secret_count: secrets.len(),
+            new_secret: None,
             profile: match profile {
                 Profile::Standard => ProfileDoc::Standard,
                 Profile::Autotask => ProfileDoc::Autotask,
@@ -255,6 +265,7 @@ impl From<&Subscription> for SubscriptionDoc {
             chunk_delay,
             insecure_tls,
             ordered,
+            ordered_by_record,
             rate_limit,
             retry_schedule,
             connect_timeout_ms,
@@ -284,6 +295,7 @@ impl SubscriptionDoc {
             kind,
             secrets: _,
             secret_count: _,
+            new_secret: _,
             profile,
             state,
             headers,
@@ -297,6 +309,7 @@ impl SubscriptionDoc {
             chunk_delay,
             insecure_tls,
             ordered,
+            ordered_by_record,
             rate_limit,
             retry_schedule,
             connect_timeout_ms,
@@ -342,6 +355,7 @@ impl SubscriptionDoc {
             chunk_delay,
             insecure_tls,
             ordered,
+            ordered_by_record,
             rate_limit,
             retry_schedule,
             connect_timeout_ms,
@@ -421,6 +435,20 @@ impl From<EntityOptionsDoc> for EntityOptions {
             expand,
         }
     }
+}
+
+/// What a rotation rotates in.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RotationDoc {
+    /// The new secret; callout makes one of the profile's form when absent (and returns it
+    /// once, as `new_secret`).
+    #[schema(write_only)]
+    pub(crate) secret: Option<String>,
+    /// How long the current secrets keep signing beside the new one, in seconds (default a
+    /// day).
+    #[schema(maximum = 31_536_000)]
+    pub(crate) grace_seconds: Option<u64>,
 }
 
 /// A page of subscriptions, in id order.
@@ -675,6 +703,8 @@ pub(crate) struct DeliveryDoc {
     pub(crate) dead_at: Option<u64>,
     /// The id receivers deduplicate on (`webhook-id`).
     pub(crate) message_id: String,
+    /// Deliveries of the subscription with the same key go one at a time, in order.
+    pub(crate) order_key: Option<String>,
 }
 
 impl From<Delivery> for DeliveryDoc {
@@ -691,6 +721,7 @@ impl From<Delivery> for DeliveryDoc {
             ordered,
             state,
             message_id,
+            order_key,
         } = delivery;
         let (state, dead_at) = match state {
             DeliveryState::Due => (DeliveryStateDoc::Due, None),
@@ -713,6 +744,7 @@ impl From<Delivery> for DeliveryDoc {
             state,
             dead_at,
             message_id,
+            order_key,
         }
     }
 }

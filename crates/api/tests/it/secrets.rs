@@ -185,3 +185,80 @@ fn credentials_never_show_in_debug_output() {
     let tokens = callout_api::Tokens::parse("hunter2 acme ops\n").unwrap();
     assert!(!format!("{tokens:?}").contains("hunter2"));
 }
+
+#[test]
+fn a_secret_callout_makes_is_returned_once_by_the_call_that_made_it() {
+    let h = Harness::new();
+    let created = h
+        .call(
+            "POST",
+            "/v1/subscriptions",
+            A,
+            r#"{"target_url": "https://r.example/", "events": ["a.b"]}"#,
+        )
+        .json();
+    let made = created["new_secret"].as_str().unwrap().to_string();
+    assert!(made.starts_with("whsec_"), "{created}");
+    let id = created["id"].as_u64().unwrap();
+    let again = h.call("GET", &format!("/v1/subscriptions/{id}"), A, "");
+    assert!(!again.text().contains(&made));
+    assert!(again.json().get("new_secret").is_none());
+
+    let rotated = h.call(
+        "POST",
+        &format!("/v1/subscriptions/{id}/rotate-secret"),
+        A,
+        "",
+    );
+    assert_eq!(rotated.status, 200, "{}", rotated.text());
+    let rotated = rotated.json();
+    assert_eq!(
+        rotated["secret_count"], 2,
+        "the old one signs through the grace period"
+    );
+    let newer = rotated["new_secret"].as_str().unwrap();
+    assert!(newer.starts_with("whsec_") && newer != made);
+    let given = h.call(
+        "POST",
+        &format!("/v1/subscriptions/{id}/rotate-secret"),
+        A,
+        &json!({"secret": STD_SECRET, "grace_seconds": 0}).to_string(),
+    );
+    assert_eq!(given.status, 200, "{}", given.text());
+    assert!(
+        given.json().get("new_secret").is_none(),
+        "a given secret is not echoed"
+    );
+    assert_hidden("rotate", &given.text());
+    let stored = h.engine().subscriptions().get(id).unwrap().unwrap();
+    assert_eq!(stored.secrets.last().unwrap().expose(), STD_SECRET);
+    for (body, field) in [
+        (r#"{"secret": "not-a-whsec"}"#, "secrets"),
+        (
+            r#"{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}"#,
+            "secrets",
+        ),
+        (r#"{"grace_seconds": 99999999999}"#, "grace_seconds"),
+    ] {
+        let refused = h.call(
+            "POST",
+            &format!("/v1/subscriptions/{id}/rotate-secret"),
+            A,
+            body,
+        );
+        assert_eq!(refused.status, 400, "{body}: {}", refused.text());
+        assert_eq!(refused.json()["error"]["field"], field, "{body}");
+    }
+    let typo = h.call(
+        "POST",
+        &format!("/v1/subscriptions/{id}/rotate-secret"),
+        A,
+        r#"{"secrte": "x"}"#,
+    );
+    assert_eq!(typo.status, 400);
+    assert_eq!(
+        h.call("POST", "/v1/subscriptions/999/rotate-secret", A, "")
+            .status,
+        404
+    );
+}

@@ -45,6 +45,7 @@ fn tenant_b_cannot_read_change_replay_or_delete_tenant_a_s_objects() {
         ("PATCH", "/v1/subscriptions/{}", r#"{"name": "mine now"}"#),
         ("DELETE", "/v1/subscriptions/{}", ""),
         ("POST", "/v1/subscriptions/{}/test", ""),
+        ("POST", "/v1/subscriptions/{}/rotate-secret", ""),
         ("GET", "/v1/subscriptions/{}/stats", ""),
         ("GET", "/v1/subscriptions/{}/attempts", ""),
         ("GET", "/v1/dead-letters?subscription={}", ""),

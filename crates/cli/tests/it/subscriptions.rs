@@ -47,6 +47,7 @@ fn vendor_registration_documents_create_subscriptions() {
     let autotask = json!({
         "IsActive": true, "IsSubscribedToUpdateEvents": true, "Name": "at companies",
         "WebhookUrl": "https://at.example/hook", "SecretKey": "SuperSecretKey123",
+        "DeactivationUrl": "https://at.example/off",
         "Fields": [{"FieldID": "companyName", "IsSubscribedField": true}]
     });
     let created = store.json(&[

@@ -356,9 +356,109 @@ pub fn parse_rest(json: &str, entity: &str) -> Result<Subscription, VendorError>
 
 /// [`parse_rest`] for an already parsed JSON document.
 pub fn parse_rest_value(value: &Value, entity: &str) -> Result<Subscription, VendorError> {
+    parse_rest_requiring(value, entity, &[])
+}
+
+/// [`parse_rest_value`], refusing a document without one of the `required` fields.
+fn parse_rest_requiring(
+    value: &Value,
+    entity: &str,
+    required: &[&str],
+) -> Result<Subscription, VendorError> {
     let f = Fields::new(AT, value, "")?;
     f.only(REST_FIELDS)?;
+    require(&f, required)?;
     parse_fields(&f, entity)
+}
+
+/// The fields Autotask requires of a request that creates a webhook, or replaces one (`PUT`),
+/// in the REST API's spelling: those its `<Entity>Webhooks` entity marks required and that a
+/// client writes (`id` is read-only), as its guide to creating a webhook repeats for both URLs
+/// ("Both fields are required to create the webhook"). `SendThresholdExceededNotification` is
+/// marked too, but Autotask's own SOAP sample creates a webhook without it, so it is not
+/// required here and defaults to false. At least one `IsSubscribedTo*Events` must be true;
+/// [`parse_rest`] checks that for every document.
+pub const REQUIRED_REST_FIELDS: &[&str] = &[
+    "Name",
+    "WebhookUrl",
+    "DeactivationUrl",
+    "IsActive",
+    "SecretKey",
+];
+
+/// [`REQUIRED_REST_FIELDS`] in the SOAP API's spelling (`Active` for `IsActive`).
+pub const REQUIRED_SOAP_FIELDS: &[&str] = &[
+    "Name",
+    "WebhookUrl",
+    "DeactivationUrl",
+    "Active",
+    "SecretKey",
+];
+
+/// Refuses `f` without a value (not null, not blank) for one of `required`.
+fn require(f: &Fields<'_>, required: &[&str]) -> Result<(), VendorError> {
+    let missing = required.iter().find(|key| match f.get(key) {
+        None => true,
+        Some(Value::String(text)) => text.trim().is_empty(),
+        Some(_) => false,
+    });
+    match missing {
+        Some(key) => Err(f.error(key, "is required: Autotask creates no webhook without it")),
+        None => Ok(()),
+    }
+}
+
+/// Parses the body of a request that creates an Autotask webhook (or replaces one), in
+/// either of Autotask's APIs, as a client sends it: SOAP XML when it starts with `<` (see
+/// [`parse_soap`]; the entity is its `xsi:type`'s, and `entity`, if given, must be the same),
+/// REST JSON otherwise (see [`parse_rest`]; `entity` is the endpoint's, and required). Beyond
+/// what those check, a field Autotask requires ([`REQUIRED_REST_FIELDS`],
+/// [`REQUIRED_SOAP_FIELDS`]) must be there and not blank.
+///
+/// ```
+/// use callout_core::vendor::autotask;
+/// let soap = r#"<Entity xsi:type="AccountWebhook"><Active>True</Active>
+///     <DeactivationUrl>https://r.example/off</DeactivationUrl>
+///     <IsSubscribedToUpdateEvents>True</IsSubscribedToUpdateEvents><Name>crm.Accounts</Name>
+///     <SecretKey>20201</SecretKey><WebhookUrl>https://r.example/at</WebhookUrl></Entity>"#;
+/// assert_eq!(autotask::parse_request(soap, None).unwrap().events, ["account.updated"]);
+/// let rest = r#"{"IsActive": true, "IsSubscribedToUpdateEvents": true, "Name": "crm.Accounts",
+///     "WebhookUrl": "https://r.example/at", "SecretKey": "20201"}"#;
+/// let refused = autotask::parse_request(rest, Some("Company")).unwrap_err();
+/// assert_eq!(refused.field, "DeactivationUrl");
+/// ```
+pub fn parse_request(document: &str, entity: Option<&str>) -> Result<Subscription, VendorError> {
+    let is_xml = document
+        .trim_start_matches('\u{feff}')
+        .trim_start()
+        .starts_with('<');
+    if !is_xml {
+        let entity = entity.ok_or_else(|| {
+            VendorError::new(
+                AT,
+                "Entity",
+                "a REST document names no entity: give the endpoint's (Company, Contact, ConfigurationItem, Ticket or TicketNote)",
+            )
+        })?;
+        let value: Value = serde_json::from_str(document)
+            .map_err(|e| VendorError::new(AT, "", format!("not valid JSON: {e}")))?;
+        return parse_rest_requiring(&value, entity, REQUIRED_REST_FIELDS);
+    }
+    let sub = parse_soap_requiring(document, REQUIRED_SOAP_FIELDS)?;
+    if let Some(entity) = entity {
+        let (soap_entity, _) = subscribed(&sub);
+        if webhook_entity(entity) != soap_entity {
+            return Err(VendorError::new(
+                AT,
+                "xsi:type",
+                format!(
+                    "is a webhook of {}, not of {entity:?}",
+                    soap_entity.unwrap_or("another entity")
+                ),
+            ));
+        }
+    }
+    Ok(sub)
 }
 
 /// A webhook from its fields, REST's or SOAP's, once their keys are known to be documented.
@@ -571,6 +671,11 @@ pub fn render_rest(sub: &Subscription) -> Value {
 /// `IsActive`, booleans as `True`/`False`); a child element the SOAP entity does not document
 /// is an error naming it. The rest of the document is not looked at.
 pub fn parse_soap(xml: &str) -> Result<Subscription, VendorError> {
+    parse_soap_requiring(xml, &[])
+}
+
+/// [`parse_soap`], refusing a document without one of the `required` fields.
+fn parse_soap_requiring(xml: &str, required: &[&str]) -> Result<Subscription, VendorError> {
     let mut reader = Reader::from_str(xml);
     let mut xsi_type: Option<String> = None;
     let mut found = false;
@@ -689,6 +794,7 @@ pub fn parse_soap(xml: &str) -> Result<Subscription, VendorError> {
     let values = Value::Object(values);
     let f = Fields::new(AT, &values, "")?;
     f.only(SOAP_FIELDS)?;
+    require(&f, required)?;
     parse_fields(&f, entity)
 }
 

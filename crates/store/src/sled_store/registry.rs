@@ -32,7 +32,7 @@ impl Registry for SledStore {
         batch.insert(key(SUB, &[id]), codec::encode_json(&sub));
         batch.insert(NEXT_SUB, &(id + 1).to_be_bytes());
         self.subs.apply_batch(batch).db()?;
-        self.subs.flush().db()?;
+        self.flush_files()?;
         Ok(sub)
     }
 
@@ -62,7 +62,7 @@ impl Registry for SledStore {
         self.subs
             .insert(key(SUB, &[sub.id]), codec::encode_json(&sub))
             .db()?;
-        self.subs.flush().db()?;
+        self.flush_files()?;
         Ok(sub)
     }
 
@@ -70,7 +70,7 @@ impl Registry for SledStore {
         let _book = self.book()?;
         let k = key(SUB, &[id]);
         let old = self.subs.remove(&k).db()?;
-        self.subs.flush().db()?;
+        self.flush_files()?;
         old.map(|v| codec::decode_json(&k, &v)).transpose()
     }
 
@@ -156,7 +156,7 @@ impl SledStore {
             }
         }
         self.subs.apply_batch(batch).db()?;
-        self.subs.flush().db()?;
+        self.flush_files()?;
         Ok(())
     }
 }
