@@ -85,6 +85,7 @@ pub(crate) fn run(shared: &Shared, jobs: &Tx<Leased>, woken: &Receiver<()>) {
         }
         crate::health::report_failures(shared, now);
         crate::health::mark_running_slow(shared, now);
+        crate::metrics::report(shared, now);
         // Only for workers that are free: a delivery leased for a busy worker would wait in
         // the queue, in flight, behind whatever that worker is sending.
         let free = dispatch.free_workers.load(Ordering::SeqCst);

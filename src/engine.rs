@@ -296,6 +296,7 @@ pub(crate) struct Shared {
     pub(crate) dispatch: Dispatch,
     pub(crate) work: Work,
     pub(crate) health: Health,
+    pub(crate) gauges: crate::metrics::Gauges,
 }
 
 /// The engine a host embeds: subscriptions, publishing, and the threads that deliver.
@@ -425,6 +426,7 @@ impl Engine {
                 handlers: b.handlers,
             },
             health,
+            gauges: Default::default(),
         });
         let engine = Engine {
             shared: Arc::clone(&shared),

@@ -19,6 +19,7 @@ mod health;
 mod ids;
 mod inspect;
 mod limits;
+mod metrics;
 mod notify;
 mod publish;
 mod registry;

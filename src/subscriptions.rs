@@ -49,13 +49,21 @@ impl Subscriptions<'_> {
     /// `{"type":"test",...}`), signed like its deliveries.
     pub fn create_tested(&self, subscription: Subscription) -> Result<Subscription, Error> {
         let subscription = with_a_secret(subscription);
+        self.send_test(&subscription)?;
+        self.create(subscription)
+    }
+
+    /// Sends `subscription`'s target the `test` event of [`Subscriptions::create_tested`] now,
+    /// stored or not, and says whether it answered 200 ([`Error::TestFailed`] if not). Nothing
+    /// is stored or queued.
+    pub fn send_test(&self, subscription: &Subscription) -> Result<(), Error> {
         subscription.validate()?;
         let shared = &self.engine.shared;
         let now = shared.clock.now_ms();
         let body = match subscription.profile {
             Profile::Superoffice => {
                 let event_id = uuid::Uuid::new_v4().to_string();
-                superoffice::test_body(&subscription, &event_id, now.saturating_mul(10_000))
+                superoffice::test_body(subscription, &event_id, now.saturating_mul(10_000))
             }
             _ => serde_json::to_vec(&serde_json::json!({
                 "type": "test",
@@ -65,7 +73,7 @@ impl Subscriptions<'_> {
             .unwrap_or_default(),
         };
         let mut request = crate::send::request(
-            &subscription,
+            subscription,
             &crate::ids::new_message_id(),
             0,
             body,
@@ -84,7 +92,7 @@ impl Subscriptions<'_> {
                 detail: outcome.verdict.to_string(),
             });
         }
-        self.create(subscription)
+        Ok(())
     }
 
     /// The subscription with this id.

@@ -15,6 +15,7 @@ use callout_store::Leased;
 use crate::dispatcher;
 use crate::engine::Shared;
 use crate::health;
+use crate::metrics::Outcome;
 use crate::notify::{Handler, NoticeKind};
 use crate::retry::RetryPolicy;
 use crate::send::{self, AttemptResult};
@@ -101,6 +102,7 @@ fn deliver(shared: &Shared, mut leased: Leased) {
     // The body goes to the request; the rest of the delivery is still needed to settle it.
     let body = std::mem::take(&mut delivery.body);
     health::attempt_started(shared, leased.token, sub.id, now);
+    crate::metrics::attempt_started();
     let result = send::attempt(
         &shared.sender,
         handler,
@@ -145,10 +147,14 @@ fn settle(shared: &Shared, sub: &Subscription, leased: &Leased, result: AttemptR
         result.duration,
         &result.excerpt,
     );
-    let stored = match result.verdict {
+    let duration = result.duration;
+    let (outcome, stored) = match result.verdict {
         Verdict::Delivered => {
             shared.health.succeeded(sub.id);
-            shared.store.complete(leased.token, attempt)
+            (
+                Outcome::Delivered,
+                shared.store.complete(leased.token, attempt),
+            )
         }
         Verdict::Gone => {
             let stored = shared.store.dead_letter(leased.token, attempt);
@@ -158,7 +164,7 @@ fn settle(shared: &Shared, sub: &Subscription, leased: &Leased, result: AttemptR
                 _ => State::Stopped,
             };
             health::switch_off(shared, sub.id, state, NoticeKind::Gone, "gone");
-            stored
+            (Outcome::Gone, stored)
         }
         _ => {
             let policy = retry_policy(&shared.work.retry, sub);
@@ -169,22 +175,24 @@ fn settle(shared: &Shared, sub: &Subscription, leased: &Leased, result: AttemptR
             // delivery could be leased in between and sent to a webhook that is already off.
             health::failed(shared, sub, now, next.is_none());
             match next {
-                Some(delay) => {
+                Some(delay) => (
+                    Outcome::Retried,
                     shared
                         .store
-                        .reschedule(leased.token, now + delay.as_millis() as u64, attempt)
-                }
+                        .reschedule(leased.token, now + delay.as_millis() as u64, attempt),
+                ),
                 None => {
                     // Counted before the store says dead, so whoever sees it dead sees it
                     // counted for the next notice too.
                     shared.health.count_failed(sub.id);
                     let stored = shared.store.dead_letter(leased.token, attempt);
                     health::report_failures(shared, now);
-                    stored
+                    (Outcome::Dead, stored)
                 }
             }
         }
     };
+    crate::metrics::attempt_settled(outcome, duration);
     if let Err(error) = stored {
         tracing::error!(%error, delivery = delivery.id, "could not record the attempt; unless its lease expired and was leased again, the lease returns it");
     }

@@ -74,6 +74,9 @@ pub(crate) enum Command {
     Publish(PublishArgs),
     /// Deliver: until the queue is empty (--until-empty) or until Ctrl-C.
     Run(RunArgs),
+    /// Serve the management API (callout's REST API and the vendors' webhook endpoints),
+    /// /metrics and /health over HTTP, and deliver as `run` does, until Ctrl-C or SIGTERM.
+    Serve(ServeArgs),
     /// Deliveries by state, in all and per subscription.
     Stats(StatsArgs),
     /// The recorded attempts of a delivery or of a subscription's deliveries.
@@ -269,6 +272,25 @@ pub(crate) struct RunArgs {
     /// Worker threads sending deliveries.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) workers: u16,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the first line printed says which).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// The credentials table: `credential tenant [name]` per line (Bearer tokens; `user:password`
+    /// for Basic and Autotask's UserName/Secret headers). Or the table's text in
+    /// $CALLOUT_TOKENS.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tokens: Option<std::path::PathBuf>,
+    /// Worker threads sending deliveries.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) workers: u16,
+    /// Largest request body, in bytes; larger ones are refused with 413 before they are read
+    /// whole.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
+    pub(crate) body_limit: usize,
 }
 
 #[derive(Debug, Args)]

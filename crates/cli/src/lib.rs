@@ -20,6 +20,7 @@ mod output;
 mod publish;
 mod repair;
 mod run;
+mod serve;
 mod store;
 mod subscriptions;
 mod time;
@@ -78,6 +79,7 @@ fn dispatch(ctx: &Context, command: &Command, out: &mut dyn Write) -> Result<(),
         Command::Subscriptions(command) => subscriptions::run(ctx, command, out),
         Command::Publish(args) => publish::run(ctx, args, out),
         Command::Run(args) => run::run(ctx, args, out),
+        Command::Serve(args) => serve::run(ctx, args, out),
         Command::Stats(args) => inspect::stats(ctx, args, out),
         Command::Attempts(args) => inspect::attempts(ctx, args, out),
         Command::Dead(command) => inspect::dead(ctx, command, out),

@@ -6,6 +6,7 @@ mod postgres;
 mod registration;
 mod repair;
 mod secrets;
+mod serve;
 mod subscriptions;
 mod verify;
 
@@ -54,6 +55,7 @@ impl Store {
             .args(args)
             .env_remove("CALLOUT_STORE")
             .env_remove("CALLOUT_SECRET")
+            .env_remove("CALLOUT_TOKENS")
             .env_remove("CALLOUT_NEW_SECRET")
             .env_remove("CALLOUT_PIPELINER_SPACE_ID")
             .env_remove("CALLOUT_PIPELINER_APPLICATION_ID")
