@@ -258,6 +258,55 @@ pub fn ordered_subscriptions_go_one_at_a_time_in_order(harness: &dyn Harness) {
     assert_eq!(next[0].delivery.event_ids, ["second"]);
 }
 
+/// Subscriptions take turns at leases, so one with a single delivery due waits for one lease
+/// per other subscription, not for their backlogs. The rule: each delivery a lease hands out
+/// goes to the subscription, among those with a delivery due and not at their bound, that was
+/// leased from least recently since the backend was opened; one never leased from goes first,
+/// and between those the one whose next delivery is due earliest (then lowest delivery id).
+/// Within a subscription, deliveries go in due order (ordered ones in publish order). The turn
+/// is the backend's memory: it need not survive a reopen.
+pub fn leases_take_turns_across_subscriptions(harness: &dyn Harness) {
+    let store = harness.open(LEASE);
+    // Subscription 1 has a backlog due first; 2 has two due later, 3 one later still.
+    let mut batch: Vec<NewDelivery> = (0..5).map(|n| delivery(1, &format!("a{n}"), n)).collect();
+    batch.push(delivery(2, "b0", 10));
+    batch.push(delivery(2, "b1", 11));
+    batch.push(delivery(3, "c0", 12));
+    store.enqueue(&[], batch, 0).expect("enqueue");
+    let events = |leased: Vec<crate::Leased>| -> Vec<String> {
+        leased
+            .into_iter()
+            .map(|l| l.delivery.event_ids[0].clone())
+            .collect()
+    };
+    assert_eq!(
+        events(store.lease(20, 4).expect("lease")),
+        ["a0", "b0", "c0", "a1"],
+        "one each, earliest due first, before any gets a second"
+    );
+    // Across calls too: 2 was leased from before 1 was last, and 3 has nothing left.
+    assert_eq!(events(store.lease(20, 1).expect("lease")), ["b1"]);
+    // A newcomer goes before the backlog.
+    store
+        .enqueue(&[], vec![delivery(4, "d0", 20)], 20)
+        .expect("enqueue");
+    assert_eq!(events(store.lease(20, 1).expect("lease")), ["d0"]);
+    // A subscription at its bound is passed over; the others still take turns.
+    store
+        .enqueue(&[], vec![delivery(2, "b2", 20), delivery(2, "b3", 20)], 20)
+        .expect("enqueue");
+    let limits = LeaseLimits::new(usize::MAX).subscription(1, 0);
+    assert_eq!(
+        events(store.lease_within(20, 10, &limits).expect("lease")),
+        ["b2", "b3"]
+    );
+    assert_eq!(
+        events(store.lease(20, 10).expect("lease")),
+        ["a2", "a3", "a4"],
+        "in due order within a subscription"
+    );
+}
+
 /// Lease limits bound each subscription's deliveries in flight, counted against the leases
 /// it already holds.
 pub fn lease_limits_bound_each_subscription(harness: &dyn Harness) {
@@ -296,13 +345,16 @@ pub fn lease_limits_bound_each_subscription(harness: &dyn Harness) {
     store
         .complete(one[0].token, attempt(1, 2, "delivered"))
         .expect("complete");
-    assert_eq!(store.lease_within(0, 10, &limits).expect("lease").len(), 1);
-    limits.share(3, false);
+    let second = store.lease_within(0, 10, &limits).expect("lease");
+    assert_eq!(second.len(), 1);
+    let holder = second[0].delivery.subscription_id;
+    let other = if holder == 2 { 3 } else { 2 };
+    limits.share(other, false);
     let rest = store.lease_within(0, 10, &limits).expect("lease");
     assert!(!rest.is_empty());
     assert!(
-        rest.iter().all(|l| l.delivery.subscription_id == 3),
-        "2 still shares a full group; 3 left it"
+        rest.iter().all(|l| l.delivery.subscription_id == other),
+        "the holder still shares a full group; the other left it"
     );
 }
 
@@ -612,6 +664,7 @@ macro_rules! conformance_tests {
             an_expired_lease_returns_and_its_token_is_refused,
             leases_return_after_reopen,
             ordered_subscriptions_go_one_at_a_time_in_order,
+            leases_take_turns_across_subscriptions,
             lease_limits_bound_each_subscription,
             settles_move_deliveries_and_counts,
             attempts_are_kept_and_listed,

@@ -1,9 +1,13 @@
 //! The in-memory index of due deliveries: per subscription, in due order (and, for ordered
-//! deliveries, in publish order), with each subscription's next delivery in one sorted set.
-//! Leasing takes the earliest of those heads again and again, skipping subscriptions it may not
-//! take from, so a backlog behind a subscription at its in-flight bound costs nothing per lease,
-//! where walking sled's due keys cost a step per delivery passed over. It mirrors the `q`
-//! records minus the leased ones, and is rebuilt from them on open.
+//! deliveries, in publish order), with each subscription's next delivery filed twice: by due
+//! time (for `next_due_at`) and by turn, the lease order. Leasing takes turns: the next lease
+//! goes to the subscription with a delivery due that was leased from least recently (one never
+//! leased from first; between those, the one whose next delivery is due earliest), so a
+//! subscription with one delivery due waits for one lease per other subscription, not for
+//! their backlogs (the soak's probe waited behind the whole backlog when leases went in due
+//! order across subscriptions). A subscription it may not take from (at its bound, its ordered
+//! head in flight) is passed over at no cost to the others. It mirrors the `q` records minus the
+//! leased ones, and is rebuilt from them on open.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,6 +18,18 @@ pub(super) struct DueIndex {
     subs: IdMap<SubDue>,
     /// (due time, id, subscription) of every subscription's next delivery.
     heads: BTreeSet<(u64, u64, u64)>,
+    /// The subscriptions whose next delivery was due at `watermark`, in lease order: (last
+    /// turn, due time, id, subscription).
+    ready: BTreeSet<(u64, u64, u64, u64)>,
+    /// The others, by due time: they join `ready` once the time passed in reaches theirs.
+    waiting: BTreeSet<(u64, u64, u64)>,
+    /// The latest time leasing was asked about.
+    watermark: u64,
+    /// When each subscription was last leased from, as a count of turns; kept while it has
+    /// nothing due, so one that runs dry now and then gets no head start over the others.
+    turns: IdMap<u64>,
+    /// The turns taken so far.
+    turn: u64,
 }
 
 #[derive(Default)]
@@ -22,8 +38,17 @@ struct SubDue {
     unordered: BTreeSet<(u64, u64)>,
     /// Ordered deliveries by id (publish order) -> due time: only the first may go.
     ordered: BTreeMap<u64, u64>,
-    /// The (due time, id) this subscription is filed under in `heads`.
-    head: Option<(u64, u64)>,
+    /// How this subscription is filed: its next delivery's (due time, id), the turn it is
+    /// filed with, and whether it is in `ready`.
+    filed: Option<Filed>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Filed {
+    due: u64,
+    id: u64,
+    turn: u64,
+    ready: bool,
 }
 
 impl SubDue {
@@ -73,13 +98,21 @@ impl DueIndex {
         self.refile(sub);
     }
 
+    /// Takes `entry` out for a lease: `sub` has had its turn.
+    pub(super) fn lease(&mut self, sub: u64, entry: Entry) {
+        self.turn += 1;
+        self.turns.insert(sub, self.turn);
+        // Refiled with its new turn.
+        self.remove(sub, entry);
+    }
+
     /// Every due delivery of `sub`, taken out of the index (holding a subscription).
     pub(super) fn take_subscription(&mut self, sub: u64) -> Vec<Entry> {
         let Some(s) = self.subs.remove(&sub) else {
             return Vec::new();
         };
-        if let Some((due, id)) = s.head {
-            self.heads.remove(&(due, id, sub));
+        if let Some(filed) = s.filed {
+            self.unfile(sub, filed);
         }
         let ordered = s.ordered.iter().map(|(&id, &due_at)| Entry {
             due_at,
@@ -99,14 +132,30 @@ impl DueIndex {
         self.heads.first().map(|(due, _, _)| *due)
     }
 
-    /// The subscription whose next delivery is the earliest (by due time, then id) at or
-    /// before `now`, passing over those in `skip`.
-    pub(super) fn next_subscription(&self, now: u64, skip: &IdSet) -> Option<u64> {
-        self.heads
+    /// The subscription whose turn it is at `now`: of those with a delivery due at or before
+    /// `now`, and not in `skip`, the one leased from least recently (never first), then the
+    /// one whose next delivery is due earliest (by due time, then id).
+    pub(super) fn next_subscription(&mut self, now: u64, skip: &IdSet) -> Option<u64> {
+        if now > self.watermark {
+            self.watermark = now;
+            while let Some(&(due, id, sub)) = self.waiting.first() {
+                if due > now {
+                    break;
+                }
+                self.waiting.remove(&(due, id, sub));
+                let turn = self.turns.get(&sub).copied().unwrap_or(0);
+                self.ready.insert((turn, due, id, sub));
+                if let Some(filed) = self.subs.get_mut(&sub).and_then(|s| s.filed.as_mut()) {
+                    filed.ready = true;
+                }
+            }
+        }
+        // Only a time before the watermark (a caller's clock going back) finds ready ones not
+        // due yet.
+        self.ready
             .iter()
-            .take_while(|(due, _, _)| *due <= now)
-            .find(|(_, _, sub)| !skip.contains(sub))
-            .map(|(_, _, sub)| *sub)
+            .find(|(_, due, _, sub)| *due <= now && !skip.contains(sub))
+            .map(|(_, _, _, sub)| *sub)
     }
 
     /// `sub`'s delivery that should go next, if one due at or before `now` may: the earlier
@@ -135,24 +184,46 @@ impl DueIndex {
             .min_by_key(|e| (e.due_at, e.id))
     }
 
-    /// Keeps `heads` in step with `sub`'s earliest due time.
+    fn unfile(&mut self, sub: u64, filed: Filed) {
+        self.heads.remove(&(filed.due, filed.id, sub));
+        if filed.ready {
+            self.ready.remove(&(filed.turn, filed.due, filed.id, sub));
+        } else {
+            self.waiting.remove(&(filed.due, filed.id, sub));
+        }
+    }
+
+    /// Keeps `heads`, `ready` and `waiting` in step with `sub`'s next delivery and turn.
     fn refile(&mut self, sub: u64) {
+        let turn = self.turns.get(&sub).copied().unwrap_or(0);
+        let watermark = self.watermark;
         let Some(s) = self.subs.get_mut(&sub) else {
             return;
         };
-        let next = s.next();
-        if next == s.head {
+        let next = s.next().map(|(due, id)| Filed {
+            due,
+            id,
+            turn,
+            ready: due <= watermark,
+        });
+        if next == s.filed {
             return;
         }
-        if let Some((due, id)) = s.head {
-            self.heads.remove(&(due, id, sub));
+        let old = std::mem::replace(&mut s.filed, next);
+        let empty = s.is_empty();
+        if let Some(old) = old {
+            self.unfile(sub, old);
         }
-        s.head = next;
         match next {
-            Some((due, id)) => {
-                self.heads.insert((due, id, sub));
+            Some(filed) => {
+                self.heads.insert((filed.due, filed.id, sub));
+                if filed.ready {
+                    self.ready.insert((turn, filed.due, filed.id, sub));
+                } else {
+                    self.waiting.insert((filed.due, filed.id, sub));
+                }
             }
-            None if s.is_empty() => {
+            None if empty => {
                 self.subs.remove(&sub);
             }
             None => {}
@@ -220,6 +291,51 @@ mod tests {
         index.remove(7, e(100, 1, true));
         assert_eq!(index.next_subscription(50, &none), Some(7));
         assert_eq!(index.next_for(7, 50, true), Some(e(10, 2, true)));
+    }
+
+    #[test]
+    fn subscriptions_take_turns_least_recently_leased_first() {
+        let mut index = DueIndex::default();
+        for n in 0..4 {
+            index.insert(1, e(n, 10 + n, false));
+        }
+        index.insert(2, e(5, 20, false));
+        index.insert(2, e(6, 21, false));
+        index.insert(3, e(50, 30, false));
+        let none = IdSet::default();
+        let take = |index: &mut DueIndex, now: u64| {
+            let sub = index.next_subscription(now, &none)?;
+            let entry = index.next_for(sub, now, true)?;
+            index.lease(sub, entry);
+            Some((sub, entry.id))
+        };
+        // Never leased from: by their next delivery's due time; then by turn.
+        assert_eq!(take(&mut index, 10), Some((1, 10)));
+        assert_eq!(take(&mut index, 10), Some((2, 20)));
+        assert_eq!(take(&mut index, 10), Some((1, 11)));
+        assert_eq!(take(&mut index, 10), Some((2, 21)));
+        // Subscription 3 comes due: never leased from, it goes before 1's backlog.
+        assert_eq!(take(&mut index, 60), Some((3, 30)));
+        assert_eq!(take(&mut index, 60), Some((1, 12)));
+        // Subscription 2 runs dry and comes back: it keeps its turn, so it goes before 1 (its
+        // last turn is older), but after one that was never leased from.
+        index.insert(2, e(60, 22, false));
+        index.insert(4, e(60, 40, false));
+        assert_eq!(take(&mut index, 60), Some((4, 40)));
+        assert_eq!(take(&mut index, 60), Some((2, 22)));
+        assert_eq!(take(&mut index, 60), Some((1, 13)));
+        assert_eq!(take(&mut index, 60), None);
+        assert_eq!(index.earliest(), None);
+        // A time before the latest asked finds only what is due by then.
+        index.insert(5, e(100, 50, false));
+        index.insert(6, e(30, 60, false));
+        assert_eq!(index.next_subscription(200, &none), Some(6));
+        assert_eq!(
+            index.next_subscription(200, &IdSet::from_iter([6])),
+            Some(5)
+        );
+        assert_eq!(index.next_subscription(40, &IdSet::from_iter([6])), None);
+        assert_eq!(index.next_subscription(20, &none), None);
     }
 
     #[test]

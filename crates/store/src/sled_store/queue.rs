@@ -168,10 +168,9 @@ impl Queue for SledStore {
         self.reclaim_expired(&mut book, now_ms)?;
         let until = now_ms.saturating_add(self.config.lease.as_millis() as u64);
         let mut leased = Vec::new();
-        // The earliest next delivery of any subscription, one at a time, so leases go in due
-        // order across subscriptions; a subscription that may not give one more (at its bound,
-        // or its ordered head in flight) is passed over for the rest of the call, whatever
-        // its backlog.
+        // One delivery at a time from the subscription whose turn it is (`due.rs`); one that
+        // may not give one more (at its bound, or its ordered head in flight) is passed over
+        // for the rest of the call, whatever its backlog.
         let mut passed = IdSet::default();
         let in_flight_of = |book: &Book, sub: u64| book.counts.get(&sub).map_or(0, |c| c.in_flight);
         let mut shared_in_flight: u64 = limits
@@ -220,7 +219,7 @@ impl Queue for SledStore {
                     break;
                 }
             };
-            book.due.remove(sub, entry);
+            book.due.lease(sub, entry);
             if delivery.ordered {
                 book.ordered_in_flight.insert(sub);
             }

@@ -274,7 +274,8 @@ fn settling_records_attempts_and_moves_counts() {
             0,
         )
         .unwrap();
-    let leased = store.lease(0, 10).unwrap();
+    let mut leased = store.lease(0, 10).unwrap();
+    leased.sort_by_key(|l| l.delivery.id);
     let [ok, retry, dead, released] = [0, 1, 2, 3].map(|i| leased[i].delivery.id);
     let [ok_lease, retry_lease, dead_lease, released_lease] = [0, 1, 2, 3].map(|i| leased[i].token);
     assert_eq!(
@@ -366,12 +367,13 @@ fn settling_records_attempts_and_moves_counts() {
     let again = store.lease(1_000, 10).unwrap();
     assert_eq!(
         again.iter().map(|d| d.delivery.id).collect::<Vec<_>>(),
-        [released, retry]
+        [retry, released],
+        "subscription 1 was leased from least recently"
     );
     store
-        .complete(again[1].token, attempt(2, 1_001, "delivered"))
+        .complete(again[0].token, attempt(2, 1_001, "delivered"))
         .unwrap();
-    store.release(again[0].token, 2_000).unwrap();
+    store.release(again[1].token, 2_000).unwrap();
     let history = store.attempts_for_delivery(retry).unwrap();
     assert_eq!(history.iter().map(|a| a.number).collect::<Vec<_>>(), [1, 2]);
     let newest = store.attempts_for_subscription(1, 10).unwrap();
@@ -553,12 +555,22 @@ fn dead_letters_are_listed_replayed_and_purged() {
         .map(|(sub, e)| delivery(*sub, e, 0))
         .collect();
     store.enqueue(&[], new, 0).unwrap();
-    for (d, at) in store.lease(0, 10).unwrap().iter().zip([100, 200, 300]) {
+    let by_id = |mut leased: Vec<callout_store::Leased>| {
+        leased.sort_by_key(|l| l.delivery.id);
+        leased
+    };
+    for (d, at) in by_id(store.lease(0, 10).unwrap())
+        .iter()
+        .zip([100, 200, 300])
+    {
         store
             .reschedule(d.token, 0, attempt(1, at - 50, "http 500"))
             .unwrap();
     }
-    for (d, at) in store.lease(0, 10).unwrap().iter().zip([100, 200, 300]) {
+    for (d, at) in by_id(store.lease(0, 10).unwrap())
+        .iter()
+        .zip([100, 200, 300])
+    {
         store.dead_letter(d.token, attempt(2, at, "gone")).unwrap();
     }
     let events = |list: Vec<callout_store::Delivery>| -> Vec<String> {
