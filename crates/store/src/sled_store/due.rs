@@ -1,17 +1,25 @@
-//! The in-memory index of due deliveries: per subscription, in due order (and, for ordered
-//! deliveries, in publish order), with each subscription's next delivery filed twice: by due
-//! time (for `next_due_at`) and by turn, the lease order. Leasing takes turns: the next lease
-//! goes to the subscription with a delivery due that was leased from least recently (one never
-//! leased from first; between those, the one whose next delivery is due earliest), so a
-//! subscription with one delivery due waits for one lease per other subscription, not for
-//! their backlogs (the soak's probe waited behind the whole backlog when leases went in due
-//! order across subscriptions). A subscription it may not take from (at its bound, its ordered
-//! head in flight) is passed over at no cost to the others. It mirrors the `q` records minus the
-//! leased ones, and is rebuilt from them on open.
+//! The in-memory index of due deliveries: per subscription, a window of its first due
+//! deliveries in due order (and, for ordered deliveries, in publish order), with each
+//! subscription's next delivery filed twice: by due time (for `next_due_at`) and by turn, the
+//! lease order. Only the window is in memory: its subscription's due records on disk are one
+//! range (`keys::due_key`), and the store reads on from where the window ends when it runs
+//! low (`SledStore::top_up`), so memory grows with the subscriptions that have work due, not
+//! with the backlog.
+//!
+//! Leasing takes turns: the next lease goes to the subscription with a delivery due that was
+//! leased from least recently (one never leased from first; between those, the one whose next
+//! delivery is due earliest), so a subscription with one delivery due waits for one lease per
+//! other subscription, not for their backlogs (the soak's probe waited behind the whole backlog
+//! when leases went in due order across subscriptions). A subscription it may not take from (at
+//! its bound, its ordered head in flight) is passed over at no cost to the others.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::ids::{IdMap, IdSet};
+
+/// Deliveries a window holds after a read from disk; it is cut back to this when inserts grow
+/// it to twice as many, and read on when it falls under a quarter.
+pub(super) const WINDOW: usize = 64;
 
 #[derive(Default)]
 pub(super) struct DueIndex {
@@ -32,12 +40,67 @@ pub(super) struct DueIndex {
     turn: u64,
 }
 
+/// The first due deliveries of one kind of one subscription, by key `K` (value `V`), and where
+/// the window ends: `end` is `None` when every due delivery of the kind not in flight is in
+/// it, or the last key read or kept, past which there may be more on disk only.
+pub(super) struct Window<K, V> {
+    entries: BTreeMap<K, V>,
+    end: Option<K>,
+}
+
+impl<K: Ord + Copy, V> Default for Window<K, V> {
+    fn default() -> Self {
+        Window {
+            entries: BTreeMap::new(),
+            end: None,
+        }
+    }
+}
+
+impl<K: Ord + Copy, V> Window<K, V> {
+    /// Files `key` if it falls within the window; a window grown to twice [`WINDOW`] is cut
+    /// back to [`WINDOW`]. Returns whether it is in the window.
+    fn insert(&mut self, key: K, value: V) -> bool {
+        if self.end.is_some_and(|end| key > end) {
+            return false;
+        }
+        self.entries.insert(key, value);
+        if self.entries.len() >= 2 * WINDOW {
+            while self.entries.len() > WINDOW {
+                self.entries.pop_last();
+            }
+            self.end = self.entries.last_key_value().map(|(k, _)| *k);
+        }
+        true
+    }
+
+    /// Where a read from disk should start (after this key, or from the start for `None`),
+    /// when the window runs low and there may be more on disk.
+    fn short(&self) -> Option<Option<K>> {
+        let end = self.end?;
+        (self.entries.len() < WINDOW / 4).then_some(Some(end))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.end.is_none()
+    }
+}
+
+/// Where a subscription's windows should be read on from disk (see [`DueIndex::short`]):
+/// after these keys, from the start for `Some(None)`.
+pub(super) struct Short {
+    /// After this (due time, id).
+    pub(super) unordered: Option<Option<(u64, u64)>>,
+    /// After this id.
+    pub(super) ordered: Option<Option<u64>>,
+}
+
 #[derive(Default)]
 struct SubDue {
     /// Deliveries that may go in any order: (due time, id).
-    unordered: BTreeSet<(u64, u64)>,
+    unordered: Window<(u64, u64), ()>,
     /// Ordered deliveries by id (publish order) -> due time: only the first may go.
-    ordered: BTreeMap<u64, u64>,
+    ordered: Window<u64, u64>,
     /// How this subscription is filed: its next delivery's (due time, id), the turn it is
     /// filed with, and whether it is in `ready`.
     filed: Option<Filed>,
@@ -54,8 +117,12 @@ struct Filed {
 impl SubDue {
     /// The next delivery: the earliest unordered one or the first ordered one.
     fn next(&self) -> Option<(u64, u64)> {
-        let unordered = self.unordered.first().copied();
-        let ordered = self.ordered.first_key_value().map(|(id, due)| (*due, *id));
+        let unordered = self.unordered.entries.first_key_value().map(|(k, _)| *k);
+        let ordered = self
+            .ordered
+            .entries
+            .first_key_value()
+            .map(|(id, due)| (*due, *id));
         match (unordered, ordered) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -76,14 +143,17 @@ pub(super) struct Entry {
 }
 
 impl DueIndex {
-    pub(super) fn insert(&mut self, sub: u64, entry: Entry) {
+    /// Files a due delivery of `sub` if it falls within the subscription's window; returns
+    /// whether it does (if not, it is on disk only, and read when the window gets there).
+    pub(super) fn insert(&mut self, sub: u64, entry: Entry) -> bool {
         let s = self.subs.entry(sub).or_default();
-        if entry.ordered {
-            s.ordered.insert(entry.id, entry.due_at);
+        let kept = if entry.ordered {
+            s.ordered.insert(entry.id, entry.due_at)
         } else {
-            s.unordered.insert((entry.due_at, entry.id));
-        }
+            s.unordered.insert((entry.due_at, entry.id), ())
+        };
         self.refile(sub);
+        kept
     }
 
     pub(super) fn remove(&mut self, sub: u64, entry: Entry) {
@@ -91,9 +161,9 @@ impl DueIndex {
             return;
         };
         if entry.ordered {
-            s.ordered.remove(&entry.id);
+            s.ordered.entries.remove(&entry.id);
         } else {
-            s.unordered.remove(&(entry.due_at, entry.id));
+            s.unordered.entries.remove(&(entry.due_at, entry.id));
         }
         self.refile(sub);
     }
@@ -106,25 +176,67 @@ impl DueIndex {
         self.remove(sub, entry);
     }
 
-    /// Every due delivery of `sub`, taken out of the index (holding a subscription).
-    pub(super) fn take_subscription(&mut self, sub: u64) -> Vec<Entry> {
-        let Some(s) = self.subs.remove(&sub) else {
-            return Vec::new();
+    /// Notes that `sub` has due deliveries on disk none of which is in memory (on open): its
+    /// windows are read from the start.
+    pub(super) fn unread(&mut self, sub: u64) {
+        let s = self.subs.entry(sub).or_default();
+        s.unordered.end.get_or_insert((0, 0));
+        s.ordered.end.get_or_insert(0);
+    }
+
+    /// Where `sub`'s windows should be read on from disk, if one runs low and may have more.
+    pub(super) fn short(&self, sub: u64) -> Option<Short> {
+        let s = self.subs.get(&sub)?;
+        let short = Short {
+            unordered: s.unordered.short(),
+            ordered: s.ordered.short(),
         };
-        if let Some(filed) = s.filed {
-            self.unfile(sub, filed);
+        (short.unordered.is_some() || short.ordered.is_some()).then_some(short)
+    }
+
+    /// Files what a read from disk found after the window of `sub`'s unordered deliveries:
+    /// `entries`, in key order, and `end`, the last key read when the read stopped before the
+    /// end of the subscription's range (`None`: it reached the end).
+    pub(super) fn fill_unordered(
+        &mut self,
+        sub: u64,
+        entries: &[(u64, u64)],
+        end: Option<(u64, u64)>,
+    ) {
+        let s = self.subs.entry(sub).or_default();
+        for &key in entries {
+            s.unordered.entries.insert(key, ());
         }
-        let ordered = s.ordered.iter().map(|(&id, &due_at)| Entry {
-            due_at,
-            id,
-            ordered: true,
-        });
-        let unordered = s.unordered.iter().map(|&(due_at, id)| Entry {
-            due_at,
-            id,
-            ordered: false,
-        });
-        ordered.chain(unordered).collect()
+        s.unordered.end = end;
+        self.refile(sub);
+    }
+
+    /// [`DueIndex::fill_unordered`] for the ordered deliveries: (id, due time) in id order.
+    pub(super) fn fill_ordered(&mut self, sub: u64, entries: &[(u64, u64)], end: Option<u64>) {
+        let s = self.subs.entry(sub).or_default();
+        for &(id, due_at) in entries {
+            s.ordered.entries.insert(id, due_at);
+        }
+        s.ordered.end = end;
+        self.refile(sub);
+    }
+
+    /// Takes `sub` out of the index (holding it: its due records on disk move to held).
+    pub(super) fn drop_subscription(&mut self, sub: u64) {
+        if let Some(s) = self.subs.remove(&sub) {
+            if let Some(filed) = s.filed {
+                self.unfile(sub, filed);
+            }
+        }
+    }
+
+    /// How many deliveries the windows hold, over all subscriptions.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.subs
+            .values()
+            .map(|s| s.unordered.entries.len() + s.ordered.entries.len())
+            .sum()
     }
 
     /// The earliest due time of any delivery.
@@ -165,6 +277,7 @@ impl DueIndex {
         let s = self.subs.get(&sub)?;
         let head = s
             .ordered
+            .entries
             .first_key_value()
             .filter(|_| ordered_may_go)
             .map(|(&id, &due_at)| Entry {
@@ -172,11 +285,15 @@ impl DueIndex {
                 id,
                 ordered: true,
             });
-        let unordered = s.unordered.first().map(|&(due_at, id)| Entry {
-            due_at,
-            id,
-            ordered: false,
-        });
+        let unordered = s
+            .unordered
+            .entries
+            .first_key_value()
+            .map(|(&(due_at, id), _)| Entry {
+                due_at,
+                id,
+                ordered: false,
+            });
         [head, unordered]
             .into_iter()
             .flatten()
@@ -207,6 +324,9 @@ impl DueIndex {
             ready: due <= watermark,
         });
         if next == s.filed {
+            if next.is_none() && s.is_empty() {
+                self.subs.remove(&sub);
+            }
             return;
         }
         let old = std::mem::replace(&mut s.filed, next);
@@ -344,11 +464,9 @@ mod tests {
         index.insert(1, e(1, 1, false));
         index.insert(1, e(2, 2, true));
         index.insert(2, e(3, 3, false));
-        let mut taken = index.take_subscription(1);
-        taken.sort_by_key(|e| e.id);
-        assert_eq!(taken, [e(1, 1, false), e(2, 2, true)]);
+        index.drop_subscription(1);
         assert_eq!(index.next_subscription(10, &IdSet::default()), Some(2));
-        assert!(index.take_subscription(1).is_empty());
+        index.drop_subscription(1);
         index.remove(2, e(3, 3, false));
         assert_eq!(index.earliest(), None);
         assert!(index.subs.is_empty(), "empty subscriptions are dropped");

@@ -171,9 +171,17 @@ impl SledStore {
                         // The id block it may have reserved may not be on disk: the next
                         // enqueue reserves anew, so no id handed out later can be reused.
                         book.reserved_until = 0;
-                        // Counted due when they were enqueued; never stored.
+                        // Counted due when they were enqueued; never stored. Their subscriptions'
+                        // enqueued totals on disk will count them all the same (later batches
+                        // carry them): their `C` records take them back, now.
+                        if let Some(last) = applied_due.iter().map(|d| d.id).max() {
+                            book.filed_below = book.filed_below.max(last + 1);
+                        }
                         for delivery in applied_due {
                             book.leave(delivery.subscription_id, DeliveryState::Due);
+                        }
+                        if let Err(error) = self.write_now(&mut book, Ops::default()) {
+                            tracing::error!(%error, "could not write the counts of a failed group commit");
                         }
                     }
                 }

@@ -48,7 +48,7 @@ pub use self::repair::{RepairReport, Unreadable};
 
 use self::book::Book;
 use self::group_commit::Flusher;
-use self::keys::{decode_due, DUE, NEXT_DELIVERY};
+use self::keys::{decode_due, DUE, NEXT_DELIVERY, ORDERED};
 use self::ops::Ops;
 
 /// The embedded store: subscriptions and the delivery queue in a sled directory. It implements
@@ -165,7 +165,7 @@ impl SledStore {
     /// when it does not decode: then it is moved aside and reported, never a panic or a stop.
     fn record(&self, k: &[u8], v: &[u8]) -> Result<Option<Delivery>, StoreError> {
         let decoded = match k.first() {
-            Some(&DUE) => decode_due(k, v),
+            Some(&DUE | &ORDERED) => decode_due(k, v),
             _ => codec::decode_delivery(k, v),
         };
         match decoded {
