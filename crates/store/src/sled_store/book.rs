@@ -162,10 +162,17 @@ impl Book {
         for (k, v) in attempts::records(std::mem::take(&mut self.behind_attempts)) {
             ops.insert(k, v);
         }
+        ops.append(self.counts_ops());
+        self.behind_since = None;
+        ops
+    }
+
+    /// The `C` records of the subscriptions whose counts changed since theirs were written.
+    pub(super) fn counts_ops(&mut self) -> Ops {
+        let mut ops = Ops::default();
         for sub in std::mem::take(&mut self.dirty) {
             ops.insert(key(COUNTS, &[sub]), self.disk_counts(sub));
         }
-        self.behind_since = None;
         ops
     }
 

@@ -180,7 +180,8 @@ impl SledStore {
                         for delivery in applied_due {
                             book.leave(delivery.subscription_id, DeliveryState::Due);
                         }
-                        if let Err(error) = self.write_now(&mut book, Ops::default()) {
+                        let counts = book.counts_ops();
+                        if let Err(error) = self.write_now(&mut book, counts) {
                             tracing::error!(%error, "could not write the counts of a failed group commit");
                         }
                     }

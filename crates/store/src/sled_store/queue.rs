@@ -580,8 +580,12 @@ impl SledStore {
     }
 
     /// Writes a change's batch now, after the write-behind buffer and in the same sled batch
-    /// as the counts it changed (see [`Book::take_behind`]).
-    pub(super) fn write_now(&self, book: &mut Book, ops: Ops) -> Result<(), StoreError> {
+    /// as the counts it changed (see [`Book::take_behind`]); nothing for no writes.
+    pub(super) fn write_now(&self, book: &mut Book, mut ops: Ops) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        ops.append(book.counts_ops());
         book.behind.append(ops);
         self.apply_behind(book)
     }
