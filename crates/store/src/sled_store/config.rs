@@ -19,8 +19,11 @@ pub enum Durability {
 /// How a store is opened.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// sled's page cache, in bytes (default 64 MiB; sled's own default of 1 GiB is too much for
-    /// a library inside someone else's process).
+    /// sled's page cache, in bytes (default 8 MiB; sled's own default of 1 GiB is too much for
+    /// a library inside someone else's process). sled holds more than this: nodes it has
+    /// replaced wait for its epoch-based reclamation, and it keeps about 37 bytes per record
+    /// of page table whatever the cache (docs/BENCHMARKS.md, Backlog and soak); 64 MiB held
+    /// 150-190 MB resident with 1M deliveries queued, 8 MiB under 64 MB.
     pub cache_capacity: u64,
     /// See [`Durability`].
     pub durability: Durability,
@@ -40,7 +43,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            cache_capacity: 64 * 1024 * 1024,
+            cache_capacity: 8 * 1024 * 1024,
             durability: Durability::Flush,
             lease: Duration::from_secs(300),
             dedup_retention: Duration::from_secs(86_400),
