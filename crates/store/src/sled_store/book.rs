@@ -58,6 +58,10 @@ pub(super) struct Book {
     /// Deliveries whose settles were last handed off to be applied outside the book lock
     /// (see [`SledStore::hand_off_behind`]); maybe not on disk yet, until the gate is taken.
     pub(super) handed_off_ids: IdSet,
+    /// Subscriptions with a delivery requeued past their due window by a settle in `behind`
+    /// (on disk only once it is applied), and the same for the buffer last handed off.
+    pub(super) behind_beyond: IdSet,
+    pub(super) handed_off_beyond: IdSet,
     /// Deliveries in flight, by id. On disk they stay as they were when due (due-index entry
     /// included); leasing skips the ones in here.
     pub(super) leased: IdMap<Lease>,

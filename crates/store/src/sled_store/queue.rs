@@ -438,9 +438,12 @@ impl SledStore {
             delivery.state = DeliveryState::Due;
             batch.insert(due_key_of(delivery), due_value(delivery));
             // Every reader of the index applies the write-behind buffer first, so it may know
-            // of this before sled does.
-            book.due
-                .insert(delivery.subscription_id, entry_of(delivery));
+            // of this before sled does. Past the window, only the buffer has it: a read on
+            // from disk must apply the buffer first (`top_up`).
+            let sub = delivery.subscription_id;
+            if !book.due.insert(sub, entry_of(delivery)) {
+                book.behind_beyond.insert(sub);
+            }
             book.retrying(delivery.subscription_id, delivery.attempts, true);
         }
         delivery.state
@@ -565,9 +568,10 @@ impl SledStore {
         for delivery in applied {
             let (sub, entry) = (delivery.subscription_id, entry_of(&delivery));
             if !book.held.contains(&sub) {
-                if book.due.insert(sub, entry) {
-                    book.fresh.keep(delivery);
-                }
+                // Kept even past the window (within the bytes allowed): it is leased once the
+                // window gets there, and a lease that reads from sled waits behind its writes.
+                book.due.insert(sub, entry);
+                book.fresh.keep(delivery);
             } else if let Err(error) = self.move_to_held(&mut moves, book, sub, entry) {
                 // Left due: the engine holds what it leases for a switched-off subscription.
                 tracing::error!(%error, subscription = sub, "could not hold an enqueued delivery");
@@ -641,8 +645,10 @@ impl SledStore {
         let Some(short) = book.due.short(sub) else {
             return Ok(());
         };
-        // Settles not on disk yet would be read as they were.
-        if !book.behind.is_empty() || !book.handed_off_ids.is_empty() {
+        // A delivery requeued past the window is in the write-behind buffer only: apply it
+        // first, or the read would pass its key. Other settles not on disk yet are passed over
+        // (`read_due`), without the wait for the buffer under the book lock.
+        if book.behind_beyond.contains(&sub) || book.handed_off_beyond.contains(&sub) {
             self.apply_behind(book)?;
         }
         if let Some(after) = short.unordered {
@@ -687,7 +693,8 @@ impl SledStore {
             let Some(id) = id_in_key(&k).filter(|_| k.len() == 25) else {
                 continue;
             };
-            if book.leased.contains_key(&id) || id >= book.filed_below {
+            // In flight, settled but not on disk yet, or not filed by its group commit yet.
+            if book.leased.contains_key(&id) || book.buffered(id) || id >= book.filed_below {
                 continue;
             }
             found.push(k.clone());
