@@ -123,6 +123,8 @@ pub(super) struct DiskCounts {
     pub(super) enqueued: u64,
     /// Deliveries in flight that had failed before (counted retrying on disk).
     pub(super) retrying_in_flight: u64,
+    /// Attempts kept (`History::prune` removes the oldest past `StoreConfig::attempts_kept`).
+    pub(super) attempts: u64,
 }
 
 /// A delivery in flight.
@@ -163,6 +165,10 @@ impl Book {
     /// the batches apply in, so the counts on disk are always those of the records on disk.
     pub(super) fn take_behind(&mut self) -> Ops {
         let mut ops = std::mem::take(&mut self.behind);
+        for filed in &self.behind_attempts {
+            self.disk.entry(filed.sub).or_default().attempts += 1;
+            self.dirty.insert(filed.sub);
+        }
         for (k, v) in attempts::records(std::mem::take(&mut self.behind_attempts)) {
             ops.insert(k, v);
         }
@@ -186,7 +192,13 @@ impl Book {
         let d = self.disk.get(&sub).copied().unwrap_or_default();
         // A delivery in flight is still due on disk, and counted retrying there if it was.
         let due = (c.due + c.in_flight).wrapping_sub(d.enqueued);
-        let fields = [due, c.retrying + d.retrying_in_flight, c.held, c.dead];
+        let fields = [
+            due,
+            c.retrying + d.retrying_in_flight,
+            c.held,
+            c.dead,
+            d.attempts,
+        ];
         fields.iter().flat_map(|n| n.to_be_bytes()).collect()
     }
 
@@ -207,7 +219,9 @@ impl Book {
         c.retrying = part(rest, 8);
         c.held = part(rest, 16);
         c.dead = part(rest, 24);
-        self.disk.entry(sub).or_default().enqueued = enqueued;
+        let d = self.disk.entry(sub).or_default();
+        d.enqueued = enqueued;
+        d.attempts = part(rest, 32);
     }
 
     pub(super) fn leave(&mut self, sub: u64, state: DeliveryState) {

@@ -34,6 +34,11 @@ pub struct StoreConfig {
     /// How long an attempt is kept after it was made, by [`History::prune`](crate::History::prune) (for every delivery:
     /// a dead letter older than this keeps its record but loses its attempt history).
     pub attempt_retention: Duration,
+    /// How many attempts are kept per subscription, at most (default 10,000): past it,
+    /// [`History::prune`](crate::History::prune) drops the oldest, whatever their age, so a
+    /// busy subscription's history takes a bounded space (an attempt is at most about 1.1 KiB
+    /// with its excerpt; 10,000 are at most 11 MiB, about 1 MiB with short excerpts).
+    pub attempts_kept: u64,
     /// How many bytes of enqueued deliveries are also kept in memory until their first lease,
     /// so leasing them need not read them back from sled (default 16 MiB; 0 keeps none). Past
     /// it, leases read records from disk as usual.
@@ -48,6 +53,7 @@ impl Default for StoreConfig {
             lease: Duration::from_secs(300),
             dedup_retention: Duration::from_secs(86_400),
             attempt_retention: Duration::from_secs(30 * 86_400),
+            attempts_kept: 10_000,
             fresh_capacity: 16 * 1024 * 1024,
         }
     }

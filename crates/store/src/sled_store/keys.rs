@@ -45,7 +45,7 @@ pub(super) const DELIVERED: u8 = b'n'; // n sub -> u64 delivered count
 /// deliveries ever enqueued, written by enqueues; `C sub` the rest (`DiskCounts`), written by
 /// every other change with the records it moves.
 pub(super) const ENQUEUED: u8 = b'E'; // E sub -> u64 deliveries ever enqueued
-pub(super) const COUNTS: u8 = b'C'; // C sub -> due beyond enqueued, retrying, held, dead
+pub(super) const COUNTS: u8 = b'C'; // C sub -> due beyond enqueued, retrying, held, dead, attempts
 pub(super) const HELD_SUB: u8 = b'H'; // H sub -> ()
 pub(super) const SEEN: u8 = b'e'; // e event_id -> at
 /// One expiry record per group commit, not per id: it names the first id in its key and the

@@ -17,9 +17,9 @@ use super::codec;
 use super::group_commit::Flusher;
 use super::keys::part;
 use super::keys::{
-    due_key_of, due_value, key, COUNTS, DEAD, DELIVERED, DUE, ENQUEUED, FORMAT_KEY, HELD, HELD_SUB,
-    JOURNAL, LAYOUT, LAYOUT_BY_SUBSCRIPTION, LEGACY_DELIVERY, LEGACY_LEASED, LEGACY_PENDING,
-    NEXT_DELIVERY, ORDERED,
+    due_key_of, due_value, key, BY_SUB, COUNTS, DEAD, DELIVERED, DUE, ENQUEUED, FORMAT_KEY, HELD,
+    HELD_SUB, JOURNAL, LAYOUT, LAYOUT_BY_SUBSCRIPTION, LEGACY_DELIVERY, LEGACY_LEASED,
+    LEGACY_PENDING, NEXT_DELIVERY, ORDERED,
 };
 use super::ops::Ops;
 use super::{OrStoreError, SledStore, StoreConfig};
@@ -299,6 +299,12 @@ impl SledStore {
         for item in self.queue.scan_prefix([DELIVERED]) {
             let (k, v) = item.db()?;
             book.counts(part(&k, 1)).delivered = part(&v, 0);
+        }
+        for item in self.queue.scan_prefix([BY_SUB]) {
+            let (k, v) = item.db()?;
+            let held = super::attempts::entries(&k, &v).len() as u64;
+            book.disk.entry(part(&k, 1)).or_default().attempts += held;
+            book.dirty.insert(part(&k, 1));
         }
         // Ids only grow, whatever a store of an older layout kept of its counter.
         let reserved = self

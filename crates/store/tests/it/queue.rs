@@ -934,3 +934,48 @@ fn a_batch_of_long_attempts_reads_back_whole_from_several_records() {
         .iter()
         .all(|id| store.attempts_for_delivery(*id).unwrap().is_empty()));
 }
+
+#[test]
+fn prune_keeps_at_most_the_configured_attempts_per_subscription_across_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || callout_store::StoreConfig {
+        attempts_kept: 5,
+        ..callout_store::StoreConfig::default()
+    };
+    let batch_of_five = |store: &callout_store::SledStore, round: u64| {
+        let batch = (0..5)
+            .map(|n| delivery(1, &format!("r{round}-{n}"), 0))
+            .chain([delivery(2, &format!("other{round}"), 0)])
+            .collect();
+        store.enqueue(&[], batch, 0).unwrap();
+        for leased in store.lease(round * 100, 10).unwrap() {
+            let at = round * 100 + leased.delivery.id;
+            store
+                .complete(leased.token, attempt(1, at, "delivered"))
+                .unwrap();
+        }
+        // One settle batch, so one attempt record, per round.
+        store.flush().unwrap();
+    };
+    let store = callout_store::SledStore::open(dir.path(), config()).unwrap();
+    for round in 1..=4 {
+        batch_of_five(&store, round);
+    }
+    assert_eq!(store.attempts_for_subscription(1, 100).unwrap().len(), 20);
+    // Nothing is past the 30-day retention: only the count bounds them, oldest first.
+    assert_eq!(store.prune(1_000, 100).unwrap(), 15);
+    let kept = store.attempts_for_subscription(1, 100).unwrap();
+    assert_eq!(kept.len(), 5);
+    assert!(kept.iter().all(|(_, a)| a.at > 400), "the newest round");
+    assert_eq!(store.attempts_for_subscription(2, 100).unwrap().len(), 4);
+    drop(store);
+    let store = callout_store::SledStore::open(dir.path(), config()).unwrap();
+    batch_of_five(&store, 5);
+    assert_eq!(
+        store.prune(1_000, 100).unwrap(),
+        5,
+        "the count survived the reopen"
+    );
+    let kept = store.attempts_for_subscription(1, 100).unwrap();
+    assert!(kept.iter().all(|(_, a)| a.at > 500));
+}
