@@ -12,7 +12,7 @@ use crate::model::{Delivery, DeliveryState};
 
 use super::config::Durability;
 use super::keys::part;
-use super::keys::{expiry_record, key, JOURNAL, NEXT_DELIVERY};
+use super::keys::{expiry_record, key, ENQUEUED, JOURNAL, NEXT_DELIVERY};
 use super::ops::Ops;
 use super::{OrStoreError, SledStore};
 
@@ -157,6 +157,9 @@ impl SledStore {
                 for writes in pending {
                     ops.append(writes);
                 }
+                // Each writer's batch names its subscriptions' enqueued totals; the group's
+                // last is all of them, and sled's cost is per write.
+                ops.keep_last_of(ENQUEUED);
                 if let Some((k, v)) = expiry_record(&applied_ids) {
                     ops.insert(k, v);
                 }
