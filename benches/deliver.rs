@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+use callout_deliver::sign::standard::Secret;
+use callout_deliver::Signature;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -20,6 +22,10 @@ use callout_testkit::RawReceiver;
 use support::{raw_agent, raw_send, run_split, sender_send, signed_sender};
 
 const THREADS: [usize; 3] = [1, 4, 16];
+
+/// The Standard Webhooks specification's example `whsk_` signing key.
+const SIGNING_KEY: &str =
+    "whsk_6Xb/dCcHpPea21PS1N9VY/NZW723CEc77N4rJCubMbfVKIDij2HKpMKkioLlX0dRqSKJp4AJ6p9lMicMFs6Kvg==";
 
 /// A 1 KiB JSON body.
 fn body() -> Vec<u8> {
@@ -55,6 +61,15 @@ fn deliver(c: &mut Criterion) {
     // The signing alone, in-process: what the sender adds per request before any I/O.
     group.bench_function("sign_standard_1k", |b| {
         b.iter(|| request.signature.headers("msg_bench", 1_614_265_330, &body))
+    });
+
+    // The same with Standard Webhooks' asymmetric v1a (ed25519, a whsk_ key): what a host
+    // that gives its receivers whpk_ keys pays per request instead.
+    let v1a = Signature::Standard {
+        secrets: vec![Secret::parse(SIGNING_KEY).expect("the specification's whsk_ key")],
+    };
+    group.bench_function("sign_standard_v1a_1k", |b| {
+        b.iter(|| v1a.headers("msg_bench", 1_614_265_330, &body))
     });
 
     // HMAC-SHA256 over the same 1 KiB, straight from the hmac crate: the floor of signing on

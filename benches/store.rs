@@ -1,8 +1,9 @@
 //! SledStore throughput next to the raw sled limits, measured in the same run: sled `apply_batch` +
 //! `flush` of 100 records of about 300 B against `SledStore::enqueue` of 100 deliveries; sled inserts
 //! of 1 and 8 publishes' records per `flush` against single-event durable publishes from 1 and 8
-//! threads (group commit); and the full queue cycle enqueue -> lease -> complete. Every figure
-//! is in deliveries (records, or publishes) per second.
+//! threads (group commit), at the default durability and at `Sync` beside the raw rate of a
+//! 300 B write and `fdatasync` on a file held open; and the full queue cycle enqueue -> lease ->
+//! complete. Every figure is in deliveries (records, publishes, or syncs) per second.
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use callout_store::{Attempt, NewDelivery, Queue, SledStore, StoreConfig};
+use callout_store::{Attempt, Durability, NewDelivery, Queue, SledStore, StoreConfig};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 #[path = "support/mod.rs"]
@@ -40,11 +41,20 @@ fn new_delivery(n: u64, body: &[u8]) -> NewDelivery {
         due_at: 0,
         ordered: false,
         message_id: format!("msg_{n}"),
+        order_key: None,
     }
 }
 
 fn open(dir: &tempfile::TempDir) -> SledStore {
-    SledStore::open(dir.path(), StoreConfig::default()).expect("bench store opens")
+    open_with(dir, Durability::Flush)
+}
+
+fn open_with(dir: &tempfile::TempDir, durability: Durability) -> SledStore {
+    let config = StoreConfig {
+        durability,
+        ..StoreConfig::default()
+    };
+    SledStore::open(dir.path(), config).expect("bench store opens")
 }
 
 fn delivered(at: u64) -> Attempt {
@@ -119,57 +129,81 @@ fn store(c: &mut Criterion) {
         });
     });
 
-    // One event per publish, with a host event id (so the dedup check is paid too).
+    // The raw limit of Sync: a 300 B write and an fdatasync of a file held open, one thread.
     group.throughput(Throughput::Elements(1));
-    group.bench_function("publish_single_1_thread", |b| {
+    group.bench_function("raw_write_fdatasync", |b| {
+        use std::io::Write;
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = open(&dir);
-        let mut next = 0u64;
+        let mut file = std::fs::File::create(dir.path().join("raw")).expect("file");
         b.iter(|| {
-            next += 1;
-            let id = [format!("evt_{next}")];
-            black_box(
-                store
-                    .enqueue(&id, vec![new_delivery(next, &body)], 0)
-                    .expect("enqueue"),
-            );
+            file.write_all(&body).expect("write");
+            file.sync_data().expect("fdatasync");
         });
     });
 
-    group.bench_function("publish_single_8_threads", |b| {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(open(&dir));
-        let next = Arc::new(AtomicU64::new(0));
-        b.iter_custom(|iters| {
-            let per_thread = iters.div_ceil(THREADS);
-            let start = Arc::new(Barrier::new(THREADS as usize + 1));
-            let workers: Vec<_> = (0..THREADS)
-                .map(|_| {
-                    let (store, next, start, body) =
-                        (store.clone(), next.clone(), start.clone(), body.clone());
-                    std::thread::spawn(move || {
-                        start.wait();
-                        for _ in 0..per_thread {
-                            let n = next.fetch_add(1, Ordering::Relaxed);
-                            let id = [format!("evt_{n}")];
-                            store
-                                .enqueue(&id, vec![new_delivery(n, &body)], 0)
-                                .expect("enqueue");
-                        }
-                    })
-                })
-                .collect();
-            start.wait();
-            let began = Instant::now();
-            for worker in workers {
-                worker.join().expect("publisher thread");
-            }
-            // Scaled back to `iters`, since the threads together did per_thread * 8.
-            began
-                .elapsed()
-                .mul_f64(iters as f64 / (per_thread * THREADS) as f64)
+    // One event per publish, with a host event id (so the dedup check is paid too), at the
+    // default durability (a flush) and at Sync (a flush and an fdatasync per group commit).
+    for (suffix, durability) in [("", Durability::Flush), ("_sync", Durability::Sync)] {
+        group.bench_function(format!("publish_single_1_thread{suffix}"), |b| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = open_with(&dir, durability);
+            let mut next = 0u64;
+            b.iter(|| {
+                next += 1;
+                let id = [format!("evt_{next}")];
+                black_box(
+                    store
+                        .enqueue(&id, vec![new_delivery(next, &body)], 0)
+                        .expect("enqueue"),
+                );
+            });
         });
-    });
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(open_with(&dir, durability));
+        let next = Arc::new(AtomicU64::new(0));
+        group.bench_function(format!("publish_single_8_threads{suffix}"), |b| {
+            b.iter_custom(|iters| {
+                let per_thread = iters.div_ceil(THREADS);
+                let start = Arc::new(Barrier::new(THREADS as usize + 1));
+                let workers: Vec<_> = (0..THREADS)
+                    .map(|_| {
+                        let (store, next, start, body) =
+                            (store.clone(), next.clone(), start.clone(), body.clone());
+                        std::thread::spawn(move || {
+                            start.wait();
+                            for _ in 0..per_thread {
+                                let n = next.fetch_add(1, Ordering::Relaxed);
+                                let id = [format!("evt_{n}")];
+                                store
+                                    .enqueue(&id, vec![new_delivery(n, &body)], 0)
+                                    .expect("enqueue");
+                            }
+                        })
+                    })
+                    .collect();
+                start.wait();
+                let began = Instant::now();
+                for worker in workers {
+                    worker.join().expect("publisher thread");
+                }
+                // Scaled back to `iters`, since the threads together did per_thread * 8.
+                began
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per_thread * THREADS) as f64)
+            });
+        });
+        // What the syncs cost in calls: one per group commit, shared by the threads (not
+        // printed when a filter left the bench out).
+        if next.load(Ordering::Relaxed) > 0 {
+            eprintln!(
+                "store/publish_single_8_threads{suffix}: {} publishes, {} flushes, {} sync calls",
+                next.load(Ordering::Relaxed),
+                store.flush_count(),
+                store.sync_count()
+            );
+        }
+    }
 
     // The whole life of a delivery: durable enqueue of 100, lease them, complete each.
     group.throughput(Throughput::Elements(BATCH as u64));

@@ -1,9 +1,11 @@
 //! What a delivery's body says: callout's own envelope (the `standard` profile) around the
 //! subscription's view of each event.
 //!
-//! One event: `{"type":"contact.updated","timestamp":"…","data":{…}}`. A chunk of several
-//! events (one publish that matched many): the same envelope with `data` a list, and `type`
-//! the events' common name or `batch` when they differ. Each data item carries the event id,
+//! One event per message, as Standard Webhooks receivers expect:
+//! `{"type":"contact.updated","timestamp":"…","data":{…}}`. Only a subscription that sets
+//! `chunk_size` (above 1) gets the batch envelope: the same object with `data` always a list
+//! (of one event too, so a batch receiver reads one shape), and `type` the events' common name,
+//! or `batch` when they differ. Each data item carries the event id,
 //! entity, action, record id, time, actor, tenant, changed paths, the record's `fields` as the
 //! subscription shapes them (projection, expansions), the related record, and the
 //! subscription's `properties`.
@@ -52,7 +54,7 @@ struct Item<'a> {
     actor: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     changes: Option<Cow<'a, [String]>>,
-    entity: String,
+    entity: Cow<'a, str>,
     event_id: Option<&'a str>,
     fields: Cow<'a, Value>,
     id: &'a str,
@@ -88,7 +90,7 @@ fn item<'a>(
         action: event.action.as_str(),
         actor: event.actor.as_deref(),
         changes: event.changed_paths(),
-        entity: event.name().entity,
+        entity: event.canonical_entity(),
         event_id: event.event_id.as_deref(),
         fields,
         id: &event.id,
@@ -105,19 +107,21 @@ fn item<'a>(
 
 #[derive(Serialize)]
 struct Envelope<'a> {
-    #[serde(serialize_with = "one_or_list")]
-    data: Vec<Item<'a>>,
+    data: Data<'a>,
     timestamp: String,
     #[serde(rename = "type")]
     kind: String,
 }
 
-/// `data` of the envelope: one event's item alone, a chunk's as a list.
-fn one_or_list<S: serde::Serializer>(items: &[Item<'_>], out: S) -> Result<S::Ok, S::Error> {
-    match items {
-        [one] => one.serialize(out),
-        many => many.serialize(out),
-    }
+/// `data` of the envelope: the event's item, or a batch's list.
+#[derive(Serialize)]
+#[serde(untagged)]
+// Made and serialised at once on the publish path: boxing the large variant would cost an
+// allocation per message to save stack space for a moment.
+#[allow(clippy::large_enum_variant)]
+enum Data<'a> {
+    One(Item<'a>),
+    Batch(Vec<Item<'a>>),
 }
 
 /// The body of one delivery carrying `events` (at least one), as bytes ready to sign.
@@ -127,18 +131,29 @@ pub(crate) fn standard(
     now_ms: u64,
     expander: Option<&Expander>,
 ) -> Vec<u8> {
-    let names: Vec<String> = events.iter().map(|e| e.name().to_string()).collect();
-    let kind = match names.first() {
-        Some(first) if names.iter().all(|n| n == first) => first.clone(),
+    let same_name = |a: &&Event, b: &&Event| {
+        a.action == b.action && a.canonical_entity() == b.canonical_entity()
+    };
+    let kind = match events.first() {
+        Some(first) if events.iter().all(|e| same_name(e, first)) => first.type_name(),
         _ => "batch".to_string(),
     };
+    let data = match events {
+        [one] if sub.subscription().events_per_request() == 1 => {
+            Data::One(item(sub, one, expander))
+        }
+        _ => Data::Batch(events.iter().map(|e| item(sub, e, expander)).collect()),
+    };
     let body = Envelope {
-        data: events.iter().map(|e| item(sub, e, expander)).collect(),
+        data,
         timestamp: rfc3339(now_ms, 3),
         kind,
     };
+    // Room for a typical message at once, rather than growing through 128, 256, 512 bytes.
+    let mut out = Vec::with_capacity(512);
     // Serialising these cannot fail (all keys are strings).
-    serde_json::to_vec(&body).unwrap_or_default()
+    let _ = serde_json::to_writer(&mut out, &body);
+    out
 }
 
 /// Puts `value` at a dot path, creating objects on the way and replacing non-objects.
@@ -196,7 +211,11 @@ mod tests {
 
     #[test]
     fn a_chunk_with_a_related_record_and_no_optional_fields_writes_what_an_object_would() {
-        let sub = compiled(Subscription::new("https://r.example/").events(["*"]));
+        let sub = compiled(
+            Subscription::new("https://r.example/")
+                .events(["*"])
+                .chunk_size(10),
+        );
         let linked = Event::created("Contact", "1").related("Company", "9", json!({"name": "A"}));
         let bare = Event::deleted("Contact", "2");
         let body = standard(&sub, &[&linked, &bare], 0, None);
@@ -213,7 +232,11 @@ mod tests {
 
     #[test]
     fn chunks_are_lists_and_mixed_types_are_batches() {
-        let sub = compiled(Subscription::new("https://r.example/").events(["*"]));
+        let sub = compiled(
+            Subscription::new("https://r.example/")
+                .events(["*"])
+                .chunk_size(10),
+        );
         let a = Event::created("Contact", "1").event_id("a");
         let b = Event::created("contact", "2").event_id("b");
         let c = Event::deleted("Ticket", "3").event_id("c");
@@ -223,6 +246,12 @@ mod tests {
         let mixed: Value = serde_json::from_slice(&standard(&sub, &[&a, &c], 0, None)).unwrap();
         assert_eq!(mixed["type"], "batch");
         assert_eq!(mixed["data"][1]["id"], "3");
+        let alone: Value = serde_json::from_slice(&standard(&sub, &[&c], 0, None)).unwrap();
+        assert_eq!(alone["type"], "ticket.deleted");
+        assert_eq!(
+            alone["data"][0]["id"], "3",
+            "a batching subscription reads one shape"
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The dispatcher: the only place that leases, and only for a worker that is free. It leases
 //! due deliveries within each subscription's bounds and admits each (rate limit, hourly
 //! threshold, state). Its thread hands deliveries to workers that wait for work, and runs the
-//! periodic chores (retention, expired error logs, failure notices); a worker that has just
-//! finished a delivery takes its next one through [`lease_for_free_worker`], without a hand-off.
+//! periodic chores (retention, expired error logs, secrets past their rotation grace, failure
+//! notices); a worker that has just finished a delivery takes its next one through
+//! [`lease_for_free_worker`], without a hand-off.
 //! An engine that does not deliver has no dispatcher thread and no workers: nothing leases.
 
 use std::collections::HashMap;
@@ -80,6 +81,7 @@ pub(crate) fn run(shared: &Shared, jobs: &Tx<Leased>, woken: &Receiver<()>) {
                 tracing::error!(%error, "prune failed");
             }
             expire_error_logs(shared, now);
+            shared.registry.drop_expired_secrets(now);
         }
         crate::health::report_failures(shared, now);
         crate::health::mark_running_slow(shared, now);

@@ -240,11 +240,38 @@ impl EngineBuilder {
         self
     }
 
+    /// How many bytes of just-published deliveries a sled store the engine opens keeps in
+    /// memory until their first attempt, so that sending them needs no read back from sled
+    /// (default 16 MiB; 0 keeps none and every lease reads from sled). With
+    /// [`EngineBuilder::cache_capacity`] it is most of what the store holds in memory.
+    pub fn fresh_capacity(mut self, bytes: usize) -> Self {
+        self.store_config.fresh_capacity = bytes;
+        self
+    }
+
     /// Opens the store (a sled directory, unless a backend was given) and starts the
     /// dispatcher, the workers and the health thread.
     pub fn open(self) -> Result<Engine, Error> {
         Engine::start(self)
     }
+}
+
+/// Refuses a backend whose leases end before a request with the engine's timeouts may: the
+/// delivery would be leased again (by another instance, on a shared backend) and sent twice
+/// while its first request still runs. Every phase at its limit is the longest a request
+/// takes: connect, head and body written (each within `send`), response, body read.
+fn check_lease(store: &dyn Backend, timeouts: &Timeouts) -> Result<(), Error> {
+    let Some(lease) = store.lease_duration() else {
+        return Ok(());
+    };
+    let request = timeouts.connect + timeouts.send * 2 + timeouts.response + timeouts.body;
+    if lease <= request {
+        return Err(Error::Store(callout_store::StoreError::LeaseTooShort {
+            lease,
+            request,
+        }));
+    }
+    Ok(())
 }
 
 /// What a publish did: the ids of its events and the deliveries it stored.
@@ -291,6 +318,8 @@ pub struct Engine {
     /// The health thread, stopped once the workers can queue no more jobs.
     health: Mutex<Option<JoinHandle<()>>>,
     jobs: Mutex<Option<Tx<Leased>>>,
+    /// On a shared store, the thread following other instances' changes, and what stops it.
+    changes: Mutex<Option<(Tx<()>, JoinHandle<()>)>>,
 }
 
 impl Engine {
@@ -339,6 +368,7 @@ impl Engine {
             StorageKind::Sled(path) => Arc::new(SledStore::open(&path, b.store_config)?),
             StorageKind::Backend(backend) => backend,
         };
+        check_lease(store.as_ref(), &b.timeouts)?;
         let allow = AllowList::parse(&b.allow)?;
         let sender = Sender::new(SenderConfig {
             max_idle_connections_per_host: b.workers.max(4),
@@ -358,6 +388,12 @@ impl Engine {
         // healthy ones always have the rest.
         let slow_share = (b.workers / 4).max(1);
         let limits = Arc::new(Limits::new(slow_share));
+        // Watched before the subscriptions are read, so a change another instance makes
+        // meanwhile is not missed (at worst it is read twice).
+        let (change_tx, changes) = crossbeam_channel::unbounded();
+        let watched = store.watch_changes(Arc::new(move |change| {
+            let _ = change_tx.send(change);
+        }))?;
         let registry = Registry::load(
             Arc::clone(&store),
             Arc::clone(&b.clock),
@@ -396,9 +432,13 @@ impl Engine {
             delivering: Mutex::new(Vec::new()),
             health: Mutex::new(None),
             jobs: Mutex::new(None),
+            changes: Mutex::new(None),
         };
         // On a failed start, dropping `engine` shuts down what was started.
         engine.start_threads(b.deliver, b.workers, health_jobs, woken)?;
+        if watched {
+            engine.follow_changes(changes)?;
+        }
         Ok(engine)
     }
 
@@ -442,6 +482,18 @@ impl Engine {
         Ok(())
     }
 
+    /// Starts the thread that follows other instances' changes to a shared store.
+    fn follow_changes(&self, changes: Receiver<callout_store::Change>) -> Result<(), Error> {
+        let (stop, stopped) = bounded::<()>(0);
+        let shared = Arc::clone(&self.shared);
+        let thread = std::thread::Builder::new()
+            .name("callout-changes".into())
+            .spawn(move || crate::registry::follow_changes(&shared, &changes, &stopped))
+            .map_err(Error::Thread)?;
+        *self.changes.lock().map_err(|_| Error::Poisoned)? = Some((stop, thread));
+        Ok(())
+    }
+
     /// Creates, reads, changes and lists subscriptions.
     pub fn subscriptions(&self) -> crate::Subscriptions<'_> {
         crate::Subscriptions { engine: self }
@@ -465,6 +517,10 @@ impl Engine {
     /// at least once); a worker left behind does its own switch-off's jobs.
     pub fn shutdown(&self, deadline: Duration) -> Result<(), Error> {
         self.shared.dispatch.stop();
+        if let Some((stop, thread)) = self.changes.lock().map_err(|_| Error::Poisoned)?.take() {
+            drop(stop);
+            join_by(thread, Instant::now(), deadline);
+        }
         drop(self.jobs.lock().map_err(|_| Error::Poisoned)?.take());
         let delivering = std::mem::take(&mut *self.delivering.lock().map_err(|_| Error::Poisoned)?);
         let started = Instant::now();

@@ -1,8 +1,12 @@
 //! The ids the engine makes: event ids for events the host did not name, and message ids, the
 //! id receivers deduplicate on. Both are random UUIDs, so they are unique across every store
 //! and host, not only within one store; randomness is drawn once per call, not once per id.
+//! Also the signing secrets it makes for subscriptions that have none, from the same source.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use callout_core::Profile;
+use callout_deliver::sign::standard;
 
 /// `count` new event ids: `evt_` and a random (version 4) UUID.
 pub(crate) fn new_event_ids(count: usize) -> impl Iterator<Item = String> {
@@ -32,6 +36,32 @@ pub(crate) fn new_message_ids(count: usize) -> impl Iterator<Item = String> {
 /// One new message id (a test send, a probe).
 pub(crate) fn new_message_id() -> String {
     new_message_ids(1).next().unwrap_or_default()
+}
+
+/// A new signing secret of the form `profile` signs with, from 32 random bytes: `whsec_` and
+/// their base64 for Standard Webhooks, a random UUID for Pipeliner (its signature must be one),
+/// and their 64 hex digits for Autotask (its `SecretKey` holds at most 64) and SuperOffice.
+pub(crate) fn new_secret(profile: Profile) -> String {
+    let mut bytes = [0u8; 32];
+    for (half, block) in bytes.chunks_mut(16).zip(random_blocks(2)) {
+        half.copy_from_slice(&block);
+    }
+    match profile {
+        Profile::Standard => standard::Secret::from_bytes(bytes.to_vec())
+            .map(|secret| secret.encoded())
+            .unwrap_or_default(),
+        Profile::Pipeliner => {
+            let mut first = [0u8; 16];
+            first.copy_from_slice(&bytes[..16]);
+            uuid::Builder::from_random_bytes(first)
+                .into_uuid()
+                .hyphenated()
+                .to_string()
+        }
+        Profile::Autotask | Profile::Superoffice => {
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        }
+    }
 }
 
 /// `count` blocks of 16 random bytes, from one call for OS randomness.
@@ -67,6 +97,36 @@ mod tests {
             assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
         }
         assert_eq!(new_event_ids(0).count(), 0);
+    }
+
+    #[test]
+    fn new_secrets_are_random_and_of_the_form_their_profile_signs_with() {
+        let standard = new_secret(Profile::Standard);
+        let key = standard::Secret::parse(&standard).expect("a whsec_ secret");
+        assert!(
+            standard.starts_with("whsec_") && key.can_sign(),
+            "{standard}"
+        );
+        assert_eq!(standard.len(), "whsec_".len() + 44, "32 bytes: {standard}");
+        assert_ne!(standard, new_secret(Profile::Standard));
+        let pipeliner = new_secret(Profile::Pipeliner);
+        let uuid = uuid::Uuid::parse_str(&pipeliner).expect("a UUID");
+        assert_eq!((uuid.get_version_num(), pipeliner.len()), (4, 36));
+        let autotask = new_secret(Profile::Autotask);
+        assert_eq!(autotask.len(), 64);
+        assert!(autotask.bytes().all(|b| b.is_ascii_hexdigit()));
+        for profile in [
+            Profile::Standard,
+            Profile::Pipeliner,
+            Profile::Autotask,
+            Profile::Superoffice,
+        ] {
+            let sub = callout_core::Subscription::new("https://r.example/h")
+                .events(["*"])
+                .profile(profile)
+                .secret(new_secret(profile));
+            assert_eq!(sub.validate(), Ok(()), "{profile:?}");
+        }
     }
 
     #[test]

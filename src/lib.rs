@@ -37,7 +37,7 @@ pub use crate::inspect::Explanation;
 pub use crate::notify::{Handler, HandlerCall, Notice, NoticeKind, Notifier};
 pub use crate::publish::PublishLimits;
 pub use crate::retry::RetryPolicy;
-pub use crate::subscriptions::Subscriptions;
+pub use crate::subscriptions::{Subscriptions, DEFAULT_ROTATION_GRACE};
 pub use callout_core as core;
 pub use callout_core::{Event, Matcher, State, Subscription};
 pub use callout_deliver as deliver;

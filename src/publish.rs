@@ -143,21 +143,18 @@ pub(crate) fn publish_events(
     let mut deliveries = Vec::new();
     for (sub, matched) in &per_subscription {
         let s = sub.subscription();
-        // Autotask and SuperOffice send one event per request; the others chunk.
-        let chunk_size = match s.profile {
-            Profile::Autotask | Profile::Superoffice => 1,
-            Profile::Standard | Profile::Pipeliner => s.chunk_size as usize,
-        };
-        let chunks = chunk(matched, chunk_size, s.chunk_delay.max(0) as u64, now);
+        let chunks = chunk(
+            matched,
+            s.events_per_request() as usize,
+            s.chunk_delay.max(0) as u64,
+            now,
+        );
         let mut sequence = match s.profile {
             Profile::Autotask => shared.store.reserve_sequence(s.id, chunks.len() as u64)?,
             _ => 0,
         };
         for (due_at, chunk) in chunks {
-            let name = chunk
-                .first()
-                .map(|e| e.name().to_string())
-                .unwrap_or_default();
+            let name = chunk.first().map(|e| e.type_name()).unwrap_or_default();
             let body = match s.profile {
                 Profile::Standard => body::standard(sub, chunk, now, expander),
                 Profile::Pipeliner => {
@@ -202,6 +199,7 @@ pub(crate) fn publish_events(
                 due_at,
                 ordered: ordered(s),
                 message_id: String::new(),
+                order_key: order_key(s, chunk),
             });
         }
     }
@@ -261,6 +259,14 @@ pub(crate) fn announce_state(shared: &Shared, sub: &Subscription) {
     if let Err(error) = publish_events(shared, vec![event], names_it) {
         tracing::error!(%error, subscription = sub.id, "could not publish the state event");
     }
+}
+
+/// The key a delivery is ordered by when its subscription orders each record's changes: the
+/// record's canonical entity and id (a chunk is one event then; see
+/// `Subscription::events_per_request`).
+fn order_key(sub: &Subscription, chunk: &[&Event]) -> Option<String> {
+    let event = chunk.first().filter(|_| sub.ordered_by_record)?;
+    Some(format!("{}/{}", event.canonical_entity(), event.id))
 }
 
 /// Whether a subscription delivers one at a time: its own setting, or its vendor's (Autotask

@@ -3,38 +3,56 @@
 
 use std::time::Duration;
 
-use callout_core::{Kind, Profile, Subscription};
+use callout_core::{InvalidSubscription, Kind, Profile, Subscription};
 use callout_deliver::sign::standard;
 use callout_deliver::{ErrorClass, Outcome, Request, Sender, Signature, Timeouts, Verdict};
 
 use crate::notify::{Handler, HandlerCall};
 
-/// The signature scheme a subscription's profile signs with, from its secrets. Secrets that do
-/// not parse were refused by `validate()`; any that slip through are skipped, so the request
-/// goes out unsigned for that secret rather than not at all.
-pub(crate) fn signature(sub: &Subscription) -> Signature {
-    let first = sub.secrets.first().map(|s| s.expose().to_string());
-    match (sub.profile, first) {
-        (_, None) => match sub.profile {
-            Profile::Standard => Signature::Standard {
-                secrets: Vec::new(),
-            },
-            _ => Signature::None,
-        },
-        (Profile::Standard, Some(_)) => Signature::Standard {
-            secrets: sub
-                .secrets
-                .iter()
+/// The signature scheme a subscription's profile signs with at `now_ms`, from its live secrets
+/// (a rotated-out secret stops signing when its grace ends, whether or not the record has been
+/// cleaned yet). Standard Webhooks signs with each (`v1` for `whsec_`, `v1a` for `whsk_`), a
+/// vendor profile with the first. Secrets that do not parse were refused when the subscription
+/// was stored ([`check_secrets`]); any that slip through are skipped, so the request goes out
+/// unsigned for that secret rather than not at all.
+pub(crate) fn signature(sub: &Subscription, now_ms: u64) -> Signature {
+    let mut live = sub.live_secrets(now_ms);
+    if sub.profile == Profile::Standard {
+        return Signature::Standard {
+            secrets: live
                 .filter_map(|s| standard::Secret::parse(s.expose()).ok())
                 .collect(),
-        },
-        (Profile::Pipeliner, Some(key)) => Signature::Pipeliner {
-            key,
+        };
+    }
+    let Some(first) = live.next().map(|s| s.expose().to_string()) else {
+        return Signature::None;
+    };
+    match sub.profile {
+        Profile::Pipeliner => Signature::Pipeliner {
+            key: first,
             encoding: Default::default(),
         },
-        (Profile::Superoffice, Some(secret)) => Signature::SuperOffice { secret },
-        (Profile::Autotask, Some(secret)) => Signature::Autotask { secret },
+        Profile::Superoffice => Signature::SuperOffice { secret: first },
+        Profile::Autotask => Signature::Autotask { secret: first },
+        Profile::Standard => Signature::None,
     }
+}
+
+/// Refuses a Standard Webhooks secret that callout-deliver cannot sign with, beyond what
+/// `validate()` sees (core has no ed25519): a `whsk_` key whose public half is not its secret
+/// half's would sign what its `whpk_` never verifies, silently.
+pub(crate) fn check_secrets(sub: &Subscription) -> Result<(), InvalidSubscription> {
+    if sub.profile != Profile::Standard {
+        return Ok(());
+    }
+    for secret in &sub.secrets {
+        if let Err(error) = standard::Secret::parse(secret.expose()) {
+            return Err(InvalidSubscription::BadSecret {
+                reason: error.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The request for one attempt of a delivery.
@@ -47,7 +65,7 @@ pub(crate) fn request(
     defaults: Timeouts,
 ) -> Request {
     let mut request = Request::new(message_id, sub.target_url.clone(), body);
-    request.signature = signature(sub);
+    request.signature = signature(sub, now_ms);
     request.timestamp = Some(now_ms / 1000);
     request.custom_headers = sub.headers.clone();
     if sub.profile == Profile::Superoffice {

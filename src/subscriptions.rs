@@ -1,9 +1,12 @@
 //! Subscriptions through the engine, for the host: the registry keeps store and matcher in
 //! step; a change of state holds or releases deliveries, announces the change and calls the
-//! deactivation URL.
+//! deactivation URL. Secrets are made here for Standard Webhooks subscriptions that have none,
+//! and rotated with a grace period.
+
+use std::time::Duration;
 
 use callout_core::vendor::superoffice;
-use callout_core::{Profile, State, Subscription};
+use callout_core::{Kind, Profile, State, Subscription};
 use callout_store::SubscriptionFilter;
 
 use crate::engine::Engine;
@@ -14,10 +17,30 @@ pub struct Subscriptions<'e> {
     pub(crate) engine: &'e Engine,
 }
 
+/// How long [`Subscriptions::rotate_secret`] keeps the old secrets signing when the host names
+/// no grace period: a day, as the hosted webhook services do.
+pub const DEFAULT_ROTATION_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
+
 impl Subscriptions<'_> {
     /// Validates and stores a new subscription; returns it with its id and GUID.
+    ///
+    /// A Standard Webhooks webhook created without a secret gets a new `whsec_` one (32 random
+    /// bytes), since every stock verifier refuses an unsigned message: it is in the returned
+    /// subscription's `secrets`, for the host to show its user once.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let engine = callout::Engine::builder(dir.path()).deliver(false).open()?;
+    /// let sub = callout::Subscription::new("https://receiver.example/hooks").events(["contact.*"]);
+    /// let stored = engine.subscriptions().create(sub)?;
+    /// assert!(stored.secrets[0].expose().starts_with("whsec_"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create(&self, subscription: Subscription) -> Result<Subscription, Error> {
-        self.engine.shared.registry.create(subscription)
+        self.engine
+            .shared
+            .registry
+            .create(with_a_secret(subscription))
     }
 
     /// Like [`Subscriptions::create`], but first sends the target a `test` event and saves the
@@ -25,6 +48,7 @@ impl Subscriptions<'_> {
     /// `Entity` = `test`, `PrimaryKey` 0, header `X-Hook-Test: true`; other profiles get
     /// `{"type":"test",...}`), signed like its deliveries.
     pub fn create_tested(&self, subscription: Subscription) -> Result<Subscription, Error> {
+        let subscription = with_a_secret(subscription);
         subscription.validate()?;
         let shared = &self.engine.shared;
         let now = shared.clock.now_ms();
@@ -87,6 +111,44 @@ impl Subscriptions<'_> {
         })
     }
 
+    /// Rotates subscription `id`'s signing secret: `secret` signs from now on (with `None`, a
+    /// new one of the form its profile signs with, made here: `whsec_` for Standard Webhooks),
+    /// and the secrets it replaces keep signing beside it for `grace` (default
+    /// [`DEFAULT_ROTATION_GRACE`], a day; `Duration::ZERO` drops them at once). Then they stop
+    /// signing and the engine drops them from the record itself: the host does nothing more.
+    /// A `whsk_` key replaces `whsk_` keys and a `whsec_` secret `whsec_` secrets (see
+    /// [`Subscription::rotate_secret`]); a vendor profile, which signs with one secret,
+    /// switches to the new one when the grace ends. Returns the subscription as stored; the
+    /// new secret is the last of its `secrets`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use std::time::Duration;
+    /// let engine = callout::Engine::builder(dir.path()).deliver(false).open()?;
+    /// let sub = engine.subscriptions().create(
+    ///     callout::Subscription::new("https://receiver.example/hooks").events(["contact.*"]),
+    /// )?;
+    /// let rotated = engine.subscriptions().rotate_secret(sub.id, None, Some(Duration::from_secs(3600)))?;
+    /// assert_eq!(rotated.secrets.len(), 2);
+    /// assert!(rotated.secrets[0].expires_at().is_some() && rotated.secrets[1].expires_at().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn rotate_secret(
+        &self,
+        id: u64,
+        secret: Option<String>,
+        grace: Option<Duration>,
+    ) -> Result<Subscription, Error> {
+        let grace = grace.unwrap_or(DEFAULT_ROTATION_GRACE);
+        let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+        let now = self.engine.shared.clock.now_ms();
+        self.change(id, |sub| {
+            let secret = secret.unwrap_or_else(|| crate::ids::new_secret(sub.profile));
+            sub.rotate_secret(secret, now, grace_ms)?;
+            Ok(true)
+        })
+    }
+
     /// Changes the current record through the registry, then acts on a change of state.
     fn change(
         &self,
@@ -128,4 +190,16 @@ impl Subscriptions<'_> {
     pub fn list(&self, filter: &SubscriptionFilter) -> Result<Vec<Subscription>, Error> {
         self.engine.shared.registry.list(filter)
     }
+}
+
+/// `subscription`, with a new `whsec_` secret when it is a Standard Webhooks webhook with none.
+/// Handlers run in the host's process and verify nothing, so they get none.
+fn with_a_secret(mut subscription: Subscription) -> Subscription {
+    let unsigned = subscription.profile == Profile::Standard
+        && subscription.kind == Kind::Webhook
+        && subscription.secrets.is_empty();
+    if unsigned {
+        subscription = subscription.secret(crate::ids::new_secret(Profile::Standard));
+    }
+    subscription
 }

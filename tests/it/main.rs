@@ -7,7 +7,9 @@ mod e2e;
 mod isolation;
 mod owners;
 mod profiles;
+mod standard;
 mod tidy;
+mod wire;
 
 use std::time::{Duration, Instant};
 

@@ -254,6 +254,7 @@ fn autotask_webhook_is_deactivated_after_25_failed_events() {
             Subscription::new(format!("{}/at", receiver.url))
                 .profile(Profile::Autotask)
                 .events(autotask_event_patterns("Ticket", true, false, false))
+                .on_field_change("Ticket", ["Title"])
                 .secret("SuperSecretKey123")
                 .deactivation_url(format!("{}/off", receiver.url)),
         )
@@ -453,6 +454,7 @@ fn autotask_deliveries_past_the_hourly_threshold_wait_for_the_next_hour() {
             ..Subscription::new(format!("{}/at", receiver.url))
                 .profile(Profile::Autotask)
                 .events(autotask_event_patterns("Ticket", true, false, false))
+                .on_field_change("Ticket", ["Title"])
         })
         .unwrap();
     for i in 1..=5 {
@@ -563,7 +565,8 @@ fn autotask_error_log_keeps_failed_events_thirty_days() {
         .create(
             Subscription::new(format!("{}/at", receiver.url))
                 .profile(Profile::Autotask)
-                .events(autotask_event_patterns("Ticket", true, false, false)),
+                .events(autotask_event_patterns("Ticket", true, false, false))
+                .on_field_change("Ticket", ["Title"]),
         )
         .unwrap();
     let standard = engine

@@ -8,11 +8,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "callout", version, disable_help_subcommand = true)]
 pub(crate) struct Cli {
-    /// The store directory (the engine's format).
+    /// The store: a directory (the embedded sled store), or a PostgreSQL URL shared by several
+    /// instances, `postgres://user:password@host:port/database?schema=NAME` (schema default
+    /// `callout`, created on first use).
     #[arg(
         long,
         global = true,
-        value_name = "PATH",
+        value_name = "PATH|URL",
         env = "CALLOUT_STORE",
         default_value = "./callout-data"
     )]
@@ -27,6 +29,35 @@ pub(crate) struct Cli {
     /// deactivation URLs called on delete and deactivate.
     #[arg(long = "allow", value_name = "ADDR", global = true)]
     pub(crate) allow: Vec<String>,
+
+    /// Pipeliner bodies' `team_space_id`: the space the webhooks belong to. Bodies are made
+    /// when events are published, so `publish` is where it counts.
+    #[arg(
+        long,
+        global = true,
+        value_name = "ID",
+        env = "CALLOUT_PIPELINER_SPACE_ID",
+        default_value = ""
+    )]
+    pub(crate) pipeliner_space_id: String,
+
+    /// Pipeliner bodies' `webhook.application_id` (null without it).
+    #[arg(
+        long,
+        global = true,
+        value_name = "ID",
+        env = "CALLOUT_PIPELINER_APPLICATION_ID"
+    )]
+    pub(crate) pipeliner_application_id: Option<String>,
+
+    /// Pipeliner bodies' `webhook.client_id` (null without it).
+    #[arg(
+        long,
+        global = true,
+        value_name = "ID",
+        env = "CALLOUT_PIPELINER_CLIENT_ID"
+    )]
+    pub(crate) pipeliner_client_id: Option<String>,
 
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -73,6 +104,9 @@ pub(crate) enum SubscriptionsCommand {
     Activate(IdArgs),
     /// Switch a subscription off (stopped); its deliveries are held.
     Deactivate(IdArgs),
+    /// Sign with a new secret; the old one keeps signing beside it for the grace period, then
+    /// stops and is dropped.
+    RotateSecret(RotateArgs),
 }
 
 /// Whose JSON a subscription document is.
@@ -80,7 +114,7 @@ pub(crate) enum SubscriptionsCommand {
 pub(crate) enum Format {
     /// callout's own form (`callout::Subscription`).
     Callout,
-    /// Autotask's REST `<Entity>Webhooks` document (needs --entity).
+    /// Autotask's REST `<Entity>Webhooks` JSON (needs --entity) or SOAP `<Entity>` XML.
     Autotask,
     /// SuperOffice's `Webhook` document.
     Superoffice,
@@ -121,6 +155,17 @@ pub(crate) struct ListArgs {
     /// header values instead of `***`.
     #[arg(long)]
     pub(crate) show_secrets: bool,
+    /// List them in this vendor's registration shape, as JSON (a vendor's only shape).
+    #[arg(long, value_enum, default_value_t = Format::Callout)]
+    pub(crate) format: Format,
+    /// With --format superoffice: the body of a SuperOffice `GetAllWebhooks` request
+    /// (`NameFilter`, `EventFilter`, `StatusFilter`), applied with the options above (`-`: stdin).
+    #[arg(long, short, value_name = "PATH")]
+    pub(crate) file: Option<PathBuf>,
+    /// With --format superoffice: SuperOffice's `$select`, the comma-separated properties to
+    /// keep (the others are nulled out), e.g. `Name,State,Events`.
+    #[arg(long, value_name = "FIELDS")]
+    pub(crate) select: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -152,8 +197,9 @@ pub(crate) struct DocumentArgs {
     /// Whose format the document is in.
     #[arg(long, value_enum, default_value_t = Format::Callout)]
     pub(crate) format: Format,
-    /// The Autotask endpoint's entity (Company, Contact, ConfigurationItem, Ticket, TicketNote).
-    #[arg(long, required_if_eq("format", "autotask"))]
+    /// The Autotask endpoint's entity (Company, Contact, ConfigurationItem, Ticket,
+    /// TicketNote): needed for a REST document; a SOAP one names it in its `xsi:type`.
+    #[arg(long)]
     pub(crate) entity: Option<String>,
 }
 
@@ -172,6 +218,19 @@ pub(crate) struct UpdateArgs {
     pub(crate) id: u64,
     #[command(flatten)]
     pub(crate) document: DocumentArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RotateArgs {
+    /// The subscription's id.
+    pub(crate) id: u64,
+    /// The new secret (without it, one is made: `whsec_...` for Standard Webhooks, a UUID for
+    /// Pipeliner, and shown once).
+    #[arg(long, env = "CALLOUT_NEW_SECRET", hide_env_values = true)]
+    pub(crate) secret: Option<String>,
+    /// How long the old secret keeps signing beside the new one (0s: not at all).
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = crate::time::parse_duration)]
+    pub(crate) grace: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -300,7 +359,8 @@ pub(crate) struct VerifyArgs {
     /// The signature scheme the request claims.
     #[arg(long, value_enum)]
     pub(crate) profile: ProfileArg,
-    /// The subscription's secret (whsec_... for standard; the Pipeliner signature UUID).
+    /// The subscription's secret: for standard, whsec_... (checks `v1`) or the whpk_... public
+    /// key (checks `v1a`); the Pipeliner signature UUID.
     #[arg(long, env = "CALLOUT_SECRET", hide_env_values = true)]
     pub(crate) secret: String,
     /// A file of the received headers, one `Name: value` a line (a leading request line and

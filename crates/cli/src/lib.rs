@@ -28,6 +28,7 @@ mod verify;
 use std::ffi::OsString;
 use std::io::Write;
 
+use callout::core::vendor::pipeliner::PipelinerContext;
 use clap::error::ErrorKind;
 use clap::Parser;
 
@@ -51,6 +52,11 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         store: cli.store,
         json: cli.json,
         allow: cli.allow,
+        pipeliner: PipelinerContext {
+            team_space_id: cli.pipeliner_space_id,
+            application_id: cli.pipeliner_application_id,
+            client_id: cli.pipeliner_client_id,
+        },
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -85,7 +91,7 @@ fn init(ctx: &Context, out: &mut dyn Write) -> Result<(), Failure> {
     let subscriptions = engine.subscriptions().list(&Default::default());
     store::close(&engine)?;
     let subscriptions = subscriptions?.len();
-    let path = ctx.store.display();
+    let path = ctx.shown();
     if ctx.json {
         return output::print_json(
             out,

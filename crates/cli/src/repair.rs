@@ -14,6 +14,12 @@ use crate::output::{self, Table};
 use crate::store::Context;
 
 pub(crate) fn run(ctx: &Context, args: &RepairArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    if ctx.postgres_url().is_some() {
+        return Err(Failure::usage(
+            "repair salvages a damaged sled directory; a PostgreSQL store moves rows that do not \
+             decode to its `corrupt` table by itself",
+        ));
+    }
     ctx.require_store()?;
     let report = SledStore::repair(&ctx.store, &args.to).map_err(|error| match error {
         StoreError::TargetNotEmpty { .. } => Failure::usage(error),

@@ -5,12 +5,12 @@ use std::borrow::Cow;
 use std::io::Write;
 
 use callout::core::vendor::{autotask, pipeliner, superoffice};
-use callout::core::{redact_url, Kind, REDACTED as HIDDEN};
+use callout::core::{redact_url, Kind, Secret, REDACTED as HIDDEN};
 use callout::store::SubscriptionFilter;
 use callout::{Engine, State, Subscription};
 use serde_json::{Map, Value};
 
-use crate::args::{DocumentArgs, Format, ListArgs, ShowArgs, SubscriptionsCommand};
+use crate::args::{DocumentArgs, Format, ListArgs, RotateArgs, ShowArgs, SubscriptionsCommand};
 use crate::error::Failure;
 use crate::input;
 use crate::output::{self, Table};
@@ -32,35 +32,39 @@ pub(crate) fn run(
         SubscriptionsCommand::Show(args) => show(ctx, &engine, args, out),
         SubscriptionsCommand::Create(args) => {
             let sub = parse(&args.document, None)?;
+            let unsigned = sub.secrets.is_empty();
             let subs = engine.subscriptions();
             let stored = if args.test {
                 subs.create_tested(sub)?
             } else {
                 subs.create(sub)?
             };
-            report(ctx, out, "created", &stored)
+            // The engine made the secret: this is the one time it is shown.
+            let made = stored.secrets.first().filter(|_| unsigned);
+            report(ctx, out, "created", &stored, made.map(Secret::expose))
         }
         SubscriptionsCommand::Update(args) => {
             let before = get(&engine, args.id)?;
             let sub = parse(&args.document, Some(&before))?;
             let stored = engine.subscriptions().update(sub)?;
-            report(ctx, out, "updated", &stored)
+            report(ctx, out, "updated", &stored, None)
         }
         SubscriptionsCommand::Delete(args) => {
             let removed = engine
                 .subscriptions()
                 .delete(args.id)?
                 .ok_or_else(|| no_subscription(args.id))?;
-            report(ctx, out, "deleted", &removed)
+            report(ctx, out, "deleted", &removed, None)
         }
         SubscriptionsCommand::Activate(args) => {
             let stored = engine.subscriptions().set_state(args.id, State::Active)?;
-            report(ctx, out, "activated", &stored)
+            report(ctx, out, "activated", &stored, None)
         }
         SubscriptionsCommand::Deactivate(args) => {
             let stored = engine.subscriptions().set_state(args.id, State::Stopped)?;
-            report(ctx, out, "deactivated", &stored)
+            report(ctx, out, "deactivated", &stored, None)
         }
+        SubscriptionsCommand::RotateSecret(args) => rotate_secret(ctx, &engine, args, out),
     };
     // Close even after a failure, so a deactivation URL already queued still gets its call;
     // the command's own failure is the one worth reporting.
@@ -85,14 +89,47 @@ fn list(
     args: &ListArgs,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
+    let superoffice_only = [
+        ("--file", args.file.is_some()),
+        ("--select", args.select.is_some()),
+    ];
+    if let Some((flag, _)) = superoffice_only.iter().find(|(_, given)| *given) {
+        if args.format != Format::Superoffice {
+            return Err(Failure::usage(format_args!(
+                "{flag} is SuperOffice's (GetAllWebhooks): give it with --format superoffice"
+            )));
+        }
+    }
     let filter = SubscriptionFilter {
         name: args.name.clone(),
         event: args.event.clone(),
         state: args.state.map(State::from),
     };
-    let subs = engine.subscriptions().list(&filter)?;
+    let mut subs = engine.subscriptions().list(&filter)?;
+    if let Some(path) = &args.file {
+        let request = input::text(None, Some(path))?;
+        let request = superoffice::WebhookFilter::parse(&request).map_err(Failure::usage)?;
+        subs = superoffice::get_all_webhooks(&subs, &request)
+            .map_err(Failure::usage)?
+            .into_iter()
+            .cloned()
+            .collect();
+    }
     let subs: Vec<Cow<'_, Subscription>> =
         subs.iter().map(|s| shown(s, args.show_secrets)).collect();
+    if args.format != Format::Callout {
+        // As `show`: a vendor's documents are JSON whatever --json says.
+        let all = Value::Array(
+            subs.iter()
+                .map(|s| vendor_json(s, args.format, args.show_secrets))
+                .collect(),
+        );
+        let all = match &args.select {
+            Some(selection) => superoffice::select(&all, selection),
+            None => all,
+        };
+        return output::print_json(out, &all);
+    }
     if ctx.json {
         let all: Vec<Value> = subs
             .iter()
@@ -149,6 +186,11 @@ fn show(
             continue;
         };
         let text = match value {
+            Value::Array(secrets) if name == "secrets" => secrets
+                .iter()
+                .map(secret_text)
+                .collect::<Vec<_>>()
+                .join(", "),
             Value::Number(ms) if name.ends_with("_at") => {
                 ms.as_u64().map_or_else(|| ms.to_string(), output::time)
             }
@@ -173,15 +215,22 @@ fn show(
     output::print_fields(out, &fields)
 }
 
+/// What a command did to a subscription; `made_secret` is a secret the engine made for it,
+/// shown this once (with --json, as `new_secret` beside the subscription).
 fn report(
     ctx: &Context,
     out: &mut dyn Write,
     done: &str,
     sub: &Subscription,
+    made_secret: Option<&str>,
 ) -> Result<(), Failure> {
     let sub = shown(sub, false);
     if ctx.json {
-        return output::print_json(out, &callout_json(&sub, false)?);
+        let mut document = callout_json(&sub, false)?;
+        if let (Some(secret), Some(object)) = (made_secret, document.as_object_mut()) {
+            object.insert("new_secret".into(), Value::String(secret.into()));
+        }
+        return output::print_json(out, &document);
     }
     writeln!(
         out,
@@ -190,6 +239,42 @@ fn report(
         output::cell(&sub.name),
         sub.state.as_str()
     )?;
+    if let Some(secret) = made_secret {
+        writeln!(
+            out,
+            "new secret, shown only now (give it to the receiver): {secret}"
+        )?;
+    }
+    Ok(())
+}
+
+/// `rotate-secret`: the new secret signs from now on, the old ones beside it for the grace.
+fn rotate_secret(
+    ctx: &Context,
+    engine: &Engine,
+    args: &RotateArgs,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let stored =
+        engine
+            .subscriptions()
+            .rotate_secret(args.id, args.secret.clone(), Some(args.grace))?;
+    let made = stored
+        .secrets
+        .last()
+        .filter(|_| args.secret.is_none())
+        .map(Secret::expose);
+    report(ctx, out, "rotated the secret of", &stored, made)?;
+    if !ctx.json {
+        match stored.next_secret_expiry() {
+            Some(until) => writeln!(
+                out,
+                "the old secret signs beside the new one until {}",
+                output::time(until)
+            )?,
+            None => writeln!(out, "the old secret no longer signs")?,
+        }
+    }
     Ok(())
 }
 
@@ -223,8 +308,15 @@ fn parse(args: &DocumentArgs, before: Option<&Subscription>) -> Result<Subscript
             sub
         }
         Format::Autotask => {
-            let entity = args.entity.as_deref().unwrap_or_default();
-            autotask::parse_rest(&text, entity).map_err(Failure::usage)?
+            autotask::parse_request(&text, args.entity.as_deref()).map_err(|error| {
+                match args.entity {
+                    // A REST document's entity is the endpoint's: here, the flag's.
+                    None if error.field == "Entity" => {
+                        Failure::usage(format_args!("{error} with --entity"))
+                    }
+                    _ => Failure::usage(error),
+                }
+            })?
         }
         Format::Superoffice => superoffice::parse_webhook(&text).map_err(Failure::usage)?,
         Format::Pipeliner => pipeliner::parse_webhook(&text).map_err(Failure::usage)?,
@@ -326,13 +418,13 @@ fn keep_hidden_credentials(patch: &mut Value, before: &Subscription) {
     }
 }
 
-/// A shown subscription edited and fed back keeps its stored secrets when they are still all
-/// placeholders.
+/// A shown subscription edited and fed back keeps its stored secrets (and their expiries) when
+/// they are still all placeholders.
 fn keep_redacted_secrets(patch: &mut Value) {
     let all_redacted = patch
         .get("secrets")
         .and_then(Value::as_array)
-        .is_some_and(|s| !s.is_empty() && s.iter().all(|v| v.as_str() == Some(REDACTED)));
+        .is_some_and(|s| !s.is_empty() && s.iter().all(|v| secret_value(v) == Some(REDACTED)));
     if all_redacted {
         if let Some(object) = patch.as_object_mut() {
             object.remove("secrets");
@@ -365,11 +457,40 @@ fn callout_json(sub: &Subscription, show_secrets: bool) -> Result<Value, Failure
     let mut value = serde_json::to_value(sub)
         .map_err(|e| Failure::failed(format_args!("cannot write subscription {}: {e}", sub.id)))?;
     if !show_secrets {
-        if let Some(secrets) = value.get_mut("secrets").and_then(Value::as_array_mut) {
-            secrets.fill(Value::String(REDACTED.into()));
+        for secret in value
+            .get_mut("secrets")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            // An expiring secret keeps its expiry in sight: only its text is hidden.
+            match secret {
+                Value::Object(expiring) => {
+                    expiring.insert("secret".into(), Value::String(REDACTED.into()));
+                }
+                other => *other = Value::String(REDACTED.into()),
+            }
         }
     }
     Ok(value)
+}
+
+/// A secret's text in callout's JSON: the string itself, or an expiring one's `secret`.
+fn secret_value(secret: &Value) -> Option<&str> {
+    match secret {
+        Value::Object(expiring) => expiring.get("secret").and_then(Value::as_str),
+        other => other.as_str(),
+    }
+}
+
+/// A secret as the `show` table prints it: its text (or placeholder), and when it stops
+/// signing if it does.
+fn secret_text(secret: &Value) -> String {
+    let text = secret_value(secret).unwrap_or_default();
+    match secret.get("expires_at").and_then(Value::as_u64) {
+        Some(until) => format!("{text} (signs until {})", output::time(until)),
+        None => text.to_string(),
+    }
 }
 
 /// A vendor's registration document for the subscription, its secret field replaced by the

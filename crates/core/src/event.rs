@@ -244,6 +244,18 @@ impl Event {
         }
     }
 
+    /// The canonical name as text, `entity.action` (as [`Event::name`] displays), in one
+    /// allocation rather than three.
+    pub fn type_name(&self) -> String {
+        let entity = self.canonical_entity();
+        let action = self.action.as_str();
+        let mut out = String::with_capacity(entity.len() + 1 + action.len());
+        out.push_str(&entity);
+        out.push('.');
+        out.push_str(action);
+        out
+    }
+
     /// The canonical entity, borrowed when the host already spells it canonically.
     pub fn canonical_entity(&self) -> Cow<'_, str> {
         canonical_entity(&self.entity)
@@ -282,6 +294,18 @@ mod tests {
         assert_eq!(back, event);
         assert_eq!(back.action, Action::Custom("linkeddocument".into()));
         assert_eq!(back.name().to_string(), "account.linkeddocument");
+    }
+
+    #[test]
+    fn type_name_is_the_displayed_name() {
+        for event in [
+            Event::updated("Contact", "1"),
+            Event::created("Company", "2"),
+            Event::new("sale", "changed", "3"),
+            Event::new("Ticket_Note", "Custom-Thing", "4"),
+        ] {
+            assert_eq!(event.type_name(), event.name().to_string());
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::event::{Event, Related};
 use crate::filter::FieldFilter;
-use crate::subscription::{EntityOptions, Subscription};
+use crate::subscription::{EntityOptions, ExpiringSecret, Subscription};
 
 /// A key that a document has and its type does not, with the known key it most resembles.
 ///
@@ -164,6 +164,17 @@ pub(crate) fn subscription(value: &Value) -> Result<(), UnknownField> {
         return Ok(());
     };
     only(top, "", fields_of::<Subscription>())?;
+    if let Some(Value::Array(secrets)) = top.get("secrets") {
+        for (i, secret) in secrets.iter().enumerate() {
+            if let Value::Object(secret) = secret {
+                only(
+                    secret,
+                    &format!("secrets[{i}]."),
+                    fields_of::<ExpiringSecret>(),
+                )?;
+            }
+        }
+    }
     if let Some(Value::Object(entities)) = top.get("entities") {
         for (entity, options) in entities {
             entity_options(options, &format!("entities.{entity}."))?;
@@ -221,6 +232,7 @@ mod tests {
         assert_eq!(keys.len(), subscription.len());
         assert!(keys.iter().all(|k| subscription.contains(&k.as_str())));
         assert_eq!(fields_of::<FieldFilter>(), ["path", "op", "value"]);
+        assert_eq!(fields_of::<ExpiringSecret>(), ["secret", "expires_at"]);
         assert!(fields_of::<Event>().contains(&"occurred_at"));
         assert_eq!(fields_of::<Related>(), ["entity", "id", "data"]);
     }

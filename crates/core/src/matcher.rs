@@ -14,7 +14,7 @@ use crate::event::{Action, Event};
 use crate::filter::{CompiledFilter, Test};
 use crate::name::{canonical_entity, canonical_entity_in, Part, Pattern};
 use crate::path::{self, Path};
-use crate::subscription::{EntityOptions, State, Subscription};
+use crate::subscription::{EntityOptions, Profile, State, Subscription};
 
 /// One entity's options, compiled.
 #[derive(Debug, Clone)]
@@ -77,6 +77,9 @@ pub struct CompiledSubscription {
     /// Keyed by canonical entity. A subscription sets options for few entities, so a short
     /// list beats hashing the entity name for every candidate.
     entities: Vec<(String, CompiledEntity)>,
+    /// Whether its vendor counts it ready to fire: an Autotask webhook needs a subscribed
+    /// field first ([`crate::vendor::autotask::is_ready`]); every other one is.
+    ready: bool,
 }
 
 /// Why a subscription does not want an event; what [`Matcher::explain`] reports.
@@ -101,6 +104,8 @@ pub enum Miss {
     },
     /// An update in which none of its `on_field_change` fields changed.
     FieldNotChanged,
+    /// An Autotask webhook that is not Ready: it has no subscribed field yet.
+    NotReady,
 }
 
 impl fmt::Display for Miss {
@@ -113,6 +118,7 @@ impl fmt::Display for Miss {
             Miss::SkipKey(key) => write!(f, "skip key {key:?} is listed"),
             Miss::Filter { path, op } => write!(f, "filter {path} {op} did not pass"),
             Miss::FieldNotChanged => f.write_str("none of the on_field_change fields changed"),
+            Miss::NotReady => f.write_str("the Autotask webhook is not Ready: no subscribed field"),
         }
     }
 }
@@ -145,10 +151,13 @@ impl CompiledSubscription {
                 },
             ));
         }
+        let ready = subscription.profile != Profile::Autotask
+            || crate::vendor::autotask::has_subscribed_field(&subscription);
         Ok(CompiledSubscription {
             subscription,
             patterns,
             entities,
+            ready,
         })
     }
 
@@ -182,6 +191,9 @@ impl CompiledSubscription {
         let (sub, event) = (&self.subscription, probe.event);
         if sub.state != State::Active {
             return Err(Reject::NotActive);
+        }
+        if !self.ready {
+            return Err(Reject::NotReady);
         }
         if sub.tenant.is_some() && sub.tenant != event.tenant {
             return Err(Reject::OtherTenant);
@@ -254,6 +266,7 @@ impl CompiledSubscription {
                 }
             }
             Reject::FieldNotChanged => Miss::FieldNotChanged,
+            Reject::NotReady => Miss::NotReady,
         }
     }
 
@@ -295,6 +308,7 @@ enum Reject {
     SkipKey,
     Filter(usize),
     FieldNotChanged,
+    NotReady,
 }
 
 /// Where a subscription is filed in the index.
@@ -654,13 +668,14 @@ impl Matcher {
         Ok(matcher)
     }
 
-    /// Adds a subscription, or replaces the one with the same id. Only inactive subscriptions
-    /// stay out of the index; they are kept for [`Matcher::explain`] and [`Matcher::get`].
+    /// Adds a subscription, or replaces the one with the same id. Only subscriptions that
+    /// cannot fire (inactive, or an Autotask webhook that is not Ready) stay out of the index;
+    /// they are kept for [`Matcher::explain`] and [`Matcher::get`].
     pub fn insert(&mut self, subscription: Subscription) -> Result<(), InvalidSubscription> {
         let compiled = Arc::new(CompiledSubscription::compile(subscription)?);
         let id = compiled.id();
         self.remove(id);
-        if compiled.subscription.state == State::Active {
+        if compiled.subscription.state == State::Active && compiled.ready {
             for slot in slots(&compiled) {
                 let index = match slot.tenant {
                     None => &mut self.shared,
@@ -702,6 +717,11 @@ impl Matcher {
     /// The compiled subscription with this id.
     pub fn get(&self, id: u64) -> Option<&Arc<CompiledSubscription>> {
         self.subscriptions.get(&id)
+    }
+
+    /// The ids of the subscriptions the matcher holds, in order.
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.subscriptions.keys().copied()
     }
 
     /// How many subscriptions the matcher holds (active or not).

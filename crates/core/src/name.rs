@@ -46,12 +46,13 @@ fn fold(part: &str) -> Cow<'_, str> {
     if clean {
         Cow::Borrowed(part)
     } else {
-        Cow::Owned(
+        let mut folded = String::with_capacity(part.len());
+        folded.extend(
             part.chars()
                 .filter(|c| !matches!(c, '_' | '-' | ' '))
-                .map(|c| c.to_ascii_lowercase())
-                .collect(),
-        )
+                .map(|c| c.to_ascii_lowercase()),
+        );
+        Cow::Owned(folded)
     }
 }
 

@@ -173,26 +173,114 @@ pub enum Profile {
     Pipeliner,
 }
 
-/// A signing secret. Its `Debug` never shows the value, so logging a subscription is safe.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
+/// A signing secret, with the time it stops signing when it is being rotated out. Its `Debug`
+/// never shows the value, so logging a subscription is safe.
+///
+/// In JSON a secret without an expiry is its text, as subscriptions stored before secrets had
+/// expiries hold it, and one with an expiry is `{"secret": "...", "expires_at": <Unix ms>}`.
+///
+/// ```
+/// use callout_core::Secret;
+/// let old = Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expiring_at(1_000);
+/// assert!(old.is_live(999) && !old.is_live(1_000));
+/// assert_eq!(
+///     serde_json::to_string(&old).unwrap(),
+///     r#"{"secret":"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw","expires_at":1000}"#
+/// );
+/// let stored: Secret = serde_json::from_str(r#""whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw""#).unwrap();
+/// assert_eq!(stored.expires_at(), None);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret {
+    value: String,
+    expires_at: Option<u64>,
+}
 
 impl Secret {
-    /// Wraps a secret.
+    /// Wraps a secret that does not expire.
     pub fn new(secret: impl Into<String>) -> Secret {
-        Secret(secret.into())
+        Secret {
+            value: secret.into(),
+            expires_at: None,
+        }
+    }
+
+    /// The same secret, signing only until `expires_at` (Unix milliseconds).
+    pub fn expiring_at(mut self, expires_at: u64) -> Secret {
+        self.expires_at = Some(expires_at);
+        self
     }
 
     /// The secret itself, for signing.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.value
+    }
+
+    /// When it stops signing (Unix milliseconds); `None` for a secret that does not expire.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.expires_at
+    }
+
+    /// Whether it still signs at `now_ms`.
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        self.expires_at.is_none_or(|at| now_ms < at)
     }
 }
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
+        match self.expires_at {
+            None => f.write_str("Secret(<redacted>)"),
+            Some(at) => write!(f, "Secret(<redacted>, expires_at: {at})"),
+        }
+    }
+}
+
+/// A secret's JSON form when it expires; also the keys that `known.rs` accepts in it.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ExpiringSecret {
+    secret: String,
+    #[serde(default)]
+    expires_at: Option<u64>,
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.expires_at {
+            None => serializer.serialize_str(&self.value),
+            Some(at) => ExpiringSecret {
+                secret: self.value.clone(),
+                expires_at: Some(at),
+            }
+            .serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Secret, D::Error> {
+        struct Form;
+        impl<'de> serde::de::Visitor<'de> for Form {
+            type Value = Secret;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a secret: its text, or {"secret": ..., "expires_at": ...}"#)
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Secret, E> {
+                Ok(Secret::new(text))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Secret, A::Error> {
+                let form =
+                    ExpiringSecret::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Secret {
+                    value: form.secret,
+                    expires_at: form.expires_at,
+                })
+            }
+        }
+        deserializer.deserialize_any(Form)
     }
 }
 
@@ -253,8 +341,10 @@ pub struct Subscription {
     pub target_url: String,
     /// HTTP webhook or in-process handler.
     pub kind: Kind,
-    /// Signing secrets; more than one while a secret is rotated. The first signs alone for the
-    /// vendor profiles; Standard Webhooks signs with each.
+    /// Signing secrets; more than one while a secret is rotated (see
+    /// [`Subscription::rotate_secret`]), when one's expiry has not passed. The first live one
+    /// signs alone for the vendor profiles; Standard Webhooks signs with each live one, `v1`
+    /// for a `whsec_` secret and `v1a` for a `whsk_` ed25519 key.
     pub secrets: Vec<Secret>,
     /// Wire format.
     pub profile: Profile,
@@ -274,14 +364,19 @@ pub struct Subscription {
     pub excluded_actors: Vec<String>,
     /// When set, only events of this tenant fire.
     pub tenant: Option<String>,
-    /// Events per request when one publish carries many, 1..=100.
-    pub chunk_size: u32,
+    /// Events per request when one publish carries many, 1..=100. `None`: the profile's
+    /// default ([`Subscription::events_per_request`]): one per message for `standard`, as
+    /// Standard Webhooks receivers expect, 100 for Pipeliner.
+    pub chunk_size: Option<u32>,
     /// Chunk N of a publish is due N x this many seconds later.
     pub chunk_delay: i64,
     /// Skip TLS certificate checks for this target only (Pipeliner `insecure_ssl`).
     pub insecure_tls: bool,
     /// Deliver one at a time, in publish order.
     pub ordered: bool,
+    /// Changes to one record (entity and id) go one at a time, in publish order, retries
+    /// included, while other records' go on in parallel. Each request carries one event.
+    pub ordered_by_record: bool,
     /// Most requests per second; excess deliveries wait, never drop.
     pub rate_limit: Option<u32>,
     /// Delays in seconds before each retry; `None` uses the engine's schedule.
@@ -329,10 +424,11 @@ impl Default for Subscription {
             skip_keys: Vec::new(),
             excluded_actors: Vec::new(),
             tenant: None,
-            chunk_size: limits::CHUNK_SIZE,
+            chunk_size: None,
             chunk_delay: 0,
             insecure_tls: false,
             ordered: false,
+            ordered_by_record: false,
             rate_limit: None,
             retry_schedule: None,
             connect_timeout_ms: None,
@@ -384,6 +480,7 @@ impl fmt::Debug for Subscription {
             chunk_delay,
             insecure_tls,
             ordered,
+            ordered_by_record,
             rate_limit,
             retry_schedule,
             connect_timeout_ms,
@@ -425,6 +522,7 @@ impl fmt::Debug for Subscription {
             .field("chunk_delay", chunk_delay)
             .field("insecure_tls", insecure_tls)
             .field("ordered", ordered)
+            .field("ordered_by_record", ordered_by_record)
             .field("rate_limit", rate_limit)
             .field("retry_schedule", retry_schedule)
             .field("connect_timeout_ms", connect_timeout_ms)
@@ -516,10 +614,78 @@ impl Subscription {
         self
     }
 
-    /// Adds a signing secret (call again to hold a second one during rotation).
+    /// Adds a signing secret (call again to hold a second one during rotation, or for a
+    /// Standard Webhooks `whsk_` key beside a `whsec_` secret).
     pub fn secret(mut self, secret: impl Into<String>) -> Self {
         self.secrets.push(Secret::new(secret));
         self
+    }
+
+    /// The secrets that sign at `now_ms` (Unix milliseconds), in order: those that do not
+    /// expire and those whose rotation grace has not ended.
+    pub fn live_secrets(&self, now_ms: u64) -> impl Iterator<Item = &Secret> {
+        self.secrets.iter().filter(move |s| s.is_live(now_ms))
+    }
+
+    /// Drops the secrets expired at `now_ms`; whether there were any.
+    pub fn drop_expired_secrets(&mut self, now_ms: u64) -> bool {
+        let before = self.secrets.len();
+        self.secrets.retain(|s| s.is_live(now_ms));
+        self.secrets.len() != before
+    }
+
+    /// When the first of the expiring secrets expires (Unix milliseconds).
+    pub fn next_secret_expiry(&self) -> Option<u64> {
+        self.secrets.iter().filter_map(Secret::expires_at).min()
+    }
+
+    /// Rotates in `secret`: it signs from now on, and the secrets of its kind signing until
+    /// now keep signing beside it for `grace_ms` more (none, with 0), then expire. A Standard
+    /// Webhooks `whsk_` key replaces `whsk_` keys and a `whsec_` secret `whsec_` secrets, so a
+    /// subscription signing both `v1` and `v1a` keeps the other kind. A secret that already
+    /// expires sooner keeps its expiry; expired ones are dropped. Refuses a secret the
+    /// subscription already has; the result is not validated (see [`Subscription::validate`]).
+    ///
+    /// The vendor profiles sign with one secret, the first live one: there the new secret
+    /// takes over when the grace ends, the time a receiver has to switch.
+    ///
+    /// ```
+    /// use callout_core::Subscription;
+    /// let mut sub = Subscription::new("https://receiver.example/hooks")
+    ///     .events(["contact.*"])
+    ///     .secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    /// sub.rotate_secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", 1_000, 60_000).unwrap();
+    /// assert_eq!(sub.live_secrets(60_999).count(), 2);
+    /// assert_eq!(sub.live_secrets(61_000).count(), 1);
+    /// assert_eq!(sub.next_secret_expiry(), Some(61_000));
+    /// ```
+    pub fn rotate_secret(
+        &mut self,
+        secret: impl Into<String>,
+        now_ms: u64,
+        grace_ms: u64,
+    ) -> Result<(), InvalidSubscription> {
+        let secret = Secret::new(secret);
+        self.drop_expired_secrets(now_ms);
+        if self.secrets.iter().any(|s| s.value == secret.value) {
+            return Err(InvalidSubscription::BadSecret {
+                reason: "the new secret is already one of the subscription's".into(),
+            });
+        }
+        let ends = now_ms.saturating_add(grace_ms);
+        let signing_key = is_signing_key(&secret.value);
+        for old in &mut self.secrets {
+            let same_kind = match self.profile {
+                Profile::Standard => is_signing_key(&old.value) == signing_key,
+                _ => true,
+            };
+            if same_kind {
+                old.expires_at = Some(old.expires_at.map_or(ends, |at| at.min(ends)));
+            }
+        }
+        self.drop_expired_secrets(now_ms);
+        self.secrets.push(secret);
+        Ok(())
     }
 
     /// Sets the wire profile.
@@ -639,10 +805,25 @@ impl Subscription {
         self
     }
 
-    /// Events per request, 1..=100.
+    /// Events per request, 1..=100: batches them (see [`Subscription::chunk_size`](field@Subscription::chunk_size)).
     pub fn chunk_size(mut self, size: u32) -> Self {
-        self.chunk_size = size;
+        self.chunk_size = Some(size);
         self
+    }
+
+    /// How many events one request carries at most: Autotask and SuperOffice send one event
+    /// per request; `standard` one unless `chunk_size` is set (then the batch envelope, `data`
+    /// a list); Pipeliner `chunk_size`, 100 by default.
+    pub fn events_per_request(&self) -> u32 {
+        if self.ordered_by_record {
+            // A request of several records could not wait for each of them alone.
+            return 1;
+        }
+        match self.profile {
+            Profile::Autotask | Profile::Superoffice => 1,
+            Profile::Standard => self.chunk_size.unwrap_or(1),
+            Profile::Pipeliner => self.chunk_size.unwrap_or(limits::CHUNK_SIZE),
+        }
     }
 
     /// Seconds between chunks of one publish.
@@ -654,6 +835,13 @@ impl Subscription {
     /// Deliver one at a time, in publish order.
     pub fn ordered(mut self, ordered: bool) -> Self {
         self.ordered = ordered;
+        self
+    }
+
+    /// Deliver each record's changes one at a time, in publish order (see
+    /// [`Subscription::ordered_by_record`](field@Subscription::ordered_by_record)).
+    pub fn ordered_by_record(mut self, ordered: bool) -> Self {
+        self.ordered_by_record = ordered;
         self
     }
 
@@ -703,10 +891,11 @@ impl Subscription {
         max_count("events", self.events.len(), limits::EVENTS)?;
         self.check_headers()?;
         check_properties(&self.properties)?;
-        if !(1..=limits::CHUNK_SIZE).contains(&self.chunk_size) {
-            return Err(E::ChunkSize {
-                value: self.chunk_size,
-            });
+        if let Some(size) = self
+            .chunk_size
+            .filter(|s| !(1..=limits::CHUNK_SIZE).contains(s))
+        {
+            return Err(E::ChunkSize { value: size });
         }
         if !(0..=limits::CHUNK_DELAY).contains(&self.chunk_delay) {
             return Err(E::ChunkDelay {
@@ -788,15 +977,23 @@ impl Subscription {
                 return Err(bad(format!("{len} characters, at most {max} allowed")));
             }
             match self.profile {
+                Profile::Standard if text.starts_with(PUBLIC_KEY_PREFIX) => {
+                    return Err(bad(format!(
+                        "a `{PUBLIC_KEY_PREFIX}` key is public: receivers verify with it; sign with its `{SIGNING_KEY_PREFIX}` signing key"
+                    )));
+                }
+                Profile::Standard if is_signing_key(text) => {
+                    let key = &text[SIGNING_KEY_PREFIX.len()..];
+                    // Base64 of 64 bytes is 88 characters, the last two padding.
+                    if key.len() != 88 || !key.ends_with("==") || !is_base64(key) {
+                        return Err(bad(format!(
+                            "a Standard Webhooks `{SIGNING_KEY_PREFIX}` key is base64 of 64 bytes: the ed25519 secret key, then its public key"
+                        )));
+                    }
+                }
                 Profile::Standard => {
                     let key = text.strip_prefix("whsec_").unwrap_or(text);
-                    let base64 = !key.is_empty()
-                        && key.len() % 4 == 0
-                        && key
-                            .trim_end_matches('=')
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
-                    if !base64 {
+                    if !is_base64(key) {
                         return Err(bad(
                             "a Standard Webhooks secret is `whsec_` followed by base64".into(),
                         ));
@@ -951,6 +1148,25 @@ fn check_url(field: &'static str, url: &str) -> Result<(), InvalidSubscription> 
     } else {
         Err(bad())
     }
+}
+
+/// The prefix of a Standard Webhooks ed25519 signing key.
+const SIGNING_KEY_PREFIX: &str = "whsk_";
+/// The prefix of a Standard Webhooks ed25519 public key, which verifies and cannot sign.
+const PUBLIC_KEY_PREFIX: &str = "whpk_";
+
+fn is_signing_key(secret: &str) -> bool {
+    secret.starts_with(SIGNING_KEY_PREFIX)
+}
+
+/// Standard base64 with its padding: callout-deliver decodes it when signing.
+fn is_base64(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() % 4 == 0
+        && text
+            .trim_end_matches('=')
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
 fn is_uuid(text: &str) -> bool {

@@ -10,7 +10,14 @@
 //! costs two `send`s, two TCP segments (two TLS records) and often two wake-ups of the receiver.
 //! [`Coalescing`] holds what ureq writes until ureq turns to read the response, then writes it
 //! at once: on loopback that cut the CPU per request by about 30% (docs/BENCHMARKS.md).
+//!
+//! ureq builds requests with the `http` crate, whose header names are lower-case; receivers that
+//! look headers up case-sensitively (PHP's `getallheaders()`) miss `x-hook-signature` when the
+//! vendor documents `X-Hook-Signature`. The same layer writes each header name of a request head
+//! as the sender spelled it ([`spelled`]): only the letters' case changes, so the head is
+//! rewritten in place, at no cost in length.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io;
 
@@ -86,8 +93,78 @@ impl<In: Transport> Connector<In> for CoalescingStage {
             buffers: LazyBuffers::new(input, output.max(2 * FLUSH_BELOW)),
             pending: 0,
             timeout: None,
+            head_next: true,
         }))
     }
+}
+
+thread_local! {
+    /// The header names of the request this thread is sending, as its sender spelled them.
+    /// ureq sends on the calling thread, so the transport reads them on the same one.
+    static SPELLING: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Headers ureq writes itself, in the casing HTTP's specifications write them.
+const UREQ_SPELLING: &[&str] = &[
+    "Host",
+    "Content-Length",
+    "Content-Type",
+    "User-Agent",
+    "Accept",
+    "Accept-Encoding",
+    "Transfer-Encoding",
+    "Connection",
+    "Proxy-Authorization",
+];
+
+/// Runs `send` with `names` as the spelling, on the wire, of the header names of the request it
+/// sends (compared ignoring case; names not in it keep ureq's spelling, but for
+/// [`UREQ_SPELLING`]'s).
+pub(crate) fn spelled<R>(names: Vec<String>, send: impl FnOnce() -> R) -> R {
+    let previous = SPELLING.replace(names);
+    let result = send();
+    SPELLING.set(previous);
+    result
+}
+
+/// Rewrites in place the header names of the HTTP/1.1 request head at the start of `bytes` to
+/// their spelling (see [`spelled`]). Anything that is not a request head (TLS records, a body)
+/// is left alone.
+fn respell(bytes: &mut [u8]) {
+    let Some(line_end) = find(bytes, b"\r\n") else {
+        return;
+    };
+    let request_line = &bytes[..line_end];
+    let method_ok = request_line
+        .iter()
+        .take_while(|&&b| b != b' ')
+        .all(u8::is_ascii_uppercase);
+    if !method_ok || !request_line.ends_with(b" HTTP/1.1") {
+        return;
+    }
+    let head_end = find(bytes, b"\r\n\r\n").unwrap_or(bytes.len());
+    SPELLING.with_borrow(|names| {
+        let mut at = line_end + 2;
+        while at < head_end {
+            let line_end = find(&bytes[at..], b"\r\n").map_or(head_end, |n| at + n);
+            if let Some(colon) = bytes[at..line_end].iter().position(|&b| b == b':') {
+                let name = &mut bytes[at..at + colon];
+                let spelling = names
+                    .iter()
+                    .map(String::as_str)
+                    .chain(UREQ_SPELLING.iter().copied())
+                    .find(|spelling| spelling.as_bytes().eq_ignore_ascii_case(name));
+                if let Some(spelling) = spelling {
+                    name.copy_from_slice(spelling.as_bytes());
+                }
+            }
+            at = line_end + 2;
+        }
+    });
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Held output is written once less than this much room is left behind it, so a large body
@@ -111,6 +188,9 @@ pub(crate) struct Coalescing<T> {
     /// The timeout of the last held write (ureq's current phase, e.g. sending the body): it
     /// governs sending what is held.
     timeout: Option<NextTimeout>,
+    /// Whether the next write starts a request: true on a new connection and once ureq waits
+    /// for a response. ureq writes a head in one piece (it must fit its output buffer).
+    head_next: bool,
 }
 
 impl<T: Transport> Coalescing<T> {
@@ -178,6 +258,10 @@ impl<T: Transport> Transport for Coalescing<T> {
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        if std::mem::take(&mut self.head_next) {
+            let pending = self.pending;
+            respell(&mut self.buffers.output()[pending..pending + amount]);
+        }
         self.pending += amount;
         self.timeout = Some(timeout);
         if self.buffers.output().len() - self.pending < FLUSH_BELOW {
@@ -188,6 +272,7 @@ impl<T: Transport> Transport for Coalescing<T> {
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
         self.send_pending()?;
+        self.head_next = true;
         // Input the inner transport read but this layer had no room for is used first.
         if self.inner.buffers().input().is_empty() && !self.inner.await_input(timeout)? {
             return Ok(false);

@@ -19,6 +19,15 @@ pub enum DeliverError {
         /// What the base64 decoder said.
         reason: String,
     },
+    /// A Standard Webhooks ed25519 key (`whsk_` signing key, `whpk_` public key) is base64 of
+    /// the wrong length, or not a key.
+    #[error("the {kind} is not valid: {reason}")]
+    InvalidKey {
+        /// `whsk_ signing key` or `whpk_ public key`.
+        kind: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A header the signature scheme needs was not in the received request.
     #[error("the header `{name}` is missing")]
     MissingHeader {

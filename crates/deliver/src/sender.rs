@@ -10,7 +10,7 @@ use ureq::http::{HeaderName, HeaderValue, Uri};
 use ureq::tls::TlsConfig;
 use ureq::Agent;
 
-use crate::connector::connector;
+use crate::connector::{connector, spelled};
 use crate::guard::{host_and_port, resolve_permitted, AllowList, GuardResolver};
 use crate::outcome::{
     classify, classify_io, BodyEnd, ErrorClass, Outcome, ResponseExcerpt, Verdict,
@@ -245,6 +245,9 @@ impl Request {
     }
 }
 
+/// A request's headers for ureq, and their names as spelled for the wire (see `connector`).
+type Headers = (Vec<(HeaderName, HeaderValue)>, Vec<String>);
+
 /// Sends [`Request`]s and classifies what happened. Cheap to share: one per engine, used by
 /// every worker thread (`Send + Sync`; the connection pool is shared).
 #[derive(Debug)]
@@ -362,7 +365,7 @@ impl Sender {
             }
         }
 
-        let headers = match self.headers(request) {
+        let (headers, spelling) = match self.headers(request) {
             Ok(headers) => headers,
             Err(detail) => return failed(ErrorClass::InvalidRequest, detail),
         };
@@ -388,7 +391,8 @@ impl Sender {
                 .build();
         }
 
-        let mut response = match builder.send(request.body.as_slice()) {
+        let sent = spelled(spelling, || builder.send(request.body.as_slice()));
+        let mut response = match sent {
             Ok(response) => response,
             Err(error) => return failed(classify(&error), error.to_string()),
         };
@@ -432,9 +436,10 @@ impl Sender {
     }
 
     /// Every header of the request, in order: the sender's, the signature's, the profile's,
-    /// then the custom ones that pass [`Request::check_headers`]'s rules. An `Err` is a header
-    /// the engine itself supplied and got wrong, which retrying cannot fix.
-    fn headers(&self, request: &Request) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    /// then the custom ones that pass [`Request::check_headers`]'s rules; and their names as
+    /// spelled, for the wire. An `Err` is a header the engine itself supplied and got wrong,
+    /// which retrying cannot fix.
+    fn headers(&self, request: &Request) -> Result<Headers, String> {
         let timestamp = request.timestamp.unwrap_or_else(|| {
             SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -446,15 +451,18 @@ impl Sender {
             .as_deref()
             .unwrap_or(DEFAULT_CONTENT_TYPE);
         let mut headers = Vec::with_capacity(8);
+        let mut spelling = Vec::with_capacity(8);
         let mut push = |name: &str, value: &str| -> Result<(), String> {
-            let name = HeaderName::from_bytes(name.as_bytes())
+            let spelled = name.trim();
+            let name = HeaderName::from_bytes(spelled.as_bytes())
                 .map_err(|_| format!("invalid header name `{name}`"))?;
             let value = HeaderValue::from_str(value)
                 .map_err(|_| format!("invalid value for header `{name}`"))?;
             headers.push((name, value));
+            spelling.push(spelled.to_string());
             Ok(())
         };
-        push("content-type", content_type)?;
+        push("Content-Type", content_type)?;
         push(DELIVERY_ID_HEADER, &request.delivery_id)?;
         for (name, value) in
             request
@@ -483,7 +491,7 @@ impl Sender {
                 tracing::warn!(delivery_id = %request.delivery_id, header = %name, "custom header dropped: not a valid HTTP header");
             }
         }
-        Ok(headers)
+        Ok((headers, spelling))
     }
 
     /// Reads the body to its end (so the connection can be reused) or to the size limit,

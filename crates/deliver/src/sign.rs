@@ -24,11 +24,12 @@ pub enum Signature {
     /// No signature headers at all.
     #[default]
     None,
-    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`. With several
-    /// secrets (while one is rotated) the signature header carries one `v1,` entry per secret;
-    /// with none, the id and timestamp headers are still sent.
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`. The signature
+    /// header carries one entry per key, in order: `v1,` for a `whsec_` secret, `v1a,` for a
+    /// `whsk_` signing key (several while one is rotated, or both kinds side by side); with
+    /// none, the id and timestamp headers are still sent.
     Standard {
-        /// The secrets to sign with, in order.
+        /// The keys to sign with, in order (a `whpk_` public key among them signs nothing).
         secrets: Vec<standard::Secret>,
     },
     /// Pipeliner: `WebHook-Signature` = HMAC-SHA256 of the body keyed by the signature UUID text.
@@ -158,7 +159,9 @@ mod tests {
             assert!(!headers.is_empty(), "{scheme:?}");
             for (name, _) in headers {
                 assert!(
-                    callout_core::SENDER_HEADERS.contains(&name),
+                    callout_core::SENDER_HEADERS
+                        .iter()
+                        .any(|owned| owned.eq_ignore_ascii_case(name)),
                     "{name} is not in callout_core::SENDER_HEADERS"
                 );
             }

@@ -70,6 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 due_at: now,
                 ordered: false,
                 message_id: format!("msg_{id}"),
+                order_key: None,
             })
             .collect();
         store.enqueue(&ids, batch, now)?;

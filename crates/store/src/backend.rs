@@ -2,6 +2,8 @@
 //! of `model.rs` and the one [`StoreError`]. sled implements it in this crate; another backend
 //! implements the same traits and passes the same conformance suite.
 
+use std::sync::Arc;
+
 use callout_core::Subscription;
 
 use crate::error::StoreError;
@@ -46,6 +48,34 @@ pub trait Registry: Send + Sync {
     /// Reserves `count` numbers of a subscription's own counter (Autotask's `SequenceNumber`
     /// counts up per webhook) and returns the first. Durable with the enqueue that follows.
     fn reserve_sequence(&self, sub: u64, count: u64) -> Result<u64, StoreError>;
+
+    /// Asks to be told of changes other users of a shared store make (another instance on
+    /// the same database): `on_change` is called, on a thread of the backend's, for each
+    /// [`Change`] it learns of, soon after it was committed. Returns whether the backend
+    /// tells of changes at all; one that does not (the default, and sled, which one process
+    /// owns) returns `false` and never calls it. `on_change` must return quickly: it holds up
+    /// the notices after it.
+    fn watch_changes(&self, on_change: ChangeHandler) -> Result<bool, StoreError> {
+        let _ = on_change;
+        Ok(false)
+    }
+}
+
+/// What [`Registry::watch_changes`] calls with each [`Change`].
+pub type ChangeHandler = Arc<dyn Fn(Change) + Send + Sync>;
+
+/// A change made through another handle on a shared store, as [`Registry::watch_changes`]
+/// tells of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change {
+    /// The subscription with this id was created, changed or deleted: read it again.
+    Subscription(u64),
+    /// Changes may have gone untold (the backend lost its feed and has it again): read every
+    /// subscription again, and look for due deliveries.
+    Everything,
+    /// Deliveries were enqueued or made due again (a resume, a replay): some may be due now.
+    Due,
 }
 
 /// The delivery queue: enqueue, lease, settle, hold, and counts.
@@ -124,6 +154,13 @@ pub trait Queue: Send + Sync {
 
     /// Makes everything written so far durable now (settles included).
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// How long a lease lasts, when the backend wants the engine to check it against its
+    /// request timeouts (a lease that ends while its request runs lets another worker, maybe
+    /// in another instance, send the delivery again). `None` (the default): not checked.
+    fn lease_duration(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// What happened to deliveries: single deliveries, attempts, dead letters, and the pruning of

@@ -82,6 +82,19 @@ pub enum StoreError {
     /// An I/O call (an fsync of the store's files, say) failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A lease shorter than a request may take: a delivery could be leased again, and sent
+    /// twice, while its first request still runs. Refused when the engine or a backend's
+    /// configuration is checked.
+    #[error(
+        "the lease of {lease:?} is shorter than a request may take ({request:?}); \
+         make the lease longer or the request timeouts shorter"
+    )]
+    LeaseTooShort {
+        /// The backend's lease duration.
+        lease: std::time::Duration,
+        /// The longest a request may take.
+        request: std::time::Duration,
+    },
     /// A lock was poisoned by a panicking thread.
     #[error("store state poisoned by a panicked thread")]
     Poisoned,

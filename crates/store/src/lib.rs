@@ -32,6 +32,7 @@
 //!     due_at: 1_000,
 //!     ordered: false,
 //!     message_id: "msg_01".into(),
+//!     order_key: None,
 //! };
 //! let receipt = store.enqueue(&[], vec![new], 1_000)?; // durable when this returns
 //! let leased = store.lease(1_000, 8)?;
@@ -51,7 +52,7 @@ mod error;
 mod model;
 mod sled_store;
 
-pub use crate::backend::{Backend, History, Queue, Registry};
+pub use crate::backend::{Backend, Change, ChangeHandler, History, Queue, Registry};
 pub use crate::error::StoreError;
 pub use crate::model::{
     Attempt, Counts, DeadFilter, Delivery, DeliveryState, EnqueueReceipt, LeaseLimits, LeaseToken,

@@ -21,6 +21,10 @@ pub struct NewDelivery {
     /// store and host, and the same for every attempt of the delivery. The engine makes it
     /// (`msg_` and a time-ordered UUID); the store keeps it as given.
     pub message_id: String,
+    /// Deliveries of one subscription with the same key go one at a time, in enqueue order,
+    /// retries included (the engine keys a record's changes by entity and id); `None` for no
+    /// such order. [`NewDelivery::ordered`] orders the whole subscription instead.
+    pub order_key: Option<String>,
 }
 
 /// Where a delivery is in its life.
@@ -69,6 +73,8 @@ pub struct Delivery {
     pub state: DeliveryState,
     /// The id receivers deduplicate on, as [`NewDelivery::message_id`] gave it.
     pub message_id: String,
+    /// As [`NewDelivery::order_key`] gave it.
+    pub order_key: Option<String>,
 }
 
 /// One recorded attempt.
@@ -123,6 +129,54 @@ pub struct SubscriptionFilter {
     pub event: Option<String>,
     /// In this state.
     pub state: Option<callout_core::State>,
+}
+
+impl SubscriptionFilter {
+    /// Whether `sub` is one the filter selects: its name contains `name` (ignoring case), it
+    /// is in `state`, and for `event`: an event name one of its patterns receives, a wildcard
+    /// pattern it holds, or (free text, SuperOffice's `EventFilter`) text one of its patterns
+    /// contains.
+    ///
+    /// ```
+    /// use callout_store::SubscriptionFilter;
+    /// let sub = callout_core::Subscription::new("https://r.example/h")
+    ///     .name("CRM sync")
+    ///     .events(["contact.*"]);
+    /// let by_event = SubscriptionFilter { event: Some("contact.created".into()), ..Default::default() };
+    /// let by_name = SubscriptionFilter { name: Some("crm".into()), ..Default::default() };
+    /// assert!(by_event.selects(&sub) && by_name.selects(&sub));
+    /// ```
+    pub fn selects(&self, sub: &callout_core::Subscription) -> bool {
+        use callout_core::{Part, Pattern};
+        if self
+            .name
+            .as_ref()
+            .is_some_and(|n| !sub.name.to_lowercase().contains(&n.to_lowercase()))
+        {
+            return false;
+        }
+        if self.state.is_some_and(|s| s != sub.state) {
+            return false;
+        }
+        let Some(raw) = &self.event else {
+            return true;
+        };
+        let patterns = sub.patterns().unwrap_or_default();
+        match raw.parse::<Pattern>().ok() {
+            // An event name: any pattern that would receive it.
+            Some(Pattern {
+                entity: Part::Name(e),
+                action: Part::Name(a),
+            }) => patterns.iter().any(|p| p.matches(&e, &a)),
+            // A wildcard pattern: subscriptions that hold that very pattern.
+            Some(given) => patterns.contains(&given),
+            // Free text: a pattern containing it.
+            None => sub
+                .events
+                .iter()
+                .any(|s| s.to_lowercase().contains(&raw.to_lowercase())),
+        }
+    }
 }
 
 /// Names one lease of one delivery: settles pass it back, so a settle of a lease that expired

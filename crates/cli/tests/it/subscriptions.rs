@@ -47,6 +47,7 @@ fn vendor_registration_documents_create_subscriptions() {
     let autotask = json!({
         "IsActive": true, "IsSubscribedToUpdateEvents": true, "Name": "at companies",
         "WebhookUrl": "https://at.example/hook", "SecretKey": "SuperSecretKey123",
+        "DeactivationUrl": "https://at.example/off",
         "Fields": [{"FieldID": "companyName", "IsSubscribedField": true}]
     });
     let created = store.json(&[
@@ -156,14 +157,17 @@ fn a_json_lines_batch_from_stdin_is_published() {
     );
     let ran = store.run_with_stdin(&["publish", "--file", "-"], batch.as_bytes());
     assert_eq!(ran.code, 0, "{ran:?}");
-    // One subscription's events of one publish travel together, in one chunk.
-    assert_eq!(ran.stdout, "published 2 events: 1 delivery, 0 duplicates\n");
+    // A standard subscription gets one message per event.
+    assert_eq!(
+        ran.stdout,
+        "published 2 events: 2 deliveries, 0 duplicates\n"
+    );
     let stats = store.ok(&["stats"]);
     assert!(
         stats
             .lines()
             .any(|l| l.split_whitespace().collect::<Vec<_>>()
-                == ["total", "1", "0", "0", "0", "0", "0"]),
+                == ["total", "2", "0", "0", "0", "0", "0"]),
         "{stats}"
     );
 }

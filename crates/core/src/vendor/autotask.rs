@@ -160,15 +160,15 @@ fn action_name(action: &Action) -> String {
     }
 }
 
-/// The `Fields` object: on delete `{}`; otherwise the subscribed fields (`on_field_change`)
-/// that changed, or every changed field when none is subscribed (every field on create), then
-/// the display-always fields. Keys are in subscription order; a changed field the record no
-/// longer has is `null`, a missing display-always field is left out.
+/// The `Fields` object, as Autotask's field rules give it: the subscribed fields
+/// (`IsSubscribedField`, `on_field_change`) that changed (on create, those the record has),
+/// then the display-always fields (`IsDisplayAlwaysField`, `always_fields`), which "the API
+/// adds to the payload when another field triggers a callout" (on delete, only they: nothing
+/// changed, and they are what cross-references the record). Nothing else: a field that
+/// changed but is not subscribed is not sent. Keys are in subscription order; a subscribed
+/// field the record no longer has is `null`, a missing display-always field is left out.
 fn callout_fields(sub: &CompiledSubscription, event: &Event) -> J {
     let mut out: Vec<(String, J)> = Vec::new();
-    if event.action == Action::Deleted {
-        return J::Obj(out);
-    }
     let data = &event.data;
     let push = |out: &mut Vec<(String, J)>, path: &str, value: Option<&Value>| {
         if !out.iter().any(|(k, _)| k == path) {
@@ -176,35 +176,21 @@ fn callout_fields(sub: &CompiledSubscription, event: &Event) -> J {
         }
     };
     let options = sub.entity_options(&event.entity);
-    let changed = match event.action {
-        Action::Created => None,
-        _ => event.changed_paths(),
-    };
-    match options.filter(|o| !o.on_field_change.is_empty()) {
-        Some(o) => {
-            for field in &o.on_field_change {
-                let value = lookup(data, field);
-                let fired = match &changed {
-                    Some(changed) => changed.iter().any(|c| touches(field, c)),
-                    None => value.is_some(),
-                };
-                if fired {
-                    push(&mut out, field, value);
-                }
+    if event.action != Action::Deleted {
+        let changed = match event.action {
+            Action::Created => None,
+            _ => event.changed_paths(),
+        };
+        for field in options.map(|o| o.on_field_change.as_slice()).unwrap_or(&[]) {
+            let value = lookup(data, field);
+            let fired = match &changed {
+                Some(changed) => changed.iter().any(|c| touches(field, c)),
+                None => value.is_some(),
+            };
+            if fired {
+                push(&mut out, field, value);
             }
         }
-        None => match &changed {
-            Some(changed) => {
-                for path in changed.iter() {
-                    push(&mut out, path, lookup(data, path));
-                }
-            }
-            None => {
-                for (key, value) in data.as_object().into_iter().flatten() {
-                    push(&mut out, key, Some(value));
-                }
-            }
-        },
     }
     for field in options.map(|o| o.always_fields.as_slice()).unwrap_or(&[]) {
         if let Some(value) = lookup(data, field) {
@@ -297,13 +283,17 @@ fn subscribed(sub: &Subscription) -> (Option<&'static str>, [bool; 3]) {
 }
 
 /// Whether the webhook is Ready: valid and with at least one subscribed field
-/// (`IsSubscribedField`). Autotask sends nothing for a webhook that is not.
+/// (`IsSubscribedField` of `Fields` or `UdfFields`). Autotask sends nothing for a webhook that
+/// is not, and neither does the matcher.
 pub fn is_ready(sub: &Subscription) -> bool {
-    sub.validate().is_ok()
-        && sub
-            .entities
-            .values()
-            .any(|options| !options.on_field_change.is_empty())
+    sub.validate().is_ok() && has_subscribed_field(sub)
+}
+
+/// Whether the webhook has a subscribed field (system or UDF), whatever else it holds.
+pub fn has_subscribed_field(sub: &Subscription) -> bool {
+    sub.entities
+        .values()
+        .any(|options| !options.on_field_change.is_empty())
 }
 
 /// The existing Autotask webhook that `candidate` duplicates, if any: same entity, same
@@ -366,9 +356,109 @@ pub fn parse_rest(json: &str, entity: &str) -> Result<Subscription, VendorError>
 
 /// [`parse_rest`] for an already parsed JSON document.
 pub fn parse_rest_value(value: &Value, entity: &str) -> Result<Subscription, VendorError> {
+    parse_rest_requiring(value, entity, &[])
+}
+
+/// [`parse_rest_value`], refusing a document without one of the `required` fields.
+fn parse_rest_requiring(
+    value: &Value,
+    entity: &str,
+    required: &[&str],
+) -> Result<Subscription, VendorError> {
     let f = Fields::new(AT, value, "")?;
     f.only(REST_FIELDS)?;
+    require(&f, required)?;
     parse_fields(&f, entity)
+}
+
+/// The fields Autotask requires of a request that creates a webhook, or replaces one (`PUT`),
+/// in the REST API's spelling: those its `<Entity>Webhooks` entity marks required and that a
+/// client writes (`id` is read-only), as its guide to creating a webhook repeats for both URLs
+/// ("Both fields are required to create the webhook"). `SendThresholdExceededNotification` is
+/// marked too, but Autotask's own SOAP sample creates a webhook without it, so it is not
+/// required here and defaults to false. At least one `IsSubscribedTo*Events` must be true;
+/// [`parse_rest`] checks that for every document.
+pub const REQUIRED_REST_FIELDS: &[&str] = &[
+    "Name",
+    "WebhookUrl",
+    "DeactivationUrl",
+    "IsActive",
+    "SecretKey",
+];
+
+/// [`REQUIRED_REST_FIELDS`] in the SOAP API's spelling (`Active` for `IsActive`).
+pub const REQUIRED_SOAP_FIELDS: &[&str] = &[
+    "Name",
+    "WebhookUrl",
+    "DeactivationUrl",
+    "Active",
+    "SecretKey",
+];
+
+/// Refuses `f` without a value (not null, not blank) for one of `required`.
+fn require(f: &Fields<'_>, required: &[&str]) -> Result<(), VendorError> {
+    let missing = required.iter().find(|key| match f.get(key) {
+        None => true,
+        Some(Value::String(text)) => text.trim().is_empty(),
+        Some(_) => false,
+    });
+    match missing {
+        Some(key) => Err(f.error(key, "is required: Autotask creates no webhook without it")),
+        None => Ok(()),
+    }
+}
+
+/// Parses the body of a request that creates an Autotask webhook (or replaces one), in
+/// either of Autotask's APIs, as a client sends it: SOAP XML when it starts with `<` (see
+/// [`parse_soap`]; the entity is its `xsi:type`'s, and `entity`, if given, must be the same),
+/// REST JSON otherwise (see [`parse_rest`]; `entity` is the endpoint's, and required). Beyond
+/// what those check, a field Autotask requires ([`REQUIRED_REST_FIELDS`],
+/// [`REQUIRED_SOAP_FIELDS`]) must be there and not blank.
+///
+/// ```
+/// use callout_core::vendor::autotask;
+/// let soap = r#"<Entity xsi:type="AccountWebhook"><Active>True</Active>
+///     <DeactivationUrl>https://r.example/off</DeactivationUrl>
+///     <IsSubscribedToUpdateEvents>True</IsSubscribedToUpdateEvents><Name>crm.Accounts</Name>
+///     <SecretKey>20201</SecretKey><WebhookUrl>https://r.example/at</WebhookUrl></Entity>"#;
+/// assert_eq!(autotask::parse_request(soap, None).unwrap().events, ["account.updated"]);
+/// let rest = r#"{"IsActive": true, "IsSubscribedToUpdateEvents": true, "Name": "crm.Accounts",
+///     "WebhookUrl": "https://r.example/at", "SecretKey": "20201"}"#;
+/// let refused = autotask::parse_request(rest, Some("Company")).unwrap_err();
+/// assert_eq!(refused.field, "DeactivationUrl");
+/// ```
+pub fn parse_request(document: &str, entity: Option<&str>) -> Result<Subscription, VendorError> {
+    let is_xml = document
+        .trim_start_matches('\u{feff}')
+        .trim_start()
+        .starts_with('<');
+    if !is_xml {
+        let entity = entity.ok_or_else(|| {
+            VendorError::new(
+                AT,
+                "Entity",
+                "a REST document names no entity: give the endpoint's (Company, Contact, ConfigurationItem, Ticket or TicketNote)",
+            )
+        })?;
+        let value: Value = serde_json::from_str(document)
+            .map_err(|e| VendorError::new(AT, "", format!("not valid JSON: {e}")))?;
+        return parse_rest_requiring(&value, entity, REQUIRED_REST_FIELDS);
+    }
+    let sub = parse_soap_requiring(document, REQUIRED_SOAP_FIELDS)?;
+    if let Some(entity) = entity {
+        let (soap_entity, _) = subscribed(&sub);
+        if webhook_entity(entity) != soap_entity {
+            return Err(VendorError::new(
+                AT,
+                "xsi:type",
+                format!(
+                    "is a webhook of {}, not of {entity:?}",
+                    soap_entity.unwrap_or("another entity")
+                ),
+            ));
+        }
+    }
+    Ok(sub)
 }
 
 /// A webhook from its fields, REST's or SOAP's, once their keys are known to be documented.
@@ -581,6 +671,11 @@ pub fn render_rest(sub: &Subscription) -> Value {
 /// `IsActive`, booleans as `True`/`False`); a child element the SOAP entity does not document
 /// is an error naming it. The rest of the document is not looked at.
 pub fn parse_soap(xml: &str) -> Result<Subscription, VendorError> {
+    parse_soap_requiring(xml, &[])
+}
+
+/// [`parse_soap`], refusing a document without one of the `required` fields.
+fn parse_soap_requiring(xml: &str, required: &[&str]) -> Result<Subscription, VendorError> {
     let mut reader = Reader::from_str(xml);
     let mut xsi_type: Option<String> = None;
     let mut found = false;
@@ -699,6 +794,7 @@ pub fn parse_soap(xml: &str) -> Result<Subscription, VendorError> {
     let values = Value::Object(values);
     let f = Fields::new(AT, &values, "")?;
     f.only(SOAP_FIELDS)?;
+    require(&f, required)?;
     parse_fields(&f, entity)
 }
 

@@ -293,8 +293,8 @@ fn custom_entity_filter(sub: &Subscription) -> Option<(&String, &FieldFilter)> {
         })
 }
 
-/// The subscription's options in Pipeliner's shape; defaults (chunk_size 100, chunk_delay 0,
-/// empty lists) are left out, so a plain webhook renders `{}`.
+/// The subscription's options in Pipeliner's shape; what was left at its default (no
+/// chunk_size, chunk_delay 0, empty lists) is left out, so a plain webhook renders `{}`.
 pub fn render_options(sub: &Subscription) -> Value {
     let mut options = Map::new();
     let custom = custom_entity_filter(sub);
@@ -316,8 +316,8 @@ pub fn render_options(sub: &Subscription) -> Value {
     if !sub.skip_keys.is_empty() {
         options.insert("skip_keys".into(), json!(sub.skip_keys));
     }
-    if sub.chunk_size != limits::CHUNK_SIZE {
-        options.insert("chunk_size".into(), json!(sub.chunk_size));
+    if let Some(size) = sub.chunk_size {
+        options.insert("chunk_size".into(), json!(size));
     }
     if sub.chunk_delay != 0 {
         options.insert("chunk_delay".into(), json!(sub.chunk_delay));
@@ -438,7 +438,8 @@ pub fn parse_webhook_value(value: &Value) -> Result<Subscription, VendorError> {
         if let Some(size) = o.u64("chunk_size")? {
             sub.chunk_size = u32::try_from(size)
                 .ok()
-                .filter(|s| (1..=limits::CHUNK_SIZE).contains(s))
+                .map(Some)
+                .filter(|s| s.is_some_and(|s| (1..=limits::CHUNK_SIZE).contains(&s)))
                 .ok_or_else(|| {
                     o.error(
                         "chunk_size",

@@ -38,6 +38,13 @@ fn a_singular_secret_is_refused_naming_secrets() {
         unknown("colour", None),
         "nothing close, nothing suggested"
     );
+    // Inside a secret with an expiry too.
+    assert_eq!(
+        refused(
+            json!({"secrets": [{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "expires": 1}]})
+        ),
+        unknown("secrets[0].expires", Some("expires_at"))
+    );
     assert_eq!(
         refused(json!({"colour": "blue"})).to_string(),
         r#"unknown field "colour""#

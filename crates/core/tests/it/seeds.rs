@@ -1,7 +1,7 @@
 //! The sample requests of the vendors' documents (`shared/seeds/`), expressed as subscriptions,
 //! with events that must and must not match them.
 
-use callout_core::{autotask_event_patterns, Event, Matcher, Profile, State, Subscription};
+use callout_core::{autotask_event_patterns, Event, Matcher, Miss, Profile, State, Subscription};
 use serde_json::json;
 
 fn ids(matcher: &Matcher, event: &Event) -> Vec<u64> {
@@ -136,33 +136,50 @@ fn autotask_rest_sample() -> Subscription {
     sub
 }
 
+/// The sample with one subscribed field, which Autotask needs before the webhook is Ready.
+fn ready(sub: Subscription) -> Subscription {
+    sub.on_field_change("Company", ["companyName"])
+}
+
+/// An update of a company's name (the subscribed field) by `actor`.
+fn renamed(entity: &str, actor: &str) -> Event {
+    Event::updated(entity, "351182")
+        .data(json!({"companyName": "New"}))
+        .previous(json!({"companyName": "Old"}))
+        .actor(actor)
+}
+
 #[test]
-fn autotask_rest_sample_fires_on_company_updates_only() {
-    let sub = autotask_rest_sample();
-    assert_eq!(sub.validate(), Ok(()));
-    let matcher = Matcher::from_subscriptions([sub]).unwrap();
+fn autotask_rest_sample_is_not_ready_and_fires_nothing_until_a_field_is_subscribed() {
+    let sample = autotask_rest_sample();
+    assert_eq!(sample.validate(), Ok(()));
+    let matcher = Matcher::from_subscriptions([sample]).unwrap();
+    assert!(ids(&matcher, &renamed("Account", "30691780")).is_empty());
     assert_eq!(
-        ids(
-            &matcher,
-            &Event::updated("Account", "351182").actor("30691780")
-        ),
-        [1]
+        matcher.explain(&renamed("Account", "30691780")),
+        [(1, Err(Miss::NotReady))]
     );
-    assert_eq!(ids(&matcher, &Event::updated("Company", "351182")), [1]);
+
+    let matcher = Matcher::from_subscriptions([ready(autotask_rest_sample())]).unwrap();
+    assert_eq!(ids(&matcher, &renamed("Account", "30691780")), [1]);
+    assert_eq!(ids(&matcher, &renamed("Company", "30691780")), [1]);
+    let other_field = Event::updated("Company", "351182")
+        .data(json!({"phone": "2"}))
+        .previous(json!({"phone": "1"}));
+    assert!(
+        ids(&matcher, &other_field).is_empty(),
+        "not a subscribed field"
+    );
     assert!(ids(&matcher, &Event::created("Account", "351182")).is_empty());
     assert!(ids(&matcher, &Event::updated("Contact", "351182")).is_empty());
     assert!(
-        ids(
-            &matcher,
-            &Event::updated("Account", "351182").actor("29682885")
-        )
-        .is_empty(),
+        ids(&matcher, &renamed("Account", "29682885")).is_empty(),
         "excluded resource"
     );
 }
 
 #[test]
-fn autotask_soap_sample_fires_on_account_updates() {
+fn autotask_soap_sample_fires_on_account_updates_once_ready() {
     // <Entity xsi:type="AccountWebhook">, Active, IsSubscribedToUpdateEvents, SecretKey 20201.
     let mut sub = Subscription::new("https://enymf79yfhr0d.x.pipedream.net")
         .name("Angela.Accounts.Modify")
@@ -171,8 +188,10 @@ fn autotask_soap_sample_fires_on_account_updates() {
         .secret("20201")
         .deactivation_url("https://enkmoj676nwh8.x.pipedream.net");
     sub.id = 9;
-    let matcher = Matcher::from_subscriptions([sub]).unwrap();
-    assert_eq!(ids(&matcher, &Event::updated("Company", "1")), [9]);
+    let not_ready = Matcher::from_subscriptions([sub.clone()]).unwrap();
+    assert!(ids(&not_ready, &renamed("Company", "1")).is_empty());
+    let matcher = Matcher::from_subscriptions([ready(sub)]).unwrap();
+    assert_eq!(ids(&matcher, &renamed("Company", "1")), [9]);
     assert!(ids(&matcher, &Event::deleted("Company", "1")).is_empty());
 }
 
@@ -180,13 +199,14 @@ fn autotask_soap_sample_fires_on_account_updates() {
 fn all_three_samples_live_in_one_matcher() {
     let matcher =
         Matcher::from_subscriptions([pipeliner_options_example(), superoffice_sample(), {
-            let mut s = autotask_rest_sample();
+            let mut s = ready(autotask_rest_sample());
             s.id = 2;
             s
         }])
         .unwrap();
     let account_update = Event::new("Account", "Update", "a1")
-        .data(json!({"owner_id": "9900cce6-bcd6-412a-bcd1-1904556c949a"}));
+        .data(json!({"owner_id": "9900cce6-bcd6-412a-bcd1-1904556c949a", "companyName": "N"}))
+        .previous(json!({"owner_id": "9900cce6-bcd6-412a-bcd1-1904556c949a", "companyName": "O"}));
     assert_eq!(ids(&matcher, &account_update), [1, 2]);
     assert_eq!(ids(&matcher, &Event::new("ticket", "changed", "1")), [3]);
 }

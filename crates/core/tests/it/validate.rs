@@ -369,6 +369,110 @@ fn subscription_round_trips_through_json() {
     let minimal: Subscription =
         serde_json::from_str(r#"{"name":"m","events":["*"],"target_url":"https://x.example/"}"#)
             .unwrap();
-    assert_eq!(minimal.chunk_size, 100);
+    assert_eq!(minimal.chunk_size, None);
     assert_eq!(minimal.validate(), Ok(()));
+}
+
+const SIGNING_KEY: &str =
+    "whsk_6Xb/dCcHpPea21PS1N9VY/NZW723CEc77N4rJCubMbfVKIDij2HKpMKkioLlX0dRqSKJp4AJ6p9lMicMFs6Kvg==";
+
+#[test]
+fn standard_subscriptions_take_whsk_signing_keys_beside_whsec_secrets_but_no_public_keys() {
+    let both = ok()
+        .secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .secret(SIGNING_KEY);
+    assert_eq!(both.validate(), Ok(()));
+    assert_eq!(ok().secret(SIGNING_KEY).validate(), Ok(()), "v1a alone");
+    let reason = |sub: Subscription| match err(sub) {
+        E::BadSecret { reason } => reason,
+        other => panic!("{other:?}"),
+    };
+    let public = reason(ok().secret("whpk_1SiA4o9hyqTCpIqC5V9HUakiiaeACeqfZTInDBbOir4="));
+    assert!(public.contains("whsk_"), "{public}");
+    // 32 bytes where a signing key has 64.
+    let short = reason(ok().secret("whsk_1SiA4o9hyqTCpIqC5V9HUakiiaeACeqfZTInDBbOir4="));
+    assert!(short.contains("64 bytes"), "{short}");
+    assert!(!short.contains("1SiA4"), "the key is not echoed: {short}");
+    // Other profiles sign with their own secrets, whatever they look like.
+    assert_eq!(
+        ok().profile(Profile::Superoffice)
+            .secret("whpk_anything")
+            .validate(),
+        Ok(())
+    );
+}
+
+#[test]
+fn rotation_keeps_old_secrets_of_the_same_kind_for_the_grace_then_drops_them() {
+    let mut sub = ok()
+        .secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .secret(SIGNING_KEY);
+    sub.rotate_secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", 10_000, 5_000)
+        .unwrap();
+    assert_eq!(sub.validate(), Ok(()));
+    let live = |sub: &Subscription, now: u64| -> Vec<String> {
+        sub.live_secrets(now)
+            .map(|s| s.expose()[..8].to_string())
+            .collect()
+    };
+    assert_eq!(live(&sub, 14_999), ["whsec_Mf", "whsk_6Xb", "whsec_C2"]);
+    // The whsk_ key is of the other kind: it does not expire.
+    assert_eq!(live(&sub, 15_000), ["whsk_6Xb", "whsec_C2"]);
+    assert_eq!(sub.next_secret_expiry(), Some(15_000));
+    assert!(!sub.drop_expired_secrets(14_999));
+    assert!(sub.drop_expired_secrets(15_000));
+    assert_eq!(sub.secrets.len(), 2);
+    assert_eq!(sub.next_secret_expiry(), None);
+    // Again within a grace: an earlier expiry is kept, a secret already held is refused.
+    sub.rotate_secret("whsec_b2xkIHNlY3JldCBiZWluZyByb3RhdGVk", 20_000, 60_000)
+        .unwrap();
+    sub.rotate_secret("whsec_bmV3ZXIgc2VjcmV0IHRoYW4gdGhhdA==", 30_000, 60_000)
+        .unwrap();
+    let expiries: Vec<Option<u64>> = sub.secrets.iter().map(|s| s.expires_at()).collect();
+    // The whsk_ key, the one rotated out at 20 s, the one rotated out at 30 s, the newest.
+    assert_eq!(expiries, [None, Some(80_000), Some(90_000), None]);
+    assert!(matches!(
+        sub.rotate_secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", 40_000, 0),
+        Err(E::BadSecret { .. })
+    ));
+    // No grace: the old ones go at once.
+    sub.rotate_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 40_000, 0)
+        .unwrap();
+    assert_eq!(live(&sub, 40_000), ["whsk_6Xb", "whsec_Mf"]);
+    assert_eq!(sub.secrets.len(), 2);
+}
+
+#[test]
+fn a_vendor_profile_rotates_every_secret() {
+    let mut sub = ok().profile(Profile::Superoffice).secret("old secret");
+    sub.rotate_secret("new secret", 0, 1_000).unwrap();
+    let first_live = |now| sub.live_secrets(now).next().map(|s| s.expose().to_string());
+    assert_eq!(first_live(999).as_deref(), Some("old secret"));
+    assert_eq!(first_live(1_000).as_deref(), Some("new secret"));
+}
+
+#[test]
+fn secrets_with_and_without_expiry_read_back_as_written() {
+    let mut sub = ok().secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    let stored_before_expiries = serde_json::to_value(&sub).unwrap();
+    assert_eq!(
+        stored_before_expiries["secrets"],
+        json!(["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]),
+        "a secret that does not expire is written as before"
+    );
+    sub.rotate_secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", 1_000, 2_000)
+        .unwrap();
+    let written = serde_json::to_value(&sub).unwrap();
+    assert_eq!(
+        written["secrets"],
+        json!([
+            {"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "expires_at": 3_000},
+            "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+        ])
+    );
+    let back: Subscription = serde_json::from_value(written.clone()).unwrap();
+    assert_eq!(back, sub);
+    assert_eq!(Subscription::from_value(written).unwrap(), sub);
+    assert!(format!("{sub:?}").contains("Secret(<redacted>, expires_at: 3000)"));
+    assert!(serde_json::from_value::<Subscription>(json!({"secrets": [7]})).is_err());
 }

@@ -38,11 +38,15 @@ fn autotask_vector_body_is_reproduced_byte_for_byte() {
 fn autotask_body_variants() {
     let mut sub = Subscription::new("https://receiver.example/autotask")
         .profile(Profile::Autotask)
-        .events(["Company.*"]);
+        .events(["Company.*"])
+        .on_field_change("Company", ["Name"])
+        .always_fields("Company", ["ExternalID"]);
     sub.guid = "g".into();
     let sub = CompiledSubscription::compile(sub).unwrap();
-    // Create without subscribed fields: every field; legacy EntityType; string ids; no actor.
-    let created = Event::created("Company", "A-7").data(json!({"Name": "<Acme>"}));
+    // Create: the subscribed fields the record has and the display-always ones, no other
+    // field; legacy EntityType; string ids; no actor.
+    let created = Event::created("Company", "A-7")
+        .data(json!({"Phone": "1", "ExternalID": "X-7", "Name": "<Acme>"}));
     assert_eq!(
         text(autotask::callout_body(
             &sub,
@@ -50,8 +54,28 @@ fn autotask_body_variants() {
             1,
             PersonIdCasing::PersonId
         )),
-        r#"{"Action":"Create","Guid":"g","EntityType":"Account","Id":"A-7","Fields":{"Name":"\u003CAcme\u003E"},"EventTime":"1970-01-01T00:00:00Z","SequenceNumber":1,"PersonId":null}"#
+        r#"{"Action":"Create","Guid":"g","EntityType":"Account","Id":"A-7","Fields":{"Name":"\u003CAcme\u003E","ExternalID":"X-7"},"EventTime":"1970-01-01T00:00:00Z","SequenceNumber":1,"PersonId":null}"#
     );
+    // Update: only the subscribed fields that changed, then the display-always ones.
+    let updated = Event::updated("Company", "7")
+        .data(json!({"Phone": "2", "ExternalID": "X-7", "Name": "Acme"}))
+        .previous(json!({"Phone": "1", "ExternalID": "X-7", "Name": "Acme"}));
+    let body = text(autotask::callout_body(
+        &sub,
+        &updated,
+        2,
+        PersonIdCasing::default(),
+    ));
+    assert!(body.contains(r#""Fields":{"ExternalID":"X-7"}"#), "{body}");
+    // Delete: nothing changed; the display-always fields cross-reference the record.
+    let gone = Event::deleted("Company", "7").data(json!({"ExternalID": "X-7", "Name": "A"}));
+    let body = text(autotask::callout_body(
+        &sub,
+        &gone,
+        3,
+        PersonIdCasing::default(),
+    ));
+    assert!(body.contains(r#""Fields":{"ExternalID":"X-7"}"#), "{body}");
     let deleted = Event::deleted("ConfigurationItem", "9").data(json!({"Name": "x"}));
     let body = text(autotask::callout_body(
         &sub,
@@ -667,7 +691,7 @@ fn pipeliner_seed_options_with_comments_parse_render_and_round_trip() {
     assert_eq!(sub.entities["Account"].filters[0].path, "owner_id");
     assert_eq!(sub.related.expand, ["contact"]);
     assert_eq!(sub.skip_keys, ["gmail_sync", "custom_integration"]);
-    assert_eq!((sub.chunk_size, sub.chunk_delay), (100, 300));
+    assert_eq!((sub.chunk_size, sub.chunk_delay), (Some(100), 300));
     assert_eq!(sub.created_at, Some(1_546_300_800_000));
     let rendered = pipeliner::render_webhook(&sub);
     assert_eq!(rendered["options"]["chunk_delay"], 300);

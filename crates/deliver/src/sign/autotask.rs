@@ -10,8 +10,8 @@ use sha1::Sha1;
 
 use crate::DeliverError;
 
-/// The signature header.
-pub const HEADER: &str = "x-hook-signature";
+/// The signature header, spelled as Autotask documents it (and sent so).
+pub const HEADER: &str = "X-Hook-Signature";
 const PREFIX: &str = "sha1=";
 
 fn mac(secret: &str, body: &[u8]) -> Hmac<Sha1> {

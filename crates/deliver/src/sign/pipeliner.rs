@@ -10,8 +10,8 @@ use hmac::Mac;
 use crate::sign::hmac_sha256;
 use crate::DeliverError;
 
-/// The signature header (HTTP names are case-insensitive; Pipeliner writes `WebHook-Signature`).
-pub const HEADER: &str = "webhook-signature";
+/// The signature header, spelled as Pipeliner documents it (and sent so).
+pub const HEADER: &str = "WebHook-Signature";
 
 /// How the MAC is written in the header.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use hmac::Mac;
 use crate::sign::hmac_sha256;
 use crate::DeliverError;
 
-/// The signature header.
-pub const HEADER: &str = "x-superoffice-signature";
+/// The signature header, spelled as SuperOffice documents it (and sent so).
+pub const HEADER: &str = "X-SuperOffice-Signature";
 /// The content type SuperOffice sends, which its receivers may check.
 pub const CONTENT_TYPE: &str = "application/json; charset=utf-8";
 

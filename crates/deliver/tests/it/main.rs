@@ -1,5 +1,6 @@
 //! Integration tests of callout-deliver against real receivers on 127.0.0.1.
 
+mod casing;
 mod guard;
 mod hostile;
 mod outcomes;

@@ -68,6 +68,7 @@ pub(super) fn decode_delivery(key: &[u8], bytes: &[u8]) -> Result<Delivery, Stor
                 ordered: v1.ordered,
                 state: v1.state,
                 message_id,
+                order_key: None,
             }
         }),
     }

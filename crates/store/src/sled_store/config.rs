@@ -9,7 +9,9 @@ pub enum Durability {
     /// with `sync_file_range`). Concurrent writers share flushes.
     #[default]
     Flush,
-    /// Also fsyncs the store's files: survives a power loss, at the disk's fsync rate.
+    /// Also makes the flush survive a power loss: one `fdatasync` of sled's log per group
+    /// commit (which concurrent writers share), plus a sync of each blob file sled creates for a
+    /// value too large for its log, and of their directory.
     Sync,
     /// No flush in the call: sled writes in the background every 500 ms, so a crash can lose
     /// the last half second of publishes.

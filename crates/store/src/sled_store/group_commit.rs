@@ -3,7 +3,6 @@
 //! sled makes every `apply_batch` pay a log write of its own. A group whose flush fails takes
 //! its journal back, and every writer in it hears the error.
 
-use std::path::Path;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -269,25 +268,13 @@ impl SledStore {
         Ok(())
     }
 
+    /// Flushes sled, and with [`Durability::Sync`] makes it survive a power loss
+    /// (`power_loss.rs`).
     pub(super) fn flush_files(&self) -> Result<(), StoreError> {
         self.db.flush().db()?;
-        if self.config.durability == Durability::Sync {
-            // sled 0.34 flushes with sync_file_range, which a power loss can undo: fsync its files.
-            sync_dir(&self.path)?;
+        if let Some(sync) = &self.power_loss {
+            sync.sync()?;
         }
         Ok(())
     }
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            sync_dir(&path)?;
-        } else {
-            std::fs::File::open(&path)?.sync_all()?;
-        }
-    }
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
 }

@@ -217,6 +217,7 @@ mod tests {
             due_at: 0,
             ordered: false,
             message_id: format!("msg_{n}"),
+            order_key: None,
         };
         let ids = store
             .enqueue(&[], (0..8).map(new).collect(), 1)

@@ -39,6 +39,7 @@ mod ids;
 mod keys;
 mod open;
 mod ops;
+mod power_loss;
 mod prune;
 mod queue;
 mod registry;
@@ -63,7 +64,7 @@ use self::ops::Ops;
 /// let store = SledStore::open(dir.path(), StoreConfig::default())?;
 /// let receipt = store.enqueue(&[], vec![NewDelivery {
 ///     subscription_id: 1, event_ids: vec!["e1".into()], event_type: "contact.created".into(),
-///     body: b"{}".to_vec(), due_at: 1_000, ordered: false, message_id: "msg_1".into(),
+///     body: b"{}".to_vec(), due_at: 1_000, ordered: false, message_id: "msg_1".into(), order_key: None,
 /// }], 1_000)?;
 /// let leased = store.lease(1_000, 10)?;
 /// assert_eq!(leased[0].delivery.id, receipt.delivery_ids[0]);
@@ -82,6 +83,8 @@ pub struct SledStore {
     /// for the settles it must see.
     behind_gate: Mutex<()>,
     flusher: Flusher,
+    /// What `Durability::Sync` syncs after each flush; `None` for the other durabilities.
+    power_loss: Option<power_loss::PowerLossSync>,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -132,6 +135,13 @@ impl SledStore {
     /// than the number of writes).
     pub fn flush_count(&self) -> u64 {
         self.flusher.flushes()
+    }
+
+    /// How many `fdatasync`/`fsync` calls the store has made for [`Durability::Sync`] since it
+    /// was opened: one per group commit, and one more for each blob file sled created (and its
+    /// directory). 0 for the other durabilities.
+    pub fn sync_count(&self) -> u64 {
+        self.power_loss.as_ref().map_or(0, |sync| sync.calls())
     }
 
     /// The size of the store's files on disk, in bytes.
@@ -256,6 +266,7 @@ pub(crate) mod test_support {
             ordered,
             state: DeliveryState::Due,
             message_id: format!("msg_{id}"),
+            order_key: None,
         }
     }
 }

@@ -22,7 +22,8 @@ use super::keys::{
     LEGACY_PENDING, NEXT_DELIVERY, ORDERED,
 };
 use super::ops::Ops;
-use super::{OrStoreError, SledStore, StoreConfig};
+use super::power_loss::PowerLossSync;
+use super::{Durability, OrStoreError, SledStore, StoreConfig};
 
 /// Paths open in this process: sled's file lock stops a second process, this stops a second
 /// handle in the same one.
@@ -143,6 +144,7 @@ impl SledStore {
                 }
                 other => damaged(path, other),
             })?;
+        let config_durability = config.durability;
         let subs = db.open_tree("subs").db()?;
         let meta = db.open_tree("meta").db()?;
         let layout = match meta.get(FORMAT_KEY).db()?.as_deref() {
@@ -172,9 +174,16 @@ impl SledStore {
             config,
             behind_gate: Mutex::new(()),
             flusher: Flusher::default(),
+            power_loss: match config_durability {
+                Durability::Sync => Some(PowerLossSync::open(path)?),
+                _ => None,
+            },
         };
         if layout < 2 {
             store.migrate_layout_1()?;
+        }
+        if layout < 4 {
+            store.forget_old_chunk_default()?;
         }
         store.write_out_journals()?;
         if layout < LAYOUT_BY_SUBSCRIPTION {

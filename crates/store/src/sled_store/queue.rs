@@ -90,6 +90,7 @@ impl Queue for SledStore {
                     created_at: now_ms,
                     ordered: new.ordered,
                     message_id: new.message_id,
+                    order_key: new.order_key,
                     // Filed as due even for a held subscription: whether it is held is decided
                     // once the batch is applied (`file_applied`), since a hold or resume can
                     // come in between.
@@ -369,8 +370,7 @@ impl Queue for SledStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.catch_up()?;
-        self.db.flush().db()?;
-        Ok(())
+        self.flush_files()
     }
 }
 
@@ -747,6 +747,7 @@ mod tests {
             due_at,
             ordered,
             message_id: format!("msg_{sub}_{n}"),
+            order_key: None,
         };
         let windows = |store: &SledStore| store.book.lock().unwrap().due.len();
         {
@@ -905,6 +906,7 @@ mod tests {
                     due_at: 0,
                     ordered: false,
                     message_id: "msg".into(),
+                    order_key: None,
                 }],
                 0,
             )
@@ -923,6 +925,7 @@ mod tests {
             due_at: 0,
             ordered: false,
             message_id: format!("msg_{n}"),
+            order_key: None,
         };
         // Room for three of the six records (all of one size).
         let one = Fresh::size(&Delivery {
@@ -937,6 +940,7 @@ mod tests {
             ordered: false,
             state: DeliveryState::Due,
             message_id: "msg_0".into(),
+            order_key: None,
         });
         let config = StoreConfig {
             fresh_capacity: 3 * one,

@@ -123,8 +123,8 @@ fn corrupt_delivery_is_moved_aside_and_the_rest_still_leases() {
     assert_eq!(receipt.delivery_ids, [3]);
 }
 
-/// Group commits that fail (in `Sync` mode a dangling link in the store's directory makes the
-/// fsync of its files fail) alternate with ones that succeed while eight writers enqueue: an
+/// Group commits that fail (in `Sync` mode a dangling link among sled's blob files makes the
+/// sync of new blobs fail) alternate with ones that succeed while eight writers enqueue: an
 /// enqueue that returned Ok was in a group that committed, so its delivery can be leased at
 /// once; one that returned an error was not stored, and does not come back on reopen.
 #[test]
@@ -136,7 +136,7 @@ fn an_enqueue_acknowledged_while_group_commits_fail_is_leasable() {
         ..StoreConfig::default()
     };
     let store = Arc::new(SledStore::open(dir.path(), config).unwrap());
-    let link = dir.path().join("dangling");
+    let link = dir.path().join("blobs").join("dangling");
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..8)
         .map(|t| {

@@ -4,6 +4,7 @@ mod conformance;
 mod crash;
 mod durability;
 mod open;
+mod power_loss;
 mod queue;
 mod races;
 mod registry;
@@ -39,6 +40,7 @@ pub fn delivery(sub: u64, event_id: &str, due_at: u64) -> NewDelivery {
         due_at,
         ordered: false,
         message_id: format!("msg_{sub}_{event_id}"),
+        order_key: None,
     }
 }
 

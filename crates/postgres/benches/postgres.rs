@@ -1,0 +1,228 @@
+//! The PostgreSQL backend's rates beside PostgreSQL's own in the same run: bare single-row
+//! INSERT transactions through the `postgres` crate (1 and 8 connections), durable enqueues
+//! of one delivery (1 and 8 threads) and of 100, the lease -> complete cycle, and `counts()`
+//! with 1M deliveries queued. Needs a server: run it under the test cluster,
+//! `scripts/with-postgres.sh cargo bench -p callout-postgres --bench postgres`.
+//! Figures go to docs/BENCHMARKS.md.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use callout_postgres::{PgConfig, PgStore};
+use callout_store::conformance::{attempt, delivery};
+use callout_store::{NewDelivery, Queue};
+
+const SERVER: &str = "CALLOUT_TEST_POSTGRES";
+
+fn main() {
+    // `cargo bench` passes `--bench`; a test run of the bench target (cargo test
+    // --benches) has nothing to measure.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let Ok(url) = std::env::var(SERVER) else {
+        eprintln!(
+            "{SERVER} is not set: run under scripts/with-postgres.sh cargo bench -p callout-postgres"
+        );
+        std::process::exit(2);
+    };
+    let schema = format!("callout_bench_{}", std::process::id());
+    let result = std::panic::catch_unwind(|| run(&url, &schema));
+    drop_schema(&url, &schema);
+    if result.is_err() {
+        std::process::exit(1);
+    }
+}
+
+fn run(url: &str, schema: &str) {
+    let mut config = PgConfig::new(url);
+    config.schema = schema.to_string();
+    let store = Arc::new(PgStore::open(config).expect("store opens"));
+
+    let raw_1 = raw_inserts(url, schema, 1, 2_000);
+    let raw_8 = raw_inserts(url, schema, 8, 500);
+    println!("raw INSERT transactions, 1 connection:  {raw_1:>8.0}/s");
+    println!("raw INSERT transactions, 8 connections: {raw_8:>8.0}/s");
+
+    let single_1 = enqueues(&store, 1, 2_000, 1);
+    let single_8 = enqueues(&store, 8, 500, 1);
+    let batch_100 = enqueues(&store, 1, 100, 100);
+    println!(
+        "enqueue 1 delivery, 1 thread:  {single_1:>8.0}/s ({:.0}% of raw)",
+        100.0 * single_1 / raw_1
+    );
+    println!(
+        "enqueue 1 delivery, 8 threads: {single_8:>8.0}/s ({:.1}x one thread)",
+        single_8 / single_1
+    );
+    println!("enqueue 100 deliveries a call: {batch_100:>8.0} deliveries/s");
+
+    drain(&store);
+    let cycle_1 = cycles(&store, 1, 4_000);
+    drain(&store);
+    let cycle_4 = cycles(&store, 4, 4_000);
+    println!("lease -> complete, 1 thread:  {cycle_1:>8.0} cycles/s");
+    println!("lease -> complete, 4 threads: {cycle_4:>8.0} cycles/s");
+
+    let (stats_ms, lease_ms) = at_a_million(url, schema, &store);
+    println!("counts() with 1M queued: median {stats_ms:.2} ms");
+    println!("lease(10) with 1M queued: median {lease_ms:.2} ms");
+}
+
+/// Bare single-row INSERT transactions, each committed (synchronous_commit on), from
+/// `threads` connections of `each`.
+fn raw_inserts(url: &str, schema: &str, threads: usize, each: usize) -> f64 {
+    let mut setup = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+    setup
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {schema}.raw (id bigserial PRIMARY KEY, body bytea)"
+        ))
+        .expect("raw table");
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (url, schema) = (url.to_string(), schema.to_string());
+            std::thread::spawn(move || {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+                let insert = client
+                    .prepare(&format!("INSERT INTO {schema}.raw (body) VALUES ($1)"))
+                    .expect("prepare");
+                let body = vec![b'x'; 300];
+                for _ in 0..each {
+                    client.execute(&insert, &[&body]).expect("insert");
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().expect("raw thread");
+    }
+    (threads * each) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn new(n: usize) -> NewDelivery {
+    NewDelivery {
+        body: vec![b'x'; 300],
+        ..delivery((n % 10 + 1) as u64, &format!("e{n}"), 0)
+    }
+}
+
+/// Durable enqueue calls of `per_call` deliveries from `threads` threads, `calls` each;
+/// deliveries per second.
+fn enqueues(store: &Arc<PgStore>, threads: usize, calls: usize, per_call: usize) -> f64 {
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let store = Arc::clone(store);
+            std::thread::spawn(move || {
+                for c in 0..calls {
+                    let batch = (0..per_call).map(|n| new(c * per_call + n)).collect();
+                    store.enqueue(&[], batch, 0).expect("enqueue");
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().expect("enqueue thread");
+    }
+    (threads * calls * per_call) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Completes everything queued so far, so a measurement starts from an empty queue.
+fn drain(store: &PgStore) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while Instant::now() < deadline {
+        let leased = store.lease(0, 500).expect("lease");
+        if leased.is_empty() {
+            return;
+        }
+        for l in leased {
+            store
+                .complete(l.token, attempt(1, 1, "delivered"))
+                .expect("complete");
+        }
+    }
+}
+
+/// `total` deliveries enqueued, then leased ten at a time and completed one by one from
+/// `threads` threads; cycles per second.
+fn cycles(store: &Arc<PgStore>, threads: usize, total: usize) -> f64 {
+    let batch: Vec<NewDelivery> = (0..total).map(new).collect();
+    for chunk in batch.chunks(1_000) {
+        store.enqueue(&[], chunk.to_vec(), 0).expect("enqueue");
+    }
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(300);
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let store = Arc::clone(store);
+            std::thread::spawn(move || {
+                let mut done = 0;
+                let mut empty = 0;
+                while empty < 20 && Instant::now() < deadline {
+                    let leased = store.lease(0, 10).expect("lease");
+                    if leased.is_empty() {
+                        empty += 1;
+                        continue;
+                    }
+                    empty = 0;
+                    for l in leased {
+                        store
+                            .complete(l.token, attempt(1, 1, "delivered"))
+                            .expect("complete");
+                        done += 1;
+                    }
+                }
+                done
+            })
+        })
+        .collect();
+    let done: usize = handles.into_iter().map(|h| h.join().expect("cycler")).sum();
+    done as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Fills the queue to 1M due deliveries over 100 subscriptions (in SQL, counts included, as
+/// enqueues would have kept them), then times `counts()` and a lease of 10: medians of 21.
+fn at_a_million(url: &str, schema: &str, store: &PgStore) -> (f64, f64) {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+    client
+        .batch_execute(&format!(
+            "SET search_path TO {schema};
+             INSERT INTO deliveries (id, subscription, event_ids, event_type, body, message_id,
+                                     due_at, created_at, ordered, state)
+               SELECT 1000000000 + g, 1000 + g % 100, '[\"e\"]', 'contact.created',
+                      '\\x7b7d', 'msg_' || g, 0, 0, false, 0
+               FROM generate_series(1, 1000000) g;
+             INSERT INTO queue_state (subscription, due)
+               SELECT 1000 + g % 100, count(*) FROM generate_series(1, 1000000) g GROUP BY 1;
+             ANALYZE deliveries; ANALYZE queue_state;"
+        ))
+        .expect("a million rows");
+    let median = |mut samples: Vec<f64>| {
+        samples.sort_by(f64::total_cmp);
+        samples[samples.len() / 2]
+    };
+    let stats: Vec<f64> = (0..21)
+        .map(|_| {
+            let started = Instant::now();
+            let counts = store.counts().expect("counts");
+            assert!(counts.due >= 1_000_000);
+            started.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    let leases: Vec<f64> = (0..21)
+        .map(|_| {
+            let started = Instant::now();
+            let leased = store.lease(0, 10).expect("lease");
+            assert_eq!(leased.len(), 10);
+            started.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    (median(stats), median(leases))
+}
+
+fn drop_schema(url: &str, schema: &str) {
+    if let Ok(mut client) = postgres::Client::connect(url, postgres::NoTls) {
+        let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+    }
+}

@@ -1,0 +1,154 @@
+//! Several instances on one schema: two `PgStore`s stand for two host processes sharing the
+//! database. They never hold the same delivery, a dropped one's leases come back after the
+//! deadline, bounds and ordering hold across them, and event ids are deduplicated across them.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use callout_store::conformance::{attempt, delivery};
+use callout_store::{LeaseLimits, NewDelivery, Queue, StoreError};
+
+use crate::support::Schema;
+
+const LEASE: Duration = Duration::from_secs(300);
+
+#[test]
+fn two_instances_leasing_from_many_threads_never_get_the_same_delivery() {
+    let schema = Schema::new();
+    let stores = [Arc::new(schema.open(LEASE)), Arc::new(schema.open(LEASE))];
+    let batch: Vec<NewDelivery> = (0..400)
+        .map(|n| delivery(n % 7 + 1, &format!("e{n}"), 0))
+        .collect();
+    stores[0].enqueue(&[], batch, 0).expect("enqueue");
+    // Until all are leased, or for 20 s at most; an empty answer only means the others hold
+    // every subscription's claim at that moment.
+    let total = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let threads: Vec<_> = (0..6)
+        .map(|n| {
+            let store = Arc::clone(&stores[n % 2]);
+            let total = Arc::clone(&total);
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                while total.load(Ordering::SeqCst) < 400 && Instant::now() < deadline {
+                    let leased = store.lease(0, 5).expect("lease");
+                    total.fetch_add(leased.len(), Ordering::SeqCst);
+                    got.extend(leased.into_iter().map(|l| l.delivery.id));
+                }
+                got
+            })
+        })
+        .collect();
+    let all: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("leasing thread"))
+        .collect();
+    let distinct: HashSet<u64> = all.iter().copied().collect();
+    assert_eq!(distinct.len(), all.len(), "a delivery was leased twice");
+    assert_eq!(all.len(), 400, "every delivery leased");
+    assert_eq!(stores[1].counts().expect("counts").in_flight, 400);
+}
+
+#[test]
+fn a_dropped_instances_leases_come_back_after_the_deadline_and_its_tokens_are_refused() {
+    let schema = Schema::new();
+    let lease = Duration::from_millis(200);
+    let gone = schema.open(lease);
+    let survivor = schema.open(lease);
+    let batch = (0..5).map(|n| delivery(1, &format!("e{n}"), 0)).collect();
+    gone.enqueue(&[], batch, 1_000).expect("enqueue");
+    let held = gone.lease(1_000, 10).expect("lease");
+    assert_eq!(held.len(), 5);
+    drop(gone);
+    assert!(
+        survivor.lease(1_150, 10).expect("lease").is_empty(),
+        "still leased until the deadline"
+    );
+    let back = survivor.lease(1_200, 10).expect("lease");
+    assert_eq!(back.len(), 5, "every one comes back");
+    let stale = survivor.complete(held[0].token, attempt(1, 1_201, "delivered"));
+    assert!(
+        matches!(stale, Err(StoreError::UnknownDelivery(_))),
+        "{stale:?}"
+    );
+    for leased in back {
+        survivor
+            .complete(leased.token, attempt(1, 1_202, "delivered"))
+            .expect("the new lease settles");
+    }
+    assert_eq!(survivor.counts().expect("counts").delivered, 5);
+    assert_eq!(survivor.counts().expect("counts").in_flight, 0);
+}
+
+#[test]
+fn bounds_and_ordering_hold_across_instances() {
+    let schema = Schema::new();
+    let (a, b) = (schema.open(LEASE), schema.open(LEASE));
+    let ordered = |event: &str| NewDelivery {
+        ordered: true,
+        ..delivery(1, event, 0)
+    };
+    a.enqueue(&[], vec![ordered("first"), ordered("second")], 0)
+        .expect("enqueue");
+    let unordered = (0..6).map(|n| delivery(2, &format!("u{n}"), 0)).collect();
+    a.enqueue(&[], unordered, 0).expect("enqueue");
+    let limits = LeaseLimits::new(2);
+    let from_a = a.lease_within(0, 10, &limits).expect("lease");
+    let from_b = b.lease_within(0, 10, &limits).expect("lease");
+    let events = |leased: &[callout_store::Leased], sub: u64| -> Vec<String> {
+        leased
+            .iter()
+            .filter(|l| l.delivery.subscription_id == sub)
+            .map(|l| l.delivery.event_ids[0].clone())
+            .collect()
+    };
+    assert_eq!(events(&from_a, 1), ["first"]);
+    assert!(
+        events(&from_b, 1).is_empty(),
+        "one ordered in flight, cluster-wide"
+    );
+    assert_eq!(events(&from_a, 2).len(), 2);
+    assert!(
+        events(&from_b, 2).is_empty(),
+        "the bound counts both instances"
+    );
+    let head = from_a.iter().find(|l| l.delivery.ordered).expect("head");
+    a.complete(head.token, attempt(1, 1, "delivered"))
+        .expect("complete");
+    let next = b.lease_within(0, 10, &limits).expect("lease");
+    assert_eq!(
+        events(&next, 1),
+        ["second"],
+        "publish order across instances"
+    );
+}
+
+#[test]
+fn event_ids_are_deduplicated_across_instances() {
+    let schema = Schema::new();
+    let (a, b) = (Arc::new(schema.open(LEASE)), Arc::new(schema.open(LEASE)));
+    // Both publish the same ten host event ids at once: each id is stored once.
+    let threads: Vec<_> = [a, b]
+        .into_iter()
+        .map(|store| {
+            std::thread::spawn(move || {
+                let mut stored = 0;
+                for n in 0..10 {
+                    let id = format!("evt-{n}");
+                    let receipt = store
+                        .enqueue(std::slice::from_ref(&id), vec![delivery(1, &id, 0)], 5)
+                        .expect("enqueue");
+                    stored += receipt.delivery_ids.len();
+                }
+                stored
+            })
+        })
+        .collect();
+    let stored: usize = threads
+        .into_iter()
+        .map(|t| t.join().expect("publisher"))
+        .sum();
+    assert_eq!(stored, 10);
+}
