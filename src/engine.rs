@@ -233,7 +233,8 @@ impl EngineBuilder {
         self
     }
 
-    /// sled's page cache, in bytes, when the engine opens a sled store (default 64 MiB).
+    /// sled's page cache, in bytes, when the engine opens a sled store (default 8 MiB; see
+    /// [`StoreConfig::cache_capacity`](callout_store::StoreConfig::cache_capacity)).
     pub fn cache_capacity(mut self, bytes: u64) -> Self {
         self.store_config.cache_capacity = bytes;
         self

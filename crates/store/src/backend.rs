@@ -95,9 +95,13 @@ pub trait Queue: Send + Sync {
         now_ms: u64,
     ) -> Result<EnqueueReceipt, StoreError>;
 
-    /// Leases up to `max` deliveries due at `now_ms`, in due order, within `limits`: no
-    /// subscription gets more in flight than its bound, an ordered subscription never has two
-    /// in flight, and its deliveries go in publish order. Expired leases return first.
+    /// Leases up to `max` deliveries due at `now_ms` within `limits`: no subscription gets more
+    /// in flight than its bound, an ordered subscription never has two in flight, and its
+    /// deliveries go in publish order. Subscriptions take turns: each delivery goes to the
+    /// subscription with one due that was leased from least recently since the backend was
+    /// opened (one never leased from first; between those, the one whose next delivery is due
+    /// earliest), and within a subscription deliveries go in due order (the conformance check
+    /// `leases_take_turns_across_subscriptions`). Expired leases return first.
     fn lease_within(
         &self,
         now_ms: u64,

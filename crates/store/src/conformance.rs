@@ -751,6 +751,7 @@ macro_rules! conformance_tests {
             an_expired_lease_returns_and_its_token_is_refused,
             leases_return_after_reopen,
             ordered_subscriptions_go_one_at_a_time_in_order,
+            leases_take_turns_across_subscriptions,
             lease_limits_bound_each_subscription,
             settles_move_deliveries_and_counts,
             attempts_are_kept_and_listed,

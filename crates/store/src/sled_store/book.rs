@@ -1,6 +1,7 @@
 //! The in-memory book of a sled store: counts, the due index, leases, the write-behind
 //! buffer and the records kept from enqueue to first lease. The one writer keeps it in step
-//! with the `queue` tree; it is rebuilt on open.
+//! with the `queue` tree; on open it is read from the counts on disk and the first due records
+//! of each subscription, not from every record.
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Instant;
@@ -12,11 +13,21 @@ use crate::model::{Counts, Delivery, DeliveryState};
 use super::attempts::{self, Filed};
 use super::due::{DueIndex, Entry};
 use super::ids::{IdMap, IdSet};
+use super::keys::{key, part, COUNTS, ENQUEUED};
 use super::ops::Ops;
 
 #[derive(Default)]
 pub(super) struct Book {
     pub(super) counts: IdMap<Counts>,
+    /// What the counts on disk need beside `counts`, per subscription (see [`DiskCounts`]).
+    pub(super) disk: IdMap<DiskCounts>,
+    /// Subscriptions whose counts changed since their `C` record was last written: the next
+    /// write-behind batch carries it (`take_behind`).
+    pub(super) dirty: IdSet,
+    /// Every delivery id below this was filed by its group commit (or failed with it): a
+    /// record on disk with a higher id waits for `file_applied`, and reads from disk into the
+    /// due index pass over it.
+    pub(super) filed_below: u64,
     pub(super) held: IdSet,
     pub(super) ordered_in_flight: IdSet,
     /// The due deliveries not in flight, as on disk once the write-behind buffer is applied.
@@ -47,6 +58,10 @@ pub(super) struct Book {
     /// Deliveries whose settles were last handed off to be applied outside the book lock
     /// (see [`SledStore::hand_off_behind`]); maybe not on disk yet, until the gate is taken.
     pub(super) handed_off_ids: IdSet,
+    /// Subscriptions with a delivery requeued past their due window by a settle in `behind`
+    /// (on disk only once it is applied), and the same for the buffer last handed off.
+    pub(super) behind_beyond: IdSet,
+    pub(super) handed_off_beyond: IdSet,
     /// Deliveries in flight, by id. On disk they stay as they were when due (due-index entry
     /// included); leasing skips the ones in here.
     pub(super) leased: IdMap<Lease>,
@@ -100,6 +115,18 @@ impl Fresh {
     }
 }
 
+/// What the counts on disk need beside [`Counts`]: deliveries leased are due on disk.
+#[derive(Default, Clone, Copy)]
+pub(super) struct DiskCounts {
+    /// Deliveries ever enqueued, as the last enqueue's `E` record says (failed ones included:
+    /// `C` takes them back).
+    pub(super) enqueued: u64,
+    /// Deliveries in flight that had failed before (counted retrying on disk).
+    pub(super) retrying_in_flight: u64,
+    /// Attempts kept (`History::prune` removes the oldest past `StoreConfig::attempts_kept`).
+    pub(super) attempts: u64,
+}
+
 /// A delivery in flight.
 pub(super) struct Lease {
     /// This lease's number (see [`LeaseToken`](crate::LeaseToken)): a settle must name it.
@@ -109,6 +136,8 @@ pub(super) struct Lease {
     pub(super) attempts: u32,
     /// Its due key, where its record stays on disk while it is in flight.
     pub(super) due_key: IVec,
+    /// It as the due index filed it.
+    pub(super) entry: Entry,
     pub(super) sub: u64,
     pub(super) ordered: bool,
 }
@@ -131,17 +160,72 @@ impl Book {
     }
 
     /// Takes the write-behind buffer to be applied, with the attempt records of the
-    /// subscriptions that have attempts in it (see `attempts.rs`).
+    /// subscriptions that have attempts in it (see `attempts.rs`) and the counts of those whose
+    /// counts changed: written in the same batch as the records they count, and in the order
+    /// the batches apply in, so the counts on disk are always those of the records on disk.
     pub(super) fn take_behind(&mut self) -> Ops {
         let mut ops = std::mem::take(&mut self.behind);
+        for filed in &self.behind_attempts {
+            self.disk.entry(filed.sub).or_default().attempts += 1;
+            self.dirty.insert(filed.sub);
+        }
         for (k, v) in attempts::records(std::mem::take(&mut self.behind_attempts)) {
             ops.insert(k, v);
         }
+        ops.append(self.counts_ops());
         self.behind_since = None;
         ops
     }
 
+    /// The `C` records of the subscriptions whose counts changed since theirs were written.
+    pub(super) fn counts_ops(&mut self) -> Ops {
+        let mut ops = Ops::default();
+        for sub in std::mem::take(&mut self.dirty) {
+            ops.insert(key(COUNTS, &[sub]), self.disk_counts(sub));
+        }
+        ops
+    }
+
+    /// The `C` record of `sub`: its counts on disk but for the enqueued total.
+    fn disk_counts(&self, sub: u64) -> Vec<u8> {
+        let c = self.counts.get(&sub).copied().unwrap_or_default();
+        let d = self.disk.get(&sub).copied().unwrap_or_default();
+        // A delivery in flight is still due on disk, and counted retrying there if it was.
+        let due = (c.due + c.in_flight).wrapping_sub(d.enqueued);
+        let fields = [
+            due,
+            c.retrying + d.retrying_in_flight,
+            c.held,
+            c.dead,
+            d.attempts,
+        ];
+        fields.iter().flat_map(|n| n.to_be_bytes()).collect()
+    }
+
+    /// The `E` record of `sub` after `more` deliveries were enqueued, for the enqueue's batch.
+    pub(super) fn enqueued(&mut self, sub: u64, more: u64) -> (Vec<u8>, [u8; 8]) {
+        let d = self.disk.entry(sub).or_default();
+        d.enqueued += more;
+        (key(ENQUEUED, &[sub]), d.enqueued.to_be_bytes())
+    }
+
+    /// The counts of `sub` as its `E` and `C` records on disk give them (`enqueued`, `rest`
+    /// their values, either absent): nothing in flight, the due ones due.
+    pub(super) fn load_counts(&mut self, sub: u64, enqueued: Option<&[u8]>, rest: Option<&[u8]>) {
+        let enqueued = enqueued.map_or(0, |v| part(v, 0));
+        let rest = rest.unwrap_or_default();
+        let c = self.counts(sub);
+        c.due = enqueued.wrapping_add(part(rest, 0));
+        c.retrying = part(rest, 8);
+        c.held = part(rest, 16);
+        c.dead = part(rest, 24);
+        let d = self.disk.entry(sub).or_default();
+        d.enqueued = enqueued;
+        d.attempts = part(rest, 32);
+    }
+
     pub(super) fn leave(&mut self, sub: u64, state: DeliveryState) {
+        self.dirty.insert(sub);
         let c = self.counts(sub);
         match state {
             DeliveryState::Due => c.due = c.due.saturating_sub(1),
@@ -156,6 +240,7 @@ impl Book {
         if attempts == 0 {
             return;
         }
+        self.dirty.insert(sub);
         let c = self.counts(sub);
         c.retrying = if entering {
             c.retrying + 1
@@ -165,6 +250,7 @@ impl Book {
     }
 
     pub(super) fn enter(&mut self, sub: u64, state: DeliveryState) {
+        self.dirty.insert(sub);
         let c = self.counts(sub);
         match state {
             DeliveryState::Due => c.due += 1,

@@ -21,8 +21,11 @@ pub enum Durability {
 /// How a store is opened.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// sled's page cache, in bytes (default 64 MiB; sled's own default of 1 GiB is too much for
-    /// a library inside someone else's process).
+    /// sled's page cache, in bytes (default 8 MiB; sled's own default of 1 GiB is too much for
+    /// a library inside someone else's process). sled holds more than this: nodes it has
+    /// replaced wait for its epoch-based reclamation, and it keeps about 37 bytes per record
+    /// of page table whatever the cache (docs/BENCHMARKS.md, Backlog and soak); 64 MiB held
+    /// 150-190 MB resident with 1M deliveries queued, 8 MiB under 64 MB.
     pub cache_capacity: u64,
     /// See [`Durability`].
     pub durability: Durability,
@@ -33,8 +36,14 @@ pub struct StoreConfig {
     /// How long an attempt is kept after it was made, by [`History::prune`](crate::History::prune) (for every delivery:
     /// a dead letter older than this keeps its record but loses its attempt history).
     pub attempt_retention: Duration,
+    /// How many attempts are kept per subscription, at most (default 10,000): past it,
+    /// [`History::prune`](crate::History::prune) drops the oldest, whatever their age, so a
+    /// busy subscription's history takes a bounded space (an attempt is at most about 1.1 KiB
+    /// with its excerpt; 10,000 are at most 11 MiB, about 1 MiB with short excerpts).
+    pub attempts_kept: u64,
     /// How many bytes of enqueued deliveries are also kept in memory until their first lease,
-    /// so leasing them need not read them back from sled (default 16 MiB; 0 keeps none). Past
+    /// so leasing them need not read them back from sled (default 4 MiB, a backlog of about 10,000
+    /// deliveries of 300 B; 0 keeps none; each MiB costs about 2 MiB resident). Past
     /// it, leases read records from disk as usual.
     pub fresh_capacity: usize,
 }
@@ -42,12 +51,13 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            cache_capacity: 64 * 1024 * 1024,
+            cache_capacity: 8 * 1024 * 1024,
             durability: Durability::Flush,
             lease: Duration::from_secs(300),
             dedup_retention: Duration::from_secs(86_400),
             attempt_retention: Duration::from_secs(30 * 86_400),
-            fresh_capacity: 16 * 1024 * 1024,
+            attempts_kept: 10_000,
+            fresh_capacity: 4 * 1024 * 1024,
         }
     }
 }

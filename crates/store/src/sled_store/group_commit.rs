@@ -11,7 +11,7 @@ use crate::model::{Delivery, DeliveryState};
 
 use super::config::Durability;
 use super::keys::part;
-use super::keys::{expiry_record, key, JOURNAL, NEXT_DELIVERY};
+use super::keys::{expiry_record, key, ENQUEUED, JOURNAL, NEXT_DELIVERY};
 use super::ops::Ops;
 use super::{OrStoreError, SledStore};
 
@@ -156,6 +156,9 @@ impl SledStore {
                 for writes in pending {
                     ops.append(writes);
                 }
+                // Each writer's batch names its subscriptions' enqueued totals; the group's
+                // last is all of them, and sled's cost is per write.
+                ops.keep_last_of(ENQUEUED);
                 if let Some((k, v)) = expiry_record(&applied_ids) {
                     ops.insert(k, v);
                 }
@@ -170,9 +173,18 @@ impl SledStore {
                         // The id block it may have reserved may not be on disk: the next
                         // enqueue reserves anew, so no id handed out later can be reused.
                         book.reserved_until = 0;
-                        // Counted due when they were enqueued; never stored.
+                        // Counted due when they were enqueued; never stored. Their subscriptions'
+                        // enqueued totals on disk will count them all the same (later batches
+                        // carry them): their `C` records take them back, now.
+                        if let Some(last) = applied_due.iter().map(|d| d.id).max() {
+                            book.filed_below = book.filed_below.max(last + 1);
+                        }
                         for delivery in applied_due {
                             book.leave(delivery.subscription_id, DeliveryState::Due);
+                        }
+                        let counts = book.counts_ops();
+                        if let Err(error) = self.write_now(&mut book, counts) {
+                            tracing::error!(%error, "could not write the counts of a failed group commit");
                         }
                     }
                 }

@@ -9,8 +9,7 @@ use crate::model::{Attempt, DeadFilter, Delivery, DeliveryState};
 
 use super::attempts::{self};
 use super::codec;
-use super::keys::part;
-use super::keys::{decode_due, key, ATTEMPT, BY_SUB, DEAD, DUE, HELD};
+use super::keys::{decode_due, id_in_key, key, ATTEMPT, BY_SUB, DEAD, DUE, HELD, ORDERED};
 use super::ops::Ops;
 use super::{OrStoreError, SledStore};
 
@@ -28,17 +27,17 @@ impl History for SledStore {
             }));
         }
         drop(book);
-        for tag in [DUE, HELD, DEAD] {
+        for tag in [DUE, ORDERED, HELD, DEAD] {
             for item in self.queue.scan_prefix([tag]).keys() {
                 let k = item.db()?;
-                if part(&k, 9) != id {
+                if id_in_key(&k) != Some(id) {
                     continue;
                 }
                 let Some(bytes) = self.queue.get(&k).db()? else {
                     continue;
                 };
                 let delivery = match tag {
-                    DUE => decode_due(&k, &bytes)?,
+                    DUE | ORDERED => decode_due(&k, &bytes)?,
                     _ => codec::decode_delivery(&k, &bytes)?,
                 };
                 return Ok(Some(delivery));
@@ -141,11 +140,11 @@ impl History for SledStore {
             let target = self.requeue(&mut batch, &mut d, &mut book, now_ms);
             moved.push((d.subscription_id, state, target));
         }
-        self.apply(batch)?;
         for (sub, from, to) in &moved {
             book.leave(*sub, *from);
             book.enter(*sub, *to);
         }
+        self.write_now(&mut book, batch)?;
         drop(book);
         Queue::flush(self)?;
         Ok(moved.len())
@@ -164,10 +163,10 @@ impl History for SledStore {
         for d in &dead {
             batch.remove(key(DEAD, &[d.subscription_id, d.id]));
         }
-        self.apply(batch)?;
         for d in &dead {
             book.leave(d.subscription_id, d.state);
         }
+        self.write_now(&mut book, batch)?;
         drop(book);
         Queue::flush(self)?;
         Ok(dead.len())

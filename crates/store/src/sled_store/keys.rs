@@ -10,13 +10,18 @@ use super::due::Entry;
 // Key prefixes of the `queue` tree. Big-endian parts after the tag.
 //
 // A due delivery's value starts with its subscription and whether it is ordered (`due_value`).
-// Leases live in memory only (`Book::leased`): a crash voids every lease anyway (they return
-// to due on open); a delivery in flight stays under its due key.
+// Due keys lead with the subscription, so each subscription's due order (publish order for
+// ordered deliveries, under their own tag) is one range: the in-memory due index keeps only
+// the first few of each (`due.rs`) and reads on from there. Leases live in memory only
+// (`Book::leased`): a crash voids every lease anyway (they return to due on open); a delivery
+// in flight stays under its due key.
 //
-// Layout 1 (earlier builds) kept each delivery under `d id` with value-less index entries,
-// leases under `f`, and ordered subscriptions' publish order under `p`; opening such a store
-// moves them into this layout. The in-memory due index (`due.rs`) keeps publish order now.
-pub(super) const DUE: u8 = b'q'; // q due_at id -> sub, ordered, Delivery
+// Layouts up to 4 filed due deliveries under `q due_at id`, in one due order over all
+// subscriptions; opening such a store moves them under these keys. Layout 1 (earlier builds)
+// kept each delivery under `d id` with value-less index entries, leases under `f`, and ordered
+// subscriptions' publish order under `p`; opening such a store moves them into this layout.
+pub(super) const DUE: u8 = b'q'; // q sub due_at id -> sub, ordered, Delivery (unordered ones)
+pub(super) const ORDERED: u8 = b'o'; // o sub id due_at -> sub, ordered, Delivery (ordered ones)
 pub(super) const HELD: u8 = b'h'; // h sub id -> Delivery
 pub(super) const DEAD: u8 = b'x'; // x sub id -> Delivery
 pub(super) const LEGACY_DELIVERY: u8 = b'd'; // d id -> Delivery (layout 1)
@@ -35,6 +40,12 @@ pub(super) const POINTER: u8 = b'b';
 /// The first byte of a `BY_SUB` record that holds its attempts (older ones name them).
 pub(super) const WHOLE: u8 = 0xA7;
 pub(super) const DELIVERED: u8 = b'n'; // n sub -> u64 delivered count
+/// Counts on disk, so that opening reads them instead of every record. Enqueues and the other
+/// changes commit apart (group commit, write-behind), so each writes its own: `E sub` the
+/// deliveries ever enqueued, written by enqueues; `C sub` the rest (`DiskCounts`), written by
+/// every other change with the records it moves.
+pub(super) const ENQUEUED: u8 = b'E'; // E sub -> u64 deliveries ever enqueued
+pub(super) const COUNTS: u8 = b'C'; // C sub -> due beyond enqueued, retrying, held, dead, attempts
 pub(super) const HELD_SUB: u8 = b'H'; // H sub -> ()
 pub(super) const SEEN: u8 = b'e'; // e event_id -> at
 /// One expiry record per group commit, not per id: it names the first id in its key and the
@@ -72,14 +83,17 @@ pub(super) fn part(key: &[u8], offset: usize) -> u64 {
 
 // Keys of the `meta` tree.
 pub(super) const FORMAT_KEY: &[u8] = b"format";
-/// The key layout this build writes: 4, one record per delivery under the key of its state,
-/// a settle batch's attempts in their index records (`attempts.rs`), and delivery records that
-/// carry their message id (`codec::DELIVERY_FORMAT`). Layout 3 differs only in delivery records
-/// without it, and layout 2 in also keeping a record per attempt; both still read, so they open
-/// as they are. Layout 1 is migrated on open. A newer one is refused, so that an older build
-/// never misreads this one's records (a build of layout 3 would take a delivery record of
-/// format 2 for a corrupt one).
-pub(super) const LAYOUT: u8 = 4;
+/// The key layout this build writes: 5, one record per delivery under the key of its state,
+/// due ones by subscription (`DUE`, `ORDERED`), counts on disk (`ENQUEUED`, `COUNTS`), a settle
+/// batch's attempts in their index records (`attempts.rs`), and delivery records that carry
+/// their message id (`codec::DELIVERY_FORMAT`). Layout 4 filed due deliveries under `q due_at id`
+/// and kept no counts: opening one moves its due records and counts them, once. Layout 3 differs
+/// from 4 only in delivery records without a message id, and layout 2 in also keeping a record
+/// per attempt; both still read. Layout 1 is migrated on open. A newer one is refused, so that
+/// an older build never misreads this one's records.
+pub(super) const LAYOUT: u8 = 5;
+/// The first layout with due records under `q sub due_at id` and counts on disk.
+pub(super) const LAYOUT_BY_SUBSCRIPTION: u8 = 5;
 /// A due delivery's value: its subscription and whether it is ordered, then the record, so
 /// that leasing can pass over deliveries it will not take without decoding them.
 pub(super) fn due_value(delivery: &Delivery) -> Vec<u8> {
@@ -96,6 +110,32 @@ pub(super) fn entry_of(delivery: &Delivery) -> Entry {
         due_at: delivery.due_at,
         id: delivery.id,
         ordered: delivery.ordered,
+    }
+}
+
+/// The key of a due delivery of `sub`: `q sub due_at id`, or `o sub id due_at` for an ordered
+/// one (publish order first).
+pub(super) fn due_key(sub: u64, entry: Entry) -> Vec<u8> {
+    if entry.ordered {
+        key(ORDERED, &[sub, entry.id, entry.due_at])
+    } else {
+        key(DUE, &[sub, entry.due_at, entry.id])
+    }
+}
+
+/// [`due_key`] of a delivery.
+pub(super) fn due_key_of(delivery: &Delivery) -> Vec<u8> {
+    due_key(delivery.subscription_id, entry_of(delivery))
+}
+
+/// The delivery id a record's key names, for a record of any state (and layout 4's due keys,
+/// `q due_at id`, 17 bytes); `None` for a key that names none.
+pub(super) fn id_in_key(k: &[u8]) -> Option<u64> {
+    match (k.first().copied()?, k.len()) {
+        (DUE, 25) => Some(part(k, 17)),
+        (ORDERED, 25) | (DUE | HELD | DEAD, 17) => Some(part(k, 9)),
+        (LEGACY_DELIVERY, 9) => Some(part(k, 1)),
+        _ => None,
     }
 }
 
@@ -156,11 +196,7 @@ mod tests {
 
     #[test]
     fn keys_sort_by_their_big_endian_parts() {
-        let mut keys = [
-            key(b'q', &[256, 1]),
-            key(b'q', &[1, 9]),
-            key(b'q', &[255, 0]),
-        ];
+        let mut keys = [key(DUE, &[256, 1]), key(DUE, &[1, 9]), key(DUE, &[255, 0])];
         keys.sort();
         let parts: Vec<u64> = keys.iter().map(|k| part(k, 1)).collect();
         assert_eq!(parts, [1, 255, 256]);

@@ -2,15 +2,17 @@
 //!
 //! sled keeps four trees. `meta` holds the on-disk layout version; `subs` holds subscriptions
 //! (JSON, so their format can grow) and the subscription id counter (in the same tree, so an
-//! id and its record commit in one batch); `queue` holds every delivery, its indexes, attempts
-//! and counters under one-byte key prefixes (`keys.rs`), so that each state change is one
-//! atomic write; `corrupt` holds records that failed to decode, moved aside.
+//! id and its record commit in one batch); `queue` holds every delivery, attempts and counts
+//! under one-byte key prefixes (`keys.rs`), so that each state change is one atomic write;
+//! `corrupt` holds records that failed to decode, moved aside.
 //!
 //! A delivery is one record, filed under the key of its state: due, held or dead. sled's cost
 //! is per operation, nearly whatever the size, so one record per delivery, not a record plus
 //! index entries, is what makes an enqueue cost about one raw sled write, and a delivered
 //! delivery two (in, out) and a share of the record that holds its settle batch's attempts
-//! (`attempts.rs`). What lives in memory, and is rebuilt on open, is in `book.rs`.
+//! (`attempts.rs`). What lives in memory is in `book.rs`: counts (on disk too, so opening reads
+//! them instead of every record), leases, and a window of each subscription's first due
+//! deliveries (`due.rs`), read on from disk as leases take them.
 //!
 //! Each job has its module: `config` (how a store is opened), `keys` (the key layout and record
 //! shapes), `open` (opening, migration and recovery), `book` (the in-memory state),
@@ -49,7 +51,7 @@ pub use self::repair::{RepairReport, Unreadable};
 
 use self::book::Book;
 use self::group_commit::Flusher;
-use self::keys::{decode_due, DUE, NEXT_DELIVERY};
+use self::keys::{decode_due, DUE, NEXT_DELIVERY, ORDERED};
 use self::ops::Ops;
 
 /// The embedded store: subscriptions and the delivery queue in a sled directory. It implements
@@ -175,7 +177,7 @@ impl SledStore {
     /// when it does not decode: then it is moved aside and reported, never a panic or a stop.
     fn record(&self, k: &[u8], v: &[u8]) -> Result<Option<Delivery>, StoreError> {
         let decoded = match k.first() {
-            Some(&DUE) => decode_due(k, v),
+            Some(&DUE | &ORDERED) => decode_due(k, v),
             _ => codec::decode_delivery(k, v),
         };
         match decoded {

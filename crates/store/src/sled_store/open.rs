@@ -1,6 +1,9 @@
 //! Opening a sled store: the one handle per directory in this process, the layout check,
-//! moving a layout-1 store into this layout, and recovery (journals a crash left, counts and
-//! the due index rebuilt, leases of a dead process voided).
+//! moving an older layout's records into this one (once, reading every record), and recovery:
+//! journals a crash left written out, the counts read from their records and each
+//! subscription's first due deliveries from disk, leases of a dead process voided. Recovery
+//! reads no more than that, so opening takes about as long with a million deliveries queued as
+//! with none; a corrupt record is moved aside when a lease, a read or a hold meets it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -14,8 +17,9 @@ use super::codec;
 use super::group_commit::Flusher;
 use super::keys::part;
 use super::keys::{
-    due_value, entry_of, key, DEAD, DELIVERED, DUE, FORMAT_KEY, HELD, HELD_SUB, JOURNAL, LAYOUT,
-    LEGACY_DELIVERY, LEGACY_LEASED, LEGACY_PENDING, NEXT_DELIVERY,
+    due_key_of, due_value, key, BY_SUB, COUNTS, DEAD, DELIVERED, DUE, ENQUEUED, FORMAT_KEY, HELD,
+    HELD_SUB, JOURNAL, LAYOUT, LAYOUT_BY_SUBSCRIPTION, LEGACY_DELIVERY, LEGACY_LEASED,
+    LEGACY_PENDING, NEXT_DELIVERY, ORDERED,
 };
 use super::ops::Ops;
 use super::power_loss::PowerLossSync;
@@ -181,6 +185,12 @@ impl SledStore {
         if layout < 4 {
             store.forget_old_chunk_default()?;
         }
+        store.write_out_journals()?;
+        if layout < LAYOUT_BY_SUBSCRIPTION {
+            store.migrate_due_keys()?;
+            store.recount()?;
+        }
+        // Only once the records are in this layout: a crash before it migrates again.
         meta.insert(FORMAT_KEY, &[LAYOUT]).db()?;
         store.recover()?;
         Ok(store)
@@ -192,6 +202,10 @@ impl SledStore {
     fn migrate_layout_1(&self) -> Result<(), StoreError> {
         let mut batch = Ops::default();
         for item in self.queue.scan_prefix([LEGACY_LEASED]) {
+            batch.remove(item.db()?.0);
+        }
+        // Index entries in layout 1: the records they index are filed anew below.
+        for item in self.queue.scan_prefix([DUE]) {
             batch.remove(item.db()?.0);
         }
         for item in self.queue.scan_prefix([LEGACY_DELIVERY]) {
@@ -210,7 +224,7 @@ impl SledStore {
                 }
                 DeliveryState::Due | DeliveryState::InFlight { .. } => {
                     delivery.state = DeliveryState::Due;
-                    batch.insert(key(DUE, &[delivery.due_at, id]), due_value(&delivery));
+                    batch.insert(due_key_of(&delivery), due_value(&delivery));
                 }
             }
         }
@@ -219,11 +233,9 @@ impl SledStore {
         Ok(())
     }
 
-    /// Rebuilds the in-memory counts and the next id, checks every delivery record (moving
-    /// corrupt ones aside), and files due deliveries of held subscriptions as held: a delivery
-    /// a dead process had in flight (still under its due key) comes back as `reschedule` would
-    /// have put it.
-    fn recover(&self) -> Result<(), StoreError> {
+    /// Writes out the journals of group commits a crash left (see `group_commit.rs`); one that
+    /// does not decode is moved aside.
+    fn write_out_journals(&self) -> Result<(), StoreError> {
         for item in self.queue.scan_prefix([JOURNAL]) {
             let (k, v) = item.db()?;
             match Ops::decode(&k, &v) {
@@ -231,44 +243,156 @@ impl SledStore {
                 Err(error) => self.move_aside(&k, &v, &error)?,
             }
         }
-        let mut book = self.book()?;
-        book.next_delivery = match self.queue.get(NEXT_DELIVERY).db()? {
-            Some(v) => part(&v, 0),
-            None => 1,
-        };
-        for item in self.queue.scan_prefix([HELD_SUB]) {
-            let (k, _) = item.db()?;
-            book.held.insert(part(&k, 1));
-        }
+        Ok(())
+    }
+
+    /// Moves due records of layouts up to 4 (`q due_at id`, one due order over all
+    /// subscriptions) under this layout's keys in one pass, a batch at a time: a crash in
+    /// between leaves the rest for the next open, which goes on (the layout is written only
+    /// after). The new keys are longer, so the pass knows them when it meets them.
+    fn migrate_due_keys(&self) -> Result<(), StoreError> {
+        const BATCH: usize = 10_000;
         let mut batch = Ops::default();
-        for tag in [DUE, HELD, DEAD] {
+        for item in self.queue.scan_prefix([DUE]) {
+            let (k, v) = item.db()?;
+            if k.len() != 17 {
+                continue;
+            }
+            if let Some(delivery) = self.record(&k, &v)? {
+                batch.remove(k);
+                batch.insert(due_key_of(&delivery), due_value(&delivery));
+            }
+            if batch.writes.len() >= 2 * BATCH {
+                self.apply(std::mem::take(&mut batch))?;
+                // A flush lets sled free what the batches replaced: migrating 1M deliveries
+                // peaked at 400 MB resident without, 275 MB with (docs/BENCHMARKS.md).
+                self.queue.flush().db()?;
+            }
+        }
+        self.apply(batch)
+    }
+
+    /// Counts every delivery record anew and writes the counts (`ENQUEUED`, `COUNTS`): once,
+    /// for a store of a layout that kept none, and for a repaired one. Reads every record;
+    /// a corrupt one is moved aside.
+    pub(super) fn recount(&self) -> Result<(), StoreError> {
+        let mut book = self.book()?;
+        self.apply_behind(&mut book)?;
+        let mut batch = Ops::default();
+        for tag in [ENQUEUED, COUNTS] {
+            for k in self.queue.scan_prefix([tag]).keys() {
+                batch.remove(k.db()?);
+            }
+        }
+        book.counts.clear();
+        book.disk.clear();
+        let mut highest = 0;
+        for tag in [DUE, ORDERED, HELD, DEAD] {
             for item in self.queue.scan_prefix([tag]) {
                 let (k, v) = item.db()?;
-                let Some(mut delivery) = self.record(&k, &v)? else {
+                let Some(delivery) = self.record(&k, &v)? else {
                     continue;
                 };
-                book.next_delivery = book.next_delivery.max(delivery.id + 1);
-                if tag == DUE && book.held.contains(&delivery.subscription_id) {
-                    batch.remove(k);
-                    let due_at = delivery.due_at;
-                    self.requeue(&mut batch, &mut delivery, &mut book, due_at);
-                } else if tag == DUE {
-                    book.due
-                        .insert(delivery.subscription_id, entry_of(&delivery));
-                    book.retrying(delivery.subscription_id, delivery.attempts, true);
+                highest = highest.max(delivery.id);
+                let sub = delivery.subscription_id;
+                let state = match tag {
+                    DUE | ORDERED => DeliveryState::Due,
+                    _ => delivery.state,
+                };
+                book.enter(sub, state);
+                if state == DeliveryState::Due {
+                    book.retrying(sub, delivery.attempts, true);
                 }
-                book.enter(delivery.subscription_id, delivery.state);
             }
         }
         for item in self.queue.scan_prefix([DELIVERED]) {
             let (k, v) = item.db()?;
             book.counts(part(&k, 1)).delivered = part(&v, 0);
         }
+        for item in self.queue.scan_prefix([BY_SUB]) {
+            let (k, v) = item.db()?;
+            let held = super::attempts::entries(&k, &v).len() as u64;
+            book.disk.entry(part(&k, 1)).or_default().attempts += held;
+            book.dirty.insert(part(&k, 1));
+        }
+        // Ids only grow, whatever a store of an older layout kept of its counter.
+        let reserved = self
+            .queue
+            .get(NEXT_DELIVERY)
+            .db()?
+            .map_or(1, |v| part(&v, 0));
+        if highest >= reserved {
+            batch.insert(NEXT_DELIVERY, (highest + 1).to_be_bytes());
+        }
+        let subs: Vec<(u64, u64)> = book.counts.iter().map(|(&s, c)| (s, c.due)).collect();
+        for (sub, due) in subs {
+            // Counted as enqueued: the rest of the count starts at zero.
+            let (k, v) = book.enqueued(sub, due);
+            batch.insert(k, v);
+            book.dirty.insert(sub);
+        }
+        self.write_now(&mut book, batch)?;
+        book.counts.clear();
+        book.disk.clear();
+        drop(book);
+        self.queue.flush().db()?;
+        Ok(())
+    }
+
+    /// Rebuilds the book: the next id, the held subscriptions, the counts from their records,
+    /// and each subscription's first due deliveries. Due records of held subscriptions (a
+    /// delivery a dead process had in flight stays under its due key) are filed as held, as
+    /// `reschedule` would have put them.
+    fn recover(&self) -> Result<(), StoreError> {
+        let mut book = self.book()?;
+        book.next_delivery = match self.queue.get(NEXT_DELIVERY).db()? {
+            Some(v) => part(&v, 0).max(1),
+            None => 1,
+        };
+        // Everything on disk is filed: no group commit is under way.
+        book.filed_below = u64::MAX;
+        for item in self.queue.scan_prefix([HELD_SUB]) {
+            let (k, _) = item.db()?;
+            book.held.insert(part(&k, 1));
+        }
+        let mut enqueued = std::collections::BTreeMap::new();
+        for item in self.queue.scan_prefix([ENQUEUED]) {
+            let (k, v) = item.db()?;
+            enqueued.insert(part(&k, 1), (Some(v), None));
+        }
+        for item in self.queue.scan_prefix([COUNTS]) {
+            let (k, v) = item.db()?;
+            enqueued.entry(part(&k, 1)).or_insert((None, None)).1 = Some(v);
+        }
+        for (sub, (e, c)) in &enqueued {
+            book.load_counts(*sub, e.as_deref(), c.as_deref());
+        }
+        for item in self.queue.scan_prefix([DELIVERED]) {
+            let (k, v) = item.db()?;
+            book.counts(part(&k, 1)).delivered = part(&v, 0);
+        }
+        let mut batch = Ops::default();
         for item in self.queue.scan_prefix([LEGACY_PENDING]) {
             batch.remove(item.db()?.0);
         }
+        let due: Vec<u64> = book
+            .counts
+            .iter()
+            .filter(|(_, c)| c.due > 0)
+            .map(|(&sub, _)| sub)
+            .collect();
+        for sub in due {
+            if book.held.contains(&sub) {
+                self.hold_due(&mut batch, &mut book, sub)?;
+            } else {
+                book.due.unread(sub);
+                self.top_up(&mut book, sub)?;
+            }
+        }
+        book.filed_below = book.next_delivery;
         book.reserved_until = book.next_delivery;
-        self.apply(batch)?;
+        self.write_now(&mut book, batch)?;
+        drop(book);
         self.queue.flush().db()?;
         Ok(())
     }
@@ -397,10 +521,11 @@ mod tests {
             let first = sample(1, 10, false);
             let second = sample(2, 10, false);
             ops.insert(key(SEEN, &[]), 5u64.to_be_bytes());
-            ops.insert(key(DUE, &[5, 1]), due_value(&first));
-            ops.insert(key(DUE, &[5, 2]), due_value(&second));
+            ops.insert(due_key_of(&first), due_value(&first));
+            ops.insert(due_key_of(&second), due_value(&second));
+            ops.insert(key(ENQUEUED, &[10]), 2u64.to_be_bytes());
             ops.insert(NEXT_DELIVERY, 1024u64.to_be_bytes());
-            queue.insert(key(DUE, &[5, 1]), due_value(&first)).unwrap();
+            queue.insert(due_key_of(&first), due_value(&first)).unwrap();
             queue
                 .insert(NEXT_DELIVERY, &2048u64.to_be_bytes()[..])
                 .unwrap();

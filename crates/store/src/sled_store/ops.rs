@@ -30,6 +30,20 @@ impl Ops {
         self.writes.extend(other.writes);
     }
 
+    /// Drops the writes to keys under `tag` that a later write to the same key replaces.
+    pub(super) fn keep_last_of(&mut self, tag: u8) {
+        let mut seen = std::collections::HashSet::new();
+        let mut keep: Vec<bool> = self
+            .writes
+            .iter()
+            .rev()
+            .map(|(k, _)| k.first() != Some(&tag) || seen.insert(k.clone()))
+            .collect();
+        keep.reverse();
+        let mut keep = keep.into_iter();
+        self.writes.retain(|_| keep.next().unwrap_or(true));
+    }
+
     /// The writes as one journal record: the format byte, the number of writes (big-endian
     /// u32), then per write a u32 key length, the key, and for an insert `1`, a u32 value
     /// length and the value (`0` for a remove).
@@ -119,6 +133,25 @@ mod tests {
         db.apply_batch(batch).unwrap();
         assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"new"[..]));
         assert_eq!(db.get("gone").unwrap(), None);
+    }
+
+    #[test]
+    fn only_the_last_write_to_a_key_of_the_tag_is_kept() {
+        let mut ops = Ops::default();
+        ops.insert(b"E1".as_slice(), b"1");
+        ops.insert(b"q1".as_slice(), b"a");
+        ops.insert(b"E2".as_slice(), b"1");
+        ops.insert(b"E1".as_slice(), b"2");
+        ops.insert(b"q1".as_slice(), b"b");
+        ops.keep_last_of(b'E');
+        let kept: Vec<(&[u8], &[u8])> = ops
+            .writes
+            .iter()
+            .map(|(k, v)| (&k[..], v.as_deref().unwrap_or_default()))
+            .collect();
+        let expected: [(&[u8], &[u8]); 4] =
+            [(b"q1", b"a"), (b"E2", b"1"), (b"E1", b"2"), (b"q1", b"b")];
+        assert_eq!(kept, expected);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Retention on sled: attempts past their retention and remembered event ids past the dedup
-//! window go, a bounded slice per call.
+//! Retention on sled: attempts past their retention or past the number kept per subscription,
+//! and remembered event ids past the dedup window go, a bounded slice per call.
 
 use crate::error::StoreError;
 
@@ -41,8 +41,12 @@ impl SledStore {
                 break;
             }
             let sub = part(&bk, 1);
-            if attempts::named(&bk).0 < attempts_before {
+            let kept = book.disk.get(&sub).map_or(0, |d| d.attempts);
+            if attempts::named(&bk).0 < attempts_before || kept > self.config.attempts_kept {
                 let entries = attempts::entries(&bk, &record);
+                let d = book.disk.entry(sub).or_default();
+                d.attempts = d.attempts.saturating_sub(entries.len() as u64);
+                book.dirty.insert(sub);
                 for pointer in attempts::pointers(&bk, &entries) {
                     batch.remove(pointer);
                 }
@@ -91,7 +95,7 @@ impl SledStore {
             }
             batch.remove(tk);
         }
-        self.apply(batch)?;
+        self.write_now(&mut book, batch)?;
         Ok(removed)
     }
 }

@@ -17,13 +17,13 @@ use super::attempts::Filed;
 use super::book::{Book, Finish, Lease};
 use super::codec;
 use super::config::Durability;
-use super::due::Entry;
+use super::due::{Entry, WINDOW};
 use super::group_commit::Writing;
-use super::ids::IdSet;
+use super::ids::{IdMap, IdSet};
 use super::keys::part;
 use super::keys::{
-    due_value, entry_of, expiry_record, key, key_str, DEAD, DELIVERED, DUE, HELD, HELD_SUB,
-    ID_BLOCK, NEXT_DELIVERY, SEEN,
+    due_key, due_key_of, due_value, entry_of, expiry_record, id_in_key, key, key_str, DEAD,
+    DELIVERED, DUE, HELD, HELD_SUB, ID_BLOCK, NEXT_DELIVERY, ORDERED, SEEN,
 };
 use super::ops::Ops;
 use super::write_behind::{BEHIND_AGE, BEHIND_MAX};
@@ -71,6 +71,7 @@ impl Queue for SledStore {
                 }
             }
             let mut entered = Vec::new();
+            let mut per_sub: IdMap<u64> = IdMap::default();
             let mut due = Vec::new();
             for new in deliveries {
                 if new.event_ids.iter().any(|e| duplicates.contains(e)) {
@@ -95,7 +96,8 @@ impl Queue for SledStore {
                     // come in between.
                     state: DeliveryState::Due,
                 };
-                batch.insert(key(DUE, &[delivery.due_at, id]), due_value(&delivery));
+                batch.insert(due_key_of(&delivery), due_value(&delivery));
+                *per_sub.entry(delivery.subscription_id).or_default() += 1;
                 entered.push((delivery.subscription_id, delivery.state));
                 receipt.delivery_ids.push(id);
                 due.push(delivery);
@@ -106,6 +108,10 @@ impl Queue for SledStore {
             }
             for (sub, state) in entered {
                 book.enter(sub, state);
+            }
+            for (sub, more) in per_sub {
+                let (k, v) = book.enqueued(sub, more);
+                batch.insert(k, v);
             }
             let mut dups: Vec<String> = duplicates.into_iter().collect();
             dups.sort();
@@ -169,10 +175,9 @@ impl Queue for SledStore {
         self.reclaim_expired(&mut book, now_ms)?;
         let until = now_ms.saturating_add(self.config.lease.as_millis() as u64);
         let mut leased = Vec::new();
-        // The earliest next delivery of any subscription, one at a time, so leases go in due
-        // order across subscriptions; a subscription that may not give one more (at its bound,
-        // or its ordered head in flight) is passed over for the rest of the call, whatever
-        // its backlog.
+        // One delivery at a time from the subscription whose turn it is (`due.rs`); one that
+        // may not give one more (at its bound, or its ordered head in flight) is passed over
+        // for the rest of the call, whatever its backlog.
         let mut passed = IdSet::default();
         let in_flight_of = |book: &Book, sub: u64| book.counts.get(&sub).map_or(0, |c| c.in_flight);
         let mut shared_in_flight: u64 = limits
@@ -197,7 +202,7 @@ impl Queue for SledStore {
             };
             // A read error ends the call with what it has leased so far, which would otherwise
             // stay in flight, unseen, until the lease ends.
-            let due_key = IVec::from(key(DUE, &[entry.due_at, entry.id]));
+            let due_key = IVec::from(due_key(sub, entry));
             let read = if let Some(delivery) = book.fresh.take(&entry) {
                 Ok(Some(delivery))
             } else if book.buffered(entry.id) {
@@ -213,6 +218,13 @@ impl Queue for SledStore {
                     // Moved aside as corrupt, or gone: nothing to send.
                     book.due.remove(sub, entry);
                     book.leave(sub, DeliveryState::Due);
+                    if let Err(error) = self.top_up(&mut book, sub) {
+                        if leased.is_empty() {
+                            return Err(error);
+                        }
+                        tracing::error!(%error, "lease stopped early");
+                        break;
+                    }
                     continue;
                 }
                 Err(error) if leased.is_empty() => return Err(error),
@@ -221,9 +233,12 @@ impl Queue for SledStore {
                     break;
                 }
             };
-            book.due.remove(sub, entry);
+            book.due.lease(sub, entry);
             if delivery.ordered {
                 book.ordered_in_flight.insert(sub);
+            }
+            if delivery.attempts > 0 {
+                book.disk.entry(sub).or_default().retrying_in_flight += 1;
             }
             // Nothing is written: the lease lives in memory (see `DUE`).
             delivery.state = DeliveryState::InFlight { until };
@@ -237,6 +252,7 @@ impl Queue for SledStore {
                     until,
                     attempts: delivery.attempts,
                     due_key,
+                    entry,
                     sub,
                     ordered: delivery.ordered,
                 },
@@ -248,6 +264,11 @@ impl Queue for SledStore {
                 shared_in_flight += 1;
             }
             leased.push(Leased { token, delivery });
+            // Read on from disk once the window runs low; what was leased stands.
+            if let Err(error) = self.top_up(&mut book, sub) {
+                tracing::error!(%error, "lease stopped early");
+                break;
+            }
         }
         Ok(leased)
     }
@@ -280,21 +301,11 @@ impl Queue for SledStore {
         book.held.insert(sub);
         let mut batch = Ops::default();
         batch.insert(key(HELD_SUB, &[sub]), []);
-        let mut failed = None;
-        for entry in book.due.take_subscription(sub) {
-            if let Err(error) = self.move_to_held(&mut batch, &mut book, sub, entry) {
-                // Left due (the engine holds what it leases for a held subscription); the
-                // caller hears of the first error.
-                book.due.insert(sub, entry);
-                failed.get_or_insert(error);
-            }
-        }
-        self.apply(batch)?;
+        let moved = self.hold_due(&mut batch, &mut book, sub);
+        self.write_now(&mut book, batch)?;
         drop(book);
-        match failed {
-            Some(error) => Err(error),
-            None => self.flush(),
-        }
+        moved?;
+        self.flush()
     }
 
     fn resume_subscription(&self, sub: u64, now_ms: u64) -> Result<u64, StoreError> {
@@ -312,15 +323,16 @@ impl Queue for SledStore {
             batch.remove(hk);
             d.state = DeliveryState::Due;
             d.due_at = d.due_at.min(now_ms);
-            batch.insert(key(DUE, &[d.due_at, d.id]), due_value(&d));
+            batch.insert(due_key_of(&d), due_value(&d));
             book.due.insert(sub, entry_of(&d));
             book.retrying(sub, d.attempts, true);
             moved += 1;
         }
-        self.apply(batch)?;
         let c = book.counts(sub);
         c.held -= moved.min(c.held);
         c.due += moved;
+        book.dirty.insert(sub);
+        self.write_now(&mut book, batch)?;
         drop(book);
         self.flush()?;
         Ok(moved)
@@ -384,14 +396,13 @@ impl SledStore {
             if lease.ordered {
                 book.ordered_in_flight.remove(&lease.sub);
             }
+            if lease.attempts > 0 {
+                let d = book.disk.entry(lease.sub).or_default();
+                d.retrying_in_flight = d.retrying_in_flight.saturating_sub(1);
+            }
             if !book.held.contains(&lease.sub) {
                 // Its record never left its due key.
-                let entry = Entry {
-                    due_at: part(&lease.due_key, 1),
-                    id,
-                    ordered: lease.ordered,
-                };
-                book.due.insert(lease.sub, entry);
+                book.due.insert(lease.sub, lease.entry);
                 book.enter(lease.sub, DeliveryState::Due);
                 book.retrying(lease.sub, lease.attempts, true);
                 continue;
@@ -404,7 +415,7 @@ impl SledStore {
             let target = self.requeue(&mut batch, &mut delivery, book, due_at);
             book.enter(lease.sub, target);
         }
-        self.apply(batch)
+        self.write_now(book, batch)
     }
 
     /// Files a delivery (its old key already removed) as due at `due_at`, or held when its
@@ -425,11 +436,14 @@ impl SledStore {
             );
         } else {
             delivery.state = DeliveryState::Due;
-            batch.insert(key(DUE, &[due_at, delivery.id]), due_value(delivery));
+            batch.insert(due_key_of(delivery), due_value(delivery));
             // Every reader of the index applies the write-behind buffer first, so it may know
-            // of this before sled does.
-            book.due
-                .insert(delivery.subscription_id, entry_of(delivery));
+            // of this before sled does. Past the window, only the buffer has it: a read on
+            // from disk must apply the buffer first (`top_up`).
+            let sub = delivery.subscription_id;
+            if !book.due.insert(sub, entry_of(delivery)) {
+                book.behind_beyond.insert(sub);
+            }
             book.retrying(delivery.subscription_id, delivery.attempts, true);
         }
         delivery.state
@@ -465,6 +479,10 @@ impl SledStore {
                 .ok_or(StoreError::UnknownDelivery(id))?;
             book.deadlines.remove(&(lease.until, id));
             let sub = lease.sub;
+            if lease.attempts > 0 {
+                let d = book.disk.entry(sub).or_default();
+                d.retrying_in_flight = d.retrying_in_flight.saturating_sub(1);
+            }
             // A delivered one needs no read: its record just goes. The others are filed anew
             // from their record, which stays under the due key while in flight.
             let record = match finish {
@@ -473,6 +491,9 @@ impl SledStore {
                     Ok(Some(delivery)) => Some(delivery),
                     Ok(None) => None,
                     Err(error) => {
+                        if lease.attempts > 0 {
+                            book.disk.entry(sub).or_default().retrying_in_flight += 1;
+                        }
                         book.deadlines.insert((lease.until, id));
                         book.leased.insert(id, lease);
                         return Err(error);
@@ -541,9 +562,14 @@ impl SledStore {
     /// their subscription is held now (whatever it was when they were enqueued).
     pub(super) fn file_applied(&self, book: &mut Book, applied: Vec<Delivery>) {
         let mut moves = Ops::default();
+        if let Some(last) = applied.iter().map(|d| d.id).max() {
+            book.filed_below = book.filed_below.max(last + 1);
+        }
         for delivery in applied {
             let (sub, entry) = (delivery.subscription_id, entry_of(&delivery));
             if !book.held.contains(&sub) {
+                // Kept even past the window (within the bytes allowed): it is leased once the
+                // window gets there, and a lease that reads from sled waits behind its writes.
                 book.due.insert(sub, entry);
                 book.fresh.keep(delivery);
             } else if let Err(error) = self.move_to_held(&mut moves, book, sub, entry) {
@@ -552,9 +578,131 @@ impl SledStore {
                 book.due.insert(sub, entry);
             }
         }
-        if let Err(error) = self.apply(moves) {
+        if let Err(error) = self.write_now(book, moves) {
             tracing::error!(%error, "could not hold deliveries enqueued meanwhile");
         }
+    }
+
+    /// Writes a change's batch now, after the write-behind buffer and in the same sled batch
+    /// as the counts it changed (see [`Book::take_behind`]); nothing for no writes.
+    pub(super) fn write_now(&self, book: &mut Book, mut ops: Ops) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        ops.append(book.counts_ops());
+        book.behind.append(ops);
+        self.apply_behind(book)
+    }
+
+    /// Moves every due record of `sub` on disk to held, but those in flight (held when they
+    /// come back) and those of group commits not filed yet (`file_applied` holds them): the
+    /// writes go into `batch`. Reads them from disk, since the due index has only the first
+    /// few; the write-behind buffer must be applied.
+    pub(super) fn hold_due(
+        &self,
+        batch: &mut Ops,
+        book: &mut Book,
+        sub: u64,
+    ) -> Result<(), StoreError> {
+        book.due.drop_subscription(sub);
+        let mut failed = None;
+        for tag in [DUE, ORDERED] {
+            for k in self.queue.scan_prefix(key(tag, &[sub])).keys() {
+                let k = k.db()?;
+                let Some(id) = id_in_key(&k).filter(|_| k.len() == 25) else {
+                    continue;
+                };
+                if book.leased.contains_key(&id) || id >= book.filed_below {
+                    continue;
+                }
+                let entry = match tag {
+                    DUE => Entry {
+                        due_at: part(&k, 9),
+                        id,
+                        ordered: false,
+                    },
+                    _ => Entry {
+                        due_at: part(&k, 17),
+                        id,
+                        ordered: true,
+                    },
+                };
+                if let Err(error) = self.move_to_held(batch, book, sub, entry) {
+                    // Left due (the engine holds what it leases for a held subscription); the
+                    // caller hears of the first error.
+                    failed.get_or_insert(error);
+                }
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Reads on from disk into `sub`'s windows of the due index when one runs low (see
+    /// `due.rs`): each read takes up to [`WINDOW`] records from where the window ends,
+    /// passing over deliveries in flight (on disk they stay under their due key) and ones
+    /// whose group commit is not filed yet.
+    pub(super) fn top_up(&self, book: &mut Book, sub: u64) -> Result<(), StoreError> {
+        let Some(short) = book.due.short(sub) else {
+            return Ok(());
+        };
+        // A delivery requeued past the window is in the write-behind buffer only: apply it
+        // first, or the read would pass its key. Other settles not on disk yet are passed over
+        // (`read_due`), without the wait for the buffer under the book lock.
+        if book.behind_beyond.contains(&sub) || book.handed_off_beyond.contains(&sub) {
+            self.apply_behind(book)?;
+        }
+        if let Some(after) = short.unordered {
+            let after = after.map(|(due_at, id)| key(DUE, &[sub, due_at, id]));
+            let (found, end) = self.read_due(book, key(DUE, &[sub]), after)?;
+            let found: Vec<(u64, u64)> = found.iter().map(|k| (part(k, 9), part(k, 17))).collect();
+            let end = end.map(|k| (part(&k, 9), part(&k, 17)));
+            book.due.fill_unordered(sub, &found, end);
+        }
+        if let Some(after) = short.ordered {
+            let after = after.map(|id| key(ORDERED, &[sub, id, u64::MAX]));
+            let (found, end) = self.read_due(book, key(ORDERED, &[sub]), after)?;
+            let found: Vec<(u64, u64)> = found.iter().map(|k| (part(k, 9), part(k, 17))).collect();
+            book.due.fill_ordered(sub, &found, end.map(|k| part(&k, 9)));
+        }
+        Ok(())
+    }
+
+    /// Up to [`WINDOW`] due keys under `prefix` after the key `after` (from the start for
+    /// `None`) that the due index may file, and the last key read if the read stopped before
+    /// the end of the range.
+    fn read_due(
+        &self,
+        book: &Book,
+        prefix: Vec<u8>,
+        after: Option<Vec<u8>>,
+    ) -> Result<(Vec<IVec>, Option<IVec>), StoreError> {
+        let start = match after {
+            Some(mut k) => {
+                // The first key after it: due keys are all of one length.
+                k.push(0);
+                k
+            }
+            None => prefix.clone(),
+        };
+        let mut found = Vec::new();
+        for k in self.queue.range(start..).keys() {
+            let k = k.db()?;
+            if !k.starts_with(&prefix) {
+                return Ok((found, None));
+            }
+            let Some(id) = id_in_key(&k).filter(|_| k.len() == 25) else {
+                continue;
+            };
+            // In flight, settled but not on disk yet, or not filed by its group commit yet.
+            if book.leased.contains_key(&id) || book.buffered(id) || id >= book.filed_below {
+                continue;
+            }
+            found.push(k.clone());
+            if found.len() >= WINDOW {
+                return Ok((found, Some(k)));
+            }
+        }
+        Ok((found, None))
     }
 
     /// Writes the moves of a due delivery (out of the due index already) to held into `batch`,
@@ -566,7 +714,7 @@ impl SledStore {
         sub: u64,
         entry: Entry,
     ) -> Result<(), StoreError> {
-        let due_key = key(DUE, &[entry.due_at, entry.id]);
+        let due_key = due_key(sub, entry);
         book.fresh.take(&entry);
         let Some(mut d) = self.stored_due(&due_key)? else {
             book.leave(sub, DeliveryState::Due);
@@ -586,6 +734,185 @@ impl SledStore {
 mod tests {
     use super::*;
     use crate::sled_store::test_support::*;
+
+    #[test]
+    fn the_due_index_holds_a_window_of_each_backlog_and_reads_on_from_disk() {
+        use crate::sled_store::due::WINDOW;
+        let dir = tempfile::tempdir().unwrap();
+        let new = |sub: u64, n: u64, due_at: u64, ordered: bool| NewDelivery {
+            subscription_id: sub,
+            event_ids: vec![format!("e{sub}-{n}")],
+            event_type: "contact.updated".into(),
+            body: format!(r#"{{"n":{n}}}"#).into_bytes(),
+            due_at,
+            ordered,
+            message_id: format!("msg_{sub}_{n}"),
+            order_key: None,
+        };
+        let windows = |store: &SledStore| store.book.lock().unwrap().due.len();
+        {
+            let store = SledStore::open(dir.path(), StoreConfig::default()).unwrap();
+            // Subscription 1: 1,000 in any order, due in reverse of publish order; 2: 300
+            // ordered, due as published.
+            let batch = (0..1000).map(|n| new(1, n, 10_000 - n, false));
+            store.enqueue(&[], batch.collect(), 0).unwrap();
+            let batch = (0..300).map(|n| new(2, n, n, true));
+            store.enqueue(&[], batch.collect(), 0).unwrap();
+            assert!(
+                windows(&store) <= 4 * WINDOW,
+                "{} in memory",
+                windows(&store)
+            );
+            assert_eq!(store.counts().unwrap().due, 1300);
+        }
+        let store = SledStore::open(dir.path(), StoreConfig::default()).unwrap();
+        assert!(
+            windows(&store) <= 2 * WINDOW,
+            "{} in memory",
+            windows(&store)
+        );
+        assert_eq!(store.subscription_counts(1).unwrap().due, 1000);
+        assert_eq!(store.subscription_counts(2).unwrap().due, 300);
+        // The head of 2 fails once and is due later: 2 waits for it, in publish order.
+        let first = store.lease_within(0, 1, &LeaseLimits::new(0).subscription(2, 1));
+        let head = first.unwrap().pop().unwrap();
+        assert_eq!(head.delivery.event_ids, ["e2-0"]);
+        store
+            .reschedule(
+                head.token,
+                400,
+                Attempt {
+                    number: 1,
+                    at: 1,
+                    duration_ms: 1,
+                    status: Some(500),
+                    outcome: "http 500".into(),
+                    excerpt: String::new(),
+                },
+            )
+            .unwrap();
+        let (mut of_1, mut of_2) = (Vec::new(), Vec::new());
+        let mut now = 0;
+        for _ in 0..10_000 {
+            now += 5;
+            let leased = store.lease(now, 7).unwrap();
+            if leased.is_empty() && now > 20_000 {
+                break;
+            }
+            for l in leased {
+                let d = &l.delivery;
+                match d.subscription_id {
+                    1 => of_1.push(d.due_at),
+                    _ => of_2.push(d.event_ids[0].clone()),
+                }
+                store
+                    .complete(
+                        l.token,
+                        Attempt {
+                            number: d.attempts + 1,
+                            at: now,
+                            duration_ms: 1,
+                            status: Some(200),
+                            outcome: "delivered".into(),
+                            excerpt: String::new(),
+                        },
+                    )
+                    .unwrap();
+            }
+            assert!(
+                windows(&store) <= 4 * WINDOW,
+                "{} in memory",
+                windows(&store)
+            );
+        }
+        assert_eq!(of_1.len(), 1000, "each once");
+        assert!(of_1.windows(2).all(|w| w[0] <= w[1]), "in due order");
+        let expected: Vec<String> = (0..300).map(|n| format!("e2-{n}")).collect();
+        assert_eq!(of_2, expected, "in publish order, the retried head first");
+        let counts = store.counts().unwrap();
+        assert_eq!(
+            (counts.due, counts.in_flight, counts.delivered),
+            (0, 0, 1300)
+        );
+        drop(store);
+        let store = SledStore::open(dir.path(), StoreConfig::default()).unwrap();
+        let counts = store.counts().unwrap();
+        assert_eq!(
+            (counts.due, counts.retrying, counts.delivered),
+            (0, 0, 1300)
+        );
+    }
+
+    #[test]
+    fn a_layout_4_store_is_filed_by_subscription_and_counted_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // What a layout-4 build left: due records under `q due_at id`, no counts.
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert(FORMAT_KEY, &[4u8])
+                .unwrap();
+            let queue = db.open_tree("queue").unwrap();
+            for (id, sub, ordered) in [(1, 10, false), (2, 11, true), (3, 10, false)] {
+                let mut d = sample(id, sub, ordered);
+                d.attempts = u32::from(id == 3);
+                queue
+                    .insert(key(DUE, &[d.due_at, id]), due_value(&d))
+                    .unwrap();
+            }
+            let mut dead = sample(4, 10, false);
+            dead.state = DeliveryState::Dead { at: 7 };
+            queue
+                .insert(key(DEAD, &[10, 4]), codec::encode_delivery(&dead))
+                .unwrap();
+            queue
+                .insert(NEXT_DELIVERY, &5u64.to_be_bytes()[..])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = open_after_raw_sled(dir.path());
+        let counts = store.counts().unwrap();
+        assert_eq!((counts.due, counts.retrying, counts.dead), (3, 1, 1));
+        assert!(
+            store
+                .queue
+                .scan_prefix([DUE])
+                .keys()
+                .all(|k| k.unwrap().len() == 25),
+            "no key of layout 4 left"
+        );
+        let layout = store.db.open_tree("meta").unwrap().get(FORMAT_KEY).unwrap();
+        assert_eq!(layout.as_deref(), Some(&[LAYOUT][..]));
+        drop(store);
+        let store = open_after_raw_sled(dir.path());
+        assert_eq!(store.counts().unwrap().due, 3, "counted on disk");
+        let mut ids: Vec<u64> = store
+            .lease(10, 10)
+            .unwrap()
+            .iter()
+            .map(|l| l.delivery.id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, [1, 2, 3]);
+        let receipt = store
+            .enqueue(
+                &[],
+                vec![NewDelivery {
+                    subscription_id: 10,
+                    event_ids: vec![],
+                    event_type: "a.b".into(),
+                    body: vec![],
+                    due_at: 0,
+                    ordered: false,
+                    message_id: "msg".into(),
+                    order_key: None,
+                }],
+                0,
+            )
+            .unwrap();
+        assert_eq!(receipt.delivery_ids, [5]);
+    }
 
     #[test]
     fn a_lease_hands_out_a_kept_record_exactly_as_it_is_on_disk() {

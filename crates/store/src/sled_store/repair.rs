@@ -17,9 +17,10 @@ use crate::model::{Attempt, Delivery, DeliveryState};
 use super::attempts::{self, Filed};
 use super::codec;
 use super::keys::{
-    decode_due, due_value, key, part, ATTEMPT, BY_SUB, DEAD, DELIVERED, DUE, FORMAT_KEY, HELD,
-    HELD_SUB, ID_BLOCK, JOURNAL, LAYOUT, LEGACY_DELIVERY, LEGACY_LEASED, LEGACY_PENDING,
-    NEXT_DELIVERY, NEXT_SUB, POINTER, SEEN, SEEN_AT, SEQUENCE, SUB, WHOLE,
+    decode_due, due_key_of, due_value, id_in_key, key, part, ATTEMPT, BY_SUB, COUNTS, DEAD,
+    DELIVERED, DUE, ENQUEUED, FORMAT_KEY, HELD, HELD_SUB, ID_BLOCK, JOURNAL, LAYOUT,
+    LEGACY_DELIVERY, LEGACY_LEASED, LEGACY_PENDING, NEXT_DELIVERY, NEXT_SUB, ORDERED, POINTER,
+    SEEN, SEEN_AT, SEQUENCE, SUB, WHOLE,
 };
 use super::open::damaged;
 use super::ops::Ops;
@@ -288,6 +289,8 @@ fn salvage(
         .queue
         .insert(NEXT_DELIVERY, &next_delivery.to_be_bytes())
         .db()?;
+    // The records went in as they were found, past the counts: count them once.
+    target.recount()?;
     {
         // Dropping the store writes its next id back: it must be this one.
         let mut book = target.book()?;
@@ -448,10 +451,13 @@ impl<'a> Walk<'a> {
         }
         let queue = &self.target.queue;
         match (k.first().copied(), k.len()) {
-            (Some(DUE), 17) => {
+            // This layout's due keys, and layout 4's (`q due_at id`).
+            (Some(DUE), 17 | 25) | (Some(ORDERED), 25) => {
                 let delivery = decode_due(k, v)?;
                 self.delivery(k, delivery)?;
             }
+            // Counted anew once every record is copied (`recount`).
+            (Some(ENQUEUED | COUNTS), 9) => {}
             (Some(HELD | DEAD | LEGACY_DELIVERY), 17 | 9) => {
                 let delivery = codec::decode_delivery(k, v)?;
                 self.delivery(k, delivery)?;
@@ -497,12 +503,7 @@ impl<'a> Walk<'a> {
     /// layout-1 record moves, as opening would move it).
     fn delivery(&mut self, k: &[u8], mut delivery: Delivery) -> Result<(), StoreError> {
         let (sub, id) = (delivery.subscription_id, delivery.id);
-        let filed_id = if k.first() == Some(&LEGACY_DELIVERY) {
-            part(k, 1)
-        } else {
-            part(k, 9)
-        };
-        if filed_id != id {
+        if id_in_key(k) != Some(id) {
             return Err(corrupt(k, format!("holds delivery {id}")));
         }
         self.subscription(sub);
@@ -524,7 +525,7 @@ impl<'a> Walk<'a> {
             DeliveryState::Due | DeliveryState::InFlight { .. } => {
                 delivery.state = DeliveryState::Due;
                 queue
-                    .insert(key(DUE, &[delivery.due_at, id]), due_value(&delivery))
+                    .insert(due_key_of(&delivery), due_value(&delivery))
                     .db()?;
                 self.report.due += 1;
             }

@@ -22,11 +22,13 @@ impl SledStore {
         // Any buffer handed off before is on disk once the gate is ours.
         let _gate = self.behind_gate.lock().map_err(|_| StoreError::Poisoned)?;
         book.handed_off_ids.clear();
+        book.handed_off_beyond.clear();
         if book.behind.is_empty() {
             return Ok(());
         }
         let ops = book.take_behind();
         book.behind_ids.clear();
+        book.behind_beyond.clear();
         self.apply(ops)
     }
 
@@ -39,6 +41,7 @@ impl SledStore {
         let gate = self.behind_gate.lock().map_err(|_| StoreError::Poisoned)?;
         let ops = book.take_behind();
         book.handed_off_ids = std::mem::take(&mut book.behind_ids);
+        book.handed_off_beyond = std::mem::take(&mut book.behind_beyond);
         drop(book);
         let applied = self.apply(ops);
         drop(gate);

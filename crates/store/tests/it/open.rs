@@ -74,7 +74,7 @@ fn newer_format_on_disk_is_refused() {
         let db = crate::raw_sled(dir.path());
         db.open_tree("meta")
             .unwrap()
-            .insert("format", &[5u8])
+            .insert("format", &[6u8])
             .unwrap();
         db.flush().unwrap();
     }
@@ -82,7 +82,7 @@ fn newer_format_on_disk_is_refused() {
         Err(StoreError::NewerFormat {
             found, supported, ..
         }) => {
-            assert_eq!((found, supported), (5, 4));
+            assert_eq!((found, supported), (6, 5));
         }
         other => panic!("expected NewerFormat, got {other:?}"),
     }
@@ -91,7 +91,7 @@ fn newer_format_on_disk_is_refused() {
         let db = crate::raw_sled(dir.path());
         db.open_tree("meta")
             .unwrap()
-            .insert("format", &[4u8])
+            .insert("format", &[5u8])
             .unwrap();
         db.flush().unwrap();
     }

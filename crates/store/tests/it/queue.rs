@@ -274,7 +274,8 @@ fn settling_records_attempts_and_moves_counts() {
             0,
         )
         .unwrap();
-    let leased = store.lease(0, 10).unwrap();
+    let mut leased = store.lease(0, 10).unwrap();
+    leased.sort_by_key(|l| l.delivery.id);
     let [ok, retry, dead, released] = [0, 1, 2, 3].map(|i| leased[i].delivery.id);
     let [ok_lease, retry_lease, dead_lease, released_lease] = [0, 1, 2, 3].map(|i| leased[i].token);
     assert_eq!(
@@ -366,12 +367,13 @@ fn settling_records_attempts_and_moves_counts() {
     let again = store.lease(1_000, 10).unwrap();
     assert_eq!(
         again.iter().map(|d| d.delivery.id).collect::<Vec<_>>(),
-        [released, retry]
+        [retry, released],
+        "subscription 1 was leased from least recently"
     );
     store
-        .complete(again[1].token, attempt(2, 1_001, "delivered"))
+        .complete(again[0].token, attempt(2, 1_001, "delivered"))
         .unwrap();
-    store.release(again[0].token, 2_000).unwrap();
+    store.release(again[1].token, 2_000).unwrap();
     let history = store.attempts_for_delivery(retry).unwrap();
     assert_eq!(history.iter().map(|a| a.number).collect::<Vec<_>>(), [1, 2]);
     let newest = store.attempts_for_subscription(1, 10).unwrap();
@@ -553,12 +555,22 @@ fn dead_letters_are_listed_replayed_and_purged() {
         .map(|(sub, e)| delivery(*sub, e, 0))
         .collect();
     store.enqueue(&[], new, 0).unwrap();
-    for (d, at) in store.lease(0, 10).unwrap().iter().zip([100, 200, 300]) {
+    let by_id = |mut leased: Vec<callout_store::Leased>| {
+        leased.sort_by_key(|l| l.delivery.id);
+        leased
+    };
+    for (d, at) in by_id(store.lease(0, 10).unwrap())
+        .iter()
+        .zip([100, 200, 300])
+    {
         store
             .reschedule(d.token, 0, attempt(1, at - 50, "http 500"))
             .unwrap();
     }
-    for (d, at) in store.lease(0, 10).unwrap().iter().zip([100, 200, 300]) {
+    for (d, at) in by_id(store.lease(0, 10).unwrap())
+        .iter()
+        .zip([100, 200, 300])
+    {
         store.dead_letter(d.token, attempt(2, at, "gone")).unwrap();
     }
     let events = |list: Vec<callout_store::Delivery>| -> Vec<String> {
@@ -921,4 +933,49 @@ fn a_batch_of_long_attempts_reads_back_whole_from_several_records() {
     assert!(ids
         .iter()
         .all(|id| store.attempts_for_delivery(*id).unwrap().is_empty()));
+}
+
+#[test]
+fn prune_keeps_at_most_the_configured_attempts_per_subscription_across_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || callout_store::StoreConfig {
+        attempts_kept: 5,
+        ..callout_store::StoreConfig::default()
+    };
+    let batch_of_five = |store: &callout_store::SledStore, round: u64| {
+        let batch = (0..5)
+            .map(|n| delivery(1, &format!("r{round}-{n}"), 0))
+            .chain([delivery(2, &format!("other{round}"), 0)])
+            .collect();
+        store.enqueue(&[], batch, 0).unwrap();
+        for leased in store.lease(round * 100, 10).unwrap() {
+            let at = round * 100 + leased.delivery.id;
+            store
+                .complete(leased.token, attempt(1, at, "delivered"))
+                .unwrap();
+        }
+        // One settle batch, so one attempt record, per round.
+        store.flush().unwrap();
+    };
+    let store = callout_store::SledStore::open(dir.path(), config()).unwrap();
+    for round in 1..=4 {
+        batch_of_five(&store, round);
+    }
+    assert_eq!(store.attempts_for_subscription(1, 100).unwrap().len(), 20);
+    // Nothing is past the 30-day retention: only the count bounds them, oldest first.
+    assert_eq!(store.prune(1_000, 100).unwrap(), 15);
+    let kept = store.attempts_for_subscription(1, 100).unwrap();
+    assert_eq!(kept.len(), 5);
+    assert!(kept.iter().all(|(_, a)| a.at > 400), "the newest round");
+    assert_eq!(store.attempts_for_subscription(2, 100).unwrap().len(), 4);
+    drop(store);
+    let store = callout_store::SledStore::open(dir.path(), config()).unwrap();
+    batch_of_five(&store, 5);
+    assert_eq!(
+        store.prune(1_000, 100).unwrap(),
+        5,
+        "the count survived the reopen"
+    );
+    let kept = store.attempts_for_subscription(1, 100).unwrap();
+    assert!(kept.iter().all(|(_, a)| a.at > 500));
 }

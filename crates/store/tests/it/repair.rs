@@ -80,7 +80,7 @@ fn due_key(queue: &sled::Tree, id: u64) -> sled::IVec {
         .scan_prefix(b"q")
         .keys()
         .map(Result::unwrap)
-        .find(|k| k[9..] == id.to_be_bytes())
+        .find(|k| k.len() == 25 && k[17..] == id.to_be_bytes())
         .expect("a due record")
 }
 
