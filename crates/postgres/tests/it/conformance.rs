@@ -19,14 +19,6 @@ impl Harness for Pg {
 
 callout_store::conformance_tests!(Pg(Schema::new()));
 
-/// The turn-taking check of the sled branch that makes leases fair, which the suite's macro
-/// does not list yet on this branch (sled here still leases in due order across
-/// subscriptions). Remove once `conformance_tests!` runs it.
-#[test]
-fn leases_take_turns_across_subscriptions_on_postgres() {
-    callout_store::conformance::leases_take_turns_across_subscriptions(&Pg(Schema::new()));
-}
-
 /// Per-record ordering (one delivery per order key at a time, in enqueue order, retries
 /// included), which the suite's macro lists once sled passes it too.
 #[test]
