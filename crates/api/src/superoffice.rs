@@ -42,7 +42,12 @@ fn route(scope: &Scope<'_>, call: &Call<'_>, base: &str) -> Reply {
     match (call.method, lower.as_slice()) {
         (&Method::POST, ["webhook"]) => {
             let sub = parse(call)?;
-            let stored = scope.create(sub, false)?;
+            // SuperOffice's save-time check, as an option of the create call: `?test=true`
+            // sends the target a `test` event first and saves only if it answers 200.
+            let tested = call
+                .param_nocase("test")
+                .is_some_and(|value| value.eq_ignore_ascii_case("true"));
+            let stored = scope.create(sub, tested)?;
             answer(StatusCode::OK, with_links(&stored, base))
         }
         (m, ["webhook", id]) => {

@@ -310,3 +310,46 @@ fn a_webhook_registered_through_superoffice_gets_superoffice_deliveries() {
     assert_eq!(body["ContextIdentifier"], "tenant-a");
     assert!(got[0].header("X-SuperOffice-Signature").is_some());
 }
+
+#[test]
+fn a_save_with_test_true_sends_a_test_event_first_and_saves_only_on_200() {
+    use callout_testkit::Reply;
+    let h = Harness::new();
+    let refusing = Receiver::start(|_, _| Reply::status(500));
+    let answer = h.call(
+        "POST",
+        "/superoffice/api/v1/Webhook?test=true",
+        A,
+        &ticket_webhook(&format!("{}/hook", refusing.url)),
+    );
+    assert!(answer.status.is_client_error() || answer.status.is_server_error());
+    let got = refusing.wait_for("/hook", 1, WAIT);
+    assert_eq!(got[0].header("X-Hook-Test"), Some("true"));
+    assert_eq!(got[0].json()["Event"], "test");
+    assert!(
+        h.engine()
+            .subscriptions()
+            .list(&Default::default())
+            .unwrap()
+            .is_empty(),
+        "nothing saved after a refused test"
+    );
+
+    let accepting = Receiver::ok();
+    let answer = h.call(
+        "POST",
+        "/superoffice/api/v1/Webhook?test=true",
+        A,
+        &ticket_webhook(&format!("{}/hook", accepting.url)),
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(accepting.wait_for("/hook", 1, WAIT).len(), 1);
+    assert_eq!(
+        h.engine()
+            .subscriptions()
+            .list(&Default::default())
+            .unwrap()
+            .len(),
+        1
+    );
+}
