@@ -1,7 +1,7 @@
 //! The subscription registry on sled: subscriptions as versioned JSON in the `subs` tree, with
 //! the id counter and the per-subscription sequence numbers beside them.
 
-use callout_core::{Part, Pattern, Profile, Subscription};
+use callout_core::{Profile, Subscription};
 use sled::Batch;
 
 use crate::backend::Registry;
@@ -78,9 +78,6 @@ impl Registry for SledStore {
         &self,
         filter: &SubscriptionFilter,
     ) -> Result<Vec<Subscription>, StoreError> {
-        let name = filter.name.as_ref().map(|n| n.to_lowercase());
-        let event: Option<(Option<Pattern>, String)> =
-            filter.event.as_ref().map(|e| (e.parse().ok(), e.clone()));
         let mut out = Vec::new();
         for item in self.subs.scan_prefix([SUB]) {
             let (k, v) = item.db()?;
@@ -93,36 +90,9 @@ impl Registry for SledStore {
                     continue;
                 }
             };
-            if name
-                .as_ref()
-                .is_some_and(|n| !sub.name.to_lowercase().contains(n))
-            {
-                continue;
+            if filter.selects(&sub) {
+                out.push(sub);
             }
-            if filter.state.is_some_and(|s| s != sub.state) {
-                continue;
-            }
-            if let Some((pattern, raw)) = &event {
-                let patterns = sub.patterns().unwrap_or_default();
-                let wanted = match pattern {
-                    // An event name: any pattern that would receive it.
-                    Some(Pattern {
-                        entity: Part::Name(e),
-                        action: Part::Name(a),
-                    }) => patterns.iter().any(|p| p.matches(e, a)),
-                    // A wildcard pattern: subscriptions that hold that very pattern.
-                    Some(given) => patterns.contains(given),
-                    // Free text (SuperOffice's EventFilter): a pattern containing it.
-                    None => sub
-                        .events
-                        .iter()
-                        .any(|s| s.to_lowercase().contains(&raw.to_lowercase())),
-                };
-                if !wanted {
-                    continue;
-                }
-            }
-            out.push(sub);
         }
         Ok(out)
     }
