@@ -5,6 +5,7 @@ mod bounds;
 mod crash;
 mod e2e;
 mod isolation;
+mod ordering;
 mod owners;
 mod profiles;
 mod standard;

@@ -97,7 +97,9 @@ pub trait Queue: Send + Sync {
 
     /// Leases up to `max` deliveries due at `now_ms` within `limits`: no subscription gets more
     /// in flight than its bound, an ordered subscription never has two in flight, and its
-    /// deliveries go in publish order. Subscriptions take turns: each delivery goes to the
+    /// deliveries go in publish order. A delivery with an order key goes only when no earlier
+    /// one of its subscription and key is due, in flight or held (dead ones no longer count;
+    /// the checks `order_keys_hold_through_*`). Subscriptions take turns: each delivery goes to the
     /// subscription with one due that was leased from least recently since the backend was
     /// opened (one never leased from first; between those, the one whose next delivery is due
     /// earliest), and within a subscription deliveries go in due order (the conformance check

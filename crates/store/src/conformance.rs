@@ -394,6 +394,85 @@ pub fn order_keys_hold_through_failures(harness: &dyn Harness) {
     assert!(widest > 1, "keys go on in parallel");
 }
 
+/// Per-record ordering holds through a reopen, a hold and resume, and a dead letter: a key's
+/// later deliveries wait while its first is in flight, retried, or held, go on after it is
+/// delivered or dead, and never overtake it; other keys go meanwhile.
+pub fn order_keys_hold_through_reopen_hold_and_dead_letters(harness: &dyn Harness) {
+    let keyed = |event: &str, key: &str| NewDelivery {
+        order_key: Some(key.into()),
+        ..delivery(1, event, 0)
+    };
+    let lease_events = |store: &Arc<dyn Backend>, now: u64| {
+        let mut leased = store.lease(now, 10).expect("lease");
+        leased.sort_by(|a, b| a.delivery.event_ids.cmp(&b.delivery.event_ids));
+        leased
+    };
+    let names = |leased: &[crate::model::Leased]| -> Vec<String> {
+        leased
+            .iter()
+            .map(|l| l.delivery.event_ids[0].clone())
+            .collect()
+    };
+    let store = harness.open(Duration::from_millis(50));
+    let batch = vec![
+        keyed("a1", "account/1"),
+        keyed("a2", "account/1"),
+        keyed("b1", "account/2"),
+    ];
+    store.enqueue(&[], batch, 0).expect("enqueue");
+    store
+        .enqueue(&[], vec![keyed("a3", "account/1")], 0)
+        .expect("enqueue");
+    let first = lease_events(&store, 0);
+    assert_eq!(names(&first), ["a1", "b1"], "one of each key");
+    // A crash with a1 in flight: after the lease ends it is still the first of its key.
+    drop(first);
+    drop(store);
+    let store = harness.open(Duration::from_millis(50));
+    let again = lease_events(&store, 100);
+    assert_eq!(
+        names(&again),
+        ["a1", "b1"],
+        "after a reopen, still one of each key"
+    );
+    // a1 fails and is due later; b1 is delivered. Nothing of account/1 may go before a1.
+    store
+        .reschedule(again[0].token, 1_000, attempt(1, 100, "http 500"))
+        .expect("reschedule");
+    store
+        .complete(again[1].token, attempt(1, 100, "delivered"))
+        .expect("complete");
+    assert!(
+        names(&lease_events(&store, 500)).is_empty(),
+        "a2 waits for a1"
+    );
+    // Held and resumed before a1 is due again: still behind it.
+    store.hold_subscription(1).expect("hold");
+    assert_eq!(store.resume_subscription(1, 500).expect("resume"), 3);
+    let resumed = lease_events(&store, 500);
+    assert_eq!(
+        names(&resumed),
+        ["a1"],
+        "resuming makes a1 due now, and only a1"
+    );
+    // a1 goes to the dead letters: a2 is next, then a3.
+    store
+        .dead_letter(resumed[0].token, attempt(2, 500, "http 500"))
+        .expect("dead letter");
+    let next = lease_events(&store, 600);
+    assert_eq!(names(&next), ["a2"]);
+    store
+        .complete(next[0].token, attempt(1, 600, "delivered"))
+        .expect("complete");
+    let last = lease_events(&store, 700);
+    assert_eq!(names(&last), ["a3"]);
+    store
+        .complete(last[0].token, attempt(1, 700, "delivered"))
+        .expect("complete");
+    let counts = store.subscription_counts(1).expect("counts");
+    assert_eq!((counts.due, counts.delivered, counts.dead), (0, 3, 1));
+}
+
 /// Lease limits bound each subscription's deliveries in flight, counted against the leases
 /// it already holds.
 pub fn lease_limits_bound_each_subscription(harness: &dyn Harness) {
@@ -752,6 +831,8 @@ macro_rules! conformance_tests {
             leases_return_after_reopen,
             ordered_subscriptions_go_one_at_a_time_in_order,
             leases_take_turns_across_subscriptions,
+            order_keys_hold_through_failures,
+            order_keys_hold_through_reopen_hold_and_dead_letters,
             lease_limits_bound_each_subscription,
             settles_move_deliveries_and_counts,
             attempts_are_kept_and_listed,

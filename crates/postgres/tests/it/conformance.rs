@@ -18,10 +18,3 @@ impl Harness for Pg {
 }
 
 callout_store::conformance_tests!(Pg(Schema::new()));
-
-/// Per-record ordering (one delivery per order key at a time, in enqueue order, retries
-/// included), which the suite's macro lists once sled passes it too.
-#[test]
-fn order_keys_hold_through_failures_on_postgres() {
-    callout_store::conformance::order_keys_hold_through_failures(&Pg(Schema::new()));
-}

@@ -58,6 +58,10 @@ pub(super) struct Book {
     /// Deliveries whose settles were last handed off to be applied outside the book lock
     /// (see [`SledStore::hand_off_behind`]); maybe not on disk yet, until the gate is taken.
     pub(super) handed_off_ids: IdSet,
+    /// Deliveries whose `K` entries (`order.rs`) are removed in `behind`, and in the buffer last
+    /// handed off: on disk they may still be there, and key checks pass over them.
+    pub(super) key_gone: IdSet,
+    pub(super) key_gone_handed_off: IdSet,
     /// Subscriptions with a delivery requeued past their due window by a settle in `behind`
     /// (on disk only once it is applied), and the same for the buffer last handed off.
     pub(super) behind_beyond: IdSet,
@@ -140,6 +144,8 @@ pub(super) struct Lease {
     pub(super) entry: Entry,
     pub(super) sub: u64,
     pub(super) ordered: bool,
+    /// Its order key's `K` range, when it is ordered per record (`order.rs`).
+    pub(super) order: Option<Vec<u8>>,
 }
 
 /// How a settle moves a delivery on.

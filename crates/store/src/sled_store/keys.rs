@@ -47,6 +47,10 @@ pub(super) const DELIVERED: u8 = b'n'; // n sub -> u64 delivered count
 pub(super) const ENQUEUED: u8 = b'E'; // E sub -> u64 deliveries ever enqueued
 pub(super) const COUNTS: u8 = b'C'; // C sub -> due beyond enqueued, retrying, held, dead, attempts
 pub(super) const HELD_SUB: u8 = b'H'; // H sub -> ()
+/// Per-record ordering (`Delivery::order_key`, `order.rs`): every due, in-flight or held
+/// delivery of a key, in id (publish) order, valued with its due time; only a key's first may
+/// be leased. Dead and delivered ones leave it.
+pub(super) const ORDER_KEY: u8 = b'K'; // K sub len key id -> due_at
 pub(super) const SEEN: u8 = b'e'; // e event_id -> at
 /// One expiry record per group commit, not per id: it names the first id in its key and the
 /// others in its value (`expiry_record`), so a publish's event ids cost one write each plus a
@@ -126,6 +130,25 @@ pub(super) fn due_key(sub: u64, entry: Entry) -> Vec<u8> {
 /// [`due_key`] of a delivery.
 pub(super) fn due_key_of(delivery: &Delivery) -> Vec<u8> {
     due_key(delivery.subscription_id, entry_of(delivery))
+}
+
+/// The `K` range of one subscription's order key: `K sub len key` (the length keeps one key's
+/// range from running into a longer key's).
+pub(super) fn order_prefix(sub: u64, order_key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(13 + order_key.len() + 8);
+    out.push(ORDER_KEY);
+    out.extend_from_slice(&sub.to_be_bytes());
+    out.extend_from_slice(&(order_key.len() as u32).to_be_bytes());
+    out.extend_from_slice(order_key.as_bytes());
+    out
+}
+
+/// The `K` entry of delivery `id` in the range `prefix` (see [`order_prefix`]).
+pub(super) fn order_entry(prefix: &[u8], id: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(prefix.len() + 8);
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(&id.to_be_bytes());
+    out
 }
 
 /// The delivery id a record's key names, for a record of any state (and layout 4's due keys,

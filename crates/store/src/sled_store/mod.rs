@@ -17,8 +17,8 @@
 //! Each job has its module: `config` (how a store is opened), `keys` (the key layout and record
 //! shapes), `open` (opening, migration and recovery), `book` (the in-memory state),
 //! `group_commit` (durable enqueues sharing flushes), `write_behind` (buffered settles),
-//! `registry`, `queue`, `history` (attempts and dead letters), `prune` (retention) and `repair`
-//! (salvaging a damaged store into a new one).
+//! `order` (per-record ordering), `registry`, `queue`, `history` (attempts and dead letters),
+//! `prune` (retention) and `repair` (salvaging a damaged store into a new one).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -39,6 +39,7 @@ mod ids;
 mod keys;
 mod open;
 mod ops;
+mod order;
 mod power_loss;
 mod prune;
 mod queue;

@@ -26,6 +26,7 @@ use super::keys::{
     DELIVERED, DUE, HELD, HELD_SUB, ID_BLOCK, NEXT_DELIVERY, ORDERED, SEEN,
 };
 use super::ops::Ops;
+use super::order::{file_order_key, order_range};
 use super::write_behind::{BEHIND_AGE, BEHIND_MAX};
 use super::{OrStoreError, SledStore};
 
@@ -97,6 +98,7 @@ impl Queue for SledStore {
                     state: DeliveryState::Due,
                 };
                 batch.insert(due_key_of(&delivery), due_value(&delivery));
+                file_order_key(&mut batch, &delivery);
                 *per_sub.entry(delivery.subscription_id).or_default() += 1;
                 entered.push((delivery.subscription_id, delivery.state));
                 receipt.delivery_ids.push(id);
@@ -179,6 +181,7 @@ impl Queue for SledStore {
         // may not give one more (at its bound, or its ordered head in flight) is passed over
         // for the rest of the call, whatever its backlog.
         let mut passed = IdSet::default();
+        let mut behind_their_key = 0;
         let in_flight_of = |book: &Book, sub: u64| book.counts.get(&sub).map_or(0, |c| c.in_flight);
         let mut shared_in_flight: u64 = limits
             .shared_members()
@@ -218,6 +221,9 @@ impl Queue for SledStore {
                     // Moved aside as corrupt, or gone: nothing to send.
                     book.due.remove(sub, entry);
                     book.leave(sub, DeliveryState::Due);
+                    if let Err(error) = self.forget_in_keys(&mut book, sub, entry.id) {
+                        tracing::error!(%error, delivery = entry.id, "could not free its key");
+                    }
                     if let Err(error) = self.top_up(&mut book, sub) {
                         if leased.is_empty() {
                             return Err(error);
@@ -233,6 +239,31 @@ impl Queue for SledStore {
                     break;
                 }
             };
+            // The rule of per-record ordering (`order.rs`): one that is not its key's first goes
+            // out of the index until the one before it leaves. Each costs a read, so a call
+            // passes over a bounded number before it lets the subscription be.
+            if delivery.order_key.is_some() {
+                match self.first_of_key(&mut book, &delivery) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        book.due.remove(sub, entry);
+                        behind_their_key += 1;
+                        if behind_their_key >= max.saturating_add(WINDOW) {
+                            passed.insert(sub);
+                        }
+                        if let Err(error) = self.top_up(&mut book, sub) {
+                            tracing::error!(%error, "lease stopped early");
+                            break;
+                        }
+                        continue;
+                    }
+                    Err(error) if leased.is_empty() => return Err(error),
+                    Err(error) => {
+                        tracing::error!(%error, "lease stopped early");
+                        break;
+                    }
+                }
+            }
             book.due.lease(sub, entry);
             if delivery.ordered {
                 book.ordered_in_flight.insert(sub);
@@ -255,6 +286,7 @@ impl Queue for SledStore {
                     entry,
                     sub,
                     ordered: delivery.ordered,
+                    order: order_range(&delivery),
                 },
             );
             book.leave(sub, DeliveryState::Due);
@@ -324,7 +356,11 @@ impl Queue for SledStore {
             d.state = DeliveryState::Due;
             d.due_at = d.due_at.min(now_ms);
             batch.insert(due_key_of(&d), due_value(&d));
-            book.due.insert(sub, entry_of(&d));
+            file_order_key(&mut batch, &d);
+            // Its key's earlier ones are still held on disk until the batch applies.
+            if self.first_of_key(&mut book, &d).unwrap_or(true) {
+                book.due.insert(sub, entry_of(&d));
+            }
             book.retrying(sub, d.attempts, true);
             moved += 1;
         }
@@ -428,6 +464,7 @@ impl SledStore {
         due_at: u64,
     ) -> DeliveryState {
         delivery.due_at = due_at;
+        file_order_key(batch, delivery);
         if book.held.contains(&delivery.subscription_id) {
             delivery.state = DeliveryState::Held;
             batch.insert(
@@ -537,6 +574,14 @@ impl SledStore {
                     Some(delivery.state)
                 }
             };
+            // Delivered, dead or gone: the next of its key may go.
+            let left = !matches!(next, Some(DeliveryState::Due | DeliveryState::Held));
+            if let (Some(range), true) = (&lease.order, left) {
+                if let Err(error) = self.leave_key(&mut book, &mut batch, range, id) {
+                    // Its entry goes all the same; the next of its key is filed on open.
+                    tracing::error!(%error, delivery = id, "could not file the next of its key");
+                }
+            }
             book.behind.append(batch);
             book.behind_ids.insert(id);
             let since = *book.behind_since.get_or_insert_with(Instant::now);
@@ -568,6 +613,11 @@ impl SledStore {
         for delivery in applied {
             let (sub, entry) = (delivery.subscription_id, entry_of(&delivery));
             if !book.held.contains(&sub) {
+                // One behind another of its key is filed when that one leaves; a failed check
+                // leaves it to the lease's.
+                if !self.first_of_key(book, &delivery).unwrap_or(true) {
+                    continue;
+                }
                 // Kept even past the window (within the bytes allowed): it is leased once the
                 // window gets there, and a lease that reads from sled waits behind its writes.
                 book.due.insert(sub, entry);

@@ -19,11 +19,12 @@ use super::codec;
 use super::keys::{
     decode_due, due_key_of, due_value, id_in_key, key, part, ATTEMPT, BY_SUB, COUNTS, DEAD,
     DELIVERED, DUE, ENQUEUED, FORMAT_KEY, HELD, HELD_SUB, ID_BLOCK, JOURNAL, LAYOUT,
-    LEGACY_DELIVERY, LEGACY_LEASED, LEGACY_PENDING, NEXT_DELIVERY, NEXT_SUB, ORDERED, POINTER,
-    SEEN, SEEN_AT, SEQUENCE, SUB, WHOLE,
+    LEGACY_DELIVERY, LEGACY_LEASED, LEGACY_PENDING, NEXT_DELIVERY, NEXT_SUB, ORDERED, ORDER_KEY,
+    POINTER, SEEN, SEEN_AT, SEQUENCE, SUB, WHOLE,
 };
 use super::open::damaged;
 use super::ops::Ops;
+use super::order::order_record;
 use super::{OrStoreError, SledStore, StoreConfig};
 
 /// What [`SledStore::repair`] copied into the new store, and what it could not read.
@@ -465,6 +466,8 @@ impl<'a> Walk<'a> {
             // Index entries of layout 1, and pointers, which are written anew with the
             // attempt records they point to.
             (Some(LEGACY_LEASED | LEGACY_PENDING | POINTER), _) => {}
+            // Written anew with the records they order (`order_key`).
+            (Some(ORDER_KEY), _) => {}
             (Some(ATTEMPT), 25) => {
                 codec::decode::<Attempt>(k, v)?;
                 self.delivery_id(part(k, 1));
@@ -514,6 +517,7 @@ impl<'a> Walk<'a> {
                 queue
                     .insert(key(HELD, &[sub, id]), codec::encode_delivery(&delivery))
                     .db()?;
+                self.order_key(&delivery)?;
                 self.report.held += 1;
             }
             DeliveryState::Dead { .. } => {
@@ -527,8 +531,18 @@ impl<'a> Walk<'a> {
                 queue
                     .insert(due_key_of(&delivery), due_value(&delivery))
                     .db()?;
+                self.order_key(&delivery)?;
                 self.report.due += 1;
             }
+        }
+        Ok(())
+    }
+
+    /// The `K` entry of a due or held delivery ordered per record (`order.rs`): the source's
+    /// own entries are not copied, since they may name records that did not survive.
+    fn order_key(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        if let Some((k, v)) = order_record(delivery) {
+            self.target.queue.insert(k, &v).db()?;
         }
         Ok(())
     }

@@ -23,12 +23,14 @@ impl SledStore {
         let _gate = self.behind_gate.lock().map_err(|_| StoreError::Poisoned)?;
         book.handed_off_ids.clear();
         book.handed_off_beyond.clear();
+        book.key_gone_handed_off.clear();
         if book.behind.is_empty() {
             return Ok(());
         }
         let ops = book.take_behind();
         book.behind_ids.clear();
         book.behind_beyond.clear();
+        book.key_gone.clear();
         self.apply(ops)
     }
 
@@ -42,6 +44,7 @@ impl SledStore {
         let ops = book.take_behind();
         book.handed_off_ids = std::mem::take(&mut book.behind_ids);
         book.handed_off_beyond = std::mem::take(&mut book.behind_beyond);
+        book.key_gone_handed_off = std::mem::take(&mut book.key_gone);
         drop(book);
         let applied = self.apply(ops);
         drop(gate);
