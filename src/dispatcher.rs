@@ -20,8 +20,18 @@ use crate::engine::Shared;
 use crate::notify::NoticeKind;
 use crate::threshold::Hourly;
 
-/// How often the dispatcher drops history past retention.
-const PRUNE_EVERY_MS: u64 = 60_000;
+/// How often the dispatcher drops history past retention (attempts past their age or past a
+/// subscription's count, remembered event ids) when the last call found little to drop.
+const PRUNE_EVERY_MS: u64 = 1_000;
+
+/// The most a prune call removes, so that no call holds the store for long. A call that removes
+/// this many is followed by another at the next turn of the loop: a busy engine records more
+/// attempts a second than one slice a minute could ever drop.
+const PRUNE_SLICE: usize = 2_000;
+
+/// How often the chores that scan the registry run (expired error logs, secrets past their
+/// rotation grace).
+const CHORES_EVERY_MS: u64 = 60_000;
 
 /// The dispatcher's state: its wake-up, how many workers wait for work, the hourly threshold,
 /// and each subscription's rate-limit slot. The bounds it leases within are the registry's.
@@ -70,16 +80,27 @@ impl Dispatch {
 /// The dispatcher thread: leases as many deliveries as the workers' queue has room for.
 pub(crate) fn run(shared: &Shared, jobs: &Tx<Leased>, woken: &Receiver<()>) {
     let dispatch = &shared.dispatch;
-    let mut pruned_at = 0u64;
+    let (mut prune_at, mut chores_at) = (0u64, 0u64);
     while !dispatch.stopping() {
         let now = shared.clock.now_ms();
-        // Attempts past retention and remembered event ids go a bounded slice at a time, so
-        // the store does not grow with history and no call stalls the queue.
-        if now.saturating_sub(pruned_at) >= PRUNE_EVERY_MS {
-            pruned_at = now;
-            if let Err(error) = shared.store.prune(now, 10_000) {
-                tracing::error!(%error, "prune failed");
-            }
+        // History past retention goes a bounded slice at a time, so the store does not grow
+        // with history and no call stalls the queue; slices follow each other while full.
+        if now >= prune_at {
+            let removed = shared
+                .store
+                .prune(now, PRUNE_SLICE)
+                .unwrap_or_else(|error| {
+                    tracing::error!(%error, "prune failed");
+                    0
+                });
+            prune_at = if removed >= PRUNE_SLICE {
+                now
+            } else {
+                now.saturating_add(PRUNE_EVERY_MS)
+            };
+        }
+        if now >= chores_at {
+            chores_at = now.saturating_add(CHORES_EVERY_MS);
             expire_error_logs(shared, now);
             shared.registry.drop_expired_secrets(now);
         }
@@ -97,7 +118,8 @@ pub(crate) fn run(shared: &Shared, jobs: &Tx<Leased>, woken: &Receiver<()>) {
             }
             sent += 1;
         }
-        if sent == 0 {
+        // A full prune slice goes on at once rather than after a wait.
+        if sent == 0 && prune_at > now {
             // Due deliveries left behind belong to subscriptions at their bound, or the
             // workers' queue is full: wait for a worker to wake us rather than spin.
             let wait = match shared.store.next_due_at() {

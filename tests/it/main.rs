@@ -8,6 +8,7 @@ mod isolation;
 mod ordering;
 mod owners;
 mod profiles;
+mod retention;
 mod standard;
 mod tidy;
 mod wire;
