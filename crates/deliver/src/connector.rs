@@ -101,7 +101,35 @@ impl<In: Transport> Connector<In> for CoalescingStage {
 thread_local! {
     /// The header names of the request this thread is sending, as its sender spelled them.
     /// ureq sends on the calling thread, so the transport reads them on the same one.
-    static SPELLING: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    /// Kept from request to request, so that setting it allocates nothing once warm.
+    static SPELLING: RefCell<Spelling> = const {
+        RefCell::new(Spelling {
+            text: String::new(),
+            ends: Vec::new(),
+        })
+    };
+}
+
+/// Header names as spelled, end to end in one string: name `n` ends at `ends[n]`.
+struct Spelling {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Spelling {
+    fn names(&self) -> impl Iterator<Item = &str> {
+        let mut start = 0;
+        self.ends.iter().filter_map(move |&end| {
+            let name = self.text.get(start..end);
+            start = end;
+            name
+        })
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+    }
 }
 
 /// Headers ureq writes itself, in the casing HTTP's specifications write them.
@@ -120,10 +148,19 @@ const UREQ_SPELLING: &[&str] = &[
 /// Runs `send` with `names` as the spelling, on the wire, of the header names of the request it
 /// sends (compared ignoring case; names not in it keep ureq's spelling, but for
 /// [`UREQ_SPELLING`]'s).
-pub(crate) fn spelled<R>(names: Vec<String>, send: impl FnOnce() -> R) -> R {
-    let previous = SPELLING.replace(names);
+pub(crate) fn spelled<'a, R>(
+    names: impl IntoIterator<Item = &'a str>,
+    send: impl FnOnce() -> R,
+) -> R {
+    SPELLING.with_borrow_mut(|spelling| {
+        spelling.clear();
+        for name in names {
+            spelling.text.push_str(name);
+            spelling.ends.push(spelling.text.len());
+        }
+    });
     let result = send();
-    SPELLING.set(previous);
+    SPELLING.with_borrow_mut(Spelling::clear);
     result
 }
 
@@ -150,8 +187,7 @@ fn respell(bytes: &mut [u8]) {
             if let Some(colon) = bytes[at..line_end].iter().position(|&b| b == b':') {
                 let name = &mut bytes[at..at + colon];
                 let spelling = names
-                    .iter()
-                    .map(String::as_str)
+                    .names()
                     .chain(UREQ_SPELLING.iter().copied())
                     .find(|spelling| spelling.as_bytes().eq_ignore_ascii_case(name));
                 if let Some(spelling) = spelling {

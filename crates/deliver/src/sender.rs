@@ -3,9 +3,10 @@
 
 use std::fmt;
 use std::io::{ErrorKind, Read};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use callout_core::{redact_url, REDACTED, RESERVED_HEADERS, SENDER_HEADERS};
+use callout_core::{redact_url, PROFILE_HEADERS, REDACTED, RESERVED_HEADERS, SENDER_HEADERS};
 use ureq::http::{HeaderName, HeaderValue, Uri};
 use ureq::tls::TlsConfig;
 use ureq::Agent;
@@ -246,7 +247,30 @@ impl Request {
 }
 
 /// A request's headers for ureq, and their names as spelled for the wire (see `connector`).
-type Headers = (Vec<(HeaderName, HeaderValue)>, Vec<String>);
+type Headers<'a> = (Vec<(HeaderName, HeaderValue)>, Vec<&'a str>);
+
+/// The name of a header the sender, a signature scheme or a profile writes, parsed once: `http`
+/// copies every name it does not know into an allocation of its own, and these went out with
+/// every request.
+fn known_header_name(spelled: &str) -> Option<HeaderName> {
+    static KNOWN: OnceLock<Vec<HeaderName>> = OnceLock::new();
+    KNOWN
+        .get_or_init(|| {
+            SENDER_HEADERS
+                .iter()
+                .chain(PROFILE_HEADERS)
+                // `from_static` takes only valid, lower-case names (as these lists are).
+                .filter(|name| {
+                    !name.bytes().any(|b| b.is_ascii_uppercase())
+                        && HeaderName::from_bytes(name.as_bytes()).is_ok()
+                })
+                .map(|name| HeaderName::from_static(name))
+                .collect()
+        })
+        .iter()
+        .find(|known| known.as_str().eq_ignore_ascii_case(spelled))
+        .cloned()
+}
 
 /// Sends [`Request`]s and classifies what happened. Cheap to share: one per engine, used by
 /// every worker thread (`Send + Sync`; the connection pool is shared).
@@ -439,7 +463,7 @@ impl Sender {
     /// then the custom ones that pass [`Request::check_headers`]'s rules; and their names as
     /// spelled, for the wire. An `Err` is a header the engine itself supplied and got wrong,
     /// which retrying cannot fix.
-    fn headers(&self, request: &Request) -> Result<Headers, String> {
+    fn headers<'a>(&self, request: &'a Request) -> Result<Headers<'a>, String> {
         let timestamp = request.timestamp.unwrap_or_else(|| {
             SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -452,14 +476,17 @@ impl Sender {
             .unwrap_or(DEFAULT_CONTENT_TYPE);
         let mut headers = Vec::with_capacity(8);
         let mut spelling = Vec::with_capacity(8);
-        let mut push = |name: &str, value: &str| -> Result<(), String> {
+        let mut push = |name: &'a str, value: &str| -> Result<(), String> {
             let spelled = name.trim();
-            let name = HeaderName::from_bytes(spelled.as_bytes())
-                .map_err(|_| format!("invalid header name `{name}`"))?;
+            let name = match known_header_name(spelled) {
+                Some(known) => known,
+                None => HeaderName::from_bytes(spelled.as_bytes())
+                    .map_err(|_| format!("invalid header name `{name}`"))?,
+            };
             let value = HeaderValue::from_str(value)
                 .map_err(|_| format!("invalid value for header `{name}`"))?;
             headers.push((name, value));
-            spelling.push(spelled.to_string());
+            spelling.push(spelled);
             Ok(())
         };
         push("Content-Type", content_type)?;
@@ -535,5 +562,19 @@ impl Sender {
             body_len,
             body_end,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_header_the_sender_or_a_profile_writes_is_parsed_once() {
+        for name in SENDER_HEADERS.iter().chain(PROFILE_HEADERS) {
+            let known = known_header_name(&name.to_ascii_uppercase());
+            assert_eq!(known.as_ref().map(HeaderName::as_str), Some(*name));
+        }
+        assert_eq!(known_header_name("X-Mixed-Case"), None);
     }
 }
