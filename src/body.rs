@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use callout_core::{rfc3339, CompiledSubscription, Event};
+use callout_core::{CompiledSubscription, Event, Rfc3339};
 
 /// Resolves a related record for `expand`: given the event and the dot path to expand, returns
 /// the value to put there, or `None` to leave the field as it is.
@@ -59,7 +59,7 @@ struct Item<'a> {
     fields: Cow<'a, Value>,
     id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    occurred_at: Option<String>,
+    occurred_at: Option<Rfc3339>,
     #[serde(skip_serializing_if = "Map::is_empty")]
     properties: &'a Map<String, Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -94,7 +94,7 @@ fn item<'a>(
         event_id: event.event_id.as_deref(),
         fields,
         id: &event.id,
-        occurred_at: event.occurred_at.map(|at| rfc3339(at, 3)),
+        occurred_at: event.occurred_at.map(|at| Rfc3339::new(at, 3)),
         properties: &sub.subscription().properties,
         related: event.related.as_ref().map(|related| RelatedItem {
             entity: &related.entity,
@@ -108,9 +108,9 @@ fn item<'a>(
 #[derive(Serialize)]
 struct Envelope<'a> {
     data: Data<'a>,
-    timestamp: String,
+    timestamp: Rfc3339,
     #[serde(rename = "type")]
-    kind: String,
+    kind: &'a str,
 }
 
 /// `data` of the envelope: the event's item, or a batch's list.
@@ -128,15 +128,16 @@ enum Data<'a> {
 pub(crate) fn standard(
     sub: &CompiledSubscription,
     events: &[&Event],
+    first_name: &str,
     now_ms: u64,
     expander: Option<&Expander>,
 ) -> Vec<u8> {
     let same_name = |a: &&Event, b: &&Event| {
         a.action == b.action && a.canonical_entity() == b.canonical_entity()
     };
-    let kind = match events.first() {
-        Some(first) if events.iter().all(|e| same_name(e, first)) => first.type_name(),
-        _ => "batch".to_string(),
+    let kind = match events.split_first() {
+        Some((first, rest)) if rest.iter().all(|e| same_name(e, first)) => first_name,
+        _ => "batch",
     };
     let data = match events {
         [one] if sub.subscription().events_per_request() == 1 => {
@@ -146,7 +147,7 @@ pub(crate) fn standard(
     };
     let body = Envelope {
         data,
-        timestamp: rfc3339(now_ms, 3),
+        timestamp: Rfc3339::new(now_ms, 3),
         kind,
     };
     // Room for a typical message at once, rather than growing through 128, 256, 512 bytes.
@@ -197,7 +198,7 @@ mod tests {
             .actor("7")
             .event_id("e1")
             .occurred_at(1_614_265_330_000);
-        let body = standard(&sub, &[&event], 1_614_265_331_000, None);
+        let body = standard(&sub, &[&event], &event.type_name(), 1_614_265_331_000, None);
         let expected = json!({"type": "contact.updated", "timestamp": "2021-02-25T15:02:11.000Z",
             "data": {"event_id": "e1", "entity": "contact", "action": "updated", "id": "42",
                 "occurred_at": "2021-02-25T15:02:10.000Z", "actor": "7", "changes": ["email1"],
@@ -218,7 +219,7 @@ mod tests {
         );
         let linked = Event::created("Contact", "1").related("Company", "9", json!({"name": "A"}));
         let bare = Event::deleted("Contact", "2");
-        let body = standard(&sub, &[&linked, &bare], 0, None);
+        let body = standard(&sub, &[&linked, &bare], &linked.type_name(), 0, None);
         let expected = json!({"type": "batch", "timestamp": "1970-01-01T00:00:00.000Z", "data": [
             {"event_id": null, "entity": "contact", "action": "created", "id": "1", "fields": {},
                 "related": {"entity": "Company", "id": "9", "fields": {"name": "A"}}},
@@ -240,13 +241,16 @@ mod tests {
         let a = Event::created("Contact", "1").event_id("a");
         let b = Event::created("contact", "2").event_id("b");
         let c = Event::deleted("Ticket", "3").event_id("c");
-        let same: Value = serde_json::from_slice(&standard(&sub, &[&a, &b], 0, None)).unwrap();
+        let same: Value =
+            serde_json::from_slice(&standard(&sub, &[&a, &b], &a.type_name(), 0, None)).unwrap();
         assert_eq!(same["type"], "contact.created");
         assert_eq!(same["data"].as_array().unwrap().len(), 2);
-        let mixed: Value = serde_json::from_slice(&standard(&sub, &[&a, &c], 0, None)).unwrap();
+        let mixed: Value =
+            serde_json::from_slice(&standard(&sub, &[&a, &c], &a.type_name(), 0, None)).unwrap();
         assert_eq!(mixed["type"], "batch");
         assert_eq!(mixed["data"][1]["id"], "3");
-        let alone: Value = serde_json::from_slice(&standard(&sub, &[&c], 0, None)).unwrap();
+        let alone: Value =
+            serde_json::from_slice(&standard(&sub, &[&c], &c.type_name(), 0, None)).unwrap();
         assert_eq!(alone["type"], "ticket.deleted");
         assert_eq!(
             alone["data"][0]["id"], "3",

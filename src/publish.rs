@@ -128,12 +128,33 @@ pub(crate) fn publish_events(
     let mut per_subscription: Vec<(Arc<CompiledSubscription>, Vec<&Event>)> = Vec::new();
     {
         let matcher = shared.registry.matcher()?;
+        // Found by a scan while few subscriptions matched (the usual case, with no map to
+        // allocate), through a map past that.
         let mut slots: HashMap<u64, usize> = HashMap::new();
         for event in &events {
             for sub in matcher.matches(event).into_iter().filter(|s| wanted(s)) {
-                let slot = *slots.entry(sub.id()).or_insert_with(|| {
+                if slots.is_empty() && per_subscription.len() >= 8 {
+                    slots.extend(
+                        per_subscription
+                            .iter()
+                            .enumerate()
+                            .map(|(n, (s, _))| (s.id(), n)),
+                    );
+                }
+                let found = if slots.is_empty() {
+                    per_subscription
+                        .iter()
+                        .position(|(s, _)| s.id() == sub.id())
+                } else {
+                    slots.get(&sub.id()).copied()
+                };
+                let slot = found.unwrap_or_else(|| {
                     per_subscription.push((Arc::clone(sub), Vec::new()));
-                    per_subscription.len() - 1
+                    let slot = per_subscription.len() - 1;
+                    if !slots.is_empty() {
+                        slots.insert(sub.id(), slot);
+                    }
+                    slot
                 });
                 per_subscription[slot].1.push(event);
             }
@@ -156,7 +177,7 @@ pub(crate) fn publish_events(
         for (due_at, chunk) in chunks {
             let name = chunk.first().map(|e| e.type_name()).unwrap_or_default();
             let body = match s.profile {
-                Profile::Standard => body::standard(sub, chunk, now, expander),
+                Profile::Standard => body::standard(sub, chunk, &name, now, expander),
                 Profile::Pipeliner => {
                     let events: Vec<Event> = chunk
                         .iter()

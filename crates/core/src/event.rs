@@ -247,7 +247,8 @@ impl Event {
     /// The canonical name as text, `entity.action` (as [`Event::name`] displays), in one
     /// allocation rather than three.
     pub fn type_name(&self) -> String {
-        let entity = self.canonical_entity();
+        let mut buf = [0u8; 64];
+        let entity = crate::name::canonical_entity_in(&self.entity, &mut buf);
         let action = self.action.as_str();
         let mut out = String::with_capacity(entity.len() + 1 + action.len());
         out.push_str(&entity);

@@ -55,5 +55,5 @@ pub use crate::subscription::{
     limits, EntityOptions, Kind, Profile, Secret, State, Subscription, PROFILE_HEADERS,
     RESERVED_HEADERS, SENDER_HEADERS,
 };
-pub use crate::time::{parse_rfc3339, rfc3339};
+pub use crate::time::{parse_rfc3339, rfc3339, Rfc3339};
 pub use crate::vendor::{VendorError, VendorRules};

@@ -285,7 +285,10 @@ impl CompiledSubscription {
 
     /// The options for the event's entity, if the subscription sets any.
     pub fn entity_options(&self, entity: &str) -> Option<&EntityOptions> {
-        self.entity(&canonical_entity(entity)).map(|e| &e.options)
+        // Folded on the stack: it runs for every delivery a publish makes, twice.
+        let mut buf = [0u8; 64];
+        self.entity(&canonical_entity_in(entity, &mut buf))
+            .map(|e| &e.options)
     }
 }
 

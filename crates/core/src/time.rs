@@ -13,44 +13,93 @@
 /// assert_eq!(rfc3339(0, 3), "1970-01-01T00:00:00.000Z");
 /// ```
 pub fn rfc3339(unix_ms: u64, fraction_digits: u8) -> String {
-    let secs = unix_ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    // Written digit by digit rather than with `format!`: it runs for every event published.
-    let mut out = String::with_capacity(32);
-    push_digits(&mut out, year, 4);
-    out.push('-');
-    push_digits(&mut out, month, 2);
-    out.push('-');
-    push_digits(&mut out, day, 2);
-    out.push('T');
-    push_digits(&mut out, rem / 3600, 2);
-    out.push(':');
-    push_digits(&mut out, rem % 3600 / 60, 2);
-    out.push(':');
-    push_digits(&mut out, rem % 60, 2);
-    let digits = u32::from(fraction_digits.min(7));
-    if digits > 0 {
-        out.push('.');
-        // Milliseconds, then zeros: 7 digits are 100 ns ticks.
-        let fraction = (unix_ms % 1000) * 10_000;
-        push_digits(&mut out, fraction / 10u64.pow(7 - digits), digits as usize);
-    }
-    out.push('Z');
-    out
+    Rfc3339::new(unix_ms, fraction_digits).to_string()
 }
 
-/// Appends `value` in decimal, zero-padded to at least `width` digits.
-fn push_digits(out: &mut String, value: u64, width: usize) {
-    let mut digits = [b'0'; 20];
+/// [`rfc3339`] without a `String`: it displays (and serializes, as a string) the same text,
+/// written straight into the formatter or serializer, for the paths that write one per event.
+///
+/// ```
+/// use callout_core::Rfc3339;
+/// assert_eq!(Rfc3339::new(1_757_949_000_000, 0).to_string(), "2025-09-15T15:10:00Z");
+/// assert_eq!(serde_json::to_string(&Rfc3339::new(0, 3)).unwrap(), r#""1970-01-01T00:00:00.000Z""#);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rfc3339 {
+    unix_ms: u64,
+    fraction_digits: u8,
+}
+
+impl Rfc3339 {
+    /// The time `unix_ms` with `fraction_digits` (0..=7) digits after the second.
+    pub fn new(unix_ms: u64, fraction_digits: u8) -> Rfc3339 {
+        Rfc3339 {
+            unix_ms,
+            fraction_digits: fraction_digits.min(7),
+        }
+    }
+
+    /// Writes the text into `out`; returns its length (at most 44 bytes: a year of up to 20
+    /// digits, then 24).
+    fn write(&self, out: &mut [u8; 48]) -> usize {
+        let secs = self.unix_ms / 1000;
+        let (days, rem) = (secs / 86_400, secs % 86_400);
+        let (year, month, day) = civil_from_days(days);
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            out[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        let mut digits = [0u8; 20];
+        put(decimal(&mut digits, year, 4));
+        put(b"-");
+        put(decimal(&mut digits, month, 2));
+        put(b"-");
+        put(decimal(&mut digits, day, 2));
+        put(b"T");
+        put(decimal(&mut digits, rem / 3600, 2));
+        put(b":");
+        put(decimal(&mut digits, rem % 3600 / 60, 2));
+        put(b":");
+        put(decimal(&mut digits, rem % 60, 2));
+        let fraction_digits = u32::from(self.fraction_digits);
+        if fraction_digits > 0 {
+            put(b".");
+            // Milliseconds, then zeros: 7 digits are 100 ns ticks.
+            let fraction = (self.unix_ms % 1000) * 10_000;
+            let scaled = fraction / 10u64.pow(7 - fraction_digits);
+            put(decimal(&mut digits, scaled, fraction_digits as usize));
+        }
+        put(b"Z");
+        at
+    }
+}
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut text = [0u8; 48];
+        let len = self.write(&mut text);
+        // Only ASCII digits and separators were written.
+        f.write_str(std::str::from_utf8(&text[..len]).map_err(|_| std::fmt::Error)?)
+    }
+}
+
+impl serde::Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// `value` in decimal, zero-padded to at least `width` digits (at most 20), in `digits`.
+fn decimal(digits: &mut [u8; 20], value: u64, width: usize) -> &[u8] {
     let mut rest = value;
     let mut used = 0;
-    while rest > 0 || used < width {
+    while (rest > 0 || used < width) && used < digits.len() {
         digits[19 - used] = b'0' + (rest % 10) as u8;
         rest /= 10;
         used += 1;
     }
-    out.extend(digits[20 - used..].iter().map(|&d| char::from(d)));
+    &digits[20 - used..]
 }
 
 /// Parses an RFC 3339 date-time into Unix milliseconds: `2024-04-18T14:34:02.9242705+02:00`,
