@@ -8,6 +8,7 @@ mod crash;
 mod engine;
 mod instances;
 mod ordering;
+mod processes;
 mod restart;
 mod schema;
 mod support;
