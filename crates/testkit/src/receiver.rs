@@ -180,6 +180,31 @@ impl Receiver {
     }
 }
 
+/// Each record's changes in the order their requests arrived, read from event ids
+/// `<record>-<change>` in callout's standard body (`data.event_id`), after checking that every
+/// record's changes arrived in publish order (a change sent again may repeat, never go back).
+/// Panics on another body or id shape, or on a change out of order.
+#[cfg(feature = "json")]
+pub fn changes_in_order(got: &[Received]) -> std::collections::BTreeMap<String, Vec<u64>> {
+    let mut per_record: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for request in got {
+        let body = request.json();
+        let event_id = body["data"]["event_id"].as_str().expect("event id");
+        let (record, change) = event_id.split_once('-').expect("record-change");
+        per_record
+            .entry(record.to_string())
+            .or_default()
+            .push(change.parse().expect("change number"));
+    }
+    for (record, changes) in &per_record {
+        assert!(
+            changes.windows(2).all(|w| w[0] <= w[1]),
+            "record {record}: changes arrived out of order: {changes:?}"
+        );
+    }
+    per_record
+}
+
 fn on(all: &[Received], path: &str) -> Vec<Received> {
     all.iter().filter(|r| r.path == path).cloned().collect()
 }
