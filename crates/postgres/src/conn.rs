@@ -263,6 +263,16 @@ impl Tx<'_> {
         self.tx.query_opt(&statement, params)
     }
 
+    /// A query that returns exactly one row (an upsert's `RETURNING`, a row just ensured).
+    pub(crate) fn query_one(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.tx.query_one(&statement, params)
+    }
+
     pub(crate) fn execute(
         &mut self,
         sql: &'static str,

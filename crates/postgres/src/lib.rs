@@ -2,8 +2,8 @@
 //! queue, its attempts and dead letters.
 //!
 //! [`PgStore`] implements the storage traits of `callout-store` (`Registry`, `Queue`,
-//! `History`) on PostgreSQL 15 or newer and passes the same conformance suite as the embedded
-//! sled store. A host with more than one instance opens one on the same database and schema
+//! `History`, `Tallies`) on PostgreSQL 15 or newer and passes the same conformance suite as
+//! the embedded sled store. A host with more than one instance opens one on the same database and schema
 //! in each:
 //!
 //! ```no_run
@@ -39,6 +39,11 @@
 //!   holds, resumes, replays and purges wait for the flush.
 //! - **Counts** come from one row per subscription kept in the same transactions, never from
 //!   scanning the queue.
+//! - **Tallies** are rows every instance counts into: failure streaks (ended by a delivered
+//!   settle in its own transaction), hourly callout windows and paces (each read `FOR UPDATE`
+//!   and changed by the model's rule, so instances counting at once take turns) and send
+//!   slots (one conditional upsert). They commit without waiting for the WAL flush, like
+//!   settles.
 //! - **Faults**: a lost connection is made again by the next call, with backoff, for up to
 //!   [`PgConfig::reconnect_within`]; a call in flight when it was lost fails with
 //!   `StoreError::Storage` (an enqueue may then have been stored: never lost silently).
@@ -63,6 +68,7 @@ mod queue;
 mod registry;
 mod rows;
 mod schema;
+mod tallies;
 mod writer;
 
 use std::sync::Arc;

@@ -601,7 +601,9 @@ fn settle(
             "c AS (UPDATE queue_state q SET in_flight = q.in_flight - 1, \
                           ordered_in_flight = q.ordered_in_flight - op.ordered::int, \
                           delivered = q.delivered + 1 \
-                   FROM op WHERE q.subscription = op.subscription) \
+                   FROM op WHERE q.subscription = op.subscription), \
+             s AS (DELETE FROM failure_streaks f USING op \
+                   WHERE f.subscription = op.subscription) \
              SELECT op.id FROM op"
         ),
         // Due again at $11, or held when the subscription is ($10).

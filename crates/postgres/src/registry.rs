@@ -8,6 +8,7 @@ use crate::changes::notify;
 
 use crate::conn::{Fail, Tx};
 use crate::rows::{corrupt, int, uint};
+use crate::tallies::FORGET_TALLIES;
 use crate::PgStore;
 
 impl Registry for PgStore {
@@ -103,6 +104,9 @@ impl Registry for PgStore {
                     &[&id],
                 )?;
                 if row.is_some() {
+                    for forget in FORGET_TALLIES {
+                        tx.execute(forget, &[&id])?;
+                    }
                     notify(tx, Change::Subscription(uint(id)))?;
                 }
                 // Gone either way; one that does not decode is returned as nothing.

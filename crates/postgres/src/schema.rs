@@ -28,6 +28,10 @@ const LOCK_CLASS: i32 = 0x6361_6c6c;
 /// subscription's deliveries with one key, only the earliest (by id) that is not dead may be
 /// leased; the index finds, for a due delivery, whether an earlier one of its key is still
 /// waiting, in flight or held.
+///
+/// Version 3, the tallies every instance counts into: each subscription's failure streak
+/// (ended by a delivered settle, in its transaction), its callouts per entity in the current
+/// clock hour, and its next rate-limit slot.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE SEQUENCE subscription_ids;
@@ -107,6 +111,31 @@ CREATE TABLE corrupt (
 ALTER TABLE deliveries ADD COLUMN order_key text;
 CREATE INDEX deliveries_by_order_key ON deliveries (subscription, order_key, id)
     WHERE order_key IS NOT NULL AND state < 3;
+"#,
+    r#"
+CREATE TABLE failure_streaks (
+    subscription bigint PRIMARY KEY,
+    attempts integer NOT NULL,
+    events integer NOT NULL,
+    since bigint NOT NULL
+);
+CREATE TABLE callout_windows (
+    subscription bigint NOT NULL,
+    entity text NOT NULL,
+    hour bigint NOT NULL,
+    count bigint NOT NULL,
+    warned_hour bigint,
+    PRIMARY KEY (subscription, entity)
+);
+CREATE TABLE send_slots (
+    subscription bigint PRIMARY KEY,
+    next_at bigint NOT NULL
+);
+CREATE TABLE paces (
+    subscription bigint PRIMARY KEY,
+    quick_streak integer NOT NULL,
+    slow boolean NOT NULL
+);
 "#,
 ];
 

@@ -1,4 +1,4 @@
-//! The storage contract: what the engine needs of any backend, in three traits, with the model
+//! The storage contract: what the engine needs of any backend, in four traits, with the model
 //! of `model.rs` and the one [`StoreError`]. sled implements it in this crate; another backend
 //! implements the same traits and passes the same conformance suite.
 
@@ -8,8 +8,8 @@ use callout_core::Subscription;
 
 use crate::error::StoreError;
 use crate::model::{
-    Attempt, Counts, DeadFilter, Delivery, EnqueueReceipt, LeaseLimits, LeaseToken, Leased,
-    NewDelivery, SubscriptionFilter,
+    Attempt, CalloutCount, Counts, DeadFilter, Delivery, EnqueueReceipt, FailureStreak,
+    LeaseLimits, LeaseToken, Leased, NewDelivery, Pace, SubscriptionFilter,
 };
 
 /// The subscription registry: subscriptions and the per-subscription counters the vendors
@@ -116,8 +116,8 @@ pub trait Queue: Send + Sync {
         self.lease_within(now_ms, max, &LeaseLimits::default())
     }
 
-    /// The delivery was delivered: it leaves the queue; its attempt stays for the retention.
-    /// Fails with [`StoreError::UnknownDelivery`] when the lease is not current (never leased,
+    /// The delivery was delivered: it leaves the queue; its attempt stays for the retention,
+    /// and its subscription's failure streak ([`Tallies::count_failure`]) ends. Fails with [`StoreError::UnknownDelivery`] when the lease is not current (never leased,
     /// settled already, or expired and voided by a later lease).
     fn complete(&self, lease: LeaseToken, attempt: Attempt) -> Result<(), StoreError>;
 
@@ -199,8 +199,58 @@ pub trait History: Send + Sync {
     fn prune(&self, now_ms: u64, max: usize) -> Result<usize, StoreError>;
 }
 
-/// Everything the engine needs of a store: a [`Registry`], a [`Queue`] and a [`History`].
-/// Implemented for every type that is all three.
-pub trait Backend: Registry + Queue + History + 'static {}
+/// The counters the engine switches subscriptions off and paces them by, kept in the store so
+/// that every instance on a shared store counts into and reads the same ones: failure
+/// streaks, callouts per clock hour, and rate-limit slots. Each call is atomic against every
+/// other user of the store.
+pub trait Tallies: Send + Sync {
+    /// Counts a failed attempt of subscription `sub` at `at_ms` (one that failed for good too
+    /// when `event_failed`: the delivery's last) and returns the streak it is now in. A
+    /// [`Queue::complete`] of one of its deliveries ends the streak, as does
+    /// [`Tallies::end_failure_streak`]. Kept across a reopen.
+    fn count_failure(
+        &self,
+        sub: u64,
+        at_ms: u64,
+        event_failed: bool,
+    ) -> Result<FailureStreak, StoreError>;
 
-impl<T: Registry + Queue + History + 'static> Backend for T {}
+    /// Ends subscription `sub`'s failure streak (it was switched off, or resumed).
+    fn end_failure_streak(&self, sub: u64) -> Result<(), StoreError>;
+
+    /// Counts a callout of subscription `sub` to `entity` at `now_ms` against `threshold`
+    /// callouts per clock hour, by [`CalloutWindow::count`](crate::CalloutWindow::count).
+    fn count_callout(
+        &self,
+        sub: u64,
+        entity: &str,
+        now_ms: u64,
+        threshold: u64,
+        delays: bool,
+    ) -> Result<CalloutCount, StoreError>;
+
+    /// Takes subscription `sub`'s send slot at `now_ms` for a rate limit of one send per
+    /// `spacing_ms`: `None` when the send may go now (the next slot opens `spacing_ms` later),
+    /// or when the next slot opens, Unix ms.
+    fn take_send_slot(
+        &self,
+        sub: u64,
+        now_ms: u64,
+        spacing_ms: u64,
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// Counts an attempt of subscription `sub` (`quick`: it ended within the slow limit) into
+    /// its pace by [`Pace::after`](crate::Pace::after) with `cap`, and returns the pace now.
+    /// Every instance on the store paces by the same record, because the bound it gives is
+    /// checked against in-flight counts that are the store's too.
+    fn pace_attempt(&self, sub: u64, quick: bool, cap: u32) -> Result<Pace, StoreError>;
+
+    /// The paces of the subscriptions that have one (an attempt counted), in id order.
+    fn paces(&self) -> Result<Vec<(u64, Pace)>, StoreError>;
+}
+
+/// Everything the engine needs of a store: a [`Registry`], a [`Queue`], a [`History`] and
+/// [`Tallies`]. Implemented for every type that is all four.
+pub trait Backend: Registry + Queue + History + Tallies + 'static {}
+
+impl<T: Registry + Queue + History + Tallies + 'static> Backend for T {}

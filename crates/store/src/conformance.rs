@@ -32,7 +32,8 @@ use callout_core::{State, Subscription};
 use crate::backend::Backend;
 use crate::error::StoreError;
 use crate::model::{
-    Attempt, Counts, DeadFilter, DeliveryState, LeaseLimits, NewDelivery, SubscriptionFilter,
+    Attempt, Counts, DeadFilter, DeliveryState, FailureStreak, LeaseLimits, NewDelivery, Pace,
+    SubscriptionFilter,
 };
 
 /// How the suite gets a backend to check.
@@ -818,6 +819,146 @@ pub fn registry_keeps_subscriptions(harness: &dyn Harness) {
     assert!(c.id > b.id, "a deleted subscription's id is not reused");
 }
 
+/// Failure streaks count attempts and failed events from their first failure, survive a
+/// reopen, and end with a delivered settle or when ended; hourly callout windows, send slots
+/// and paces count by the store's rules.
+pub fn tallies_count_streaks_windows_slots_and_paces(harness: &dyn Harness) {
+    let streak = |attempts, events, since| FailureStreak {
+        attempts,
+        events,
+        since,
+    };
+    let store = harness.open(LEASE);
+    assert_eq!(
+        store.count_failure(1, 100, false).expect("count"),
+        streak(1, 0, 100)
+    );
+    assert_eq!(
+        store.count_failure(1, 200, true).expect("count"),
+        streak(2, 1, 100)
+    );
+    assert_eq!(
+        store.count_failure(2, 300, false).expect("count"),
+        streak(1, 0, 300)
+    );
+    store.flush().expect("flush");
+    drop(store);
+    let store = harness.open(LEASE);
+    assert_eq!(
+        store.count_failure(1, 400, false).expect("count"),
+        streak(3, 1, 100),
+        "a streak survives a reopen"
+    );
+    // A delivered settle ends its subscription's streak, and only its.
+    store
+        .enqueue(&[], vec![delivery(1, "ok", 0)], 0)
+        .expect("enqueue");
+    let leased = store.lease(500, 1).expect("lease");
+    store
+        .complete(leased[0].token, attempt(1, 500, "delivered"))
+        .expect("complete");
+    assert_eq!(
+        store.count_failure(1, 600, false).expect("count"),
+        streak(1, 0, 600)
+    );
+    assert_eq!(
+        store.count_failure(2, 600, false).expect("count"),
+        streak(2, 0, 300)
+    );
+    store.end_failure_streak(2).expect("end");
+    assert_eq!(
+        store.count_failure(2, 700, false).expect("count"),
+        streak(1, 0, 700)
+    );
+
+    // Two callouts an hour: the third waits for the next hour and is reported once.
+    let hour = 3_600_000;
+    let t0 = 1_700_000_000_000 / hour * hour;
+    assert!(
+        store
+            .count_callout(1, "ticket", t0, 2, true)
+            .expect("count")
+            .goes_now
+    );
+    assert!(
+        store
+            .count_callout(1, "ticket", t0 + 1, 2, true)
+            .expect("count")
+            .goes_now
+    );
+    let third = store
+        .count_callout(1, "ticket", t0 + 2, 2, true)
+        .expect("count");
+    assert_eq!(
+        (
+            third.goes_now,
+            third.over,
+            third.first_over,
+            third.next_hour_at
+        ),
+        (false, Some(3), true, t0 + hour)
+    );
+    let fourth = store
+        .count_callout(1, "ticket", t0 + 3, 2, true)
+        .expect("count");
+    assert_eq!((fourth.goes_now, fourth.first_over), (false, false));
+    assert!(
+        store
+            .count_callout(1, "contact", t0 + 4, 2, true)
+            .expect("count")
+            .goes_now,
+        "each entity has its own window"
+    );
+    assert!(
+        store
+            .count_callout(2, "ticket", t0 + 4, 2, true)
+            .expect("count")
+            .goes_now
+    );
+    assert!(
+        store
+            .count_callout(1, "ticket", t0 + hour, 2, true)
+            .expect("count")
+            .goes_now
+    );
+
+    // One send per 200 ms.
+    assert_eq!(store.take_send_slot(1, 1_000, 200).expect("slot"), None);
+    assert_eq!(
+        store.take_send_slot(1, 1_100, 200).expect("slot"),
+        Some(1_200)
+    );
+    assert_eq!(store.take_send_slot(2, 1_100, 200).expect("slot"), None);
+    assert_eq!(store.take_send_slot(1, 1_200, 200).expect("slot"), None);
+    assert_eq!(
+        store.take_send_slot(1, 1_300, 200).expect("slot"),
+        Some(1_400)
+    );
+
+    // Paces, by the one rule, listed in id order.
+    assert_eq!(store.paces().expect("paces"), []);
+    for _ in 0..5 {
+        store.pace_attempt(2, true, 3).expect("pace");
+    }
+    let quick = store.pace_attempt(1, true, 3).expect("pace");
+    assert_eq!(quick, Pace::default().after(true, 3));
+    let slow = store.pace_attempt(1, false, 3).expect("pace");
+    assert!(slow.slow && slow.bound(8) == 1);
+    assert_eq!(
+        store.paces().expect("paces"),
+        [
+            (1, slow),
+            (
+                2,
+                Pace {
+                    quick_streak: 3,
+                    slow: false
+                }
+            )
+        ]
+    );
+}
+
 /// Expands into one `#[test]` per conformance check, each on a fresh harness made by
 /// `$harness` (an expression evaluated once per test).
 #[macro_export]
@@ -839,6 +980,7 @@ macro_rules! conformance_tests {
             hold_and_resume,
             next_due_at_names_the_earliest,
             registry_keeps_subscriptions,
+            tallies_count_streaks_windows_slots_and_paces,
         );
     };
     (@each $harness:expr; $($check:ident),* $(,)?) => {

@@ -1,10 +1,11 @@
 //! The durable side of callout: the storage contract every backend implements, and the
 //! embedded default on sled.
 //!
-//! This crate owns everything callout keeps. The contract is three traits over one model and
+//! This crate owns everything callout keeps. The contract is four traits over one model and
 //! one error type: the [`Registry`] (subscriptions), the [`Queue`] (deliveries: enqueue, lease,
-//! settle, hold) and the [`History`] (attempts, dead letters, retention); a [`Backend`] is all
-//! three. [`SledStore`] implements them on sled, in a directory; no sled type appears in this
+//! settle, hold), the [`History`] (attempts, dead letters, retention) and the [`Tallies`]
+//! (failure streaks, hourly callout counts, rate-limit slots, paces); a [`Backend`] is all
+//! four. [`SledStore`] implements them on sled, in a directory; no sled type appears in this
 //! crate's public API, so another backend (PostgreSQL) slots in beside it.
 //!
 //! What every backend promises: [`Queue::enqueue`] stores every delivery of a publish
@@ -52,10 +53,11 @@ mod error;
 mod model;
 mod sled_store;
 
-pub use crate::backend::{Backend, Change, ChangeHandler, History, Queue, Registry};
+pub use crate::backend::{Backend, Change, ChangeHandler, History, Queue, Registry, Tallies};
 pub use crate::error::StoreError;
 pub use crate::model::{
-    Attempt, Counts, DeadFilter, Delivery, DeliveryState, EnqueueReceipt, LeaseLimits, LeaseToken,
-    Leased, NewDelivery, SubscriptionFilter,
+    Attempt, CalloutCount, CalloutWindow, Counts, DeadFilter, Delivery, DeliveryState,
+    EnqueueReceipt, FailureStreak, LeaseLimits, LeaseToken, Leased, NewDelivery, Pace,
+    SubscriptionFilter,
 };
 pub use crate::sled_store::{Durability, RepairReport, SledStore, StoreConfig, Unreadable};

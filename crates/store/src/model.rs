@@ -357,3 +357,254 @@ impl Default for DeadFilter {
         }
     }
 }
+
+/// A subscription's run of failed attempts with no success between them, as
+/// [`Tallies::count_failure`](crate::Tallies::count_failure) returns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FailureStreak {
+    /// Failed attempts in a row.
+    pub attempts: u32,
+    /// Deliveries in a row that failed for good (their last attempt failed).
+    pub events: u32,
+    /// When the first of them failed, Unix ms.
+    pub since: u64,
+}
+
+impl FailureStreak {
+    /// The streak after one more failed attempt at `at_ms`, the delivery's last when
+    /// `event_failed`.
+    pub(crate) fn and_one_more(self, at_ms: u64, event_failed: bool) -> FailureStreak {
+        FailureStreak {
+            attempts: self.attempts.saturating_add(1),
+            events: self.events.saturating_add(u32::from(event_failed)),
+            since: if self.attempts == 0 {
+                at_ms
+            } else {
+                self.since
+            },
+        }
+    }
+}
+
+/// One milliseconds-long clock hour.
+const HOUR_MS: u64 = 3_600_000;
+
+/// One subscription's callouts of one entity in the current clock hour, against a threshold
+/// (Autotask's): the record [`Tallies::count_callout`](crate::Tallies::count_callout) keeps,
+/// and the rule it counts by, which every backend applies the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CalloutWindow {
+    /// The clock hour counted (Unix ms / 3,600,000).
+    pub hour: u64,
+    /// Callouts counted in it.
+    pub count: u64,
+    /// The hour in which the first callout over the threshold was reported.
+    pub warned_hour: Option<u64>,
+}
+
+/// What counting one callout against the hourly threshold decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CalloutCount {
+    /// The callout goes now and was counted; `false`: it waits for the next hour
+    /// ([`CalloutCount::next_hour_at`]) and was not counted.
+    pub goes_now: bool,
+    /// The callout is over the threshold (the count with it included).
+    pub over: Option<u64>,
+    /// It is the first over the threshold this hour: the host is told of this one only.
+    pub first_over: bool,
+    /// When the next clock hour starts, Unix ms.
+    pub next_hour_at: u64,
+}
+
+impl CalloutWindow {
+    /// Counts a callout at `now_ms` against `threshold`: over it, one that `delays` waits for
+    /// the next hour uncounted, the others go and count. The window starts afresh each hour.
+    pub fn count(&mut self, now_ms: u64, threshold: u64, delays: bool) -> CalloutCount {
+        let hour = now_ms / HOUR_MS;
+        if self.hour != hour {
+            self.hour = hour;
+            self.count = 0;
+        }
+        let next_hour_at = (hour + 1) * HOUR_MS;
+        if self.count < threshold {
+            self.count += 1;
+            return CalloutCount {
+                goes_now: true,
+                over: None,
+                first_over: false,
+                next_hour_at,
+            };
+        }
+        let first_over = self.warned_hour != Some(hour);
+        self.warned_hour = Some(hour);
+        let over = Some(self.count + 1);
+        if !delays {
+            self.count += 1;
+        }
+        CalloutCount {
+            goes_now: !delays,
+            over,
+            first_over,
+            next_hour_at,
+        }
+    }
+}
+
+/// When a rate-limited subscription may send: its next slot, and the rule that takes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct SendSlot {
+    /// The next slot, Unix ms.
+    pub(crate) next_at: u64,
+}
+
+impl SendSlot {
+    /// Takes the slot at `now_ms` (`None`: the send goes now; the next is `spacing_ms` on), or
+    /// says when it opens.
+    pub(crate) fn take(&mut self, now_ms: u64, spacing_ms: u64) -> Option<u64> {
+        if self.next_at > now_ms {
+            return Some(self.next_at);
+        }
+        self.next_at = now_ms.saturating_add(spacing_ms);
+        None
+    }
+}
+
+/// How a subscription's attempts have gone lately, which paces how many of its deliveries go at
+/// once: the record [`Tallies::pace_attempt`](crate::Tallies::pace_attempt) keeps for every
+/// instance on the store, and the rule it changes by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pace {
+    /// Attempts in a row that ended within the slow limit, up to the cap they were counted
+    /// with.
+    pub quick_streak: u32,
+    /// An attempt was slow, and fewer than two quick ones came after it.
+    pub slow: bool,
+}
+
+impl Pace {
+    /// The pace after one more attempt: a slow one makes the subscription slow and starts the
+    /// streak again; a quick one lengthens the streak (to at most `cap`), and the second in a
+    /// row ends slowness.
+    pub fn after(self, quick: bool, cap: u32) -> Pace {
+        if !quick {
+            return Pace {
+                quick_streak: 0,
+                slow: true,
+            };
+        }
+        let quick_streak = self.quick_streak.saturating_add(1).min(cap.max(2));
+        Pace {
+            quick_streak,
+            slow: self.slow && quick_streak < 2,
+        }
+    }
+
+    /// How many deliveries may be in flight at once with this pace, within `max_in_flight`:
+    /// one while slow, else one more than the streak.
+    pub fn bound(self, max_in_flight: usize) -> usize {
+        if self.slow {
+            1
+        } else {
+            (1 + self.quick_streak as usize).min(max_in_flight.max(1))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tally_tests {
+    use super::*;
+
+    const T0: u64 = 1_700_000_000_000 / HOUR_MS * HOUR_MS;
+
+    #[test]
+    fn a_pace_widens_per_quick_attempt_to_its_cap_and_a_slow_one_narrows_it() {
+        let quick = |pace: Pace, n: usize| (0..n).fold(pace, |p, _| p.after(true, 4));
+        let fast = quick(Pace::default(), 10);
+        assert_eq!((fast.quick_streak, fast.bound(8)), (4, 5));
+        assert_eq!(fast.bound(3), 3);
+        let slow = fast.after(false, 4);
+        assert_eq!(
+            (slow, slow.bound(8)),
+            (
+                Pace {
+                    quick_streak: 0,
+                    slow: true
+                },
+                1
+            )
+        );
+        assert!(
+            quick(slow, 1).slow,
+            "one quick attempt does not end slowness"
+        );
+        let recovered = quick(slow, 2);
+        assert_eq!((recovered.slow, recovered.bound(8)), (false, 3));
+    }
+
+    #[test]
+    fn a_streak_counts_attempts_and_failed_events_from_its_first_failure() {
+        let streak = FailureStreak::default()
+            .and_one_more(10, false)
+            .and_one_more(20, true)
+            .and_one_more(30, false);
+        assert_eq!(
+            streak,
+            FailureStreak {
+                attempts: 3,
+                events: 1,
+                since: 10
+            }
+        );
+    }
+
+    #[test]
+    fn a_delaying_window_holds_the_ones_over_until_the_next_hour_and_warns_once() {
+        let mut window = CalloutWindow::default();
+        assert!(window.count(T0, 2, true).goes_now);
+        assert!(window.count(T0 + 1, 2, true).goes_now);
+        let third = window.count(T0 + 2, 2, true);
+        assert_eq!(
+            (
+                third.goes_now,
+                third.over,
+                third.first_over,
+                third.next_hour_at
+            ),
+            (false, Some(3), true, T0 + HOUR_MS)
+        );
+        let fourth = window.count(T0 + 3, 2, true);
+        assert_eq!((fourth.goes_now, fourth.first_over), (false, false));
+        assert_eq!(window.count, 2, "held ones are not counted");
+        let next = window.count(T0 + HOUR_MS, 2, true);
+        assert_eq!((next.goes_now, next.over), (true, None), "a new hour");
+    }
+
+    #[test]
+    fn a_window_that_does_not_delay_counts_on_and_warns_once_an_hour() {
+        let mut window = CalloutWindow::default();
+        assert_eq!(window.count(T0, 1, false).over, None);
+        let second = window.count(T0, 1, false);
+        assert_eq!(
+            (second.goes_now, second.over, second.first_over),
+            (true, Some(2), true)
+        );
+        let third = window.count(T0, 1, false);
+        assert_eq!((third.over, third.first_over), (Some(3), false));
+        assert!(window.count(T0 + HOUR_MS + 5, 1, false).over.is_none());
+        assert!(window.count(T0 + HOUR_MS + 6, 1, false).first_over);
+    }
+
+    #[test]
+    fn a_slot_opens_spacing_after_the_last_send() {
+        let mut slot = SendSlot::default();
+        assert_eq!(slot.take(1_000, 200), None);
+        assert_eq!(slot.take(1_100, 200), Some(1_200));
+        assert_eq!(slot.take(1_200, 200), None);
+        assert_eq!(
+            slot.take(5_000, 200),
+            None,
+            "an idle spell saves no slots up"
+        );
+        assert_eq!(slot.take(5_100, 200), Some(5_200));
+    }
+}

@@ -39,7 +39,7 @@ fn instances_that_open_a_new_schema_at_once_migrate_it_once() {
         )
         .expect("version");
     let versions: Vec<i32> = rows.iter().map(|row| row.get(0)).collect();
-    assert_eq!(versions, [2]);
+    assert_eq!(versions, [3]);
 }
 
 #[test]
@@ -51,13 +51,13 @@ fn a_schema_of_a_newer_version_is_refused() {
     match refused {
         Err(StoreError::NewerFormat {
             found, supported, ..
-        }) => assert_eq!((found, supported), (7, 2)),
+        }) => assert_eq!((found, supported), (7, 3)),
         other => panic!("expected NewerFormat, got {other:?}"),
     }
 }
 
 #[test]
-fn a_version_1_schema_is_migrated_to_version_2_on_open_and_keeps_its_deliveries() {
+fn a_version_1_schema_is_migrated_to_the_current_version_on_open_and_keeps_its_deliveries() {
     let schema = Schema::new();
     let store = schema.open(LEASE);
     let old = store
@@ -65,9 +65,10 @@ fn a_version_1_schema_is_migrated_to_version_2_on_open_and_keeps_its_deliveries(
         .expect("enqueue")
         .delivery_ids[0];
     drop(store);
-    // Version 1 as released: no order_key column, no index on it.
+    // Version 1 as released: no order_key column, no index on it, no tallies.
     schema.sql(
         "DROP INDEX deliveries_by_order_key; ALTER TABLE deliveries DROP COLUMN order_key; \
+         DROP TABLE failure_streaks, callout_windows, send_slots, paces; \
          UPDATE schema_version SET version = 1",
     );
     let store = schema.open(LEASE);
@@ -78,7 +79,7 @@ fn a_version_1_schema_is_migrated_to_version_2_on_open_and_keeps_its_deliveries(
         )
         .expect("version");
     let versions: Vec<i32> = rows.iter().map(|row| row.get(0)).collect();
-    assert_eq!(versions, [2]);
+    assert_eq!(versions, [3]);
     let before = store.delivery(old).expect("read").expect("kept");
     assert_eq!(before.order_key, None);
     let keyed = callout_store::NewDelivery {

@@ -67,6 +67,7 @@ pub(super) const ID_BLOCK: u64 = 1024;
 pub(super) const SUB: u8 = b'S';
 pub(super) const NEXT_SUB: &[u8] = b"#";
 pub(super) const SEQUENCE: u8 = b'Q'; // Q sub -> next sequence number
+pub(super) const FAILING: u8 = b'F'; // F sub -> failure streak (`tallies.rs`)
 
 /// A key: a one-byte keyspace tag followed by big-endian parts.
 pub(super) fn key(tag: u8, parts: &[u64]) -> Vec<u8> {

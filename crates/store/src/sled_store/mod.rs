@@ -18,7 +18,8 @@
 //! shapes), `open` (opening, migration and recovery), `book` (the in-memory state),
 //! `group_commit` (durable enqueues sharing flushes), `write_behind` (buffered settles),
 //! `order` (per-record ordering), `registry`, `queue`, `history` (attempts and dead letters),
-//! `prune` (retention) and `repair` (salvaging a damaged store into a new one).
+//! `tallies` (failure streaks, hourly counts, send slots), `prune` (retention) and `repair`
+//! (salvaging a damaged store into a new one).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -45,6 +46,7 @@ mod prune;
 mod queue;
 mod registry;
 mod repair;
+mod tallies;
 mod write_behind;
 
 pub use self::config::{Durability, StoreConfig};
@@ -86,6 +88,7 @@ pub struct SledStore {
     flusher: Flusher,
     /// What `Durability::Sync` syncs after each flush; `None` for the other durabilities.
     power_loss: Option<power_loss::PowerLossSync>,
+    tallies: tallies::TallyBook,
 }
 
 impl std::fmt::Debug for SledStore {

@@ -178,6 +178,7 @@ impl SledStore {
                 Durability::Sync => Some(PowerLossSync::open(path)?),
                 _ => None,
             },
+            tallies: Default::default(),
         };
         if layout < 2 {
             store.migrate_layout_1()?;
@@ -193,6 +194,7 @@ impl SledStore {
         // Only once the records are in this layout: a crash before it migrates again.
         meta.insert(FORMAT_KEY, &[LAYOUT]).db()?;
         store.recover()?;
+        store.load_streaks()?;
         Ok(store)
     }
 

@@ -306,7 +306,8 @@ impl Queue for SledStore {
     }
 
     fn complete(&self, lease: LeaseToken, attempt: Attempt) -> Result<(), StoreError> {
-        self.settle(lease, Some(attempt), Finish::Delivered)
+        let sub = self.settle(lease, Some(attempt), Finish::Delivered)?;
+        self.streak_ended(sub)
     }
 
     fn reschedule(
@@ -316,15 +317,17 @@ impl Queue for SledStore {
         attempt: Attempt,
     ) -> Result<(), StoreError> {
         self.settle(lease, Some(attempt), Finish::Due(due_at))
+            .map(drop)
     }
 
     fn release(&self, lease: LeaseToken, due_at: u64) -> Result<(), StoreError> {
-        self.settle(lease, None, Finish::Due(due_at))
+        self.settle(lease, None, Finish::Due(due_at)).map(drop)
     }
 
     fn dead_letter(&self, lease: LeaseToken, attempt: Attempt) -> Result<(), StoreError> {
         let at = attempt.at;
         self.settle(lease, Some(attempt), Finish::Dead(at))
+            .map(drop)
     }
 
     fn hold_subscription(&self, sub: u64) -> Result<(), StoreError> {
@@ -489,14 +492,15 @@ impl SledStore {
     /// Takes a delivery out of flight and files it as `finish` says, with its attempt; only
     /// buffered when it returns (see `write_behind.rs`). Like every settle, it fails with
     /// [`StoreError::UnknownDelivery`] when `token` is not the delivery's current lease.
+    /// Returns the delivery's subscription.
     fn settle(
         &self,
         token: LeaseToken,
         attempt: Option<Attempt>,
         finish: Finish,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let id = token.delivery_id();
-        {
+        let sub = {
             let mut book = self.book()?;
             if book.buffered(id) {
                 self.apply_behind(&mut book)?;
@@ -595,12 +599,13 @@ impl SledStore {
             if book.behind_ids.len() >= BEHIND_MAX || since.elapsed() >= BEHIND_AGE {
                 self.hand_off_behind(book)?;
             }
-        }
+            sub
+        };
         // Not flushed here, and only buffered (see `Book::behind`): an outcome lost in a crash
         // leaves the delivery in flight, and reopening returns it to the queue, so it is sent
         // again (at least once). Waiting for a flush per attempt would make the workers, not
         // the receivers, the bottleneck.
-        Ok(())
+        Ok(sub)
     }
 
     /// Files enqueued deliveries once their batch is applied: into the due index, or held when

@@ -70,6 +70,7 @@ impl Registry for SledStore {
         let _book = self.book()?;
         let k = key(SUB, &[id]);
         let old = self.subs.remove(&k).db()?;
+        self.forget_tallies(id)?;
         self.flush_files()?;
         old.map(|v| codec::decode_json(&k, &v)).transpose()
     }

@@ -18,7 +18,7 @@ use super::attempts::{self, Filed};
 use super::codec;
 use super::keys::{
     decode_due, due_key_of, due_value, id_in_key, key, part, ATTEMPT, BY_SUB, COUNTS, DEAD,
-    DELIVERED, DUE, ENQUEUED, FORMAT_KEY, HELD, HELD_SUB, ID_BLOCK, JOURNAL, LAYOUT,
+    DELIVERED, DUE, ENQUEUED, FAILING, FORMAT_KEY, HELD, HELD_SUB, ID_BLOCK, JOURNAL, LAYOUT,
     LEGACY_DELIVERY, LEGACY_LEASED, LEGACY_PENDING, NEXT_DELIVERY, NEXT_SUB, ORDERED, ORDER_KEY,
     POINTER, SEEN, SEEN_AT, SEQUENCE, SUB, WHOLE,
 };
@@ -436,6 +436,12 @@ impl<'a> Walk<'a> {
             Some(&SEQUENCE) if k.len() == 9 => {
                 counter(k, v)?;
                 self.subscription(part(k, 1));
+                self.target.subs.insert(k, v).db()?;
+                self.report.counters += 1;
+            }
+            Some(&FAILING) if k.len() == 9 => {
+                super::tallies::decode(v)
+                    .ok_or_else(|| corrupt(k, "not a failure streak".into()))?;
                 self.target.subs.insert(k, v).db()?;
                 self.report.counters += 1;
             }
