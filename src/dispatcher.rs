@@ -6,9 +6,8 @@
 //! [`lease_for_free_worker`], without a hand-off.
 //! An engine that does not deliver has no dispatcher thread and no workers: nothing leases.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender as Tx};
@@ -33,8 +32,11 @@ const PRUNE_SLICE: usize = 2_000;
 /// rotation grace).
 const CHORES_EVERY_MS: u64 = 60_000;
 
-/// The dispatcher's state: its wake-up, how many workers wait for work, the hourly threshold,
-/// and each subscription's rate-limit slot. The bounds it leases within are the registry's.
+/// How long a delivery waits when the store could not give it a send slot.
+const RETRY_SLOT_MS: u64 = 100;
+
+/// The dispatcher's state: its wake-up, how many workers wait for work, and the hourly
+/// threshold (the counts and the rate-limit slots are the store's tallies). The bounds it leases within are the registry's.
 pub(crate) struct Dispatch {
     stopping: AtomicBool,
     /// Workers waiting for a hand-off: the dispatcher thread leases no more than this.
@@ -42,8 +44,6 @@ pub(crate) struct Dispatch {
     wake: Tx<()>,
     poll: Duration,
     hourly: Hourly,
-    /// When each rate-limited subscription may send next (Unix ms).
-    next_send_at: Mutex<HashMap<u64, u64>>,
 }
 
 impl Dispatch {
@@ -56,7 +56,6 @@ impl Dispatch {
             wake,
             poll,
             hourly: Hourly::new(hourly_threshold),
-            next_send_at: Mutex::new(HashMap::new()),
         };
         (dispatch, woken)
     }
@@ -80,7 +79,7 @@ impl Dispatch {
 /// The dispatcher thread: leases as many deliveries as the workers' queue has room for.
 pub(crate) fn run(shared: &Shared, jobs: &Tx<Leased>, woken: &Receiver<()>) {
     let dispatch = &shared.dispatch;
-    let (mut prune_at, mut chores_at) = (0u64, 0u64);
+    let (mut prune_at, mut chores_at, mut paces_at) = (0u64, 0u64, 0u64);
     while !dispatch.stopping() {
         let now = shared.clock.now_ms();
         // History past retention goes a bounded slice at a time, so the store does not grow
@@ -103,6 +102,10 @@ pub(crate) fn run(shared: &Shared, jobs: &Tx<Leased>, woken: &Receiver<()>) {
             chores_at = now.saturating_add(CHORES_EVERY_MS);
             expire_error_logs(shared, now);
             shared.registry.drop_expired_secrets(now);
+        }
+        if now >= paces_at {
+            paces_at = now.saturating_add(crate::health::PACE_REFRESH_MS);
+            crate::health::refresh_paces(shared);
         }
         crate::health::report_failures(shared, now);
         crate::health::mark_running_slow(shared, now);
@@ -246,28 +249,34 @@ fn decide(shared: &Shared, leased: &Leased, now: u64) -> (Admit, PendingNotice) 
     if sub.state != State::Active {
         return (Admit::Hold, None);
     }
-    let dispatch = &shared.dispatch;
-    let Ok(mut next_send_at) = dispatch.next_send_at.lock() else {
-        return (Admit::Later(now + 100), None);
-    };
-    let slot = next_send_at.entry(sub.id).or_default();
-    if sub.rate_limit.is_some() && *slot > now {
-        return (Admit::Later(*slot), None);
+    // The slot first: one taken by a delivery the threshold then delays only spaces the next
+    // send by one slot, where the other order would count a callout twice.
+    if let Some(rate) = sub.rate_limit {
+        let spacing = 1000 / u64::from(rate.max(1));
+        match shared.store.take_send_slot(sub.id, now, spacing) {
+            Ok(None) => {}
+            Ok(Some(opens_at)) => return (Admit::Later(opens_at), None),
+            Err(error) => {
+                tracing::error!(%error, subscription = sub.id, "could not take a send slot");
+                return (Admit::Later(now + RETRY_SLOT_MS), None);
+            }
+        }
     }
     let delays = VendorRules::for_profile(sub.profile).delays_over_threshold;
-    let gate = dispatch
-        .hourly
-        .admit(sub.id, &delivery.event_type, delivery.id, now, delays);
+    let gate = shared.dispatch.hourly.admit(
+        &*shared.store,
+        sub.id,
+        &delivery.event_type,
+        delivery.id,
+        now,
+        delays,
+    );
     let notice = gate
         .notice
         .filter(|_| sub.send_threshold_exceeded_notification)
         .map(|kind| (kind, Arc::clone(&compiled)));
     if let Some(until) = gate.wait_until {
         return (Admit::Later(until), notice);
-    }
-    if let Some(rate) = sub.rate_limit {
-        let spacing = 1000 / u64::from(rate.max(1));
-        *slot = now.max(*slot) + spacing;
     }
     (Admit::Send, notice)
 }

@@ -9,6 +9,11 @@
 //! slow: one in flight again, and the slow subscriptions together share a quarter of the
 //! workers (`limits.rs`). Two quick attempts in a row make it quick again. So a receiver that
 //! hangs or drips holds at most one worker, and all such receivers together a bounded share.
+//! The pace is the store's ([`callout_store::Pace`]): the bound it gives is checked against the
+//! store's in-flight counts, which on a shared store are every instance's, so every instance
+//! paces by the same record. An attempt that changes this instance's copy counts into the
+//! store's, and the copies are read again every [`PACE_REFRESH_MS`], so an instance that has
+//! sent nothing yet learns a pace it has not seen change.
 //!
 //! A settle never publishes or calls a receiver itself: it queues a [`HealthJob`], and the
 //! health thread, which owns those jobs, drains them. So one delivery's settle never waits on
@@ -23,7 +28,7 @@ use serde_json::json;
 
 use callout_core::vendor::{self, DisableRule};
 use callout_core::{CompiledSubscription, Profile, State, Subscription, VendorRules};
-use callout_store::LeaseToken;
+use callout_store::{Backend, LeaseToken};
 
 use crate::engine::Shared;
 use crate::notify::{Notice, NoticeKind, Notifier};
@@ -68,15 +73,21 @@ pub(crate) struct Pace {
     pub(crate) max_in_flight: usize,
 }
 
-/// One subscription's failure record and pace.
+impl Pace {
+    /// How long a quick streak is counted: past it, one more quick attempt changes no bound.
+    fn cap(&self) -> u32 {
+        u32::try_from(self.max_in_flight.saturating_sub(1)).unwrap_or(u32::MAX)
+    }
+}
+
+/// How often the copies of the store's paces are read again, ms.
+pub(crate) const PACE_REFRESH_MS: u64 = 2_000;
+
+/// One subscription's copy of its pace, and its unreported failures (its failure streak is in
+/// the store).
 #[derive(Debug, Default)]
 struct Record {
-    /// Attempts in a row that ended within the slow limit.
-    quick_streak: u32,
-    slow: bool,
-    consecutive_failures: u32,
-    consecutive_failed_events: u32,
-    failing_since: Option<u64>,
+    pace: callout_store::Pace,
     /// Dead-lettered deliveries the notifier has not heard of yet, and when it last heard.
     failed_unreported: u64,
     failures_noticed_at: Option<u64>,
@@ -151,16 +162,6 @@ impl Health {
         }
     }
 
-    /// A delivery of subscription `id` succeeded: its failure streak ends.
-    pub(crate) fn succeeded(&self, id: u64) {
-        if let Ok(mut records) = self.records.lock() {
-            let record = records.entry(id).or_default();
-            record.consecutive_failures = 0;
-            record.consecutive_failed_events = 0;
-            record.failing_since = None;
-        }
-    }
-
     /// Counts a delivery about to be dead-lettered, for the next `DeliveriesFailed` notice.
     pub(crate) fn count_failed(&self, id: u64) {
         if let Ok(mut records) = self.records.lock() {
@@ -168,42 +169,39 @@ impl Health {
         }
     }
 
-    /// Counts a failed attempt (and, when `dead`, a failed event); returns the streak length
-    /// when the subscription's vendor rule or the failure policy says to switch it off.
-    fn count_failure(&self, sub: &Subscription, now: u64, dead: bool) -> Option<u32> {
-        let mut records = self.records.lock().ok()?;
-        let record = records.entry(sub.id).or_default();
-        record.consecutive_failures += 1;
-        if dead {
-            record.consecutive_failed_events += 1;
-        }
-        let since = *record.failing_since.get_or_insert(now);
+    /// Counts a failed attempt (and, when `dead`, a failed event) in the store, where every
+    /// instance on a shared store counts into the same streak; returns the streak length when
+    /// the subscription's vendor rule or the failure policy says to switch it off. A store
+    /// that cannot count it leaves the subscription on (the failure is logged).
+    fn count_failure(
+        &self,
+        store: &dyn Backend,
+        sub: &Subscription,
+        now: u64,
+        dead: bool,
+    ) -> Option<u32> {
+        let streak = match store.count_failure(sub.id, now, dead) {
+            Ok(streak) => streak,
+            Err(error) => {
+                tracing::error!(%error, subscription = sub.id, "could not count a failure");
+                return None;
+            }
+        };
         let tripped = match VendorRules::for_profile(sub.profile).disable {
-            Some(DisableRule::ConsecutiveFailedAttempts(n)) => record.consecutive_failures >= n,
-            Some(DisableRule::ConsecutiveFailedEvents(n)) => record.consecutive_failed_events >= n,
+            Some(DisableRule::ConsecutiveFailedAttempts(n)) => streak.attempts >= n,
+            Some(DisableRule::ConsecutiveFailedEvents(n)) => streak.events >= n,
             _ => {
                 let by_count = self
                     .policy
                     .consecutive_failures
-                    .is_some_and(|n| record.consecutive_failures >= n);
-                let by_time = self
-                    .policy
-                    .failing_for
-                    .is_some_and(|window| now.saturating_sub(since) >= window.as_millis() as u64);
+                    .is_some_and(|n| streak.attempts >= n);
+                let by_time = self.policy.failing_for.is_some_and(|window| {
+                    now.saturating_sub(streak.since) >= window.as_millis() as u64
+                });
                 by_count || by_time
             }
         };
-        tripped.then_some(record.consecutive_failures)
-    }
-
-    fn forget_streak(&self, id: u64) {
-        if let Ok(mut records) = self.records.lock() {
-            if let Some(record) = records.get_mut(&id) {
-                record.consecutive_failures = 0;
-                record.consecutive_failed_events = 0;
-                record.failing_since = None;
-            }
-        }
+        tripped.then_some(streak.attempts)
     }
 
     /// Tells the notifier, if there is one.
@@ -243,34 +241,64 @@ pub(crate) fn attempt_ended(
     if let Ok(mut running) = health.running.lock() {
         running.remove(&lease);
     }
-    let slow = timed_out || took >= health.pace.slow_attempt;
+    let quick = !(timed_out || took >= health.pace.slow_attempt);
     let Ok(mut records) = health.records.lock() else {
         return;
     };
     let record = records.entry(sub).or_default();
-    let before = (record.slow, bound(record, health.pace));
-    if slow {
-        record.quick_streak = 0;
-        record.slow = true;
-    } else {
-        record.quick_streak = record.quick_streak.saturating_add(1);
-        if record.slow && record.quick_streak >= 2 {
-            record.slow = false;
-        }
+    let local = record.pace.after(quick, health.pace.cap());
+    if local == record.pace {
+        // Nothing this instance paces by would change, so the store is not asked.
+        return;
     }
-    let after = (record.slow, bound(record, health.pace));
-    if before != after {
-        // Under the records lock, so two attempts ending at once apply their changes in the
-        // order they counted them (nothing takes the records while holding the limits).
-        if before.0 != after.0 {
-            tracing::info!(
-                subscription = sub,
-                slow = after.0,
-                "subscription pace changed"
-            );
+    // Under the records lock, so two attempts ending at once count in the order they ended,
+    // and set the limits in that order (nothing takes the records while holding the limits).
+    let now = match shared.store.pace_attempt(sub, quick, health.pace.cap()) {
+        Ok(stored) => stored,
+        Err(error) => {
+            tracing::error!(%error, subscription = sub, "could not count an attempt's pace");
+            local
         }
-        shared.limits.set_slow(sub, after.0);
-        shared.limits.set_health_bound(sub, after.1);
+    };
+    let before = std::mem::replace(&mut record.pace, now);
+    apply_pace(shared, sub, before, now);
+}
+
+/// Sets the limits for a subscription whose pace went from `before` to `now`.
+fn apply_pace(shared: &Shared, sub: u64, before: callout_store::Pace, now: callout_store::Pace) {
+    let max = shared.health.pace.max_in_flight;
+    if before.slow != now.slow {
+        tracing::info!(
+            subscription = sub,
+            slow = now.slow,
+            "subscription pace changed"
+        );
+        shared.limits.set_slow(sub, now.slow);
+    }
+    if before.bound(max) != now.bound(max) {
+        shared.limits.set_health_bound(sub, now.bound(max));
+    }
+}
+
+/// Reads the store's paces again into this instance's copies, for the ones other instances
+/// changed. The dispatcher calls this every [`PACE_REFRESH_MS`].
+pub(crate) fn refresh_paces(shared: &Shared) {
+    let paces = match shared.store.paces() {
+        Ok(paces) => paces,
+        Err(error) => {
+            tracing::error!(%error, "could not read the paces");
+            return;
+        }
+    };
+    let Ok(mut records) = shared.health.records.lock() else {
+        return;
+    };
+    for (sub, now) in paces {
+        let record = records.entry(sub).or_default();
+        if record.pace != now {
+            let before = std::mem::replace(&mut record.pace, now);
+            apply_pace(shared, sub, before, now);
+        }
     }
 }
 
@@ -287,38 +315,35 @@ pub(crate) fn mark_running_slow(shared: &Shared, now: u64) {
             .collect(),
         Err(_) => return,
     };
+    let Ok(mut records) = health.records.lock() else {
+        return;
+    };
     for sub in overdue {
-        let newly = match health.records.lock() {
-            Ok(mut records) => {
-                let record = records.entry(sub).or_default();
-                record.quick_streak = 0;
-                !std::mem::replace(&mut record.slow, true)
-            }
-            Err(_) => continue,
-        };
-        if newly {
-            tracing::info!(
-                subscription = sub,
-                "subscription slow: an attempt runs past the limit"
-            );
-            shared.limits.set_slow(sub, true);
-            shared.limits.set_health_bound(sub, 1);
+        let record = records.entry(sub).or_default();
+        if record.pace.slow && record.pace.quick_streak == 0 {
+            continue;
         }
-    }
-}
-
-/// How many deliveries a subscription with this record may have in flight.
-fn bound(record: &Record, pace: Pace) -> usize {
-    if record.slow {
-        1
-    } else {
-        (1 + record.quick_streak as usize).min(pace.max_in_flight.max(1))
+        tracing::info!(
+            subscription = sub,
+            "subscription slow: an attempt runs past the limit"
+        );
+        let local = record.pace.after(false, health.pace.cap());
+        let now = shared
+            .store
+            .pace_attempt(sub, false, health.pace.cap())
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, subscription = sub, "could not count an attempt's pace");
+                local
+            });
+        let before = std::mem::replace(&mut record.pace, now);
+        apply_pace(shared, sub, before, now);
     }
 }
 
 /// Counts a failed attempt and switches the subscription off when its rule says so.
 pub(crate) fn failed(shared: &Shared, sub: &Subscription, now: u64, dead: bool) {
-    if let Some(consecutive_failures) = shared.health.count_failure(sub, now, dead) {
+    if let Some(consecutive_failures) = shared.health.count_failure(&*shared.store, sub, now, dead)
+    {
         switch_off(
             shared,
             sub.id,
@@ -355,7 +380,9 @@ pub(crate) fn switch_off(
             return;
         }
     };
-    shared.health.forget_streak(id);
+    if let Err(error) = shared.store.end_failure_streak(id) {
+        tracing::error!(%error, subscription = id, "could not end the failure streak");
+    }
     tracing::warn!(
         subscription = id,
         state = state.as_str(),

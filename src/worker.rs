@@ -149,13 +149,11 @@ fn settle(shared: &Shared, sub: &Subscription, leased: &Leased, result: AttemptR
     );
     let duration = result.duration;
     let (outcome, stored) = match result.verdict {
-        Verdict::Delivered => {
-            shared.health.succeeded(sub.id);
-            (
-                Outcome::Delivered,
-                shared.store.complete(leased.token, attempt),
-            )
-        }
+        // The store ends the subscription's failure streak with the delivery.
+        Verdict::Delivered => (
+            Outcome::Delivered,
+            shared.store.complete(leased.token, attempt),
+        ),
         Verdict::Gone => {
             let stored = shared.store.dead_letter(leased.token, attempt);
             // SuperOffice sets TooManyErrors at once on 410; the others stop.

@@ -318,6 +318,52 @@ fn too_many_errors_holds_deliveries_until_reactivated() {
 }
 
 #[test]
+fn a_failure_streak_goes_on_after_the_engine_is_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(|_, _| Reply::status(500));
+    // One attempt each within the test: the retry is an hour away.
+    let open = || {
+        engine(&dir)
+            .retry_policy(RetryPolicy::from_secs(&[0, 3_600]))
+            .failure_policy(FailurePolicy {
+                consecutive_failures: Some(4),
+                failing_for: None,
+            })
+            .open()
+            .unwrap()
+    };
+    let first = open();
+    let s = first
+        .subscriptions()
+        .create(sub(&receiver, "/bad"))
+        .unwrap();
+    for n in 0..2 {
+        first
+            .publish(Event::created("Ticket", n.to_string()))
+            .unwrap();
+    }
+    assert_eq!(receiver.wait_for("/bad", 2, WAIT).len(), 2);
+    // Shutdown waits for the settles, so both failures are counted.
+    first.shutdown(Duration::from_secs(5)).unwrap();
+    drop(first);
+    let second = open();
+    let state = || second.subscriptions().get(s.id).unwrap().unwrap().state;
+    assert_eq!(state(), State::Active, "two failures of four");
+    for n in 2..4 {
+        second
+            .publish(Event::created("Ticket", n.to_string()))
+            .unwrap();
+    }
+    // A streak that started afresh on reopen would be at two and never trip.
+    assert!(
+        wait_until(WAIT, || state() == State::TooManyErrors),
+        "{:?}",
+        state()
+    );
+    assert_eq!(receiver.on("/bad").len(), 4);
+}
+
+#[test]
 fn chunks_of_100_100_50_two_seconds_apart() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::ok();
