@@ -6,6 +6,7 @@ mod changes;
 mod conformance;
 mod crash;
 mod engine;
+mod health;
 mod instances;
 mod ordering;
 mod processes;
