@@ -34,6 +34,9 @@ const CHORES_EVERY_MS: u64 = 60_000;
 
 /// How long a delivery waits when the store could not give it a send slot.
 const RETRY_SLOT_MS: u64 = 100;
+/// How long a brief wait is, and how many in a row before the full poll interval.
+const BRIEF_WAIT: Duration = Duration::from_millis(2);
+const BRIEF_WAITS: u32 = 4;
 
 /// The dispatcher's state: its wake-up, how many workers wait for work, and the hourly
 /// threshold (the counts and the rate-limit slots are the store's tallies). The bounds it leases within are the registry's.
@@ -80,6 +83,8 @@ impl Dispatch {
 pub(crate) fn run(shared: &Shared, jobs: &Tx<Leased>, woken: &Receiver<()>) {
     let dispatch = &shared.dispatch;
     let (mut prune_at, mut chores_at, mut paces_at) = (0u64, 0u64, 0u64);
+    // Brief waits in a row since the last round that leased (see below).
+    let mut brief_waits = 0;
     while !dispatch.stopping() {
         let now = shared.clock.now_ms();
         // History past retention goes a bounded slice at a time, so the store does not grow
@@ -121,12 +126,21 @@ pub(crate) fn run(shared: &Shared, jobs: &Tx<Leased>, woken: &Receiver<()>) {
             }
             sent += 1;
         }
+        if sent > 0 {
+            brief_waits = 0;
+        }
         // A full prune slice goes on at once rather than after a wait.
         if sent == 0 && prune_at > now {
             // Due deliveries left behind belong to subscriptions at their bound, or the
-            // workers' queue is full: wait for a worker to wake us rather than spin.
+            // workers' queue is full: wait for a worker to wake us rather than spin. On a
+            // shared store they may also belong to subscriptions another instance or a settle
+            // held locked for a moment: with workers free, a few brief waits first.
             let wait = match shared.store.next_due_at() {
                 Ok(Some(due)) if due > now => Duration::from_millis(due - now).min(dispatch.poll),
+                Ok(Some(_)) if room > 0 && brief_waits < BRIEF_WAITS => {
+                    brief_waits += 1;
+                    BRIEF_WAIT.min(dispatch.poll)
+                }
                 _ => dispatch.poll,
             };
             let _ = woken.recv_timeout(wait);
