@@ -1,16 +1,19 @@
 //! The PostgreSQL backend's rates beside PostgreSQL's own in the same run: bare single-row
 //! INSERT transactions through the `postgres` crate (1 and 8 connections), durable enqueues
-//! of one delivery (1 and 8 threads) and of 100, the lease -> complete cycle, and `counts()`
-//! with 1M deliveries queued. Needs a server: run it under the test cluster,
+//! of one delivery (1 and 8 threads) and of 100, the lease -> complete cycle, `counts()`
+//! with 1M deliveries queued, and end to end (`publish_batch` of 100 to a receiver on
+//! 127.0.0.1) with 1 and 2 engine instances on one schema. Needs a server: run it under the test cluster,
 //! `scripts/with-postgres.sh cargo bench -p callout-postgres --bench postgres`.
 //! Figures go to docs/BENCHMARKS.md.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use callout::{Engine, Event, Subscription};
 use callout_postgres::{PgConfig, PgStore};
 use callout_store::conformance::{attempt, delivery};
 use callout_store::{NewDelivery, Queue};
+use callout_testkit::Receiver;
 
 const SERVER: &str = "CALLOUT_TEST_POSTGRES";
 
@@ -67,6 +70,82 @@ fn run(url: &str, schema: &str) {
     let (stats_ms, lease_ms) = at_a_million(url, schema, &store);
     println!("counts() with 1M queued: median {stats_ms:.2} ms");
     println!("lease(10) with 1M queued: median {lease_ms:.2} ms");
+
+    for instances in [1, 2] {
+        let e2e_schema = format!("{schema}_e2e{instances}");
+        let result = std::panic::catch_unwind(|| end_to_end(url, &e2e_schema, instances));
+        drop_schema(url, &e2e_schema);
+        let (rate, secs) = result.expect("end to end");
+        println!(
+            "end to end, publish_batch of 100, {instances} instance(s): {rate:>8.0} deliveries/s \
+             ({E2E_DELIVERIES} in {secs:.2} s)"
+        );
+    }
+}
+
+/// Subscriptions in the end-to-end run; each event matches all of them.
+const E2E_SUBSCRIPTIONS: usize = 10;
+/// Deliveries in the end-to-end run: 2,000 events to 10 subscriptions.
+const E2E_DELIVERIES: usize = 20_000;
+
+/// Publishes `E2E_DELIVERIES` in `publish_batch` calls of 100 events, taking turns across
+/// `instances` engines on one schema (each with 4 workers), and times them from the first
+/// publish until the receiver has every one: deliveries a second, and the seconds.
+fn end_to_end(url: &str, schema: &str, instances: usize) -> (f64, f64) {
+    let receiver = Receiver::ok();
+    let engines: Vec<Engine> = (0..instances)
+        .map(|_| {
+            let mut config = PgConfig::new(url);
+            config.schema = schema.to_string();
+            let store = PgStore::open(config).expect("store opens");
+            Engine::builder(Arc::new(store))
+                .allow_address("127.0.0.1")
+                .open()
+                .expect("engine opens")
+        })
+        .collect();
+    for n in 0..E2E_SUBSCRIPTIONS {
+        engines[0]
+            .subscriptions()
+            .create(Subscription::new(format!("{}/s{n}", receiver.url)).events(["ticket.*"]))
+            .expect("create");
+    }
+    // Every engine matches all of them (the others hear of them by NOTIFY), within 10 s.
+    let probe = Event::created("Ticket", "probe");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for engine in &engines {
+        let matched = || {
+            let explained = engine.explain(&probe).expect("explain");
+            explained
+                .iter()
+                .filter(|(_, verdict)| verdict.is_ok())
+                .count()
+        };
+        while matched() < E2E_SUBSCRIPTIONS {
+            assert!(
+                Instant::now() < deadline,
+                "subscriptions reach every engine"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let events = E2E_DELIVERIES / E2E_SUBSCRIPTIONS;
+    let started = Instant::now();
+    for (call, first) in (0..events).step_by(100).enumerate() {
+        let batch = (first..first + 100)
+            .map(|n| Event::created("Ticket", n.to_string()))
+            .collect();
+        engines[call % instances]
+            .publish_batch(batch)
+            .expect("publish_batch");
+    }
+    let got = receiver.wait(E2E_DELIVERIES, Duration::from_secs(300));
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(got.len(), E2E_DELIVERIES, "every delivery arrives");
+    for engine in engines {
+        engine.shutdown(Duration::from_secs(10)).expect("shutdown");
+    }
+    (E2E_DELIVERIES as f64 / secs, secs)
 }
 
 /// Bare single-row INSERT transactions, each committed (synchronous_commit on), from
