@@ -10,6 +10,8 @@
 //!   on (stalls, drips, cuts, garbage) and which captures the exact bytes of every request it
 //!   reads ([`RawRequest`]); [`RawReceiver::counting_ok`] is the fast keep-alive responder of
 //!   the benches;
+//! - [`Hold`], a switch a receiver's script calls to keep requests until the test releases
+//!   them, counting how many it keeps at once;
 //! - [`read_request`], the small HTTP/1.1 request reader both use, for streams the caller set
 //!   up itself (a TLS stream, say).
 //!
@@ -34,11 +36,13 @@
 //! assert_eq!(got[0].body, b"{}");
 //! ```
 
+mod hold;
 mod http;
 mod log;
 mod raw;
 mod receiver;
 
+pub use crate::hold::Hold;
 pub use crate::http::{read_request, RawRequest};
 pub use crate::raw::{Connection, RawReceiver};
 #[cfg(feature = "json")]

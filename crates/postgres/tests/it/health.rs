@@ -3,13 +3,12 @@
 //! an engine that has sent nothing yet paces a subscription by what the others learned, and a
 //! rate limit holds for the cluster, not per engine.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use callout::{Engine, EngineBuilder, Event, FailurePolicy, NoticeKind, RetryPolicy, State};
 use callout::{Notice, Subscription};
-use callout_testkit::{Receiver, Reply};
+use callout_testkit::{Hold, Receiver, Reply};
 
 use crate::support::Schema;
 
@@ -92,24 +91,13 @@ fn a_failure_streak_begun_in_one_instance_trips_too_many_errors_in_the_next() {
 #[test]
 fn an_instance_that_has_sent_nothing_paces_by_what_the_others_learned() {
     let schema = Schema::new();
-    // While `hold` is set, each request is kept until `release` (at most 10 s, within the
-    // default response timeout); `held` counts the ones kept at this moment.
-    let (hold, release, held) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicUsize::new(0)),
-    );
+    // Once started, each request is kept until released (at most 10 s, within the default
+    // response timeout).
+    let hold = Hold::new(Duration::from_secs(10));
     let receiver = {
-        let (hold, release, held) = (Arc::clone(&hold), Arc::clone(&release), Arc::clone(&held));
+        let hold = Arc::clone(&hold);
         Receiver::start(move |_, _| {
-            if hold.load(Ordering::SeqCst) {
-                held.fetch_add(1, Ordering::SeqCst);
-                let until = Instant::now() + Duration::from_secs(10);
-                while !release.load(Ordering::SeqCst) && Instant::now() < until {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                held.fetch_sub(1, Ordering::SeqCst);
-            }
+            hold.keep();
             Reply::status(200)
         })
     };
@@ -135,16 +123,15 @@ fn an_instance_that_has_sent_nothing_paces_by_what_the_others_learned() {
     // The second has sent nothing: by a pace of its own it would start at one in flight, and
     // with the first's two workers busy it would lease nothing (or one, if it came first).
     let second = open();
-    hold.store(true, Ordering::SeqCst);
+    hold.start();
     for n in 6..14 {
         second
             .publish(Event::created("Ticket", n.to_string()))
             .expect("publish");
     }
-    let four = wait_until(WAIT, || held.load(Ordering::SeqCst) == 4);
-    let most = held.load(Ordering::SeqCst);
-    hold.store(false, Ordering::SeqCst);
-    release.store(true, Ordering::SeqCst);
+    let four = hold.wait_held(4, WAIT);
+    let most = hold.held();
+    hold.release();
     assert!(four, "four in flight, two per engine; held {most}");
     assert_eq!(receiver.wait_for("/hook", 14, WAIT).len(), 14);
     first.shutdown(Duration::from_secs(10)).expect("shutdown");

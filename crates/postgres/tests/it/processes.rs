@@ -8,14 +8,13 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use callout::deliver::Timeouts;
 use callout::{Engine, Event, Subscription};
 use callout_postgres::{PgConfig, PgStore};
-use callout_testkit::{changes_in_order, Received, Receiver, Reply};
+use callout_testkit::{changes_in_order, Hold, Received, Receiver, Reply};
 use crossbeam_channel::{Receiver as Lines, Sender};
 
 use crate::support::{server_url, Schema};
@@ -168,25 +167,13 @@ fn three_processes_share_one_queue_and_survive_a_kill() {
         child(&schema);
     }
     let schema = Schema::new();
-    // While `hold` is set, the receiver keeps each request until `release` (at most 4 s,
-    // within the response timeout), so each process's one worker stays in its request.
-    // `held` counts the requests held at this moment: three at once are one per process.
-    let (hold, release, held) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicUsize::new(0)),
-    );
+    // Once started, the receiver keeps each request until released (at most 4 s, within the
+    // response timeout), so each process's one worker stays in its request.
+    let hold = Hold::new(Duration::from_secs(4));
     let receiver = {
-        let (hold, release, held) = (Arc::clone(&hold), Arc::clone(&release), Arc::clone(&held));
+        let hold = Arc::clone(&hold);
         Receiver::start(move |_, _| {
-            if hold.load(Ordering::SeqCst) {
-                held.fetch_add(1, Ordering::SeqCst);
-                let until = Instant::now() + Duration::from_millis(4_000);
-                while !release.load(Ordering::SeqCst) && Instant::now() < until {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                held.fetch_sub(1, Ordering::SeqCst);
-            }
+            hold.keep();
             Reply::status(200)
         })
     };
@@ -209,7 +196,7 @@ fn three_processes_share_one_queue_and_survive_a_kill() {
                 let arrived: std::collections::HashSet<String> = got.iter().map(event_id).collect();
                 so_far.iter().all(|id| arrived.contains(id))
             });
-            hold.store(true, Ordering::SeqCst);
+            hold.start();
         }
         // Each record's change goes through another process than its previous one.
         for record in 0..RECORDS {
@@ -222,28 +209,24 @@ fn three_processes_share_one_queue_and_survive_a_kill() {
             // Three requests held at once: one worker each, so every process is in one. The
             // third dies holding its lease. (Counted while held: requests received one after
             // another could be two of one process, the first released by its time bound.)
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while held.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            let three = hold.wait_held(3, Duration::from_secs(20));
             // What arrived (event, client port, how long ago), to tell which process was missing.
             let so_far: Vec<(String, u16, Duration)> = receiver
                 .received()
                 .iter()
                 .map(|r| (event_id(r), r.peer.port(), r.at.elapsed()))
                 .collect();
-            assert_eq!(
-                held.load(Ordering::SeqCst),
-                3,
-                "three requests held at once {so_far:?}"
+            assert!(
+                three,
+                "three requests held at once: {} {so_far:?}",
+                hold.held()
             );
             let mut third = processes.pop().expect("a third process");
             third.child.kill().expect("SIGKILL");
             third.child.wait().expect("reaped");
             killed_at = Some(Instant::now());
             alive = 2;
-            hold.store(false, Ordering::SeqCst);
-            release.store(true, Ordering::SeqCst);
+            hold.release();
         }
     }
     assert_eq!(
