@@ -418,9 +418,11 @@ pub struct CalloutCount {
 
 impl CalloutWindow {
     /// Counts a callout at `now_ms` against `threshold`: over it, one that `delays` waits for
-    /// the next hour uncounted, the others go and count. The window starts afresh each hour.
+    /// the next hour uncounted, the others go and count. The window starts afresh each hour;
+    /// a callout from an hour already past (an instance whose clock is behind) counts in the
+    /// current one, so clocks a little apart do not start the window afresh back and forth.
     pub fn count(&mut self, now_ms: u64, threshold: u64, delays: bool) -> CalloutCount {
-        let hour = now_ms / HOUR_MS;
+        let hour = (now_ms / HOUR_MS).max(self.hour);
         if self.hour != hour {
             self.hour = hour;
             self.count = 0;
@@ -539,6 +541,19 @@ mod tally_tests {
         );
         let recovered = quick(slow, 2);
         assert_eq!((recovered.slow, recovered.bound(8)), (false, 3));
+    }
+
+    #[test]
+    fn a_callout_from_a_clock_behind_counts_in_the_current_hour() {
+        let mut window = CalloutWindow::default();
+        assert!(window.count(T0 + HOUR_MS, 2, true).goes_now);
+        assert!(window.count(T0 + HOUR_MS - 5, 2, true).goes_now);
+        let third = window.count(T0 + HOUR_MS + 1, 2, true);
+        assert!(
+            !third.goes_now,
+            "the late one was counted in the current hour"
+        );
+        assert_eq!(third.next_hour_at, T0 + 2 * HOUR_MS);
     }
 
     #[test]
