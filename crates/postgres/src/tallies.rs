@@ -27,14 +27,22 @@ impl Tallies for PgStore {
         let (sub, at, failed) = (int(sub), int(at_ms), i32::from(event_failed));
         self.pool.run(move |conn| {
             conn.transact(|tx| {
-                let row = tx.query_one(
+                // Not for a subscription deleted meanwhile: its row would outlive it.
+                let row = tx.query_opt(
                     "INSERT INTO failure_streaks AS f (subscription, attempts, events, since) \
-                     VALUES ($1, 1, $3, $2) \
+                     SELECT $1, 1, $3, $2 WHERE EXISTS (SELECT 1 FROM subscriptions WHERE id = $1) \
                      ON CONFLICT (subscription) DO UPDATE \
                      SET attempts = f.attempts + 1, events = f.events + $3 \
                      RETURNING attempts, events, since",
                     &[&sub, &at, &failed],
                 )?;
+                let Some(row) = row else {
+                    return Ok(FailureStreak {
+                        attempts: 1,
+                        events: u32::from(event_failed),
+                        since: at_ms,
+                    });
+                };
                 Ok(FailureStreak {
                     attempts: u32::try_from(row.get::<_, i32>(0)).unwrap_or(0),
                     events: u32::try_from(row.get::<_, i32>(1)).unwrap_or(0),
@@ -111,7 +119,8 @@ impl Tallies for PgStore {
             conn.transact(|tx| {
                 // Taken when the slot is open: the row is new, or its time has come.
                 let taken = tx.query_opt(
-                    "INSERT INTO send_slots AS s (subscription, next_at) VALUES ($1, $2::bigint + $3::bigint) \
+                    "INSERT INTO send_slots AS s (subscription, next_at) \
+                     VALUES ($1, $2::bigint + $3::bigint) \
                      ON CONFLICT (subscription) DO UPDATE SET next_at = $2::bigint + $3::bigint \
                      WHERE s.next_at <= $2 \
                      RETURNING next_at",
@@ -133,15 +142,20 @@ impl Tallies for PgStore {
         let sub = int(sub);
         self.pool.run(move |conn| {
             conn.transact(|tx| {
+                // Not for a subscription deleted meanwhile: its row would outlive it.
                 tx.execute(
-                    "INSERT INTO paces (subscription, quick_streak, slow) VALUES ($1, 0, false) \
+                    "INSERT INTO paces (subscription, quick_streak, slow) \
+                     SELECT $1, 0, false WHERE EXISTS (SELECT 1 FROM subscriptions WHERE id = $1) \
                      ON CONFLICT DO NOTHING",
                     &[&sub],
                 )?;
-                let row = tx.query_one(
+                let row = tx.query_opt(
                     "SELECT quick_streak, slow FROM paces WHERE subscription = $1 FOR UPDATE",
                     &[&sub],
                 )?;
+                let Some(row) = row else {
+                    return Ok(Pace::default().after(quick, cap));
+                };
                 let pace = Pace {
                     quick_streak: u32::try_from(row.get::<_, i32>(0)).unwrap_or(0),
                     slow: row.get(1),

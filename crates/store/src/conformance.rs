@@ -821,7 +821,7 @@ pub fn registry_keeps_subscriptions(harness: &dyn Harness) {
 
 /// Failure streaks count attempts and failed events from their first failure, survive a
 /// reopen, and end with a delivered settle or when ended; hourly callout windows, send slots
-/// and paces count by the store's rules.
+/// and paces count by the store's rules; a deleted subscription's tallies go with it.
 pub fn tallies_count_streaks_windows_slots_and_paces(harness: &dyn Harness) {
     let streak = |attempts, events, since| FailureStreak {
         attempts,
@@ -829,6 +829,11 @@ pub fn tallies_count_streaks_windows_slots_and_paces(harness: &dyn Harness) {
         since,
     };
     let store = harness.open(LEASE);
+    for expected in [1, 2] {
+        let sub = Subscription::new("https://receiver.example/hooks").events(["*"]);
+        let created = store.create_subscription(sub, 10).expect("create");
+        assert_eq!(created.id, expected, "a fresh store's first ids");
+    }
     assert_eq!(
         store.count_failure(1, 100, false).expect("count"),
         streak(1, 0, 100)
@@ -957,6 +962,20 @@ pub fn tallies_count_streaks_windows_slots_and_paces(harness: &dyn Harness) {
             )
         ]
     );
+
+    // A deleted subscription's tallies go with it, and are not made again by a late count.
+    store.count_failure(2, 800, false).expect("count");
+    store.delete_subscription(2).expect("delete");
+    assert_eq!(store.paces().expect("paces"), [(1, slow)]);
+    for at in [900, 1_000] {
+        assert_eq!(
+            store.count_failure(2, at, false).expect("count"),
+            streak(1, 0, at),
+            "no streak kept for a deleted subscription"
+        );
+    }
+    store.pace_attempt(2, true, 3).expect("pace");
+    assert_eq!(store.paces().expect("paces"), [(1, slow)]);
 }
 
 /// Expands into one `#[test]` per conformance check, each on a fresh harness made by

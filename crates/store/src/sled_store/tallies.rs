@@ -14,7 +14,7 @@ use crate::backend::Tallies;
 use crate::error::StoreError;
 use crate::model::{CalloutCount, CalloutWindow, FailureStreak, Pace, SendSlot};
 
-use super::keys::{key, part, FAILING};
+use super::keys::{key, part, FAILING, SUB};
 use super::{OrStoreError, SledStore};
 
 /// The tallies a sled store keeps in memory.
@@ -111,6 +111,10 @@ impl Tallies for SledStore {
         let mut state = self.tallies.state()?;
         let streak = state.streaks.get(&sub).copied().unwrap_or_default();
         let streak = streak.and_one_more(at_ms, event_failed);
+        // Not for a subscription deleted meanwhile: its record would outlive it.
+        if !self.subs.contains_key(key(SUB, &[sub])).db()? {
+            return Ok(streak);
+        }
         // Durable with the store's next flush: a crash before it forgets one failure.
         self.subs
             .insert(key(FAILING, &[sub]), &encode(&streak))
@@ -159,6 +163,9 @@ impl Tallies for SledStore {
     }
 
     fn pace_attempt(&self, sub: u64, quick: bool, cap: u32) -> Result<Pace, StoreError> {
+        if !self.subs.contains_key(key(SUB, &[sub])).db()? {
+            return Ok(Pace::default().after(quick, cap));
+        }
         let mut state = self.tallies.state()?;
         let pace = state.paces.entry(sub).or_default();
         *pace = pace.after(quick, cap);
