@@ -163,6 +163,9 @@ impl Registry {
         match (before.state, after.state) {
             (State::Active, State::Active) => {}
             (_, State::Active) => {
+                // A failure that landed after the switch-off (an attempt still in flight, on
+                // this or another instance) must not count against the resumed subscription.
+                self.store.end_failure_streak(id)?;
                 self.store.resume_subscription(id, now)?;
             }
             (State::Active, _) => self.store.hold_subscription(id)?,

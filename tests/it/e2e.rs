@@ -364,6 +364,47 @@ fn a_failure_streak_goes_on_after_the_engine_is_reopened() {
 }
 
 #[test]
+fn a_resumed_subscription_starts_a_fresh_failure_streak() {
+    use callout::store::{SledStore, StoreConfig, Tallies};
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Arc::new(SledStore::open(dir.path().join("store"), StoreConfig::default()).unwrap());
+    let receiver = Receiver::start(|_, _| Reply::status(500));
+    let engine = Engine::builder(Arc::clone(&store))
+        .allow_address("127.0.0.1")
+        .retry_policy(RetryPolicy::from_secs(&[0, 3_600]))
+        .failure_policy(FailurePolicy {
+            consecutive_failures: Some(2),
+            failing_for: None,
+        })
+        .open()
+        .unwrap();
+    let s = engine
+        .subscriptions()
+        .create(sub(&receiver, "/bad"))
+        .unwrap();
+    engine
+        .subscriptions()
+        .set_state(s.id, State::TooManyErrors)
+        .unwrap();
+    // Failures that land while it is off: attempts that were still in flight at the
+    // switch-off, here or on another instance sharing the store.
+    for at in [1, 2, 3] {
+        store.count_failure(s.id, at, false).unwrap();
+    }
+    engine
+        .subscriptions()
+        .set_state(s.id, State::Active)
+        .unwrap();
+    engine.publish(Event::created("Ticket", "1")).unwrap();
+    assert_eq!(receiver.wait_for("/bad", 1, WAIT).len(), 1);
+    assert!(wait_until(WAIT, || engine.stats().unwrap().retrying == 1));
+    // One failure of the two that switch it off; counted on the old streak it would be four.
+    let state = engine.subscriptions().get(s.id).unwrap().unwrap().state;
+    assert_eq!(state, State::Active);
+}
+
+#[test]
 fn chunks_of_100_100_50_two_seconds_apart() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::ok();
