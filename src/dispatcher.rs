@@ -34,12 +34,14 @@ const CHORES_EVERY_MS: u64 = 60_000;
 
 /// How long a delivery waits when the store could not give it a send slot.
 const RETRY_SLOT_MS: u64 = 100;
-/// How long a brief wait is, and how many in a row before the full poll interval.
+/// How long a brief wait is (see [`run`]).
 const BRIEF_WAIT: Duration = Duration::from_millis(2);
+/// How many brief waits in a row before the full poll interval.
 const BRIEF_WAITS: u32 = 4;
 
 /// The dispatcher's state: its wake-up, how many workers wait for work, and the hourly
-/// threshold (the counts and the rate-limit slots are the store's tallies). The bounds it leases within are the registry's.
+/// threshold (the counts and the rate-limit slots are the store's tallies). The bounds it
+/// leases within are the registry's.
 pub(crate) struct Dispatch {
     stopping: AtomicBool,
     /// Workers waiting for a hand-off: the dispatcher thread leases no more than this.
@@ -47,11 +49,17 @@ pub(crate) struct Dispatch {
     wake: Tx<()>,
     poll: Duration,
     hourly: Hourly,
+    /// The store is shared with other instances: their leases and paces change under us.
+    shared_store: bool,
 }
 
 impl Dispatch {
     /// The dispatcher's state and the receiving end of its wake-up, for [`run`].
-    pub(crate) fn new(poll: Duration, hourly_threshold: Option<u64>) -> (Dispatch, Receiver<()>) {
+    pub(crate) fn new(
+        poll: Duration,
+        hourly_threshold: Option<u64>,
+        shared_store: bool,
+    ) -> (Dispatch, Receiver<()>) {
         let (wake, woken) = crossbeam_channel::bounded(1);
         let dispatch = Dispatch {
             stopping: AtomicBool::new(false),
@@ -59,6 +67,7 @@ impl Dispatch {
             wake,
             poll,
             hourly: Hourly::new(hourly_threshold),
+            shared_store,
         };
         (dispatch, woken)
     }
@@ -108,7 +117,8 @@ pub(crate) fn run(shared: &Shared, jobs: &Tx<Leased>, woken: &Receiver<()>) {
             expire_error_logs(shared, now);
             shared.registry.drop_expired_secrets(now);
         }
-        if now >= paces_at {
+        // Only another instance changes a pace behind this one's back.
+        if dispatch.shared_store && now >= paces_at {
             paces_at = now.saturating_add(crate::health::PACE_REFRESH_MS);
             crate::health::refresh_paces(shared);
         }
@@ -137,7 +147,7 @@ pub(crate) fn run(shared: &Shared, jobs: &Tx<Leased>, woken: &Receiver<()>) {
             // held locked for a moment: with workers free, a few brief waits first.
             let wait = match shared.store.next_due_at() {
                 Ok(Some(due)) if due > now => Duration::from_millis(due - now).min(dispatch.poll),
-                Ok(Some(_)) if room > 0 && brief_waits < BRIEF_WAITS => {
+                Ok(Some(_)) if dispatch.shared_store && room > 0 && brief_waits < BRIEF_WAITS => {
                     brief_waits += 1;
                     BRIEF_WAIT.min(dispatch.poll)
                 }

@@ -400,7 +400,7 @@ impl Engine {
             Arc::clone(&b.clock),
             Arc::clone(&limits),
         )?;
-        let (dispatch, woken) = Dispatch::new(b.poll, b.hourly_threshold);
+        let (dispatch, woken) = Dispatch::new(b.poll, b.hourly_threshold, watched);
         let (health, health_jobs) = Health::new(
             b.failure,
             b.notifier,

@@ -20,6 +20,7 @@
 //! another publish or another receiver.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,6 +89,8 @@ pub(crate) const PACE_REFRESH_MS: u64 = 2_000;
 #[derive(Debug, Default)]
 struct Record {
     pace: callout_store::Pace,
+    /// The [`Health::pace_epoch`] of this instance's last change of the copy.
+    pace_epoch: u64,
     /// Dead-lettered deliveries the notifier has not heard of yet, and when it last heard.
     failed_unreported: u64,
     failures_noticed_at: Option<u64>,
@@ -98,6 +101,9 @@ pub(crate) struct Health {
     policy: FailurePolicy,
     pace: Pace,
     records: Mutex<HashMap<u64, Record>>,
+    /// Counts this instance's changes of its pace copies, so a refresh read before a change
+    /// does not undo it.
+    pace_epoch: AtomicU64,
     /// Attempts under way, by lease: (subscription, started at, Unix ms).
     running: Mutex<HashMap<LeaseToken, (u64, u64)>>,
     notifier: Option<Arc<dyn Notifier>>,
@@ -116,6 +122,7 @@ impl Health {
             policy,
             pace,
             records: Mutex::new(HashMap::new()),
+            pace_epoch: AtomicU64::new(0),
             running: Mutex::new(HashMap::new()),
             notifier,
             jobs: Mutex::new(Some(tx)),
@@ -242,25 +249,43 @@ pub(crate) fn attempt_ended(
         running.remove(&lease);
     }
     let quick = !(timed_out || took >= health.pace.slow_attempt);
+    let unchanged = match health.records.lock() {
+        Ok(mut records) => {
+            let record = records.entry(sub).or_default();
+            record.pace.after(quick, health.pace.cap()) == record.pace
+        }
+        Err(_) => return,
+    };
+    if unchanged {
+        // Nothing this instance paces by would change, so the store is not asked.
+        return;
+    }
+    count_pace(shared, sub, quick);
+}
+
+/// Counts an attempt of `sub` into the store's pace and takes the result as this instance's
+/// copy. The store is asked outside the records lock, so a slow store delays this attempt's
+/// worker only; two attempts ending at once may then apply in either order, which the next
+/// change or refresh puts right.
+fn count_pace(shared: &Shared, sub: u64, quick: bool) {
+    let health = &shared.health;
+    let cap = health.pace.cap();
+    let stored = shared
+        .store
+        .pace_attempt(sub, quick, cap)
+        .map_err(|error| {
+            tracing::error!(%error, subscription = sub, "could not count an attempt's pace");
+        })
+        .ok();
     let Ok(mut records) = health.records.lock() else {
         return;
     };
     let record = records.entry(sub).or_default();
-    let local = record.pace.after(quick, health.pace.cap());
-    if local == record.pace {
-        // Nothing this instance paces by would change, so the store is not asked.
-        return;
-    }
-    // Under the records lock, so two attempts ending at once count in the order they ended,
-    // and set the limits in that order (nothing takes the records while holding the limits).
-    let now = match shared.store.pace_attempt(sub, quick, health.pace.cap()) {
-        Ok(stored) => stored,
-        Err(error) => {
-            tracing::error!(%error, subscription = sub, "could not count an attempt's pace");
-            local
-        }
-    };
+    let now = stored.unwrap_or_else(|| record.pace.after(quick, cap));
+    record.pace_epoch = health.pace_epoch.fetch_add(1, Ordering::SeqCst) + 1;
     let before = std::mem::replace(&mut record.pace, now);
+    // Under the records lock, so the limits change in the order the copies do (nothing takes
+    // the records while holding the limits).
     apply_pace(shared, sub, before, now);
 }
 
@@ -283,6 +308,8 @@ fn apply_pace(shared: &Shared, sub: u64, before: callout_store::Pace, now: callo
 /// Reads the store's paces again into this instance's copies, for the ones other instances
 /// changed. The dispatcher calls this every [`PACE_REFRESH_MS`].
 pub(crate) fn refresh_paces(shared: &Shared) {
+    // A copy this instance changed after the read began is newer than what the read returns.
+    let read_from = shared.health.pace_epoch.load(Ordering::SeqCst);
     let paces = match shared.store.paces() {
         Ok(paces) => paces,
         Err(error) => {
@@ -295,7 +322,7 @@ pub(crate) fn refresh_paces(shared: &Shared) {
     };
     for (sub, now) in paces {
         let record = records.entry(sub).or_default();
-        if record.pace != now {
+        if record.pace != now && record.pace_epoch <= read_from {
             let before = std::mem::replace(&mut record.pace, now);
             apply_pace(shared, sub, before, now);
         }
@@ -315,28 +342,22 @@ pub(crate) fn mark_running_slow(shared: &Shared, now: u64) {
             .collect(),
         Err(_) => return,
     };
-    let Ok(mut records) = health.records.lock() else {
-        return;
+    let newly: Vec<u64> = match health.records.lock() {
+        Ok(mut records) => overdue
+            .into_iter()
+            .filter(|sub| {
+                let pace = records.entry(*sub).or_default().pace;
+                !(pace.slow && pace.quick_streak == 0)
+            })
+            .collect(),
+        Err(_) => return,
     };
-    for sub in overdue {
-        let record = records.entry(sub).or_default();
-        if record.pace.slow && record.pace.quick_streak == 0 {
-            continue;
-        }
+    for sub in newly {
         tracing::info!(
             subscription = sub,
             "subscription slow: an attempt runs past the limit"
         );
-        let local = record.pace.after(false, health.pace.cap());
-        let now = shared
-            .store
-            .pace_attempt(sub, false, health.pace.cap())
-            .unwrap_or_else(|error| {
-                tracing::error!(%error, subscription = sub, "could not count an attempt's pace");
-                local
-            });
-        let before = std::mem::replace(&mut record.pace, now);
-        apply_pace(shared, sub, before, now);
+        count_pace(shared, sub, false);
     }
 }
 

@@ -44,9 +44,9 @@ impl Hourly {
     /// Counts one callout of `delivery` (of `event_type`, `entity.action`) to `sub` at `now`
     /// in `store`, unless it must wait: `delays` says whether its profile delays past the
     /// threshold. A store that cannot count lets it go (logged): never held for good.
-    pub(crate) fn admit(
+    pub(crate) fn admit<S: Tallies + ?Sized>(
         &self,
-        store: &dyn Tallies,
+        store: &S,
         sub: u64,
         event_type: &str,
         delivery: u64,
