@@ -2,8 +2,8 @@
 //! INSERT transactions through the `postgres` crate (1 and 8 connections), durable enqueues
 //! of one delivery (1 and 8 threads) and of 100, the lease -> complete cycle, `counts()`
 //! with 1M deliveries queued, and end to end (`publish_batch` of 100 to a receiver on
-//! 127.0.0.1) with 1 and 2 engine instances on one schema. Needs a server: run it under the test cluster,
-//! `scripts/with-postgres.sh cargo bench -p callout-postgres --bench postgres`.
+//! 127.0.0.1) with 1 and 2 engine instances on one schema. Needs a server: run it under the
+//! test cluster, `scripts/with-postgres.sh cargo bench -p callout-postgres --bench postgres`.
 //! Figures go to docs/BENCHMARKS.md.
 
 use std::sync::Arc;

@@ -3,8 +3,8 @@
 //!
 //! [`PgStore`] implements the storage traits of `callout-store` (`Registry`, `Queue`,
 //! `History`, `Tallies`) on PostgreSQL 15 or newer and passes the same conformance suite as
-//! the embedded sled store. A host with more than one instance opens one on the same database and schema
-//! in each:
+//! the embedded sled store. A host with more than one instance opens one on the same
+//! database and schema in each:
 //!
 //! ```no_run
 //! use std::sync::Arc;

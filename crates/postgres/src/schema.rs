@@ -31,7 +31,7 @@ const LOCK_CLASS: i32 = 0x6361_6c6c;
 ///
 /// Version 3, the tallies every instance counts into: each subscription's failure streak
 /// (ended by a delivered settle, in its transaction), its callouts per entity in the current
-/// clock hour, and its next rate-limit slot.
+/// clock hour, its next rate-limit slot and its pace.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE SEQUENCE subscription_ids;

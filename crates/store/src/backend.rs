@@ -117,8 +117,9 @@ pub trait Queue: Send + Sync {
     }
 
     /// The delivery was delivered: it leaves the queue; its attempt stays for the retention,
-    /// and its subscription's failure streak ([`Tallies::count_failure`]) ends. Fails with [`StoreError::UnknownDelivery`] when the lease is not current (never leased,
-    /// settled already, or expired and voided by a later lease).
+    /// and its subscription's failure streak ([`Tallies::count_failure`]) ends. Fails with
+    /// [`StoreError::UnknownDelivery`] when the lease is not current (never leased, settled
+    /// already, or expired and voided by a later lease).
     fn complete(&self, lease: LeaseToken, attempt: Attempt) -> Result<(), StoreError>;
 
     /// The attempt failed; the delivery is due again at `due_at` (held, if its subscription

@@ -45,8 +45,9 @@ impl Hold {
         })
     }
 
-    /// Requests from now on are kept.
+    /// Requests from now on are kept (again, after a release).
     pub fn start(&self) {
+        self.released.store(false, Ordering::SeqCst);
         self.holding.store(true, Ordering::SeqCst);
     }
 
