@@ -40,7 +40,7 @@
 //! - **Counts** come from one row per subscription kept in the same transactions, never from
 //!   scanning the queue.
 //! - **Tallies** are rows every instance counts into: failure streaks (ended by a delivered
-//!   settle in its own transaction), hourly callout windows and paces (each read `FOR UPDATE`
+//!   settle in its own transaction), hourly callout windows and paces (each locked by an upsert
 //!   and changed by the model's rule, so instances counting at once take turns) and send
 //!   slots (one conditional upsert). They commit without waiting for the WAL flush, like
 //!   settles.

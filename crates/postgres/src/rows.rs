@@ -35,6 +35,11 @@ pub(crate) fn uint(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
+/// An `integer` count as the model's `u32` (a negative one reads as 0).
+pub(crate) fn uint32(value: i32) -> u32 {
+    u32::try_from(value).unwrap_or(0)
+}
+
 /// A duration in the model's milliseconds.
 pub(crate) fn millis(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)

@@ -1,12 +1,12 @@
 //! The tallies on PostgreSQL, in tables every instance counts into: `failure_streaks` (a
 //! delivered settle deletes its subscription's row in its own transaction), `callout_windows`
-//! (read `FOR UPDATE` and counted by the store's one rule, so instances counting at once take
-//! turns), `send_slots` (taken by one conditional upsert) and `paces` (read `FOR UPDATE` and
-//! changed by the store's one rule, as the windows are).
+//! (locked by an upsert and counted by the store's one rule, so instances counting at once
+//! take turns), `send_slots` (taken by one conditional upsert) and `paces` (locked and changed
+//! by the store's one rule, as the windows are).
 
 use callout_store::{CalloutCount, CalloutWindow, FailureStreak, Pace, StoreError, Tallies};
 
-use crate::rows::{int, uint};
+use crate::rows::{int, uint, uint32};
 use crate::PgStore;
 
 /// What deleting a subscription deletes of its tallies, in its transaction.
@@ -44,8 +44,8 @@ impl Tallies for PgStore {
                     });
                 };
                 Ok(FailureStreak {
-                    attempts: u32::try_from(row.get::<_, i32>(0)).unwrap_or(0),
-                    events: u32::try_from(row.get::<_, i32>(1)).unwrap_or(0),
+                    attempts: uint32(row.get(0)),
+                    events: uint32(row.get(1)),
                     since: uint(row.get(2)),
                 })
             })
@@ -76,14 +76,13 @@ impl Tallies for PgStore {
         let (sub, entity) = (int(sub), entity.to_string());
         self.pool.run(move |conn| {
             conn.transact(|tx| {
-                tx.execute(
-                    "INSERT INTO callout_windows (subscription, entity, hour, count) \
-                     VALUES ($1, $2, 0, 0) ON CONFLICT DO NOTHING",
-                    &[&sub, &entity],
-                )?;
+                // One statement: a missing row is inserted, an existing one "updated" to itself,
+                // which locks it until the count below is written (as `lock_subscriptions`).
                 let row = tx.query_one(
-                    "SELECT hour, count, warned_hour FROM callout_windows \
-                     WHERE subscription = $1 AND entity = $2 FOR UPDATE",
+                    "INSERT INTO callout_windows AS w (subscription, entity, hour, count) \
+                     VALUES ($1, $2, 0, 0) \
+                     ON CONFLICT (subscription, entity) DO UPDATE SET hour = w.hour \
+                     RETURNING hour, count, warned_hour",
                     &[&sub, &entity],
                 )?;
                 let mut window = CalloutWindow {
@@ -142,22 +141,21 @@ impl Tallies for PgStore {
         let sub = int(sub);
         self.pool.run(move |conn| {
             conn.transact(|tx| {
-                // Not for a subscription deleted meanwhile: its row would outlive it.
-                tx.execute(
-                    "INSERT INTO paces (subscription, quick_streak, slow) \
-                     SELECT $1, 0, false WHERE EXISTS (SELECT 1 FROM subscriptions WHERE id = $1) \
-                     ON CONFLICT DO NOTHING",
-                    &[&sub],
-                )?;
+                // Inserted or "updated" to itself, which locks it until the pace below is
+                // written (as the windows); not made for a subscription deleted meanwhile, whose
+                // row would outlive it.
                 let row = tx.query_opt(
-                    "SELECT quick_streak, slow FROM paces WHERE subscription = $1 FOR UPDATE",
+                    "INSERT INTO paces AS p (subscription, quick_streak, slow) \
+                     SELECT $1, 0, false WHERE EXISTS (SELECT 1 FROM subscriptions WHERE id = $1) \
+                     ON CONFLICT (subscription) DO UPDATE SET slow = p.slow \
+                     RETURNING quick_streak, slow",
                     &[&sub],
                 )?;
                 let Some(row) = row else {
                     return Ok(Pace::default().after(quick, cap));
                 };
                 let pace = Pace {
-                    quick_streak: u32::try_from(row.get::<_, i32>(0)).unwrap_or(0),
+                    quick_streak: uint32(row.get(0)),
                     slow: row.get(1),
                 }
                 .after(quick, cap);
@@ -185,7 +183,7 @@ impl Tallies for PgStore {
                     .iter()
                     .map(|row| {
                         let pace = Pace {
-                            quick_streak: u32::try_from(row.get::<_, i32>(1)).unwrap_or(0),
+                            quick_streak: uint32(row.get(1)),
                             slow: row.get(2),
                         };
                         (uint(row.get(0)), pace)
