@@ -71,28 +71,26 @@ impl Hourly {
                 threshold,
             }
         });
-        let Ok(mut delayed) = self.delayed.lock() else {
-            return Gate {
-                wait_until: (!counted.goes_now).then_some(counted.next_hour_at),
-                notice,
-            };
-        };
+        // This instance's delayed deliveries: the one going now may be the last of them.
         let key = (sub, entity.to_string());
-        if !counted.goes_now {
-            delayed.entry(key).or_default().insert(delivery);
-            return Gate {
-                wait_until: Some(counted.next_hour_at),
-                notice,
-            };
-        }
-        let caught_up = delayed
-            .get_mut(&key)
-            .is_some_and(|waiting| waiting.remove(&delivery) && waiting.is_empty());
-        if caught_up {
-            delayed.remove(&key);
-        }
+        let caught_up = match self.delayed.lock() {
+            Ok(mut delayed) if !counted.goes_now => {
+                delayed.entry(key).or_default().insert(delivery);
+                false
+            }
+            Ok(mut delayed) => {
+                let done = delayed
+                    .get_mut(&key)
+                    .is_some_and(|waiting| waiting.remove(&delivery) && waiting.is_empty());
+                if done {
+                    delayed.remove(&key);
+                }
+                done
+            }
+            Err(_) => false,
+        };
         Gate {
-            wait_until: None,
+            wait_until: (!counted.goes_now).then_some(counted.next_hour_at),
             notice: notice.or_else(|| {
                 caught_up.then(|| NoticeKind::ThresholdCaughtUp {
                     entity: entity.to_string(),
