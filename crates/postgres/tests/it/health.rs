@@ -4,13 +4,13 @@
 //! rate limit holds for the cluster, not per engine.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use callout::{Engine, EngineBuilder, Event, FailurePolicy, NoticeKind, RetryPolicy, State};
 use callout::{Notice, Subscription};
 use callout_testkit::{Hold, Receiver, Reply};
 
-use crate::support::Schema;
+use crate::support::{wait_until, Schema};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -18,17 +18,6 @@ fn engine(schema: &Schema) -> EngineBuilder {
     Engine::builder(Arc::new(schema.open(Duration::from_secs(300))))
         .allow_address("127.0.0.1")
         .workers(2)
-}
-
-fn wait_until(limit: Duration, done: impl Fn() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    done()
 }
 
 #[test]

@@ -1,7 +1,7 @@
-//! What the tests share: the test server's URL, and a schema of their own for each test
-//! (random name, dropped at the end), so tests run in parallel on one database.
+//! What the tests share: the test server's URL, a schema of their own for each test (random
+//! name, dropped at the end), so tests run in parallel on one database, and a bounded wait.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use callout_postgres::{PgConfig, PgStore};
 
@@ -70,4 +70,16 @@ impl Drop for Schema {
 /// A plain client on the test server.
 pub fn client() -> postgres::Client {
     postgres::Client::connect(&server_url(), postgres::NoTls).expect("the test server answers")
+}
+
+/// Waits until `done`, for at most `limit`, checking every 10 ms; whether it was done.
+pub fn wait_until(limit: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    done()
 }
