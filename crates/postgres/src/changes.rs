@@ -36,7 +36,7 @@ pub(crate) fn channel(schema: &str) -> String {
 }
 
 /// A notice's payload: `s<id>` for a subscription, `d` for due deliveries.
-fn payload(change: Change) -> String {
+pub(crate) fn payload(change: Change) -> String {
     match change {
         Change::Subscription(id) => format!("s{id}"),
         _ => "d".to_string(),

@@ -172,10 +172,42 @@ impl Conn {
         &mut self,
         mut work: impl FnMut(&mut Tx<'_>) -> Result<T, Fail>,
     ) -> Result<T, StoreError> {
+        self.retrying(|conn| conn.transact_once(&mut work))
+    }
+
+    /// Runs one statement as a transaction of its own: no `BEGIN` or `COMMIT`, so a prepared
+    /// statement costs one round trip (PostgreSQL commits it at the protocol's sync). Retried
+    /// as [`Conn::transact`] is.
+    pub(crate) fn query_alone(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        self.retrying(|conn| {
+            conn.connect()?;
+            let Some(client) = conn.client.as_mut() else {
+                return Err(StoreError::Storage("no PostgreSQL connection".into()).into());
+            };
+            let statement = match conn.statements.get(sql) {
+                Some(statement) => statement.clone(),
+                None => {
+                    let statement = client.prepare(sql)?;
+                    conn.statements.insert(sql, statement.clone());
+                    statement
+                }
+            };
+            Ok(client.query(&statement, params)?)
+        })
+    }
+
+    fn retrying<T>(
+        &mut self,
+        mut once: impl FnMut(&mut Conn) -> Result<T, Fail>,
+    ) -> Result<T, StoreError> {
         let mut tries = 0;
         loop {
             tries += 1;
-            let result = self.transact_once(&mut work);
+            let result = once(self);
             match result {
                 Err(fail) if fail.retryable() && tries < 5 => continue,
                 Err(fail) => {

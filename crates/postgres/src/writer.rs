@@ -4,7 +4,7 @@
 //! transaction fails in the database, its calls are tried again one transaction each, so one
 //! call's failure is not another's.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -13,9 +13,9 @@ use crossbeam_channel::{Receiver, Sender};
 
 use callout_store::{Change, EnqueueReceipt, NewDelivery, StoreError};
 
-use crate::changes::notify;
-use crate::conn::{Conn, Fail, Settings, Tx};
-use crate::rows::{int, lock_subscriptions, uint, DUE, HELD};
+use crate::changes::{channel, payload};
+use crate::conn::{Conn, Settings};
+use crate::rows::{int, uint};
 
 /// The most calls one transaction takes; more wait for the next.
 const GROUP_CALLS: usize = 256;
@@ -90,7 +90,7 @@ fn run(mut conn: Conn, calls: &Receiver<Call>, dedup_retention_ms: u64) {
     while let Ok(first) = calls.recv() {
         let group = gather(first, calls, last_group);
         last_group = group.len();
-        let shared = conn.transact(|tx| enqueue_group(tx, &group, dedup_retention_ms));
+        let shared = enqueue_group(&mut conn, &group, dedup_retention_ms);
         match shared {
             Ok(receipts) => {
                 for (call, receipt) in group.iter().zip(receipts) {
@@ -103,11 +103,9 @@ fn run(mut conn: Conn, calls: &Receiver<Call>, dedup_retention_ms: u64) {
             // silently).
             Err(_) if group.len() > 1 && conn.connected() => {
                 for call in group {
-                    let alone = conn
-                        .transact(|tx| {
-                            enqueue_group(tx, std::slice::from_ref(&call), dedup_retention_ms)
-                        })
-                        .map(|mut receipts| receipts.pop().unwrap_or_default());
+                    let alone =
+                        enqueue_group(&mut conn, std::slice::from_ref(&call), dedup_retention_ms)
+                            .map(|mut receipts| receipts.pop().unwrap_or_default());
                     let _ = call.answer.send(alone);
                 }
             }
@@ -147,163 +145,207 @@ fn clone_error(error: &StoreError) -> StoreError {
     StoreError::Storage(error.to_string())
 }
 
-/// The calls' writes, in one transaction: every subscription they name locked at once, in
-/// order (as every writer locks them, see schema.rs: call by call, two instances' groups
-/// could each hold what the other waits for; and a hold takes the same lock, which makes
-/// "held" certain); each call's event ids remembered or found seen; the deliveries kept
-/// inserted (held when their subscription is) and counted, all calls' in one statement.
+/// The calls' writes as one statement, so a group costs one round trip and one commit: each
+/// call's host event ids remembered, or found seen before (by any instance, or by an earlier
+/// call of the group); the deliveries of calls that named none seen are inserted (held when
+/// their subscription is) and counted; a notice sent when any went in.
+///
+/// Locks are taken in one order by every writer (see schema.rs): the event ids first, sorted,
+/// then every subscription the calls name, sorted (an upsert of its `queue_state` row, which
+/// also counts the deliveries and tells whether it is held, which a hold's lock makes certain).
+/// The order follows from the data: a delivery's state needs its subscription's row, and
+/// whether it goes in at all needs every event id settled first. Ids come from the sequence in
+/// the order the deliveries are listed, which is the order they were published.
+const ENQUEUE: &str = "\
+WITH named AS (
+  SELECT e, slot, at FROM unnest($1::text[], $2::int4[], $3::int8[]) AS s(e, slot, at)),
+first AS (
+  SELECT DISTINCT ON (e) e, slot, at FROM named ORDER BY e, slot),
+fresh AS (
+  INSERT INTO seen_events (event_id, seen_at) SELECT e, at FROM first ORDER BY e
+  ON CONFLICT (event_id) DO UPDATE SET seen_at = EXCLUDED.seen_at
+  WHERE seen_events.seen_at <= EXCLUDED.seen_at - $4::int8
+  RETURNING event_id),
+dup AS (
+  SELECT n.slot FROM named n
+  WHERE NOT EXISTS (SELECT 1 FROM first f JOIN fresh r ON r.event_id = f.e WHERE f.slot = n.slot)),
+dropped AS (
+  SELECT p.n FROM unnest($5::int4[], $6::int4[]) AS p(n, slot)
+  WHERE p.slot IN (SELECT slot FROM dup)),
+new AS MATERIALIZED (
+  SELECT u.*, nextval('delivery_ids') AS id
+  FROM unnest($7::int8[], $8::text[], $9::text[], $10::bytea[], $11::text[], $12::int8[],
+              $13::int8[], $14::bool[], $15::text[])
+       WITH ORDINALITY AS u(sub, event_ids, event_type, body, message_id, due_at, created_at,
+                            ordered, order_key, n)
+  WHERE u.n NOT IN (SELECT n FROM dropped)),
+counted AS (
+  SELECT sub, count(*) AS n FROM new GROUP BY sub),
+locked AS (
+  INSERT INTO queue_state AS q (subscription, due)
+  SELECT s, COALESCE(c.n, 0) FROM unnest($16::int8[]) AS s LEFT JOIN counted c ON c.sub = s
+  ORDER BY s
+  ON CONFLICT (subscription) DO UPDATE
+  SET due = q.due + CASE WHEN q.held_sub THEN 0 ELSE EXCLUDED.due END,
+      held = q.held + CASE WHEN q.held_sub THEN EXCLUDED.due ELSE 0 END
+  RETURNING subscription, held_sub),
+ins AS (
+  INSERT INTO deliveries (id, subscription, event_ids, event_type, body, message_id, due_at,
+                          created_at, ordered, state, order_key)
+  SELECT w.id, w.sub, w.event_ids, w.event_type, w.body, w.message_id, w.due_at, w.created_at,
+         w.ordered, CASE WHEN l.held_sub THEN 2 ELSE 0 END::int2, w.order_key
+  FROM new w JOIN locked l ON l.subscription = w.sub
+  RETURNING 1),
+told AS (
+  SELECT pg_notify($17, $18) FROM (SELECT 1 FROM ins LIMIT 1) AS any_in)
+SELECT 0::int2 AS kind, slot::int8 AS n, 0::int8 AS id FROM dup
+UNION ALL SELECT 1::int2, w.n, w.id FROM new w
+UNION ALL SELECT 2::int2, count(*), 0::int8 FROM told";
+
 fn enqueue_group(
-    tx: &mut Tx<'_>,
+    conn: &mut Conn,
     calls: &[Call],
     dedup_retention_ms: u64,
-) -> Result<Vec<EnqueueReceipt>, Fail> {
-    let subs: Vec<i64> = calls
+) -> Result<Vec<EnqueueReceipt>, StoreError> {
+    let mut named = Named::default();
+    let mut columns = Columns::default();
+    let mut owners: Vec<usize> = Vec::new();
+    for (n, call) in calls.iter().enumerate() {
+        let now = int(call.now_ms);
+        let mut slots: HashMap<&str, i32> = HashMap::new();
+        for id in &call.dedup_event_ids {
+            if !slots.contains_key(id.as_str()) {
+                let slot = named.push(id, n, now)?;
+                slots.insert(id, slot);
+            }
+        }
+        for new in &call.deliveries {
+            let ordinal = i32::try_from(owners.len() + 1).map_err(|_| too_many())?;
+            for slot in new.event_ids.iter().filter_map(|e| slots.get(e.as_str())) {
+                named.pairs.push((ordinal, *slot));
+            }
+            columns.push(new, now)?;
+            owners.push(n);
+        }
+    }
+    let subs: Vec<i64> = columns
+        .subs
         .iter()
-        .flat_map(|call| call.deliveries.iter().map(|d| int(d.subscription_id)))
+        .copied()
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let held = lock_subscriptions(tx, &subs)?;
-    let mut receipts = Vec::with_capacity(calls.len());
-    let mut kept: Vec<(usize, &NewDelivery)> = Vec::new();
-    for (n, call) in calls.iter().enumerate() {
-        let duplicates = seen_before(tx, call, dedup_retention_ms)?;
-        kept.extend(
-            call.deliveries
-                .iter()
-                .filter(|d| !d.event_ids.iter().any(|e| duplicates.contains(e)))
-                .map(|d| (n, d)),
-        );
-        receipts.push(EnqueueReceipt {
-            delivery_ids: Vec::new(),
-            duplicate_event_ids: duplicates.into_iter().collect(),
-        });
-    }
-    if kept.is_empty() {
-        return Ok(receipts);
-    }
-    let count = kept.len() as i64;
-    let mut ids: Vec<i64> = tx
-        .query(
-            "SELECT nextval('delivery_ids') FROM generate_series(1, $1::int8)",
-            &[&count],
-        )?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    ids.sort_unstable();
-    let mut columns = Columns::default();
-    for (id, (n, new)) in ids.iter().zip(&kept) {
-        let sub = int(new.subscription_id);
-        let state = if held.get(&sub).copied().unwrap_or(false) {
-            HELD
-        } else {
-            DUE
-        };
-        columns.push(*id, new, state)?;
-        receipts[*n].delivery_ids.push(uint(*id));
-    }
-    let created: Vec<i64> = kept.iter().map(|(n, _)| int(calls[*n].now_ms)).collect();
-    tx.execute(
-        "WITH new AS ( \
-           INSERT INTO deliveries (id, subscription, event_ids, event_type, body, message_id, \
-                                   due_at, created_at, ordered, state, order_key) \
-           SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::bytea[], \
-                                $6::text[], $7::int8[], $9::int8[], $8::bool[], $10::int2[], \
-                                $11::text[]) \
-           RETURNING subscription, state) \
-         UPDATE queue_state q SET due = q.due + c.due, held = q.held + c.held \
-         FROM (SELECT subscription, count(*) FILTER (WHERE state = 0) AS due, \
-                      count(*) FILTER (WHERE state = 2) AS held \
-               FROM new GROUP BY subscription) c \
-         WHERE q.subscription = c.subscription",
+    let (pair_deliveries, pair_slots): (Vec<i32>, Vec<i32>) = named.pairs.iter().copied().unzip();
+    let channel = channel(conn.schema());
+    let due = payload(Change::Due);
+    let rows = conn.query_alone(
+        ENQUEUE,
         &[
-            &columns.ids,
+            &named.event_ids,
+            &named.slots,
+            &named.at,
+            &int(dedup_retention_ms),
+            &pair_deliveries,
+            &pair_slots,
             &columns.subs,
             &columns.event_ids,
             &columns.event_types,
             &columns.bodies,
             &columns.message_ids,
             &columns.due_at,
+            &columns.created_at,
             &columns.ordered,
-            &created,
-            &columns.states,
             &columns.order_keys,
+            &subs,
+            &channel,
+            &due,
         ],
     )?;
-    if !columns.ids.is_empty() {
-        notify(tx, Change::Due)?;
+    let mut receipts: Vec<EnqueueReceipt> =
+        calls.iter().map(|_| EnqueueReceipt::default()).collect();
+    let mut inserted: Vec<(i64, i64)> = Vec::new();
+    for row in &rows {
+        let (kind, n, id): (i16, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        match kind {
+            0 => {
+                let slot = usize::try_from(n).unwrap_or(usize::MAX);
+                if let (Some(event_id), Some(call)) =
+                    (named.event_ids.get(slot), named.calls.get(slot))
+                {
+                    receipts[*call].duplicate_event_ids.push(event_id.clone());
+                }
+            }
+            1 => inserted.push((n, id)),
+            _ => {}
+        }
+    }
+    inserted.sort_unstable();
+    for (ordinal, id) in inserted {
+        let owner = usize::try_from(ordinal - 1)
+            .ok()
+            .and_then(|n| owners.get(n));
+        if let Some(call) = owner {
+            receipts[*call].delivery_ids.push(uint(id));
+        }
+    }
+    for receipt in &mut receipts {
+        receipt.duplicate_event_ids.sort_unstable();
     }
     Ok(receipts)
 }
 
-/// The call's host event ids seen within the retention (by any instance), sorted; the others
-/// are remembered from now. An id remembered longer ago than the retention is taken as new
-/// (and remembered anew); a conflicting insert of another instance waits for its commit, so
-/// instances agree on which publish had it first.
-fn seen_before(
-    tx: &mut Tx<'_>,
-    call: &Call,
-    dedup_retention_ms: u64,
-) -> Result<BTreeSet<String>, Fail> {
-    let mut unique: Vec<String> = Vec::new();
-    let mut once = HashSet::new();
-    for id in &call.dedup_event_ids {
-        if once.insert(id.as_str()) {
-            unique.push(id.clone());
-        }
-    }
-    if unique.is_empty() {
-        return Ok(BTreeSet::new());
-    }
-    let now = int(call.now_ms);
-    // Signed: early in the clock (tests start at 0) nothing is forgotten yet.
-    let forgotten_before = now.saturating_sub(int(dedup_retention_ms));
-    let fresh: HashSet<String> = tx
-        .query(
-            "INSERT INTO seen_events (event_id, seen_at) SELECT e, $2 FROM unnest($1::text[]) AS e \
-             ON CONFLICT (event_id) DO UPDATE SET seen_at = EXCLUDED.seen_at \
-             WHERE seen_events.seen_at <= $3 \
-             RETURNING event_id",
-            &[&unique, &now, &forgotten_before],
-        )?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    Ok(unique
-        .into_iter()
-        .filter(|id| !fresh.contains(id))
-        .collect())
+fn too_many() -> StoreError {
+    StoreError::Storage("too many deliveries for one enqueue".into())
 }
 
-/// A call's deliveries as one array per column, for one `INSERT ... SELECT FROM unnest`.
+/// The host event ids a group names, each call's once, as columns for `unnest`: a slot per
+/// (call, id), and which deliveries name which slot.
+#[derive(Default)]
+struct Named {
+    event_ids: Vec<String>,
+    slots: Vec<i32>,
+    at: Vec<i64>,
+    calls: Vec<usize>,
+    pairs: Vec<(i32, i32)>,
+}
+
+impl Named {
+    fn push(&mut self, event_id: &str, call: usize, at: i64) -> Result<i32, StoreError> {
+        let slot = i32::try_from(self.slots.len()).map_err(|_| too_many())?;
+        self.event_ids.push(event_id.to_string());
+        self.slots.push(slot);
+        self.at.push(at);
+        self.calls.push(call);
+        Ok(slot)
+    }
+}
+
+/// The deliveries of a group as one array per column, for one `INSERT ... SELECT FROM unnest`.
 #[derive(Default)]
 struct Columns {
-    ids: Vec<i64>,
     subs: Vec<i64>,
     event_ids: Vec<String>,
     event_types: Vec<String>,
     bodies: Vec<Vec<u8>>,
     message_ids: Vec<String>,
     due_at: Vec<i64>,
+    created_at: Vec<i64>,
     ordered: Vec<bool>,
-    states: Vec<i16>,
     order_keys: Vec<Option<String>>,
 }
 
 impl Columns {
-    fn push(&mut self, id: i64, new: &NewDelivery, state: i16) -> Result<(), Fail> {
+    fn push(&mut self, new: &NewDelivery, created_at: i64) -> Result<(), StoreError> {
         let event_ids = serde_json::to_string(&new.event_ids)
-            .map_err(|e| Fail::Store(StoreError::Storage(format!("event ids: {e}"))))?;
-        self.ids.push(id);
+            .map_err(|e| StoreError::Storage(format!("event ids: {e}")))?;
         self.subs.push(int(new.subscription_id));
         self.event_ids.push(event_ids);
         self.event_types.push(new.event_type.clone());
         self.bodies.push(new.body.clone());
         self.message_ids.push(new.message_id.clone());
         self.due_at.push(int(new.due_at));
+        self.created_at.push(created_at);
         self.ordered.push(new.ordered);
-        self.states.push(state);
         self.order_keys.push(new.order_key.clone());
         Ok(())
     }

@@ -139,6 +139,63 @@ pub fn host_event_ids_are_deduplicated(harness: &dyn Harness) {
     assert_eq!(store.counts().expect("counts").due, 2);
 }
 
+/// Publishers naming the same host event ids at once (so their calls may share one group
+/// commit) store each id once: every other call hears it was a duplicate, and a call's
+/// deliveries go in only when none of the ids it names was seen.
+pub fn concurrent_publishes_of_one_event_id_store_it_once(harness: &dyn Harness) {
+    const THREADS: usize = 8;
+    const IDS: usize = 25;
+    let store = harness.open(LEASE);
+    let publishers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let mut stored = Vec::new();
+                for n in 0..IDS {
+                    let id = format!("evt-{n}");
+                    // Every second call also names an id of its own, which is never a
+                    // duplicate, but its deliveries go only with the shared one's.
+                    let own = format!("own-{t}-{n}");
+                    let ids = if n % 2 == 0 {
+                        vec![id.clone()]
+                    } else {
+                        vec![id.clone(), own.clone()]
+                    };
+                    let mut named = delivery(1, &id, 0);
+                    named.event_ids = ids.clone();
+                    let receipt = store.enqueue(&ids, vec![named], 5).expect("enqueue");
+                    match receipt.duplicate_event_ids.as_slice() {
+                        [] => {
+                            assert_eq!(receipt.delivery_ids.len(), 1);
+                            stored.push(n);
+                        }
+                        [seen] => {
+                            assert_eq!(seen, &id, "only the shared id is a duplicate");
+                            assert!(
+                                receipt.delivery_ids.is_empty(),
+                                "a call with a seen id stores nothing"
+                            );
+                        }
+                        other => panic!("unexpected duplicates {other:?}"),
+                    }
+                }
+                stored
+            })
+        })
+        .collect();
+    let mut stored: Vec<usize> = publishers
+        .into_iter()
+        .flat_map(|p| p.join().expect("publisher"))
+        .collect();
+    stored.sort_unstable();
+    assert_eq!(
+        stored,
+        (0..IDS).collect::<Vec<_>>(),
+        "each id stored exactly once"
+    );
+    assert_eq!(store.counts().expect("counts").due, IDS as u64);
+}
+
 /// Two workers leasing at once never get the same delivery, and between them get all.
 pub fn two_workers_never_lease_the_same_delivery(harness: &dyn Harness) {
     let store = harness.open(LEASE);
@@ -986,6 +1043,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@each $harness;
             enqueue_is_atomic_and_survives_reopen,
             host_event_ids_are_deduplicated,
+            concurrent_publishes_of_one_event_id_store_it_once,
             two_workers_never_lease_the_same_delivery,
             an_expired_lease_returns_and_its_token_is_refused,
             leases_return_after_reopen,

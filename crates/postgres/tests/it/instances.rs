@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use callout_postgres::PgStore;
 use callout_store::conformance::{attempt, delivery};
 use callout_store::{LeaseLimits, NewDelivery, Queue, StoreError};
 
@@ -151,4 +152,31 @@ fn event_ids_are_deduplicated_across_instances() {
         .map(|t| t.join().expect("publisher"))
         .sum();
     assert_eq!(stored, 10);
+}
+
+#[test]
+fn an_event_id_is_new_again_after_the_retention() {
+    let schema = Schema::new();
+    let mut config = schema.config(LEASE);
+    config.dedup_retention = Duration::from_millis(1_000);
+    let store = PgStore::open(config).expect("the store opens");
+    let publish = |at: u64| {
+        store
+            .enqueue(&["evt".to_string()], vec![delivery(1, "evt", 0)], at)
+            .expect("enqueue")
+    };
+    assert_eq!(publish(0).delivery_ids.len(), 1);
+    assert_eq!(
+        publish(999).duplicate_event_ids,
+        ["evt"],
+        "within the retention"
+    );
+    let later = publish(2_001);
+    assert!(later.duplicate_event_ids.is_empty(), "forgotten after it");
+    assert_eq!(later.delivery_ids.len(), 1);
+    assert_eq!(
+        publish(2_500).duplicate_event_ids,
+        ["evt"],
+        "remembered anew from then"
+    );
 }
