@@ -159,8 +159,12 @@ impl Conn {
     fn try_connect(&self) -> Result<Client, postgres::Error> {
         let mut client = self.settings.connect()?;
         let commit = if self.durable { "on" } else { "off" };
+        // Generic plans: the statements are prepared once and their shapes do not depend on
+        // the values, but PostgreSQL would plan the lease (whose arrays it cannot size) anew
+        // at every call, which cost more than running it.
         client.batch_execute(&format!(
-            "SET search_path TO \"{}\"; SET synchronous_commit TO {commit}",
+            "SET search_path TO \"{}\"; SET synchronous_commit TO {commit}; \
+             SET plan_cache_mode TO force_generic_plan",
             self.settings.schema
         ))?;
         Ok(client)

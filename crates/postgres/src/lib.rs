@@ -21,13 +21,13 @@
 //!   `postgres` client panics on a thread that runs a tokio runtime, as hosts' async code
 //!   does. Calls hand their work over a channel and wait.
 //! - **Enqueues** are durable when they return (committed with `synchronous_commit` on).
-//!   Concurrent ones share one transaction and one WAL flush (group commit); each stays
-//!   atomic. Host event ids are remembered in a table with a primary key, so a duplicate is
+//!   Concurrent ones share one statement, committed on its own (one round trip), and one WAL
+//!   flush (group commit); each stays atomic. Host event ids are remembered in a table with a primary key, so a duplicate is
 //!   found whichever instance saw the first.
 //! - **Leases** carry a token and a deadline; a delivery whose lease passed its deadline (its
 //!   instance died, say) is leased again by any instance. Two instances never lease one
-//!   subscription at the same moment (its `queue_state` row is claimed `FOR UPDATE SKIP
-//!   LOCKED`), so per-subscription bounds and ordered delivery (one in flight, in id order)
+//!   subscription at the same moment (the lease statement claims its `queue_state` row
+//!   `FOR UPDATE SKIP LOCKED`), so per-subscription bounds and ordered delivery (one in flight, in id order)
 //!   hold cluster-wide, and so does per-record ordering (of a subscription's deliveries with
 //!   one order key, only the earliest not dead may be leased); the shared group's bound is
 //!   counted cluster-wide but not locked, so two instances leasing at once may pass it by a
@@ -87,6 +87,7 @@ pub struct PgStore {
     pool: Pool,
     writer: Writer,
     changes: changes::Changes,
+    reclaim: queue::ReclaimWatch,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -111,6 +112,7 @@ impl PgStore {
             pool,
             writer,
             changes: changes::Changes::new(settings),
+            reclaim: queue::ReclaimWatch::new(),
         })
     }
 

@@ -2,15 +2,19 @@
 //! each with a token and a deadline; settles by token; hold and resume; counts from
 //! `queue_state`.
 //!
-//! A lease first returns expired leases to the queue, then claims subscriptions: their
-//! `queue_state` rows, least recently served first, `FOR UPDATE SKIP LOCKED`, so two
-//! instances never lease for one subscription at once, and what each has in flight (counted
-//! in that row, cluster-wide) bounds what it takes. Work is dealt round-robin among the
-//! claimed subscriptions, one delivery each per round, so one subscription's backlog never
-//! starves another's due work; within a subscription deliveries go in due order (ordered ones
-//! in id order, one in flight). The deliveries themselves are then claimed
-//! `FOR UPDATE SKIP LOCKED` and marked in flight in one statement.
+//! A lease first returns expired leases to the queue (when one may have expired: see
+//! [`ReclaimWatch`]), then reads the subscriptions that have due work, least recently served
+//! first, without locks, and deals work among them round-robin, one delivery each per round,
+//! so one subscription's backlog never starves another's due work. One statement then claims
+//! the dealt subscriptions' `queue_state` rows `FOR UPDATE SKIP LOCKED`, so two instances
+//! never lease for one subscription at once, takes again from the rows as claimed what each
+//! has in flight (counted there, cluster-wide, and bounding what it takes), claims the
+//! deliveries themselves `FOR UPDATE SKIP LOCKED` (in due order within a subscription;
+//! ordered ones in id order, one in flight) and marks them in flight. Leases, settles and
+//! enqueues are each one statement committed on its own where they can be, so no lock is
+//! held across a round trip.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use callout_store::{
@@ -19,7 +23,7 @@ use callout_store::{
 };
 
 use crate::changes::notify;
-use crate::conn::{Fail, Tx};
+use crate::conn::{Conn, Fail, Tx};
 use crate::rows::{
     decode, delivery_columns, int, lock_subscriptions, millis, move_aside, uint, Deltas, DUE, HELD,
     IN_FLIGHT,
@@ -29,9 +33,36 @@ use crate::PgStore;
 /// The most expired leases one lease call returns to the queue (the next call takes more).
 const RECLAIM_BATCH: i64 = 1_000;
 
+/// When lease calls next need to look for expired leases: a look finds the earliest lease
+/// still running, and a lease taken after it (by any instance with this lease duration) runs
+/// at least one duration from then; so until the earlier of the two, or until the clock goes
+/// back, no lease can have expired and lease calls skip the look's round trip. An instance on
+/// the schema with a shorter lease duration has its expired leases returned by this one at
+/// most one of this one's durations late.
+pub(crate) struct ReclaimWatch(Mutex<Option<(u64, u64)>>);
+
+impl ReclaimWatch {
+    pub(crate) fn new() -> ReclaimWatch {
+        ReclaimWatch(Mutex::new(None))
+    }
+
+    /// Whether a lease at `now_ms` looks first.
+    fn due(&self, now_ms: u64) -> bool {
+        let last = *self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        last.is_none_or(|(looked_at, next)| now_ms < looked_at || now_ms >= next)
+    }
+
+    /// A look at `now_ms` left `next` as the earliest lease deadline it knows of.
+    fn looked(&self, now_ms: u64, next: u64) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((now_ms, next));
+    }
+}
+
 /// A subscription that may get deliveries in this lease.
 struct Candidate {
     sub: i64,
+    /// Its in-flight bound.
+    bound: u64,
     /// How many more it may have in flight (its bound less what it has).
     room: u64,
     /// Its due deliveries (an upper bound of those due now).
@@ -69,12 +100,21 @@ impl Queue for PgStore {
         }
         let limits = limits.clone();
         let until = now_ms.saturating_add(millis(self.config.lease));
-        self.pool.run(move |conn| {
-            conn.transact(|tx| {
-                reclaim_expired(tx, now_ms)?;
-                lease(tx, now_ms, until, max, &limits)
-            })
-        })
+        let look = self.reclaim.due(now_ms);
+        let lease_ms = millis(self.config.lease);
+        let (leased, next) = self.pool.run(move |conn| {
+            let next = if look {
+                let next = conn.transact(|tx| reclaim_expired(tx, now_ms))?;
+                Some(next.min(now_ms.saturating_add(lease_ms)))
+            } else {
+                None
+            };
+            Ok((lease(conn, now_ms, until, max, &limits)?, next))
+        })?;
+        if let Some(next) = next {
+            self.reclaim.looked(now_ms, next);
+        }
+        Ok(leased)
     }
 
     fn complete(&self, lease: LeaseToken, attempt: Attempt) -> Result<(), StoreError> {
@@ -222,8 +262,9 @@ fn counts_of(row: &postgres::Row) -> Counts {
 }
 
 /// Returns deliveries whose lease expired to the queue (held, if their subscription is now),
-/// a bounded batch per call.
-fn reclaim_expired(tx: &mut Tx<'_>, now_ms: u64) -> Result<(), Fail> {
+/// a bounded batch per call, and tells the earliest deadline of the leases still running (one
+/// already passed when expired ones remain for the next call).
+fn reclaim_expired(tx: &mut Tx<'_>, now_ms: u64) -> Result<u64, Fail> {
     let now = int(now_ms);
     let subs: Vec<i64> = tx
         .query(
@@ -236,7 +277,7 @@ fn reclaim_expired(tx: &mut Tx<'_>, now_ms: u64) -> Result<(), Fail> {
         .map(|row| row.get(0))
         .collect();
     if subs.is_empty() {
-        return Ok(());
+        return earliest_deadline(tx);
     }
     lock_subscriptions(tx, &subs)?;
     let moved = tx.query(
@@ -261,7 +302,18 @@ fn reclaim_expired(tx: &mut Tx<'_>, now_ms: u64) -> Result<(), Fail> {
         deltas.state(sub, state, attempts, ordered, 1);
     }
     deltas.apply(tx)?;
-    Ok(())
+    earliest_deadline(tx)
+}
+
+/// The earliest deadline of a lease running, or `u64::MAX` when none is.
+fn earliest_deadline(tx: &mut Tx<'_>) -> Result<u64, Fail> {
+    let row = tx.query_opt(
+        "SELECT min(lease_until) FROM deliveries WHERE state = 1",
+        &[],
+    )?;
+    Ok(row
+        .and_then(|row| row.get::<_, Option<i64>>(0))
+        .map_or(u64::MAX, uint))
 }
 
 /// The condition on a due delivery `d` that its order key (if any) lets it go now: no earlier
@@ -278,45 +330,22 @@ macro_rules! key_is_free {
     };
 }
 
+/// Leases in two statements, each committed on its own, so no lock is held between round
+/// trips: the candidates are read without locks, dealt here, and the second statement locks
+/// the dealt subscriptions' `queue_state` rows, takes again from their counts as locked how
+/// many each may have, and leases, counts and turns in one go.
 fn lease(
-    tx: &mut Tx<'_>,
+    conn: &mut Conn,
     now_ms: u64,
     until_ms: u64,
     max: usize,
     limits: &LeaseLimits,
-) -> Result<Vec<Leased>, Fail> {
+) -> Result<Vec<Leased>, StoreError> {
     let now = int(now_ms);
     // More subscriptions than the call can serve are not needed; a few more than `max` are
-    // claimed, since some may be at their bound.
+    // read, since some may be at their bound.
     let claim = i64::try_from(max.saturating_mul(2).saturating_add(8)).unwrap_or(i64::MAX);
-    // Least recently served first; among those never served, the one due earliest. The
-    // lateral part looks at each subscription's first due delivery (unordered) and its
-    // ordered head (when none of its ordered ones is in flight), through the partial
-    // indexes: one probe each.
-    let rows = tx.query(
-        concat!(
-            "SELECT q.subscription, q.in_flight, q.due, f.id IS NOT NULL, h.id \
-         FROM queue_state q \
-         LEFT JOIN LATERAL ( \
-           SELECT d.id, d.due_at FROM deliveries d \
-           WHERE d.subscription = q.subscription AND d.state = 0 AND NOT d.ordered \
-             AND d.due_at <= $1 AND ",
-            key_is_free!(),
-            " \
-           ORDER BY d.due_at, d.id LIMIT 1) f ON true \
-         LEFT JOIN LATERAL ( \
-           SELECT o.id, o.due_at FROM ( \
-             SELECT o.id, o.state, o.due_at FROM deliveries o \
-             WHERE o.subscription = q.subscription AND o.ordered AND o.state IN (0, 1) \
-             ORDER BY o.id LIMIT 1) o \
-           WHERE q.ordered_in_flight = 0 AND o.state = 0 AND o.due_at <= $1) h ON true \
-         WHERE q.due > 0 AND NOT q.held_sub AND (f.id IS NOT NULL OR h.id IS NOT NULL) \
-         ORDER BY q.served, LEAST(f.due_at, h.due_at), LEAST(f.id, h.id) \
-         LIMIT $2 \
-         FOR UPDATE OF q SKIP LOCKED"
-        ),
-        &[&now, &claim],
-    )?;
+    let rows = conn.query_alone(CANDIDATES, &[&now, &claim])?;
     let mut candidates: Vec<Candidate> = rows
         .iter()
         .map(|row| {
@@ -325,6 +354,7 @@ fn lease(
             let bound = limits.bound(uint(sub)) as u64;
             Candidate {
                 sub,
+                bound,
                 room: bound.saturating_sub(in_flight),
                 due: uint(row.get(2)),
                 unordered_due: row.get(3),
@@ -338,51 +368,31 @@ fn lease(
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
-    let shared_room = shared_room(tx, limits)?;
+    let shared_room = shared_room(conn, limits)?;
     deal(&mut candidates, max, shared_room);
-    let (subs, counts): (Vec<i64>, Vec<i64>) = candidates
+    let dealt: Vec<&Candidate> = candidates
         .iter()
-        .filter(|c| c.unordered > 0)
-        .map(|c| (c.sub, c.unordered))
-        .unzip();
-    let heads: Vec<i64> = candidates
-        .iter()
-        .filter(|c| c.take_head)
-        .filter_map(|c| c.head)
+        .filter(|c| c.unordered > 0 || (c.take_head && c.head.is_some()))
         .collect();
-    if subs.is_empty() && heads.is_empty() {
+    if dealt.is_empty() {
         return Ok(Vec::new());
     }
+    let subs: Vec<i64> = dealt.iter().map(|c| c.sub).collect();
+    let counts: Vec<i64> = dealt.iter().map(|c| c.unordered).collect();
+    let heads: Vec<i64> = dealt
+        .iter()
+        .map(|c| if c.take_head { c.head.unwrap_or(0) } else { 0 })
+        .collect();
+    let bounds: Vec<i64> = dealt.iter().map(|c| int(c.bound)).collect();
     let until = int(until_ms);
-    let rows = tx.query(
-        concat!(
-            "WITH picked AS ( \
-               SELECT p.id FROM unnest($1::int8[], $2::int8[]) AS w(subscription, n) \
-               CROSS JOIN LATERAL ( \
-                 SELECT d.id FROM deliveries d \
-                 WHERE d.subscription = w.subscription AND d.state = 0 AND NOT d.ordered \
-                   AND d.due_at <= $3 AND ",
-            key_is_free!(),
-            " \
-                 ORDER BY d.due_at, d.id LIMIT w.n \
-                 FOR UPDATE SKIP LOCKED) p \
-             ) \
-             UPDATE deliveries d SET state = 1, lease = nextval('lease_ids'), lease_until = $5 \
-             WHERE d.id = ANY(ARRAY(SELECT id FROM picked) || $4::int8[]) \
-               AND d.state = 0 AND d.due_at <= $3 \
-             RETURNING ",
-            delivery_columns!()
-        ),
-        &[&subs, &counts, &now, &heads, &until],
+    let turns = last_turns(&candidates);
+    let rows = conn.query_alone(
+        LEASE,
+        &[&subs, &counts, &heads, &bounds, &now, &until, &turns],
     )?;
-    let mut deltas = Deltas::default();
     let mut by_sub: std::collections::HashMap<i64, Vec<Leased>> = Default::default();
     for row in &rows {
         let (id, sub): (i64, i64) = (row.get(0), row.get(1));
-        let attempts: i32 = row.try_get(6).unwrap_or(0);
-        let ordered: bool = row.try_get(9).unwrap_or(false);
-        deltas.state(sub, DUE, attempts, ordered, -1);
-        deltas.state(sub, IN_FLIGHT, attempts, ordered, 1);
         match decode(row) {
             Ok(read) => {
                 let lease = read.lease.map(uint).unwrap_or(0);
@@ -391,68 +401,156 @@ fn lease(
                     delivery: read.delivery,
                 });
             }
-            // Counted in flight above; moving it aside takes it out of the counts again.
-            Err(reason) => {
-                deltas.apply(tx)?;
-                deltas = Deltas::default();
-                move_aside(tx, id, sub, &reason)?;
-            }
+            // Counted in flight by the lease; moving it aside takes it out of the counts again.
+            Err(reason) => conn.transact(|tx| move_aside(tx, id, sub, &reason))?,
         }
     }
-    deltas.apply(tx)?;
-    let (leased, served) = in_turns(&candidates, by_sub);
-    // Each subscription's turn is where its last delivery went in this lease.
-    tx.execute(
-        "UPDATE queue_state q SET served = s.served \
-         FROM (SELECT u.subscription, nextval('serve_order') AS served \
-               FROM unnest($1::int8[]) WITH ORDINALITY AS u(subscription, turn) ORDER BY u.turn) s \
-         WHERE q.subscription = s.subscription",
-        &[&served],
-    )?;
-    Ok(leased)
+    Ok(in_turns(&candidates, by_sub))
 }
 
-/// The leased deliveries in the order they were dealt (one per subscription per round, in
-/// the candidates' order; within a subscription its ordered head, then due order), and the
-/// subscriptions in the order of the last delivery each got.
+/// The subscriptions a lease may serve ($2 at most): least recently served first; among those
+/// never served, the one due earliest. The lateral parts look at each subscription's first due
+/// delivery (unordered) and its ordered head (when none of its ordered ones is in flight),
+/// through the partial indexes: one probe each. Read without locks: the lease statement
+/// checks again under them.
+const CANDIDATES: &str = concat!(
+    "SELECT q.subscription, q.in_flight, q.due, f.id IS NOT NULL, h.id \
+     FROM queue_state q \
+     LEFT JOIN LATERAL ( \
+       SELECT d.id, d.due_at FROM deliveries d \
+       WHERE d.subscription = q.subscription AND d.state = 0 AND NOT d.ordered \
+         AND d.due_at <= $1 AND ",
+    key_is_free!(),
+    " \
+       ORDER BY d.due_at, d.id LIMIT 1) f ON true \
+     LEFT JOIN LATERAL ( \
+       SELECT o.id, o.due_at FROM ( \
+         SELECT o.id, o.state, o.due_at FROM deliveries o \
+         WHERE o.subscription = q.subscription AND o.ordered AND o.state IN (0, 1) \
+         ORDER BY o.id LIMIT 1) o \
+       WHERE q.ordered_in_flight = 0 AND o.state = 0 AND o.due_at <= $1) h ON true \
+     WHERE q.due > 0 AND NOT q.held_sub AND (f.id IS NOT NULL OR h.id IS NOT NULL) \
+     ORDER BY q.served, LEAST(f.due_at, h.due_at), LEAST(f.id, h.id) \
+     LIMIT $2"
+);
+
+/// The lease itself: for each dealt subscription ($1) its unordered count ($2), its ordered
+/// head or 0 ($3) and its in-flight bound ($4). Its `queue_state` row is locked, or passed
+/// over when held, or when a settle or another lease holds it at that moment (for one
+/// statement: the next lease call serves it); what it may have is taken again from the row
+/// as locked: the head when none of its ordered ones is in flight and it has room, then
+/// unordered ones, within the room left, each due ($5) and its key's head, skipping any
+/// another lease locked. They go in flight until $6 with a new lease number each; the
+/// subscriptions' counts follow, and each one's turn is where its last delivery went in this
+/// lease, as dealt ($7). The rows picked
+/// are updated by their `ctid` alone, a plan the table's statistics (often stale on a queue
+/// that fills and drains within minutes) cannot turn into a scan of the due index. That is
+/// enough: the unordered ones are locked by the statement, and a head that anyone changed
+/// since it was read has a new `ctid` (every update makes a new row version), so it is passed
+/// over.
+const LEASE: &str = concat!(
+    "WITH dealt AS ( \
+       SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[]) \
+                     AS w(subscription, n, head, bound)), \
+     claimed AS ( \
+       SELECT q.subscription, q.in_flight, q.ordered_in_flight FROM queue_state q \
+       WHERE q.subscription IN (SELECT subscription FROM dealt) AND NOT q.held_sub \
+       ORDER BY q.subscription FOR UPDATE SKIP LOCKED), \
+     plan AS ( \
+       SELECT w.subscription, w.n, w.head, w.bound - c.in_flight AS room, \
+              (w.head <> 0 AND c.ordered_in_flight = 0 AND w.bound > c.in_flight) AS take_head \
+       FROM dealt w JOIN claimed c ON c.subscription = w.subscription), \
+     picked AS ( \
+       SELECT p.ctid FROM plan w \
+       CROSS JOIN LATERAL ( \
+         SELECT d.ctid FROM deliveries d \
+         WHERE d.subscription = w.subscription AND d.state = 0 AND NOT d.ordered \
+           AND d.due_at <= $5 AND ",
+    key_is_free!(),
+    " \
+         ORDER BY d.due_at, d.id LIMIT GREATEST(LEAST(w.n, w.room - w.take_head::int), 0) \
+         FOR UPDATE SKIP LOCKED) p \
+       UNION ALL \
+       SELECT h.ctid FROM plan w JOIN deliveries h ON h.id = w.head \
+       WHERE w.take_head AND h.state = 0 AND h.due_at <= $5), \
+     leased AS ( \
+       UPDATE deliveries d SET state = 1, lease = nextval('lease_ids'), lease_until = $6 \
+       WHERE d.ctid = ANY(ARRAY(SELECT ctid FROM picked)) \
+       RETURNING ",
+    delivery_columns!(),
+    "), \
+     turns AS ( \
+       SELECT u.subscription, nextval('serve_order') AS served \
+       FROM unnest($7::int8[]) WITH ORDINALITY AS u(subscription, turn) ORDER BY u.turn), \
+     counted AS ( \
+       UPDATE queue_state q \
+       SET due = q.due - c.n, retrying = q.retrying - c.retrying, \
+           in_flight = q.in_flight + c.n, \
+           ordered_in_flight = q.ordered_in_flight + c.ordered, served = t.served \
+       FROM (SELECT subscription, count(*) AS n, \
+                    count(*) FILTER (WHERE attempts > 0) AS retrying, \
+                    count(*) FILTER (WHERE ordered) AS ordered \
+             FROM leased GROUP BY subscription) c \
+       JOIN turns t ON t.subscription = c.subscription \
+       WHERE q.subscription = c.subscription) \
+     SELECT * FROM leased"
+);
+
+/// The subscriptions given deliveries, in the order of the last one each gets when they are
+/// dealt one per subscription per round in the candidates' order: by how many each gets,
+/// then by place.
+fn last_turns(candidates: &[Candidate]) -> Vec<i64> {
+    let mut given: Vec<(u64, usize, i64)> = candidates
+        .iter()
+        .enumerate()
+        .map(|(place, c)| {
+            let head = u64::from(c.take_head && c.head.is_some());
+            (head + uint(c.unordered), place, c.sub)
+        })
+        .filter(|(n, _, _)| *n > 0)
+        .collect();
+    given.sort_unstable();
+    given.into_iter().map(|(_, _, sub)| sub).collect()
+}
+
+/// The leased deliveries in the order they were dealt: one per subscription per round, in the
+/// candidates' order; within a subscription its ordered head, then due order.
 fn in_turns(
     candidates: &[Candidate],
     mut by_sub: std::collections::HashMap<i64, Vec<Leased>>,
-) -> (Vec<Leased>, Vec<i64>) {
-    let mut queues: Vec<(i64, std::collections::VecDeque<Leased>)> = candidates
+) -> Vec<Leased> {
+    let mut queues: Vec<std::collections::VecDeque<Leased>> = candidates
         .iter()
         .filter_map(|c| {
             let mut got = by_sub.remove(&c.sub)?;
             got.sort_by_key(|l| (!l.delivery.ordered, l.delivery.due_at, l.delivery.id));
-            Some((c.sub, got.into()))
+            Some(got.into())
         })
         .collect();
     let mut leased = Vec::new();
-    let mut last_turns: Vec<i64> = Vec::new();
-    while queues.iter().any(|(_, q)| !q.is_empty()) {
-        for (sub, queue) in &mut queues {
+    while queues.iter().any(|q| !q.is_empty()) {
+        for queue in &mut queues {
             if let Some(next) = queue.pop_front() {
                 leased.push(next);
-                last_turns.retain(|s| s != sub);
-                last_turns.push(*sub);
             }
         }
     }
-    (leased, last_turns)
+    leased
 }
 
 /// How many more the shared group may have in flight, counted cluster-wide (not locked: two
 /// instances leasing at the same moment may together pass it by their batch).
-fn shared_room(tx: &mut Tx<'_>, limits: &LeaseLimits) -> Result<u64, Fail> {
+fn shared_room(conn: &mut Conn, limits: &LeaseLimits) -> Result<u64, StoreError> {
     let members: Vec<i64> = limits.shared_members().map(int).collect();
     if members.is_empty() {
         return Ok(u64::MAX);
     }
-    let in_flight: i64 = tx
-        .query_opt(
+    let in_flight: i64 = conn
+        .query_alone(
             "SELECT COALESCE(sum(in_flight), 0)::int8 FROM queue_state WHERE subscription = ANY($1)",
             &[&members],
         )?
+        .first()
         .map_or(0, |row| row.get(0));
     Ok((limits.shared_bound() as u64).saturating_sub(uint(in_flight)))
 }
@@ -507,6 +605,15 @@ macro_rules! record_attempt {
     };
 }
 
+/// The settle statements' first part: the settled delivery's subscription row, locked.
+macro_rules! lock_first {
+    () => {
+        "locked AS (SELECT q.subscription, q.held_sub FROM queue_state q \
+               WHERE q.subscription = (SELECT subscription FROM deliveries WHERE id = $1) \
+               FOR UPDATE), "
+    };
+}
+
 /// Where a settle files its delivery.
 #[derive(Clone, Copy)]
 enum Finish {
@@ -528,28 +635,20 @@ impl PgStore {
         let id = int(token.delivery_id());
         let lease = int(token.lease());
         self.pool
-            .run(move |conn| conn.transact(|tx| settle(tx, id, lease, attempt.as_ref(), finish)))
+            .run(move |conn| settle(conn, id, lease, attempt.as_ref(), finish))
     }
 }
 
+/// One statement, committed on its own (one round trip). The subscription's `queue_state` row
+/// is locked first, as every writer locks it (see schema.rs): the settle's other parts wait
+/// for `locked`, a one-time condition of each (`EXISTS (SELECT 1 FROM locked)`).
 fn settle(
-    tx: &mut Tx<'_>,
+    conn: &mut Conn,
     id: i64,
     lease: i64,
     attempt: Option<&Attempt>,
     finish: Finish,
-) -> Result<(), Fail> {
-    let unknown = || Fail::Store(StoreError::UnknownDelivery(uint(id)));
-    // The subscription's row first, as every writer locks it (see schema.rs).
-    let held: bool = tx
-        .query_opt(
-            "SELECT q.held_sub FROM queue_state q \
-             WHERE q.subscription = (SELECT subscription FROM deliveries WHERE id = $1) \
-             FOR UPDATE",
-            &[&id],
-        )?
-        .ok_or_else(unknown)?
-        .get(0);
+) -> Result<(), StoreError> {
     let recorded = attempt.is_some();
     let blank = Attempt {
         number: 0,
@@ -587,16 +686,15 @@ fn settle(
     ];
     match finish {
         Finish::Delivered => {}
-        Finish::Due(_) => {
-            params.push(&held);
-            params.push(&due_at);
-        }
-        Finish::Dead(_) => params.push(&due_at),
+        Finish::Due(_) | Finish::Dead(_) => params.push(&due_at),
     }
     let sql = match finish {
         Finish::Delivered => concat!(
-            "WITH op AS (DELETE FROM deliveries WHERE id = $1 AND state = 1 AND lease = $2 \
-                         RETURNING id, subscription, ordered), ",
+            "WITH ",
+            lock_first!(),
+            "op AS (DELETE FROM deliveries WHERE id = $1 AND state = 1 AND lease = $2 \
+                           AND EXISTS (SELECT 1 FROM locked) \
+                    RETURNING id, subscription, ordered), ",
             record_attempt!(),
             "c AS (UPDATE queue_state q SET in_flight = q.in_flight - 1, \
                           ordered_in_flight = q.ordered_in_flight - op.ordered::int, \
@@ -606,13 +704,17 @@ fn settle(
                    WHERE f.subscription = op.subscription) \
              SELECT op.id FROM op"
         ),
-        // Due again at $11, or held when the subscription is ($10).
+        // Due again at $10, or held when the subscription is.
         Finish::Due(_) => concat!(
-            "WITH op AS (UPDATE deliveries d \
-                         SET state = CASE WHEN $10::bool THEN 2 ELSE 0 END, due_at = $11::int8, \
+            "WITH ",
+            lock_first!(),
+            "op AS (UPDATE deliveries d \
+                         SET state = CASE WHEN (SELECT held_sub FROM locked) THEN 2 ELSE 0 END, \
+                             due_at = $10::int8, \
                              attempts = GREATEST(d.attempts, $3::int4), \
                              lease = NULL, lease_until = NULL \
                          WHERE d.id = $1 AND d.state = 1 AND d.lease = $2 \
+                           AND EXISTS (SELECT 1 FROM locked) \
                          RETURNING d.id, d.subscription, d.ordered, d.state, d.attempts), ",
             record_attempt!(),
             "c AS (UPDATE queue_state q SET in_flight = q.in_flight - 1, \
@@ -625,11 +727,14 @@ fn settle(
         ),
         // Dead since $10.
         Finish::Dead(_) => concat!(
-            "WITH op AS (UPDATE deliveries d \
+            "WITH ",
+            lock_first!(),
+            "op AS (UPDATE deliveries d \
                          SET state = 3, dead_at = $10::int8, \
                              attempts = GREATEST(d.attempts, $3::int4), \
                              lease = NULL, lease_until = NULL \
                          WHERE d.id = $1 AND d.state = 1 AND d.lease = $2 \
+                           AND EXISTS (SELECT 1 FROM locked) \
                          RETURNING d.id, d.subscription, d.ordered), ",
             record_attempt!(),
             "c AS (UPDATE queue_state q SET in_flight = q.in_flight - 1, \
@@ -639,8 +744,11 @@ fn settle(
              SELECT op.id FROM op"
         ),
     };
-    let row = tx.query_opt(sql, &params)?;
-    row.map(|_| ()).ok_or_else(unknown)
+    let rows = conn.query_alone(sql, &params)?;
+    if rows.is_empty() {
+        return Err(StoreError::UnknownDelivery(uint(id)));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -650,6 +758,7 @@ mod tests {
     fn candidate(sub: i64, room: u64, due: u64, head: Option<i64>) -> Candidate {
         Candidate {
             sub,
+            bound: room,
             room,
             due,
             unordered_due: true,

@@ -21,8 +21,8 @@ const LOCK_CLASS: i32 = 0x6361_6c6c;
 /// the transactions that change them, so counting never scans the queue), whether it is held,
 /// how many of its ordered deliveries are in flight, and when it was last served by a lease
 /// (for round-robin). Every writer locks a subscription's `queue_state` row before any of its
-/// deliveries, in subscription order, which is what keeps concurrent writers free of
-/// deadlocks.
+/// deliveries, in subscription order (an enqueue locks the host event ids it remembers before
+/// both, in their order), which is what keeps concurrent writers free of deadlocks.
 ///
 /// Version 2, per-record ordering: a delivery's `order_key` (null for none). Of a
 /// subscription's deliveries with one key, only the earliest (by id) that is not dead may be

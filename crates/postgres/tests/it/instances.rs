@@ -180,3 +180,26 @@ fn an_event_id_is_new_again_after_the_retention() {
         "remembered anew from then"
     );
 }
+
+#[test]
+fn leases_taken_after_an_instance_last_looked_still_come_back_at_their_deadline() {
+    let schema = Schema::new();
+    let lease = Duration::from_millis(200);
+    let survivor = schema.open(lease);
+    let gone = schema.open(lease);
+    // The survivor looks for expired leases (there are none) before the other takes any.
+    assert!(survivor.lease(1_000, 10).expect("lease").is_empty());
+    gone.enqueue(&[], vec![delivery(1, "a", 0)], 1_000)
+        .expect("enqueue");
+    assert_eq!(gone.lease(1_050, 10).expect("lease").len(), 1);
+    drop(gone);
+    assert!(
+        survivor.lease(1_249, 10).expect("lease").is_empty(),
+        "leased until 1,250"
+    );
+    assert_eq!(
+        survivor.lease(1_250, 10).expect("lease").len(),
+        1,
+        "back at its deadline, though the survivor's last look was before it was taken"
+    );
+}
