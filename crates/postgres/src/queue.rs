@@ -437,10 +437,14 @@ const CANDIDATES: &str = concat!(
 /// The lease itself: for each dealt subscription ($1) its unordered count ($2), its ordered
 /// head or 0 ($3) and its in-flight bound ($4). Its `queue_state` row is locked, or passed
 /// over when held, or when a settle or another lease holds it at that moment (for one
-/// statement: the next lease call serves it); what it may have is taken again from the row
-/// as locked: the head when none of its ordered ones is in flight and it has room, then
-/// unordered ones, within the room left, each due ($5) and its key's head, skipping any
-/// another lease locked. They go in flight until $6 with a new lease number each; the
+/// statement: the next lease call serves it), or when it changed after the statement's
+/// snapshot (`current`: every writer of a subscription's deliveries changes that row, so a
+/// row as the snapshot has it means the snapshot's deliveries of it are the latest too, which
+/// the checks of order below rely on). What it may have is taken again from the row as
+/// locked: the head, when it is still the first of its ordered ones not dead (a replayed dead
+/// letter goes before it), none of them is in flight and there is room; then unordered ones,
+/// within the room left, each due ($5) and its key's head, skipping any another lease
+/// locked. They go in flight until $6 with a new lease number each; the
 /// subscriptions' counts follow, and each one's turn is where its last delivery went in this
 /// lease, as dealt ($7). The rows picked
 /// are updated by their `ctid` alone, a plan the table's statistics (often stale on a queue
@@ -453,13 +457,17 @@ const LEASE: &str = concat!(
        SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[]) \
                      AS w(subscription, n, head, bound)), \
      claimed AS ( \
-       SELECT q.subscription, q.in_flight, q.ordered_in_flight FROM queue_state q \
+       SELECT q.subscription, q.in_flight, q.ordered_in_flight, q.ctid AS version \
+       FROM queue_state q \
        WHERE q.subscription IN (SELECT subscription FROM dealt) AND NOT q.held_sub \
        ORDER BY q.subscription FOR UPDATE SKIP LOCKED), \
+     current AS ( \
+       SELECT c.* FROM claimed c \
+       JOIN queue_state s ON s.subscription = c.subscription AND s.ctid = c.version), \
      plan AS ( \
        SELECT w.subscription, w.n, w.head, w.bound - c.in_flight AS room, \
               (w.head <> 0 AND c.ordered_in_flight = 0 AND w.bound > c.in_flight) AS take_head \
-       FROM dealt w JOIN claimed c ON c.subscription = w.subscription), \
+       FROM dealt w JOIN current c ON c.subscription = w.subscription), \
      picked AS ( \
        SELECT p.ctid FROM plan w \
        CROSS JOIN LATERAL ( \
@@ -472,7 +480,11 @@ const LEASE: &str = concat!(
          FOR UPDATE SKIP LOCKED) p \
        UNION ALL \
        SELECT h.ctid FROM plan w JOIN deliveries h ON h.id = w.head \
-       WHERE w.take_head AND h.state = 0 AND h.due_at <= $5), \
+       WHERE w.take_head AND h.state = 0 AND h.due_at <= $5 \
+         AND NOT EXISTS ( \
+           SELECT 1 FROM deliveries o \
+           WHERE o.subscription = h.subscription AND o.ordered AND o.state IN (0, 1) \
+             AND o.id < h.id)), \
      leased AS ( \
        UPDATE deliveries d SET state = 1, lease = nextval('lease_ids'), lease_until = $6 \
        WHERE d.ctid = ANY(ARRAY(SELECT ctid FROM picked)) \
