@@ -154,8 +154,11 @@ fn clone_error(error: &StoreError) -> StoreError {
 /// then every subscription the calls name, sorted (an upsert of its `queue_state` row, which
 /// also counts the deliveries and tells whether it is held, which a hold's lock makes certain).
 /// The order follows from the data: a delivery's state needs its subscription's row, and
-/// whether it goes in at all needs every event id settled first. Ids come from the sequence in
-/// the order the deliveries are listed, which is the order they were published.
+/// whether it goes in at all needs every event id settled first. Ids are drawn only once every
+/// row is locked (`new` waits for all of `locked`), in the order the deliveries are listed,
+/// which is the order they were published: so of one subscription's deliveries, a later commit
+/// always has the higher ids, whichever instance wrote them, which ordered delivery and order
+/// keys rely on.
 const ENQUEUE: &str = "\
 WITH named AS (
   SELECT e, slot, at FROM unnest($1::text[], $2::int4[], $3::int8[]) AS s(e, slot, at)),
@@ -172,15 +175,15 @@ dup AS (
 dropped AS (
   SELECT p.n FROM unnest($5::int4[], $6::int4[]) AS p(n, slot)
   WHERE p.slot IN (SELECT slot FROM dup)),
-new AS MATERIALIZED (
-  SELECT u.*, nextval('delivery_ids') AS id
+kept AS (
+  SELECT u.*
   FROM unnest($7::int8[], $8::text[], $9::text[], $10::bytea[], $11::text[], $12::int8[],
               $13::int8[], $14::bool[], $15::text[])
        WITH ORDINALITY AS u(sub, event_ids, event_type, body, message_id, due_at, created_at,
                             ordered, order_key, n)
   WHERE u.n NOT IN (SELECT n FROM dropped)),
 counted AS (
-  SELECT sub, count(*) AS n FROM new GROUP BY sub),
+  SELECT sub, count(*) AS n FROM kept GROUP BY sub),
 locked AS (
   INSERT INTO queue_state AS q (subscription, due)
   SELECT s, COALESCE(c.n, 0) FROM unnest($16::int8[]) AS s LEFT JOIN counted c ON c.sub = s
@@ -189,6 +192,9 @@ locked AS (
   SET due = q.due + CASE WHEN q.held_sub THEN 0 ELSE EXCLUDED.due END,
       held = q.held + CASE WHEN q.held_sub THEN EXCLUDED.due ELSE 0 END
   RETURNING subscription, held_sub),
+new AS MATERIALIZED (
+  SELECT k.*, nextval('delivery_ids') AS id
+  FROM (SELECT * FROM kept WHERE (SELECT count(*) FROM locked) >= 0 ORDER BY n) AS k),
 ins AS (
   INSERT INTO deliveries (id, subscription, event_ids, event_type, body, message_id, due_at,
                           created_at, ordered, state, order_key)

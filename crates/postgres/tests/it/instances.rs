@@ -11,7 +11,7 @@ use callout_postgres::PgStore;
 use callout_store::conformance::{attempt, delivery};
 use callout_store::{LeaseLimits, NewDelivery, Queue, StoreError};
 
-use crate::support::Schema;
+use crate::support::{self, Schema};
 
 const LEASE: Duration = Duration::from_secs(300);
 
@@ -201,5 +201,54 @@ fn leases_taken_after_an_instance_last_looked_still_come_back_at_their_deadline(
         survivor.lease(1_250, 10).expect("lease").len(),
         1,
         "back at its deadline, though the survivor's last look was before it was taken"
+    );
+}
+
+#[test]
+fn of_one_subscription_a_later_commit_has_the_higher_ids_across_instances() {
+    let schema = Schema::new();
+    let (a, b) = (Arc::new(schema.open(LEASE)), schema.open(LEASE));
+    a.enqueue(&[], vec![delivery(1, "first", 0)], 0)
+        .expect("enqueue");
+    // A transaction of the test holds subscription 1's row, so A's next publish, to 1 and 2,
+    // waits for it (rows are locked in subscription order) while B publishes to 2 alone.
+    let mut holder = support::client();
+    let mut held = holder.transaction().expect("begin");
+    held.batch_execute(&format!(
+        "SET LOCAL search_path TO {}; SELECT 1 FROM queue_state WHERE subscription = 1 FOR UPDATE",
+        schema.name
+    ))
+    .expect("lock");
+    let holder_pid: i32 = held
+        .query_one("SELECT pg_backend_pid()", &[])
+        .expect("pid")
+        .get(0);
+    let publisher = {
+        let a = Arc::clone(&a);
+        std::thread::spawn(move || {
+            a.enqueue(&[], vec![delivery(1, "a1", 0), delivery(2, "a2", 0)], 0)
+                .expect("enqueue")
+        })
+    };
+    let blocked = support::wait_until(Duration::from_secs(10), || {
+        let row = support::client()
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                &[&holder_pid],
+            )
+            .expect("pg_stat_activity");
+        row.get::<_, i64>(0) > 0
+    });
+    assert!(blocked, "A's publish waits for subscription 1");
+    let b_id = b
+        .enqueue(&[], vec![delivery(2, "b2", 0)], 0)
+        .expect("enqueue")
+        .delivery_ids[0];
+    held.commit().expect("commit");
+    let a_ids = publisher.join().expect("publisher").delivery_ids;
+    assert!(
+        b_id < a_ids[1],
+        "B committed first, so its delivery to 2 ({b_id}) is before A's ({})",
+        a_ids[1]
     );
 }
