@@ -35,11 +35,12 @@ const RECLAIM_BATCH: i64 = 1_000;
 
 /// When lease calls next need to look for expired leases: a look finds the earliest lease
 /// still running, and a lease taken after it (by any instance with this lease duration) runs
-/// at least one duration from then; so until the earlier of the two, or until the clock goes
-/// back, no lease can have expired and lease calls skip the look's round trip. An instance on
-/// the schema with a shorter lease duration has its expired leases returned by this one at
-/// most one of this one's durations late.
-pub(crate) struct ReclaimWatch(Mutex<Option<(u64, u64)>>);
+/// at least one duration from then; so until the earlier of the two no lease can have expired,
+/// and lease calls skip the look's round trip. A lease can be returned late only by as much as
+/// the clock of the instance that took it is behind, or this instance's clock went back, or an
+/// instance on the schema has a shorter lease duration (then at most one of this one's
+/// durations late); never early, and a settle is checked by its lease number, not the time.
+pub(crate) struct ReclaimWatch(Mutex<Option<u64>>);
 
 impl ReclaimWatch {
     pub(crate) fn new() -> ReclaimWatch {
@@ -48,13 +49,13 @@ impl ReclaimWatch {
 
     /// Whether a lease at `now_ms` looks first.
     fn due(&self, now_ms: u64) -> bool {
-        let last = *self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        last.is_none_or(|(looked_at, next)| now_ms < looked_at || now_ms >= next)
+        let next = *self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        next.is_none_or(|next| now_ms >= next)
     }
 
-    /// A look at `now_ms` left `next` as the earliest lease deadline it knows of.
-    fn looked(&self, now_ms: u64, next: u64) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((now_ms, next));
+    /// A look left `next` as the earliest lease deadline it knows of.
+    fn looked(&self, next: u64) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(next);
     }
 }
 
@@ -112,7 +113,7 @@ impl Queue for PgStore {
             Ok((lease(conn, now_ms, until, max, &limits)?, next))
         })?;
         if let Some(next) = next {
-            self.reclaim.looked(now_ms, next);
+            self.reclaim.looked(next);
         }
         Ok(leased)
     }
