@@ -403,7 +403,14 @@ fn lease(
                 });
             }
             // Counted in flight by the lease; moving it aside takes it out of the counts again.
-            Err(reason) => conn.transact(|tx| move_aside(tx, id, sub, &reason))?,
+            // The lease has committed: a failure here must not strand the deliveries leased
+            // beside it, so it is logged, and the row comes back at its deadline to be tried
+            // again.
+            Err(reason) => {
+                if let Err(error) = conn.transact(|tx| move_aside(tx, id, sub, &reason)) {
+                    tracing::error!(delivery = id, %error, "could not move a bad row aside");
+                }
+            }
         }
     }
     Ok(in_turns(&candidates, by_sub))
