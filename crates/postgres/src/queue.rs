@@ -331,10 +331,17 @@ macro_rules! key_is_free {
     };
 }
 
+/// How many times a lease reads and tries again when what it dealt was all taken or held at
+/// that moment (see [`lease`]).
+const LEASE_TRIES: usize = 3;
+
 /// Leases in two statements, each committed on its own, so no lock is held between round
 /// trips: the candidates are read without locks, dealt here, and the second statement locks
 /// the dealt subscriptions' `queue_state` rows, takes again from their counts as locked how
-/// many each may have, and leases, counts and turns in one go.
+/// many each may have, and leases, counts and turns in one go. When that statement gets
+/// nothing though it was dealt work (another lease or a settle held the rows for that moment,
+/// or took the work first), the lease reads again, a few times: so an empty answer means that
+/// nothing may go now, not that a neighbour was busy.
 fn lease(
     conn: &mut Conn,
     now_ms: u64,
@@ -342,6 +349,26 @@ fn lease(
     max: usize,
     limits: &LeaseLimits,
 ) -> Result<Vec<Leased>, StoreError> {
+    for _ in 0..LEASE_TRIES {
+        let leased = lease_once(conn, now_ms, until_ms, max, limits)?;
+        match leased {
+            Some(leased) if leased.is_empty() => continue,
+            Some(leased) => return Ok(leased),
+            None => return Ok(Vec::new()),
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// One try of [`lease`]: `None` when nothing may go now (no candidate, or none with room), the
+/// deliveries leased otherwise (none when what was dealt was taken or held meanwhile).
+fn lease_once(
+    conn: &mut Conn,
+    now_ms: u64,
+    until_ms: u64,
+    max: usize,
+    limits: &LeaseLimits,
+) -> Result<Option<Vec<Leased>>, StoreError> {
     let now = int(now_ms);
     // More subscriptions than the call can serve are not needed; a few more than `max` are
     // read, since some may be at their bound.
@@ -367,7 +394,7 @@ fn lease(
         })
         .collect();
     if candidates.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let shared_room = shared_room(conn, limits)?;
     deal(&mut candidates, max, shared_room);
@@ -376,7 +403,7 @@ fn lease(
         .filter(|c| c.unordered > 0 || (c.take_head && c.head.is_some()))
         .collect();
     if dealt.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let subs: Vec<i64> = dealt.iter().map(|c| c.sub).collect();
     let counts: Vec<i64> = dealt.iter().map(|c| c.unordered).collect();
@@ -413,7 +440,7 @@ fn lease(
             }
         }
     }
-    Ok(in_turns(&candidates, by_sub))
+    Ok(Some(in_turns(&candidates, by_sub)))
 }
 
 /// The subscriptions a lease may serve ($2 at most): least recently served first; among those
