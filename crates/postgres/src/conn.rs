@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Row, Statement, Transaction};
+use postgres::{Client, GenericClient, NoTls, Row, Statement, Transaction};
 
 use callout_store::StoreError;
 
@@ -192,14 +192,7 @@ impl Conn {
             let Some(client) = conn.client.as_mut() else {
                 return Err(StoreError::Storage("no PostgreSQL connection".into()).into());
             };
-            let statement = match conn.statements.get(sql) {
-                Some(statement) => statement.clone(),
-                None => {
-                    let statement = client.prepare(sql)?;
-                    conn.statements.insert(sql, statement.clone());
-                    statement
-                }
-            };
+            let statement = prepared(client, &mut conn.statements, sql)?;
             Ok(client.query(&statement, params)?)
         })
     }
@@ -259,6 +252,20 @@ impl Conn {
     }
 }
 
+/// `sql` as prepared on the connection `client` belongs to: prepared there the first time.
+fn prepared(
+    client: &mut impl GenericClient,
+    statements: &mut HashMap<&'static str, Statement>,
+    sql: &'static str,
+) -> Result<Statement, postgres::Error> {
+    if let Some(statement) = statements.get(sql) {
+        return Ok(statement.clone());
+    }
+    let statement = client.prepare(sql)?;
+    statements.insert(sql, statement.clone());
+    Ok(statement)
+}
+
 /// A transaction with this connection's prepared statements.
 pub(crate) struct Tx<'a> {
     tx: Transaction<'a>,
@@ -273,12 +280,7 @@ impl Tx<'_> {
     }
 
     fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
-        if let Some(statement) = self.statements.get(sql) {
-            return Ok(statement.clone());
-        }
-        let statement = self.tx.prepare(sql)?;
-        self.statements.insert(sql, statement.clone());
-        Ok(statement)
+        prepared(&mut self.tx, self.statements, sql)
     }
 
     pub(crate) fn query(
