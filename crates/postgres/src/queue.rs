@@ -14,7 +14,7 @@
 //! enqueues are each one statement committed on its own where they can be, so no lock is
 //! held across a round trip.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use callout_store::{
@@ -40,22 +40,22 @@ const RECLAIM_BATCH: i64 = 1_000;
 /// the clock of the instance that took it is behind, or this instance's clock went back, or an
 /// instance on the schema has a shorter lease duration (then at most one of this one's
 /// durations late); never early, and a settle is checked by its lease number, not the time.
-pub(crate) struct ReclaimWatch(Mutex<Option<u64>>);
+pub(crate) struct ReclaimWatch(AtomicU64);
 
 impl ReclaimWatch {
+    /// A watch with no look yet: the first lease looks.
     pub(crate) fn new() -> ReclaimWatch {
-        ReclaimWatch(Mutex::new(None))
+        ReclaimWatch(AtomicU64::new(0))
     }
 
     /// Whether a lease at `now_ms` looks first.
     fn due(&self, now_ms: u64) -> bool {
-        let next = *self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        next.is_none_or(|next| now_ms >= next)
+        now_ms >= self.0.load(Ordering::Relaxed)
     }
 
     /// A look left `next` as the earliest lease deadline it knows of.
     fn looked(&self, next: u64) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(next);
+        self.0.store(next, Ordering::Relaxed);
     }
 }
 
