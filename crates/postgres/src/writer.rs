@@ -161,24 +161,25 @@ fn clone_error(error: &StoreError) -> StoreError {
 /// keys rely on.
 const ENQUEUE: &str = "\
 WITH named AS (
-  SELECT e, slot, at FROM unnest($1::text[], $2::int4[], $3::int8[]) AS s(e, slot, at)),
+  SELECT e, at, n - 1 AS slot
+  FROM unnest($1::text[], $2::int8[]) WITH ORDINALITY AS s(e, at, n)),
 first AS (
   SELECT DISTINCT ON (e) e, slot, at FROM named ORDER BY e, slot),
 fresh AS (
   INSERT INTO seen_events (event_id, seen_at) SELECT e, at FROM first ORDER BY e
   ON CONFLICT (event_id) DO UPDATE SET seen_at = EXCLUDED.seen_at
-  WHERE seen_events.seen_at <= EXCLUDED.seen_at - $4::int8
+  WHERE seen_events.seen_at <= EXCLUDED.seen_at - $3::int8
   RETURNING event_id),
 dup AS (
   SELECT n.slot FROM named n
   WHERE NOT EXISTS (SELECT 1 FROM first f JOIN fresh r ON r.event_id = f.e WHERE f.slot = n.slot)),
 dropped AS (
-  SELECT p.n FROM unnest($5::int4[], $6::int4[]) AS p(n, slot)
+  SELECT p.n FROM unnest($4::int4[], $5::int4[]) AS p(n, slot)
   WHERE p.slot IN (SELECT slot FROM dup)),
 kept AS (
   SELECT u.*
-  FROM unnest($7::int8[], $8::text[], $9::text[], $10::bytea[], $11::text[], $12::int8[],
-              $13::int8[], $14::bool[], $15::text[])
+  FROM unnest($6::int8[], $7::text[], $8::text[], $9::bytea[], $10::text[], $11::int8[],
+              $12::int8[], $13::bool[], $14::text[])
        WITH ORDINALITY AS u(sub, event_ids, event_type, body, message_id, due_at, created_at,
                             ordered, order_key, n)
   WHERE u.n NOT IN (SELECT n FROM dropped)),
@@ -186,7 +187,7 @@ counted AS (
   SELECT sub, count(*) AS n FROM kept GROUP BY sub),
 locked AS (
   INSERT INTO queue_state AS q (subscription, due)
-  SELECT s, COALESCE(c.n, 0) FROM unnest($16::int8[]) AS s LEFT JOIN counted c ON c.sub = s
+  SELECT s, COALESCE(c.n, 0) FROM unnest($15::int8[]) AS s LEFT JOIN counted c ON c.sub = s
   ORDER BY s
   ON CONFLICT (subscription) DO UPDATE
   SET due = q.due + CASE WHEN q.held_sub THEN 0 ELSE EXCLUDED.due END,
@@ -203,7 +204,7 @@ ins AS (
   FROM new w JOIN locked l ON l.subscription = w.sub
   RETURNING 1),
 told AS (
-  SELECT pg_notify($17, $18) FROM (SELECT 1 FROM ins LIMIT 1) AS any_in)
+  SELECT pg_notify($16, $17) FROM (SELECT 1 FROM ins LIMIT 1) AS any_in)
 SELECT 0::int2 AS kind, slot::int8 AS n, 0::int8 AS id FROM dup
 UNION ALL SELECT 1::int2, w.n, w.id FROM new w
 UNION ALL SELECT 2::int2, count(*), 0::int8 FROM told";
@@ -248,7 +249,6 @@ fn enqueue_group(
         ENQUEUE,
         &[
             &named.event_ids,
-            &named.slots,
             &named.at,
             &int(dedup_retention_ms),
             &pair_deliveries,
@@ -304,12 +304,11 @@ fn too_many() -> StoreError {
     StoreError::Storage("too many deliveries for one enqueue".into())
 }
 
-/// The host event ids a group names, each call's once, as columns for `unnest`: a slot per
-/// (call, id), and which deliveries name which slot.
+/// The host event ids a group names, each call's once, as columns for `unnest`: a slot (its
+/// place, from 0) per (call, id), and which deliveries name which slot.
 #[derive(Default)]
 struct Named {
     event_ids: Vec<String>,
-    slots: Vec<i32>,
     at: Vec<i64>,
     calls: Vec<usize>,
     pairs: Vec<(i32, i32)>,
@@ -317,9 +316,8 @@ struct Named {
 
 impl Named {
     fn push(&mut self, event_id: &str, call: usize, at: i64) -> Result<i32, StoreError> {
-        let slot = i32::try_from(self.slots.len()).map_err(|_| too_many())?;
+        let slot = i32::try_from(self.event_ids.len()).map_err(|_| too_many())?;
         self.event_ids.push(event_id.to_string());
-        self.slots.push(slot);
         self.at.push(at);
         self.calls.push(call);
         Ok(slot)
