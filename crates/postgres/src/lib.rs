@@ -22,17 +22,17 @@
 //!   does. Calls hand their work over a channel and wait.
 //! - **Enqueues** are durable when they return (committed with `synchronous_commit` on).
 //!   Concurrent ones share one statement, committed on its own (one round trip), and one WAL
-//!   flush (group commit); each stays atomic. Host event ids are remembered in a table with a primary key, so a duplicate is
-//!   found whichever instance saw the first.
+//!   flush (group commit); each stays atomic. Host event ids are remembered in a table with a
+//!   primary key, so a duplicate is found whichever instance saw the first.
 //! - **Leases** carry a token and a deadline; a delivery whose lease passed its deadline (its
 //!   instance died, say) is leased again by any instance. Two instances never lease one
 //!   subscription at the same moment (the lease statement claims its `queue_state` row
-//!   `FOR UPDATE SKIP LOCKED`), so per-subscription bounds and ordered delivery (one in flight, in id order)
-//!   hold cluster-wide, and so does per-record ordering (of a subscription's deliveries with
-//!   one order key, only the earliest not dead may be leased); the shared group's bound is
-//!   counted cluster-wide but not locked, so two instances leasing at once may pass it by a
-//!   batch. The order is round-robin across
-//!   subscriptions, least recently served first, and due order within one.
+//!   `FOR UPDATE SKIP LOCKED`), so per-subscription bounds and ordered delivery (one in
+//!   flight, in id order) hold cluster-wide, and so does per-record ordering (of a
+//!   subscription's deliveries with one order key, only the earliest not dead may be leased);
+//!   the shared group's bound is counted cluster-wide but not locked, so two instances leasing
+//!   at once may pass it by a batch. The order is round-robin across subscriptions, least
+//!   recently served first, and due order within one.
 //! - **Settles and leases** commit without waiting for the WAL flush: a PostgreSQL crash may
 //!   forget the last few, and their deliveries are sent again (at least once, as on sled);
 //!   [`Queue::flush`](callout_store::Queue::flush) makes them durable. Registry changes,
