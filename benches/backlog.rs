@@ -323,7 +323,7 @@ fn enqueue(
             .publish_batch(events)
             .map_err(|e| format!("publish: {e}"))?;
         enqueued += count;
-        if enqueued % 100_000 == 0 {
+        if enqueued.is_multiple_of(100_000) {
             println!(
                 "backlog: enqueue: {enqueued} in {:.1} s, RSS {:.1} MB, disk {:.1} MB",
                 started.elapsed().as_secs_f64(),

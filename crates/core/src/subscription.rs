@@ -1162,7 +1162,7 @@ fn is_signing_key(secret: &str) -> bool {
 /// Standard base64 with its padding: callout-deliver decodes it when signing.
 fn is_base64(text: &str) -> bool {
     !text.is_empty()
-        && text.len() % 4 == 0
+        && text.len().is_multiple_of(4)
         && text
             .trim_end_matches('=')
             .bytes()

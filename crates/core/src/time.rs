@@ -191,7 +191,7 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
 
 /// Whether `year` has a February 29 (proleptic Gregorian).
 fn is_leap_year(year: u64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
 }
 
 /// The days of `month` (1..=12) in `year`.

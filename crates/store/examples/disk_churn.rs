@@ -86,7 +86,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             store.complete(d.token, attempt)?;
         }
         done += BATCH;
-        if (done / BATCH) % 10 == 0 {
+        if (done / BATCH).is_multiple_of(10) {
             pruned += store.prune(now, 10_000)?;
         }
         if marks.contains(&done) {
