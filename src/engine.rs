@@ -242,10 +242,22 @@ impl EngineBuilder {
 
     /// How many bytes of just-published deliveries a sled store the engine opens keeps in
     /// memory until their first attempt, so that sending them needs no read back from sled
-    /// (default 16 MiB; 0 keeps none and every lease reads from sled). With
+    /// (default 4 MiB; 0 keeps none and every lease reads from sled). With
     /// [`EngineBuilder::cache_capacity`] it is most of what the store holds in memory.
     pub fn fresh_capacity(mut self, bytes: usize) -> Self {
         self.store_config.fresh_capacity = bytes;
+        self
+    }
+
+    /// When a sled store the engine opens compacts itself into a fresh directory, giving back
+    /// the space sled keeps for removed records: once its files have grown `headroom` bytes
+    /// past twice what the last compaction left (default 64 MiB; 0 never), while at most
+    /// `max_queued` deliveries are queued (default 100,000), since publishes and sends wait
+    /// while the records are copied. See
+    /// [`StoreConfig::compact_headroom`](callout_store::StoreConfig::compact_headroom).
+    pub fn compaction(mut self, headroom: u64, max_queued: u64) -> Self {
+        self.store_config.compact_headroom = headroom;
+        self.store_config.compact_max_queued = max_queued;
         self
     }
 

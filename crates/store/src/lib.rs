@@ -60,4 +60,6 @@ pub use crate::model::{
     EnqueueReceipt, FailureStreak, LeaseLimits, LeaseToken, Leased, NewDelivery, Pace,
     SubscriptionFilter,
 };
-pub use crate::sled_store::{Durability, RepairReport, SledStore, StoreConfig, Unreadable};
+pub use crate::sled_store::{
+    Compacted, Durability, RepairReport, SledStore, StoreConfig, Unreadable,
+};

@@ -46,6 +46,16 @@ pub struct StoreConfig {
     /// deliveries of 300 B; 0 keeps none; each MiB costs about 2 MiB resident). Past
     /// it, leases read records from disk as usual.
     pub fresh_capacity: usize,
+    /// When the store compacts itself ([`SledStore::compact`](super::SledStore::compact), from
+    /// [`History::prune`](crate::History::prune)): once its files have grown this many bytes past
+    /// twice what the last compaction left (default 64 MiB; 0 never). sled 0.34 hardly gives
+    /// back the space of removed records, so without compaction a store's files grow with
+    /// every delivery it has carried.
+    pub compact_headroom: u64,
+    /// A compaction starts by itself only while at most this many deliveries are queued
+    /// (default 100,000): it copies every record with operations waiting, about a second per
+    /// 100,000 records here (docs/BENCHMARKS.md, Backlog and soak).
+    pub compact_max_queued: u64,
 }
 
 impl Default for StoreConfig {
@@ -58,6 +68,8 @@ impl Default for StoreConfig {
             attempt_retention: Duration::from_secs(30 * 86_400),
             attempts_kept: 10_000,
             fresh_capacity: 4 * 1024 * 1024,
+            compact_headroom: 64 * 1024 * 1024,
+            compact_max_queued: 100_000,
         }
     }
 }

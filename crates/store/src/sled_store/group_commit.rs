@@ -225,12 +225,12 @@ impl SledStore {
             return self.flush_files();
         }
         let journal = key(JOURNAL, &[ticket]);
-        self.queue.insert(&journal, ops.encode()).db()?;
+        self.queue().insert(&journal, ops.encode()).db()?;
         if let Err(error) = self.flush_files() {
             // Its writers hear that it failed: take the journal back, or the next flush would
             // keep it and a reopen write out what they were told was not stored. (A crash
             // before that flush can still bring it back, if sled had it on disk already.)
-            if let Err(error) = self.queue.remove(&journal) {
+            if let Err(error) = self.queue().remove(&journal) {
                 tracing::error!(%error, "could not take back the journal of a failed group commit");
             }
             return Err(error);
@@ -248,31 +248,32 @@ impl SledStore {
                 // Id blocks only grow, whichever journal is written out last.
                 Some(v) if k == NEXT_DELIVERY => {
                     let on_disk = self
-                        .queue
+                        .queue()
                         .get(NEXT_DELIVERY)
                         .db()?
                         .map_or(0, |n| part(&n, 0));
                     if part(&v, 0) > on_disk {
-                        self.queue.insert(k, v).db()?;
+                        self.queue().insert(k, v).db()?;
                     }
                 }
                 Some(v) => {
-                    self.queue.insert(k, v).db()?;
+                    self.queue().insert(k, v).db()?;
                 }
                 None => {
-                    self.queue.remove(k).db()?;
+                    self.queue().remove(k).db()?;
                 }
             }
         }
-        self.queue.remove(journal).db()?;
+        self.queue().remove(journal).db()?;
         Ok(())
     }
 
     /// Flushes sled, and with [`Durability::Sync`] makes it survive a power loss
     /// (`power_loss.rs`).
     pub(super) fn flush_files(&self) -> Result<(), StoreError> {
-        self.db.flush().db()?;
-        if let Some(sync) = &self.power_loss {
+        let files = self.files();
+        files.db.flush().db()?;
+        if let Some(sync) = &files.power_loss {
             sync.sync()?;
         }
         Ok(())

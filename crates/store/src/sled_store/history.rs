@@ -15,6 +15,7 @@ use super::{OrStoreError, SledStore};
 
 impl History for SledStore {
     fn delivery(&self, id: u64) -> Result<Option<Delivery>, StoreError> {
+        let _pass = self.pass()?;
         let mut book = self.book()?;
         self.apply_behind(&mut book)?;
         if let Some(lease) = book.leased.get(&id) {
@@ -28,12 +29,12 @@ impl History for SledStore {
         }
         drop(book);
         for tag in [DUE, ORDERED, HELD, DEAD] {
-            for item in self.queue.scan_prefix([tag]).keys() {
+            for item in self.queue().scan_prefix([tag]).keys() {
                 let k = item.db()?;
                 if id_in_key(&k) != Some(id) {
                     continue;
                 }
-                let Some(bytes) = self.queue.get(&k).db()? else {
+                let Some(bytes) = self.queue().get(&k).db()? else {
                     continue;
                 };
                 let delivery = match tag {
@@ -47,19 +48,20 @@ impl History for SledStore {
     }
 
     fn attempts_for_delivery(&self, id: u64) -> Result<Vec<Attempt>, StoreError> {
+        let _pass = self.pass()?;
         self.catch_up()?;
         let mut out: Vec<Attempt> = Vec::new();
-        for item in self.queue.scan_prefix(key(ATTEMPT, &[id])) {
+        for item in self.queue().scan_prefix(key(ATTEMPT, &[id])) {
             let (k, v) = item.db()?;
             out.push(codec::decode(&k, &v)?);
         }
-        for pointer in self.queue.scan_prefix(attempts::bucket_prefix(id)).keys() {
+        for pointer in self.queue().scan_prefix(attempts::bucket_prefix(id)).keys() {
             let pointer = pointer.db()?;
             let record_key = attempts::pointed(&pointer);
-            let Some(record) = self.queue.get(&record_key).db()? else {
+            let Some(record) = self.queue().get(&record_key).db()? else {
                 // A record goes with its pointers, all those it can name: one cut short named
                 // fewer. A pointer is never written without its record, so this one is left over.
-                self.queue.remove(&pointer).db()?;
+                self.queue().remove(&pointer).db()?;
                 continue;
             };
             for entry in attempts::entries(&record_key, &record) {
@@ -80,6 +82,7 @@ impl History for SledStore {
         sub: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Attempt)>, StoreError> {
+        let _pass = self.pass()?;
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -90,7 +93,7 @@ impl History for SledStore {
         // Each with where it is: in the record (its key, value and place) or, from an older
         // build, under its own key.
         let mut newest = BTreeMap::new();
-        for item in self.queue.scan_prefix(key(BY_SUB, &[sub])).rev() {
+        for item in self.queue().scan_prefix(key(BY_SUB, &[sub])).rev() {
             let (k, record) = item.db()?;
             let named = attempts::named(&k);
             if newest.len() >= limit
@@ -114,7 +117,7 @@ impl History for SledStore {
                 out.push((id, codec::decode(&k, &record[bytes])?));
             } else {
                 let ak = key(ATTEMPT, &[id, at, n]);
-                if let Some(v) = self.queue.get(&ak).db()? {
+                if let Some(v) = self.queue().get(&ak).db()? {
                     out.push((id, codec::decode(&ak, &v)?));
                 }
             }
@@ -123,11 +126,13 @@ impl History for SledStore {
     }
 
     fn dead_letters(&self, filter: &DeadFilter) -> Result<Vec<Delivery>, StoreError> {
+        let _pass = self.pass()?;
         self.catch_up()?;
         self.scan_dead(filter)
     }
 
     fn replay_dead(&self, filter: &DeadFilter, now_ms: u64) -> Result<usize, StoreError> {
+        let _pass = self.pass()?;
         let mut book = self.book()?;
         self.apply_behind(&mut book)?;
         let dead = self.scan_dead(filter)?;
@@ -152,6 +157,7 @@ impl History for SledStore {
 
     // Their attempts go with the retention.
     fn purge_dead(&self, filter: &DeadFilter) -> Result<usize, StoreError> {
+        let _pass = self.pass()?;
         let mut book = self.book()?;
         self.apply_behind(&mut book)?;
         let dead = self.scan_dead(filter)?;
@@ -173,7 +179,12 @@ impl History for SledStore {
     }
 
     fn prune(&self, now_ms: u64, max: usize) -> Result<usize, StoreError> {
-        self.prune_history(now_ms, max)
+        let pruned = {
+            let _pass = self.pass()?;
+            self.prune_history(now_ms, max)?
+        };
+        self.compact_when_due();
+        Ok(pruned)
     }
 }
 
@@ -186,7 +197,7 @@ impl SledStore {
             None => vec![DEAD],
         };
         let mut out = Vec::new();
-        for item in self.queue.scan_prefix(prefix) {
+        for item in self.queue().scan_prefix(prefix) {
             let (k, v) = item.db()?;
             let Some(d) = self.record(&k, &v)? else {
                 continue;
@@ -250,13 +261,13 @@ mod tests {
         }
         store.flush().unwrap();
         let records: Vec<u64> = store
-            .queue
+            .test_queue()
             .scan_prefix([BY_SUB])
             .map(|item| part(&item.unwrap().0, 1))
             .collect();
         assert_eq!(records, [1, 1, 2], "one record per subscription and batch");
         assert_eq!(
-            store.queue.scan_prefix(key(ATTEMPT, &[])).count(),
+            store.test_queue().scan_prefix(key(ATTEMPT, &[])).count(),
             0,
             "no record per attempt"
         );
@@ -266,11 +277,11 @@ mod tests {
 
         // A record of one attempt with an empty value, as older builds wrote them.
         store
-            .queue
+            .test_queue()
             .insert(key(BY_SUB, &[1, 42, 99, 1]), b"")
             .unwrap();
         store
-            .queue
+            .test_queue()
             .insert(key(ATTEMPT, &[99, 42, 1]), codec::encode(&attempt(42)))
             .unwrap();
         assert_eq!(store.attempts_for_delivery(99).unwrap(), [attempt(42)]);
@@ -301,9 +312,9 @@ mod tests {
         assert_eq!(store.prune(retention(50), 100).unwrap(), 2);
         assert!(newest(10).is_empty());
         assert!(store.attempts_for_delivery(ids[0]).unwrap().is_empty());
-        assert!(store.queue.scan_prefix([BY_SUB]).next().is_none());
+        assert!(store.test_queue().scan_prefix([BY_SUB]).next().is_none());
         assert!(
-            store.queue.scan_prefix([b'b']).next().is_none(),
+            store.test_queue().scan_prefix([b'b']).next().is_none(),
             "pruned records leave no pointers behind"
         );
     }
@@ -331,13 +342,13 @@ mod tests {
             if k[0] == BY_SUB {
                 v.pop();
             }
-            store.queue.insert(k, v).unwrap();
+            store.test_queue().insert(k, v).unwrap();
         }
         assert_eq!(store.attempts_for_delivery(1).unwrap().len(), 1);
         assert!(store.attempts_for_delivery(100).unwrap().is_empty());
         let day = 24 * 3600 * 1000;
         assert_eq!(store.prune(100 + 31 * day, 10).unwrap(), 1);
-        let pointers = || store.queue.scan_prefix([b'b']).count();
+        let pointers = || store.test_queue().scan_prefix([b'b']).count();
         assert_eq!(pointers(), 1, "id 100's bucket was not named");
         assert!(store.attempts_for_delivery(100).unwrap().is_empty());
         assert_eq!(pointers(), 0);

@@ -14,15 +14,20 @@
 //! them instead of every record), leases, and a window of each subscription's first due
 //! deliveries (`due.rs`), read on from disk as leases take them.
 //!
+//! The database lives in a generation of the store's directory (`generation`): a compaction
+//! (`compact`) copies what is live into the next one and continues there, since sled 0.34
+//! hardly gives back the space of removed records. Every operation passes a gate (`gate`)
+//! that a compaction closes, so none runs on the generation being replaced.
+//!
 //! Each job has its module: `config` (how a store is opened), `keys` (the key layout and record
 //! shapes), `open` (opening, migration and recovery), `book` (the in-memory state),
 //! `group_commit` (durable enqueues sharing flushes), `write_behind` (buffered settles),
 //! `order` (per-record ordering), `registry`, `queue`, `history` (attempts and dead letters),
-//! `tallies` (failure streaks, hourly counts, send slots), `prune` (retention) and `repair`
-//! (salvaging a damaged store into a new one).
+//! `tallies` (failure streaks, hourly counts, send slots), `prune` (retention), `compact`,
+//! `generation`, `gate`, and `repair` (salvaging a damaged store into a new one).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use sled::{Batch, Db, Tree};
 
@@ -32,8 +37,11 @@ use crate::model::Delivery;
 mod attempts;
 mod book;
 mod codec;
+mod compact;
 mod config;
 mod due;
+mod gate;
+mod generation;
 mod group_commit;
 mod history;
 mod ids;
@@ -49,6 +57,7 @@ mod repair;
 mod tallies;
 mod write_behind;
 
+pub use self::compact::Compacted;
 pub use self::config::{Durability, StoreConfig};
 pub use self::repair::{RepairReport, Unreadable};
 
@@ -75,10 +84,17 @@ use self::ops::Ops;
 /// ```
 pub struct SledStore {
     path: PathBuf,
-    db: Db,
-    subs: Tree,
-    queue: Tree,
-    corrupt: Tree,
+    /// The store's lock (`generation.rs`), held while it is open.
+    _lock: std::fs::File,
+    /// The sled database of the current generation; replaced only by a compaction, with the
+    /// gate closed, so an operation sees one generation from start to end.
+    files: RwLock<Arc<Files>>,
+    /// Every operation passes it; a compaction closes it.
+    gate: gate::Gate,
+    /// The size on disk a compaction left, or 0 before the first of this process.
+    compacted_size: std::sync::atomic::AtomicU64,
+    /// When a lease or prune next looks whether a compaction is due.
+    next_compaction_look: Mutex<std::time::Instant>,
     config: StoreConfig,
     book: Mutex<Book>,
     /// Held while a handed-off write-behind buffer is applied, and taken by every other
@@ -86,9 +102,18 @@ pub struct SledStore {
     /// for the settles it must see.
     behind_gate: Mutex<()>,
     flusher: Flusher,
+    tallies: tallies::TallyBook,
+}
+
+/// One generation's open sled database and trees.
+struct Files {
+    generation: u64,
+    db: Db,
+    subs: Tree,
+    queue: Tree,
+    corrupt: Tree,
     /// What `Durability::Sync` syncs after each flush; `None` for the other durabilities.
     power_loss: Option<power_loss::PowerLossSync>,
-    tallies: tallies::TallyBook,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -121,6 +146,44 @@ impl<T> OrStoreError<T> for Result<T, sled::Error> {
 }
 
 impl SledStore {
+    /// The current generation's files. Only an operation (inside the gate) may use them: a
+    /// compaction replaces them with the gate closed, and a write made through a handle kept
+    /// from before would be lost with the old generation.
+    fn files(&self) -> Arc<Files> {
+        debug_assert!(self.gate.is_inside(), "store files used outside the gate");
+        match self.files.read() {
+            Ok(files) => Arc::clone(&files),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The delivery queue tree of the current generation (see [`SledStore::files`]).
+    fn queue(&self) -> Tree {
+        self.files().queue.clone()
+    }
+
+    /// The subscriptions tree of the current generation (see [`SledStore::files`]).
+    fn subs(&self) -> Tree {
+        self.files().subs.clone()
+    }
+
+    /// The queue tree for a unit test to look into, outside any operation.
+    #[cfg(test)]
+    fn test_queue(&self) -> Tree {
+        self.files.read().expect("files").queue.clone()
+    }
+
+    /// The database for a unit test to look into, outside any operation.
+    #[cfg(test)]
+    fn test_db(&self) -> Db {
+        self.files.read().expect("files").db.clone()
+    }
+
+    /// Enters the gate for one operation (`gate.rs`).
+    fn pass(&self) -> Result<gate::Pass<'_>, StoreError> {
+        self.gate.enter()
+    }
+
     /// The directory the store lives in.
     pub fn path(&self) -> &Path {
         &self.path
@@ -128,7 +191,9 @@ impl SledStore {
 
     /// Records that failed to decode and were moved aside, by key (hex).
     pub fn corrupt_keys(&self) -> Result<Vec<String>, StoreError> {
-        self.corrupt
+        let _pass = self.pass()?;
+        self.files()
+            .corrupt
             .iter()
             .keys()
             .map(|k| Ok(codec::hex(&k.db()?)))
@@ -145,13 +210,18 @@ impl SledStore {
     /// was opened: one per group commit, and one more for each blob file sled created (and its
     /// directory). 0 for the other durabilities.
     pub fn sync_count(&self) -> u64 {
-        self.power_loss.as_ref().map_or(0, |sync| sync.calls())
+        let Ok(_pass) = self.pass() else { return 0 };
+        self.files()
+            .power_loss
+            .as_ref()
+            .map_or(0, |sync| sync.calls())
     }
 
     /// The size of the store's files on disk, in bytes.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        let _pass = self.pass()?;
         self.catch_up()?;
-        self.db.size_on_disk().db()
+        self.files().db.size_on_disk().db()
     }
 
     fn book(&self) -> Result<MutexGuard<'_, Book>, StoreError> {
@@ -165,13 +235,13 @@ impl SledStore {
         }
         let mut batch = Batch::default();
         ops.into_batch(&mut batch);
-        self.queue.apply_batch(batch).db()
+        self.queue().apply_batch(batch).db()
     }
 
     /// The record under a due key, or `None` when it is gone; a record that does not decode
     /// is moved aside and reported as gone.
     fn stored_due(&self, due_key: &[u8]) -> Result<Option<Delivery>, StoreError> {
-        match self.queue.get(due_key).db()? {
+        match self.queue().get(due_key).db()? {
             Some(bytes) => self.record(due_key, &bytes),
             None => Ok(None),
         }
@@ -195,23 +265,24 @@ impl SledStore {
 
     fn move_aside(&self, k: &[u8], v: &[u8], error: &StoreError) -> Result<(), StoreError> {
         tracing::error!(%error, "corrupt record moved aside");
-        self.corrupt.insert(k, v).db()?;
-        self.queue.remove(k).db()?;
+        self.files().corrupt.insert(k, v).db()?;
+        self.queue().remove(k).db()?;
         Ok(())
     }
 }
 
 impl Drop for SledStore {
     fn drop(&mut self) {
+        let Ok(_pass) = self.pass() else { return };
         let _ = self.catch_up();
         // Give back the rest of the reserved id block, so a clean reopen counts on where this
         // left off (only a crash skips ids).
         if let Ok(book) = self.book() {
             let _ = self
-                .queue
+                .queue()
                 .insert(NEXT_DELIVERY, &book.next_delivery.to_be_bytes()[..]);
         }
-        let _ = self.db.flush();
+        let _ = self.files().db.flush();
         open::closed(&self.path);
     }
 }

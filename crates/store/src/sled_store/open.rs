@@ -6,7 +6,7 @@
 //! with none; a corrupt record is moved aside when a lease, a read or a hold meets it.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::error::StoreError;
@@ -14,6 +14,7 @@ use crate::model::DeliveryState;
 
 use super::book::{Book, Fresh};
 use super::codec;
+use super::generation;
 use super::group_commit::Flusher;
 use super::keys::part;
 use super::keys::{
@@ -23,7 +24,7 @@ use super::keys::{
 };
 use super::ops::Ops;
 use super::power_loss::PowerLossSync;
-use super::{Durability, OrStoreError, SledStore, StoreConfig};
+use super::{Durability, Files, OrStoreError, SledStore, StoreConfig};
 
 /// Paths open in this process: sled's file lock stops a second process, this stops a second
 /// handle in the same one.
@@ -92,6 +93,53 @@ fn crc32(bytes: &[u8]) -> u32 {
     !crc
 }
 
+/// Opens sled in `dir` as every callout store is opened.
+pub(super) fn open_sled(dir: &Path, config: &StoreConfig) -> Result<sled::Db, StoreError> {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(config.cache_capacity)
+        .flush_every_ms(Some(500))
+        .open()
+        .map_err(|e| match e {
+            sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                StoreError::Locked {
+                    path: dir.to_path_buf(),
+                }
+            }
+            other => damaged(dir, other),
+        })
+}
+
+impl Files {
+    /// Opens generation `n` of the store at `root`.
+    pub(super) fn open(root: &Path, n: u64, config: &StoreConfig) -> Result<Files, StoreError> {
+        let dir = generation::dir(root, n);
+        Files::of(n, open_sled(&dir, config)?, &dir, config, 0)
+    }
+
+    /// The trees of a generation's open database; `syncs` carries the count of power-loss
+    /// syncs over from the generation it replaces.
+    pub(super) fn of(
+        generation: u64,
+        db: sled::Db,
+        dir: &Path,
+        config: &StoreConfig,
+        syncs: u64,
+    ) -> Result<Files, StoreError> {
+        Ok(Files {
+            generation,
+            subs: db.open_tree("subs").db()?,
+            queue: db.open_tree("queue").db()?,
+            corrupt: db.open_tree("corrupt").db()?,
+            power_loss: match config.durability {
+                Durability::Sync => Some(PowerLossSync::open(dir, syncs)?),
+                _ => None,
+            },
+            db,
+        })
+    }
+}
+
 /// Whether this process has the store at `path` open.
 pub(super) fn is_open(path: &Path) -> bool {
     path.canonicalize()
@@ -131,22 +179,11 @@ impl SledStore {
     }
 
     fn open_unregistered(path: &Path, config: StoreConfig) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(config.cache_capacity)
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    StoreError::Locked {
-                        path: path.to_path_buf(),
-                    }
-                }
-                other => damaged(path, other),
-            })?;
-        let config_durability = config.durability;
-        let subs = db.open_tree("subs").db()?;
-        let meta = db.open_tree("meta").db()?;
+        let lock = generation::lock(path)?;
+        let current = generation::current(path)?;
+        generation::sweep(path, current)?;
+        let files = Files::open(path, current, &config)?;
+        let meta = files.db.open_tree("meta").db()?;
         let layout = match meta.get(FORMAT_KEY).db()?.as_deref() {
             None => LAYOUT,
             Some([found]) if *found <= LAYOUT => *found,
@@ -160,10 +197,11 @@ impl SledStore {
         };
         let store = SledStore {
             path: path.to_path_buf(),
-            queue: db.open_tree("queue").db()?,
-            corrupt: db.open_tree("corrupt").db()?,
-            subs,
-            db,
+            _lock: lock,
+            files: RwLock::new(Arc::new(files)),
+            gate: Default::default(),
+            compacted_size: Default::default(),
+            next_compaction_look: Mutex::new(std::time::Instant::now()),
             book: Mutex::new(Book {
                 fresh: Fresh {
                     capacity: config.fresh_capacity,
@@ -174,28 +212,29 @@ impl SledStore {
             config,
             behind_gate: Mutex::new(()),
             flusher: Flusher::default(),
-            power_loss: match config_durability {
-                Durability::Sync => Some(PowerLossSync::open(path)?),
-                _ => None,
-            },
             tallies: Default::default(),
         };
+        store.recover_on_open(layout, &meta)?;
+        Ok(store)
+    }
+
+    fn recover_on_open(&self, layout: u8, meta: &sled::Tree) -> Result<(), StoreError> {
+        let _pass = self.pass()?;
         if layout < 2 {
-            store.migrate_layout_1()?;
+            self.migrate_layout_1()?;
         }
         if layout < 4 {
-            store.forget_old_chunk_default()?;
+            self.forget_old_chunk_default()?;
         }
-        store.write_out_journals()?;
+        self.write_out_journals()?;
         if layout < LAYOUT_BY_SUBSCRIPTION {
-            store.migrate_due_keys()?;
-            store.recount()?;
+            self.migrate_due_keys()?;
+            self.recount()?;
         }
         // Only once the records are in this layout: a crash before it migrates again.
         meta.insert(FORMAT_KEY, &[LAYOUT]).db()?;
-        store.recover()?;
-        store.load_streaks()?;
-        Ok(store)
+        self.recover()?;
+        self.load_streaks()
     }
 
     /// Moves a layout-1 store's deliveries (`d id` records with value-less index entries) into
@@ -203,14 +242,14 @@ impl SledStore {
     /// index entry; a lease of layout 1 returns the delivery to due.
     fn migrate_layout_1(&self) -> Result<(), StoreError> {
         let mut batch = Ops::default();
-        for item in self.queue.scan_prefix([LEGACY_LEASED]) {
+        for item in self.queue().scan_prefix([LEGACY_LEASED]) {
             batch.remove(item.db()?.0);
         }
         // Index entries in layout 1: the records they index are filed anew below.
-        for item in self.queue.scan_prefix([DUE]) {
+        for item in self.queue().scan_prefix([DUE]) {
             batch.remove(item.db()?.0);
         }
-        for item in self.queue.scan_prefix([LEGACY_DELIVERY]) {
+        for item in self.queue().scan_prefix([LEGACY_DELIVERY]) {
             let (k, v) = item.db()?;
             let Some(mut delivery) = self.record(&k, &v)? else {
                 continue;
@@ -231,14 +270,14 @@ impl SledStore {
             }
         }
         self.apply(batch)?;
-        self.queue.flush().db()?;
+        self.queue().flush().db()?;
         Ok(())
     }
 
     /// Writes out the journals of group commits a crash left (see `group_commit.rs`); one that
     /// does not decode is moved aside.
     fn write_out_journals(&self) -> Result<(), StoreError> {
-        for item in self.queue.scan_prefix([JOURNAL]) {
+        for item in self.queue().scan_prefix([JOURNAL]) {
             let (k, v) = item.db()?;
             match Ops::decode(&k, &v) {
                 Ok(ops) => self.write_out(&k, ops)?,
@@ -255,7 +294,7 @@ impl SledStore {
     fn migrate_due_keys(&self) -> Result<(), StoreError> {
         const BATCH: usize = 10_000;
         let mut batch = Ops::default();
-        for item in self.queue.scan_prefix([DUE]) {
+        for item in self.queue().scan_prefix([DUE]) {
             let (k, v) = item.db()?;
             if k.len() != 17 {
                 continue;
@@ -268,7 +307,7 @@ impl SledStore {
                 self.apply(std::mem::take(&mut batch))?;
                 // A flush lets sled free what the batches replaced: migrating 1M deliveries
                 // peaked at 400 MB resident without, 275 MB with (docs/BENCHMARKS.md).
-                self.queue.flush().db()?;
+                self.queue().flush().db()?;
             }
         }
         self.apply(batch)
@@ -282,7 +321,7 @@ impl SledStore {
         self.apply_behind(&mut book)?;
         let mut batch = Ops::default();
         for tag in [ENQUEUED, COUNTS] {
-            for k in self.queue.scan_prefix([tag]).keys() {
+            for k in self.queue().scan_prefix([tag]).keys() {
                 batch.remove(k.db()?);
             }
         }
@@ -290,7 +329,7 @@ impl SledStore {
         book.disk.clear();
         let mut highest = 0;
         for tag in [DUE, ORDERED, HELD, DEAD] {
-            for item in self.queue.scan_prefix([tag]) {
+            for item in self.queue().scan_prefix([tag]) {
                 let (k, v) = item.db()?;
                 let Some(delivery) = self.record(&k, &v)? else {
                     continue;
@@ -307,11 +346,11 @@ impl SledStore {
                 }
             }
         }
-        for item in self.queue.scan_prefix([DELIVERED]) {
+        for item in self.queue().scan_prefix([DELIVERED]) {
             let (k, v) = item.db()?;
             book.counts(part(&k, 1)).delivered = part(&v, 0);
         }
-        for item in self.queue.scan_prefix([BY_SUB]) {
+        for item in self.queue().scan_prefix([BY_SUB]) {
             let (k, v) = item.db()?;
             let held = super::attempts::entries(&k, &v).len() as u64;
             book.disk.entry(part(&k, 1)).or_default().attempts += held;
@@ -319,7 +358,7 @@ impl SledStore {
         }
         // Ids only grow, whatever a store of an older layout kept of its counter.
         let reserved = self
-            .queue
+            .queue()
             .get(NEXT_DELIVERY)
             .db()?
             .map_or(1, |v| part(&v, 0));
@@ -337,7 +376,7 @@ impl SledStore {
         book.counts.clear();
         book.disk.clear();
         drop(book);
-        self.queue.flush().db()?;
+        self.queue().flush().db()?;
         Ok(())
     }
 
@@ -347,34 +386,34 @@ impl SledStore {
     /// `reschedule` would have put them.
     fn recover(&self) -> Result<(), StoreError> {
         let mut book = self.book()?;
-        book.next_delivery = match self.queue.get(NEXT_DELIVERY).db()? {
+        book.next_delivery = match self.queue().get(NEXT_DELIVERY).db()? {
             Some(v) => part(&v, 0).max(1),
             None => 1,
         };
         // Everything on disk is filed: no group commit is under way.
         book.filed_below = u64::MAX;
-        for item in self.queue.scan_prefix([HELD_SUB]) {
+        for item in self.queue().scan_prefix([HELD_SUB]) {
             let (k, _) = item.db()?;
             book.held.insert(part(&k, 1));
         }
         let mut enqueued = std::collections::BTreeMap::new();
-        for item in self.queue.scan_prefix([ENQUEUED]) {
+        for item in self.queue().scan_prefix([ENQUEUED]) {
             let (k, v) = item.db()?;
             enqueued.insert(part(&k, 1), (Some(v), None));
         }
-        for item in self.queue.scan_prefix([COUNTS]) {
+        for item in self.queue().scan_prefix([COUNTS]) {
             let (k, v) = item.db()?;
             enqueued.entry(part(&k, 1)).or_insert((None, None)).1 = Some(v);
         }
         for (sub, (e, c)) in &enqueued {
             book.load_counts(*sub, e.as_deref(), c.as_deref());
         }
-        for item in self.queue.scan_prefix([DELIVERED]) {
+        for item in self.queue().scan_prefix([DELIVERED]) {
             let (k, v) = item.db()?;
             book.counts(part(&k, 1)).delivered = part(&v, 0);
         }
         let mut batch = Ops::default();
-        for item in self.queue.scan_prefix([LEGACY_PENDING]) {
+        for item in self.queue().scan_prefix([LEGACY_PENDING]) {
             batch.remove(item.db()?.0);
         }
         let due: Vec<u64> = book
@@ -395,7 +434,7 @@ impl SledStore {
         book.reserved_until = book.next_delivery;
         self.write_now(&mut book, batch)?;
         drop(book);
-        self.queue.flush().db()?;
+        self.queue().flush().db()?;
         Ok(())
     }
 }
@@ -451,11 +490,16 @@ mod tests {
             store.attempts_for_subscription(1, 10).unwrap(),
             [(7, attempt)]
         );
-        let layout = store.db.open_tree("meta").unwrap().get(FORMAT_KEY).unwrap();
+        let layout = store
+            .test_db()
+            .open_tree("meta")
+            .unwrap()
+            .get(FORMAT_KEY)
+            .unwrap();
         assert_eq!(layout.as_deref(), Some(&[LAYOUT][..]));
         let day = 24 * 3600 * 1000;
         assert_eq!(store.prune(100 + 31 * day, 10).unwrap(), 1);
-        assert_eq!(store.queue.scan_prefix(key(ATTEMPT, &[])).count(), 0);
+        assert_eq!(store.test_queue().scan_prefix(key(ATTEMPT, &[])).count(), 0);
     }
 
     #[test]
@@ -506,8 +550,17 @@ mod tests {
         );
         assert_eq!(store.resume_subscription(11, 10).unwrap(), 1);
         assert!(store.corrupt_keys().unwrap().is_empty());
-        assert!(store.queue.scan_prefix([LEGACY_DELIVERY]).next().is_none());
-        let layout = store.db.open_tree("meta").unwrap().get(FORMAT_KEY).unwrap();
+        assert!(store
+            .test_queue()
+            .scan_prefix([LEGACY_DELIVERY])
+            .next()
+            .is_none());
+        let layout = store
+            .test_db()
+            .open_tree("meta")
+            .unwrap()
+            .get(FORMAT_KEY)
+            .unwrap();
         assert_eq!(layout.as_deref(), Some(&[LAYOUT][..]));
     }
 
@@ -542,12 +595,12 @@ mod tests {
             leased.iter().map(|d| d.delivery.id).collect::<Vec<_>>(),
             [1, 2]
         );
-        assert!(store.queue.scan_prefix([JOURNAL]).next().is_none());
+        assert!(store.test_queue().scan_prefix([JOURNAL]).next().is_none());
         assert_eq!(
             store.corrupt_keys().unwrap(),
             [codec::hex(&key(JOURNAL, &[8]))]
         );
-        let n = store.queue.get(NEXT_DELIVERY).unwrap().unwrap();
+        let n = store.test_queue().get(NEXT_DELIVERY).unwrap().unwrap();
         assert_eq!(part(&n, 0), 2048, "an id block never goes back");
     }
 }

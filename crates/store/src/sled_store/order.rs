@@ -116,7 +116,7 @@ impl SledStore {
         id: u64,
     ) -> Result<(), StoreError> {
         let mut found = None;
-        for k in self.queue.scan_prefix(key(ORDER_KEY, &[sub])).keys() {
+        for k in self.queue().scan_prefix(key(ORDER_KEY, &[sub])).keys() {
             let k = k.db()?;
             if part(&k, k.len().saturating_sub(8)) == id {
                 found = Some(k);
@@ -142,7 +142,7 @@ impl SledStore {
         except: u64,
     ) -> Result<Option<(u64, u64)>, StoreError> {
         let sub = part(range, 1);
-        for item in self.queue.scan_prefix(range) {
+        for item in self.queue().scan_prefix(range) {
             let (k, v) = item.db()?;
             let id = part(&k, k.len().saturating_sub(8));
             if id == except || book.key_gone.contains(&id) || book.key_gone_handed_off.contains(&id)
@@ -171,8 +171,11 @@ impl SledStore {
         if book.leased.contains_key(&id) || book.buffered(id) || id >= book.filed_below {
             return Ok(true);
         }
-        Ok(self.queue.contains_key(key(DUE, &[sub, due_at, id])).db()?
-            || self.queue.contains_key(key(HELD, &[sub, id])).db()?)
+        Ok(self
+            .queue()
+            .contains_key(key(DUE, &[sub, due_at, id]))
+            .db()?
+            || self.queue().contains_key(key(HELD, &[sub, id])).db()?)
     }
 }
 
@@ -290,7 +293,7 @@ mod tests {
             ordered: false,
         };
         store
-            .queue
+            .test_queue()
             .insert(
                 due_key(1, entry),
                 &b"\x00\x00\x00\x00\x00\x00\x00\x01\x00\xff"[..],

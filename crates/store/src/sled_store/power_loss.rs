@@ -46,8 +46,9 @@ pub(super) struct PowerLossSync {
 }
 
 impl PowerLossSync {
-    /// Opens sled's log for syncing and makes the store's files' names durable.
-    pub(super) fn open(path: &Path) -> io::Result<PowerLossSync> {
+    /// Opens sled's log for syncing and makes the store's files' names durable; `calls` counts
+    /// on from the syncs made before (by the generation a compaction replaced).
+    pub(super) fn open(path: &Path, calls: u64) -> io::Result<PowerLossSync> {
         let log = File::open(path.join("db"))?;
         log.sync_data()?;
         File::open(path)?.sync_all()?;
@@ -57,7 +58,7 @@ impl PowerLossSync {
             blobs_dir: File::open(&blobs).ok(),
             blobs,
             synced_blobs: Mutex::new(Synced::default()),
-            calls: AtomicU64::new(0),
+            calls: AtomicU64::new(calls),
         };
         // Blobs from before this open are synced once, as if new.
         sync.sync_new_blobs()?;

@@ -31,7 +31,7 @@ impl SledStore {
         let mut steps = 0;
         while removed < max && steps < max.saturating_mul(2).max(64) {
             steps += 1;
-            let Some(item) = self.queue.range(cursor.clone()..).next() else {
+            let Some(item) = self.queue().range(cursor.clone()..).next() else {
                 cursor.clear();
                 break;
             };
@@ -69,7 +69,7 @@ impl SledStore {
         book.prune_cursor = cursor;
         let seen_before = now_ms.saturating_sub(self.config.dedup_retention.as_millis() as u64);
         for item in self
-            .queue
+            .queue()
             .range(key(SEEN_AT, &[0])..key(SEEN_AT, &[seen_before]))
             .take(max)
         {
@@ -82,7 +82,7 @@ impl SledStore {
                 // for its group commit is about to be (outside the book lock): removing its
                 // memory now could come after that, and let the id through again.
                 let renewed = self
-                    .queue
+                    .queue()
                     .get(&seen)
                     .db()?
                     .is_some_and(|at| part(&at, 0) >= seen_before);

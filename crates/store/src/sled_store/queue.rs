@@ -37,6 +37,7 @@ impl Queue for SledStore {
         deliveries: Vec<NewDelivery>,
         now_ms: u64,
     ) -> Result<EnqueueReceipt, StoreError> {
+        let _pass = self.pass()?;
         let mut receipt = EnqueueReceipt::default();
         let mut writing = Writing(None);
         if self.config.durability != Durability::Relaxed {
@@ -58,7 +59,7 @@ impl Queue for SledStore {
                     duplicates.insert(event_id.clone());
                     continue;
                 }
-                match self.queue.get(&seen).db()? {
+                match self.queue().get(&seen).db()? {
                     Some(at)
                         if part(&at, 0) + (self.config.dedup_retention.as_millis() as u64)
                             > now_ms =>
@@ -124,7 +125,7 @@ impl Queue for SledStore {
                 }
                 let mut sled_batch = Batch::default();
                 batch.into_batch(&mut sled_batch);
-                if let Err(error) = self.queue.apply_batch(sled_batch) {
+                if let Err(error) = self.queue().apply_batch(sled_batch) {
                     book.reserved_until = 0;
                     for delivery in due {
                         book.leave(delivery.subscription_id, DeliveryState::Due);
@@ -165,6 +166,8 @@ impl Queue for SledStore {
         max: usize,
         limits: &LeaseLimits,
     ) -> Result<Vec<Leased>, StoreError> {
+        self.compact_when_due();
+        let _pass = self.pass()?;
         let mut book = self.book()?;
         // The due index is in memory, so leasing reads sled only for the records it takes: the
         // write-behind buffer is applied when one of them is in it, or when it is due by age.
@@ -306,6 +309,7 @@ impl Queue for SledStore {
     }
 
     fn complete(&self, lease: LeaseToken, attempt: Attempt) -> Result<(), StoreError> {
+        let _pass = self.pass()?;
         let sub = self.settle(lease, Some(attempt), Finish::Delivered)?;
         self.streak_ended(sub)
     }
@@ -316,21 +320,25 @@ impl Queue for SledStore {
         due_at: u64,
         attempt: Attempt,
     ) -> Result<(), StoreError> {
+        let _pass = self.pass()?;
         self.settle(lease, Some(attempt), Finish::Due(due_at))
             .map(drop)
     }
 
     fn release(&self, lease: LeaseToken, due_at: u64) -> Result<(), StoreError> {
+        let _pass = self.pass()?;
         self.settle(lease, None, Finish::Due(due_at)).map(drop)
     }
 
     fn dead_letter(&self, lease: LeaseToken, attempt: Attempt) -> Result<(), StoreError> {
+        let _pass = self.pass()?;
         let at = attempt.at;
         self.settle(lease, Some(attempt), Finish::Dead(at))
             .map(drop)
     }
 
     fn hold_subscription(&self, sub: u64) -> Result<(), StoreError> {
+        let _pass = self.pass()?;
         let mut book = self.book()?;
         self.apply_behind(&mut book)?;
         book.held.insert(sub);
@@ -344,13 +352,14 @@ impl Queue for SledStore {
     }
 
     fn resume_subscription(&self, sub: u64, now_ms: u64) -> Result<u64, StoreError> {
+        let _pass = self.pass()?;
         let mut book = self.book()?;
         self.apply_behind(&mut book)?;
         book.held.remove(&sub);
         let mut batch = Ops::default();
         batch.remove(key(HELD_SUB, &[sub]));
         let mut moved = 0;
-        for item in self.queue.scan_prefix(key(HELD, &[sub])) {
+        for item in self.queue().scan_prefix(key(HELD, &[sub])) {
             let (hk, v) = item.db()?;
             let Some(mut d) = self.record(&hk, &v)? else {
                 continue;
@@ -378,6 +387,7 @@ impl Queue for SledStore {
     }
 
     fn next_due_at(&self) -> Result<Option<u64>, StoreError> {
+        let _pass = self.pass()?;
         let book = self.book()?;
         let due = book.due.earliest();
         let lease = book.deadlines.first().map(|(until, _)| *until);
@@ -388,6 +398,7 @@ impl Queue for SledStore {
     }
 
     fn counts(&self) -> Result<Counts, StoreError> {
+        let _pass = self.pass()?;
         let book = self.book()?;
         Ok(book
             .counts
@@ -404,10 +415,12 @@ impl Queue for SledStore {
     }
 
     fn subscription_counts(&self, sub: u64) -> Result<Counts, StoreError> {
+        let _pass = self.pass()?;
         Ok(self.book()?.counts.get(&sub).copied().unwrap_or_default())
     }
 
     fn flush(&self) -> Result<(), StoreError> {
+        let _pass = self.pass()?;
         self.catch_up()?;
         self.flush_files()
     }
@@ -662,7 +675,7 @@ impl SledStore {
         book.due.drop_subscription(sub);
         let mut failed = None;
         for tag in [DUE, ORDERED] {
-            for k in self.queue.scan_prefix(key(tag, &[sub])).keys() {
+            for k in self.queue().scan_prefix(key(tag, &[sub])).keys() {
                 let k = k.db()?;
                 let Some(id) = id_in_key(&k).filter(|_| k.len() == 25) else {
                     continue;
@@ -740,7 +753,7 @@ impl SledStore {
             None => prefix.clone(),
         };
         let mut found = Vec::new();
-        for k in self.queue.range(start..).keys() {
+        for k in self.queue().range(start..).keys() {
             let k = k.db()?;
             if !k.starts_with(&prefix) {
                 return Ok((found, None));
@@ -931,13 +944,18 @@ mod tests {
         assert_eq!((counts.due, counts.retrying, counts.dead), (3, 1, 1));
         assert!(
             store
-                .queue
+                .test_queue()
                 .scan_prefix([DUE])
                 .keys()
                 .all(|k| k.unwrap().len() == 25),
             "no key of layout 4 left"
         );
-        let layout = store.db.open_tree("meta").unwrap().get(FORMAT_KEY).unwrap();
+        let layout = store
+            .test_db()
+            .open_tree("meta")
+            .unwrap()
+            .get(FORMAT_KEY)
+            .unwrap();
         assert_eq!(layout.as_deref(), Some(&[LAYOUT][..]));
         drop(store);
         let store = open_after_raw_sled(dir.path());

@@ -19,9 +19,10 @@ impl Registry for SledStore {
         mut sub: Subscription,
         now_ms: u64,
     ) -> Result<Subscription, StoreError> {
+        let _pass = self.pass()?;
         sub.validate()?;
         let _book = self.book()?;
-        let id = self.subs.get(NEXT_SUB).db()?.map_or(1, |v| part(&v, 0));
+        let id = self.subs().get(NEXT_SUB).db()?.map_or(1, |v| part(&v, 0));
         sub.id = id;
         if sub.guid.is_empty() {
             sub.guid = uuid::Uuid::new_v4().to_string();
@@ -31,14 +32,15 @@ impl Registry for SledStore {
         let mut batch = Batch::default();
         batch.insert(key(SUB, &[id]), codec::encode_json(&sub));
         batch.insert(NEXT_SUB, &(id + 1).to_be_bytes());
-        self.subs.apply_batch(batch).db()?;
+        self.subs().apply_batch(batch).db()?;
         self.flush_files()?;
         Ok(sub)
     }
 
     fn get_subscription(&self, id: u64) -> Result<Option<Subscription>, StoreError> {
+        let _pass = self.pass()?;
         let k = key(SUB, &[id]);
-        self.subs
+        self.subs()
             .get(&k)
             .db()?
             .map(|v| codec::decode_json(&k, &v))
@@ -50,6 +52,7 @@ impl Registry for SledStore {
         mut sub: Subscription,
         now_ms: u64,
     ) -> Result<Subscription, StoreError> {
+        let _pass = self.pass()?;
         sub.validate()?;
         let _book = self.book()?;
         let old = self
@@ -59,7 +62,7 @@ impl Registry for SledStore {
         sub.created_at = old.created_at;
         sub.created_by = old.created_by;
         sub.updated_at = Some(now_ms);
-        self.subs
+        self.subs()
             .insert(key(SUB, &[sub.id]), codec::encode_json(&sub))
             .db()?;
         self.flush_files()?;
@@ -67,9 +70,10 @@ impl Registry for SledStore {
     }
 
     fn delete_subscription(&self, id: u64) -> Result<Option<Subscription>, StoreError> {
+        let _pass = self.pass()?;
         let _book = self.book()?;
         let k = key(SUB, &[id]);
-        let old = self.subs.remove(&k).db()?;
+        let old = self.subs().remove(&k).db()?;
         self.forget_tallies(id)?;
         self.flush_files()?;
         old.map(|v| codec::decode_json(&k, &v)).transpose()
@@ -79,15 +83,16 @@ impl Registry for SledStore {
         &self,
         filter: &SubscriptionFilter,
     ) -> Result<Vec<Subscription>, StoreError> {
+        let _pass = self.pass()?;
         let mut out = Vec::new();
-        for item in self.subs.scan_prefix([SUB]) {
+        for item in self.subs().scan_prefix([SUB]) {
             let (k, v) = item.db()?;
             let sub: Subscription = match codec::decode_json(&k, &v) {
                 Ok(sub) => sub,
                 Err(error) => {
                     tracing::error!(%error, "corrupt subscription moved aside");
-                    self.corrupt.insert(&k, &v).db()?;
-                    self.subs.remove(&k).db()?;
+                    self.files().corrupt.insert(&k, &v).db()?;
+                    self.subs().remove(&k).db()?;
                     continue;
                 }
             };
@@ -99,10 +104,11 @@ impl Registry for SledStore {
     }
 
     fn reserve_sequence(&self, sub: u64, count: u64) -> Result<u64, StoreError> {
+        let _pass = self.pass()?;
         let _book = self.book()?;
         let k = key(SEQUENCE, &[sub]);
-        let first = self.subs.get(&k).db()?.map_or(1, |v| part(&v, 0));
-        self.subs
+        let first = self.subs().get(&k).db()?.map_or(1, |v| part(&v, 0));
+        self.subs()
             .insert(k, &first.saturating_add(count).to_be_bytes())
             .db()?;
         Ok(first)
@@ -116,7 +122,7 @@ impl SledStore {
     /// that never chose (the two cannot be told apart) and goes back to the default.
     pub(super) fn forget_old_chunk_default(&self) -> Result<(), StoreError> {
         let mut batch = Batch::default();
-        for item in self.subs.scan_prefix([SUB]) {
+        for item in self.subs().scan_prefix([SUB]) {
             let (k, v) = item.db()?;
             let Ok(mut sub) = codec::decode_json::<Subscription>(&k, &v) else {
                 continue;
@@ -126,7 +132,7 @@ impl SledStore {
                 batch.insert(k, codec::encode_json(&sub));
             }
         }
-        self.subs.apply_batch(batch).db()?;
+        self.subs().apply_batch(batch).db()?;
         self.flush_files()?;
         Ok(())
     }

@@ -16,6 +16,7 @@ use crate::model::{Attempt, Delivery, DeliveryState};
 
 use super::attempts::{self, Filed};
 use super::codec;
+use super::generation;
 use super::keys::{
     decode_due, due_key_of, due_value, id_in_key, key, part, ATTEMPT, BY_SUB, COUNTS, DEAD,
     DELIVERED, DUE, ENQUEUED, FAILING, FORMAT_KEY, HELD, HELD_SUB, ID_BLOCK, JOURNAL, LAYOUT,
@@ -107,7 +108,8 @@ impl SledStore {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn repair(from: &Path, to: &Path) -> Result<RepairReport, StoreError> {
-        if !from.join("db").is_file() {
+        let files = generation::salvageable(from);
+        if !files.join("db").is_file() {
             return Err(StoreError::Io(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 format!("no sled store at {} (it has no `db` file)", from.display()),
@@ -148,7 +150,7 @@ impl SledStore {
             });
         }
         let copy = Scratch::beside(to)?;
-        copy_dir(from, &copy.0)?;
+        copy_dir(&files, &copy.0)?;
         let mut report = RepairReport::default();
         let source = open_copy(from, &copy.0, &mut report)?;
         let result = salvage(&source, from, to, report);
@@ -229,76 +231,80 @@ fn salvage(
     write_out_journals(&queue, &mut report);
 
     let target = SledStore::open(to, StoreConfig::default())?;
-    // The counters first, by key: a walk that stops at a read error before it reaches them
-    // must not lose them, or ids would be handed out again.
-    let mut ids = Ids::default();
-    let subs_tree = source.open_tree("subs").db()?;
-    if let Ok(Some(v)) = subs_tree.get(NEXT_SUB) {
-        ids.next_subscription = counter(NEXT_SUB, &v).ok();
-    }
-    if let Ok(Some(v)) = queue.get(NEXT_DELIVERY) {
-        ids.next_delivery = counter(NEXT_DELIVERY, &v).ok();
-    }
-    let mut walk = Walk {
-        target: &target,
-        report: &mut report,
-        ids: &mut ids,
-    };
-    walk.tree(&subs_tree, "subs", Walk::subs_record)?;
-    walk.tree(&queue, "queue", Walk::queue_record)?;
-    walk.tree(&source.open_tree("corrupt").db()?, "corrupt", |w, k, v| {
-        w.target.corrupt.insert(k, v).db()?;
-        w.report.set_aside += 1;
-        Ok(())
-    })?;
-    for name in source.tree_names() {
-        let known = [
-            &b"meta"[..],
-            b"subs",
-            b"queue",
-            b"corrupt",
-            b"__sled__default",
-        ];
-        if known.contains(&&name[..]) {
-            continue;
+    let (next_subscription, next_delivery) = {
+        let _pass = target.pass()?;
+        // The counters first, by key: a walk that stops at a read error before it reaches them
+        // must not lose them, or ids would be handed out again.
+        let mut ids = Ids::default();
+        let subs_tree = source.open_tree("subs").db()?;
+        if let Ok(Some(v)) = subs_tree.get(NEXT_SUB) {
+            ids.next_subscription = counter(NEXT_SUB, &v).ok();
         }
-        report.unreadable.push(Unreadable {
-            place: String::from_utf8_lossy(&name).into_owned(),
-            key: None,
-            reason: "a tree callout does not keep; not copied".into(),
-        });
-    }
+        if let Ok(Some(v)) = queue.get(NEXT_DELIVERY) {
+            ids.next_delivery = counter(NEXT_DELIVERY, &v).ok();
+        }
+        let mut walk = Walk {
+            target: &target,
+            report: &mut report,
+            ids: &mut ids,
+        };
+        walk.tree(&subs_tree, "subs", Walk::subs_record)?;
+        walk.tree(&queue, "queue", Walk::queue_record)?;
+        walk.tree(&source.open_tree("corrupt").db()?, "corrupt", |w, k, v| {
+            w.target.files().corrupt.insert(k, v).db()?;
+            w.report.set_aside += 1;
+            Ok(())
+        })?;
+        for name in source.tree_names() {
+            let known = [
+                &b"meta"[..],
+                b"subs",
+                b"queue",
+                b"corrupt",
+                b"__sled__default",
+            ];
+            if known.contains(&&name[..]) {
+                continue;
+            }
+            report.unreadable.push(Unreadable {
+                place: String::from_utf8_lossy(&name).into_owned(),
+                key: None,
+                reason: "a tree callout does not keep; not copied".into(),
+            });
+        }
 
-    // A lost counter is rebuilt from the highest id seen, and a lost delivery counter a block
-    // further on, as a crash would leave it: delivered deliveries whose attempts were pruned
-    // leave no trace of their ids.
-    let next_subscription = ids
-        .next_subscription
-        .unwrap_or(1)
-        .max(ids.max_subscription + 1);
-    let seen_delivery = ids.max_delivery + 1;
-    let next_delivery = match ids.next_delivery {
-        Some(n) => n.max(seen_delivery),
-        None if ids.max_delivery > 0 => seen_delivery + ID_BLOCK,
-        None => 1,
+        // A lost counter is rebuilt from the highest id seen, and a lost delivery counter a block
+        // further on, as a crash would leave it: delivered deliveries whose attempts were pruned
+        // leave no trace of their ids.
+        let next_subscription = ids
+            .next_subscription
+            .unwrap_or(1)
+            .max(ids.max_subscription + 1);
+        let seen_delivery = ids.max_delivery + 1;
+        let next_delivery = match ids.next_delivery {
+            Some(n) => n.max(seen_delivery),
+            None if ids.max_delivery > 0 => seen_delivery + ID_BLOCK,
+            None => 1,
+        };
+        target
+            .subs()
+            .insert(NEXT_SUB, &next_subscription.to_be_bytes())
+            .db()?;
+        target
+            .queue()
+            .insert(NEXT_DELIVERY, &next_delivery.to_be_bytes())
+            .db()?;
+        // The records went in as they were found, past the counts: count them once.
+        target.recount()?;
+        {
+            // Dropping the store writes its next id back: it must be this one.
+            let mut book = target.book()?;
+            book.next_delivery = next_delivery;
+            book.reserved_until = next_delivery;
+        }
+        target.files().db.flush().db()?;
+        (next_subscription, next_delivery)
     };
-    target
-        .subs
-        .insert(NEXT_SUB, &next_subscription.to_be_bytes())
-        .db()?;
-    target
-        .queue
-        .insert(NEXT_DELIVERY, &next_delivery.to_be_bytes())
-        .db()?;
-    // The records went in as they were found, past the counts: count them once.
-    target.recount()?;
-    {
-        // Dropping the store writes its next id back: it must be this one.
-        let mut book = target.book()?;
-        book.next_delivery = next_delivery;
-        book.reserved_until = next_delivery;
-    }
-    target.db.flush().db()?;
     drop(target);
     report.next_subscription = next_subscription;
     report.next_delivery = next_delivery;
@@ -390,7 +396,7 @@ impl<'a> Walk<'a> {
                 match error {
                     StoreError::Corrupt { reason, .. } => {
                         self.unreadable(place, &k, reason);
-                        self.target.corrupt.insert(&k, &v).db()?;
+                        self.target.files().corrupt.insert(&k, &v).db()?;
                     }
                     other => return Err(other),
                 }
@@ -430,19 +436,19 @@ impl<'a> Walk<'a> {
                     return Err(corrupt(k, format!("holds subscription {}", sub.id)));
                 }
                 self.subscription(sub.id);
-                self.target.subs.insert(k, v).db()?;
+                self.target.subs().insert(k, v).db()?;
                 self.report.subscriptions += 1;
             }
             Some(&SEQUENCE) if k.len() == 9 => {
                 counter(k, v)?;
                 self.subscription(part(k, 1));
-                self.target.subs.insert(k, v).db()?;
+                self.target.subs().insert(k, v).db()?;
                 self.report.counters += 1;
             }
             Some(&FAILING) if k.len() == 9 => {
                 super::tallies::decode(v)
                     .ok_or_else(|| corrupt(k, "not a failure streak".into()))?;
-                self.target.subs.insert(k, v).db()?;
+                self.target.subs().insert(k, v).db()?;
                 self.report.counters += 1;
             }
             _ => return Err(corrupt(k, "not a key callout writes".into())),
@@ -456,7 +462,7 @@ impl<'a> Walk<'a> {
             self.ids.next_delivery = Some(self.ids.next_delivery.map_or(next, |n| n.max(next)));
             return Ok(());
         }
-        let queue = &self.target.queue;
+        let queue = &self.target.queue();
         match (k.first().copied(), k.len()) {
             // This layout's due keys, and layout 4's (`q due_at id`).
             (Some(DUE), 17 | 25) | (Some(ORDERED), 25) => {
@@ -517,7 +523,7 @@ impl<'a> Walk<'a> {
         }
         self.subscription(sub);
         self.delivery_id(id);
-        let queue = &self.target.queue;
+        let queue = &self.target.queue();
         match delivery.state {
             DeliveryState::Held => {
                 queue
@@ -548,7 +554,7 @@ impl<'a> Walk<'a> {
     /// own entries are not copied, since they may name records that did not survive.
     fn order_key(&self, delivery: &Delivery) -> Result<(), StoreError> {
         if let Some((k, v)) = order_record(delivery) {
-            self.target.queue.insert(k, &v).db()?;
+            self.target.queue().insert(k, &v).db()?;
         }
         Ok(())
     }
@@ -563,7 +569,7 @@ impl<'a> Walk<'a> {
             for entry in attempts::entries(k, v) {
                 self.delivery_id(entry.id);
             }
-            self.target.queue.insert(k, v).db()?;
+            self.target.queue().insert(k, v).db()?;
             return Ok(());
         }
         let entries = attempts::entries(k, v);
@@ -599,11 +605,11 @@ impl<'a> Walk<'a> {
         }
         self.report.attempts += filed.len() as u64;
         for (rk, rv) in attempts::records(filed) {
-            self.target.queue.insert(rk, rv).db()?;
+            self.target.queue().insert(rk, rv).db()?;
         }
         if !bad.is_empty() {
             self.unreadable("queue", k, bad.join("; "));
-            self.target.corrupt.insert(k, v).db()?;
+            self.target.files().corrupt.insert(k, v).db()?;
         }
         Ok(())
     }

@@ -63,7 +63,7 @@ impl SledStore {
     /// Reads the stored streaks into memory; one that does not decode is moved aside.
     pub(super) fn load_streaks(&self) -> Result<(), StoreError> {
         let mut state = self.tallies.state()?;
-        for item in self.subs.scan_prefix([FAILING]) {
+        for item in self.subs().scan_prefix([FAILING]) {
             let (k, v) = item.db()?;
             match (k.len(), decode(&v)) {
                 (9, Some(streak)) => {
@@ -71,8 +71,8 @@ impl SledStore {
                 }
                 _ => {
                     tracing::error!(key = ?k, "corrupt failure streak moved aside");
-                    self.corrupt.insert(&k, &v).db()?;
-                    self.subs.remove(&k).db()?;
+                    self.files().corrupt.insert(&k, &v).db()?;
+                    self.subs().remove(&k).db()?;
                 }
             }
         }
@@ -108,15 +108,16 @@ impl Tallies for SledStore {
         at_ms: u64,
         event_failed: bool,
     ) -> Result<FailureStreak, StoreError> {
+        let _pass = self.pass()?;
         let mut state = self.tallies.state()?;
         let streak = state.streaks.get(&sub).copied().unwrap_or_default();
         let streak = streak.and_one_more(at_ms, event_failed);
         // Not for a subscription deleted meanwhile: its record would outlive it.
-        if !self.subs.contains_key(key(SUB, &[sub])).db()? {
+        if !self.subs().contains_key(key(SUB, &[sub])).db()? {
             return Ok(streak);
         }
         // Durable with the store's next flush: a crash before it forgets one failure.
-        self.subs
+        self.subs()
             .insert(key(FAILING, &[sub]), &encode(&streak))
             .db()?;
         state.streaks.insert(sub, streak);
@@ -125,9 +126,10 @@ impl Tallies for SledStore {
     }
 
     fn end_failure_streak(&self, sub: u64) -> Result<(), StoreError> {
+        let _pass = self.pass()?;
         let mut state = self.tallies.state()?;
         if state.streaks.remove(&sub).is_some() {
-            self.subs.remove(key(FAILING, &[sub])).db()?;
+            self.subs().remove(key(FAILING, &[sub])).db()?;
         }
         self.tallies
             .any_failing
@@ -143,6 +145,7 @@ impl Tallies for SledStore {
         threshold: u64,
         delays: bool,
     ) -> Result<CalloutCount, StoreError> {
+        let _pass = self.pass()?;
         let mut state = self.tallies.state()?;
         let windows = state.windows.entry(sub).or_default();
         let window = match windows.get_mut(entity) {
@@ -158,12 +161,14 @@ impl Tallies for SledStore {
         now_ms: u64,
         spacing_ms: u64,
     ) -> Result<Option<u64>, StoreError> {
+        let _pass = self.pass()?;
         let mut state = self.tallies.state()?;
         Ok(state.slots.entry(sub).or_default().take(now_ms, spacing_ms))
     }
 
     fn pace_attempt(&self, sub: u64, quick: bool, cap: u32) -> Result<Pace, StoreError> {
-        if !self.subs.contains_key(key(SUB, &[sub])).db()? {
+        let _pass = self.pass()?;
+        if !self.subs().contains_key(key(SUB, &[sub])).db()? {
             return Ok(Pace::default().after(quick, cap));
         }
         let mut state = self.tallies.state()?;
@@ -173,6 +178,7 @@ impl Tallies for SledStore {
     }
 
     fn paces(&self) -> Result<Vec<(u64, Pace)>, StoreError> {
+        let _pass = self.pass()?;
         let state = self.tallies.state()?;
         let mut paces: Vec<(u64, Pace)> = state.paces.iter().map(|(k, v)| (*k, *v)).collect();
         paces.sort_unstable_by_key(|(sub, _)| *sub);

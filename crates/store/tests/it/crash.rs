@@ -1,5 +1,7 @@
 //! Crash test: a child process enqueues and acknowledges events from several threads until it
 //! is SIGKILLed; the store must reopen cleanly holding every acknowledged event exactly once.
+//! The same with one more thread compacting the store over and over, so the kill lands amid
+//! copies into a new generation and switches to it.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -13,6 +15,8 @@ use crate::{delivery, open, spawn_self};
 
 const CHILD_DIR: &str = "CALLOUT_CRASH_CHILD_DIR";
 const TRIALS: &str = "CALLOUT_CRASH_TRIALS";
+/// Set in a child that also compacts.
+const COMPACTING: &str = "CALLOUT_CRASH_COMPACTING";
 
 /// Publishing threads in the child, so that group commits carry several publishes each.
 const WRITERS: u64 = 4;
@@ -20,12 +24,23 @@ const WRITERS: u64 = 4;
 /// In the child: enqueue forever from [`WRITERS`] threads, printing `ACK <event id>` once each
 /// enqueue returned; every other round the first thread also leases the oldest due delivery and
 /// completes it, printing `DONE <event id>`, so the kill also lands amid leases and buffered
-/// settles.
-fn child(dir: &Path) {
+/// settles. With `compacting`, one more thread compacts the store every 20 ms, printing
+/// `COMPACTED <records>` after each.
+fn child(dir: &Path, compacting: bool) {
     let store = open(dir);
     // Bounded, so an orphaned child (its parent died first) still ends.
     let deadline = Instant::now() + Duration::from_secs(60);
     std::thread::scope(|scope| {
+        if compacting {
+            let store = &store;
+            scope.spawn(move || {
+                while Instant::now() < deadline {
+                    let compacted = store.compact().expect("compact");
+                    println!("COMPACTED {}", compacted.records);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+        }
         for writer in 0..WRITERS {
             let store = &store;
             scope.spawn(move || {
@@ -60,12 +75,19 @@ fn child(dir: &Path) {
     });
 }
 
-fn trial(number: u64) {
+fn trial(number: u64, compacting: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = spawn_self(
-        "crash::killed_writer_loses_no_acknowledged_event",
-        &[(CHILD_DIR, dir.path())],
-    );
+    let mut child = if compacting {
+        spawn_self(
+            "crash::killed_while_compacting_loses_no_acknowledged_event",
+            &[(CHILD_DIR, dir.path()), (COMPACTING, Path::new("1"))],
+        )
+    } else {
+        spawn_self(
+            "crash::killed_writer_loses_no_acknowledged_event",
+            &[(CHILD_DIR, dir.path())],
+        )
+    };
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {
@@ -73,9 +95,11 @@ fn trial(number: u64) {
             let Ok(line) = line else { break };
             // libtest prints its "test ... " prefix on the same line as the first ACK.
             let message = if let Some((_, event)) = line.split_once("ACK ") {
-                (false, event.to_string())
+                (Line::Ack, event.to_string())
             } else if let Some((_, event)) = line.split_once("DONE ") {
-                (true, event.to_string())
+                (Line::Done, event.to_string())
+            } else if let Some((_, records)) = line.split_once("COMPACTED ") {
+                (Line::Compacted, records.to_string())
             } else {
                 continue;
             };
@@ -84,10 +108,35 @@ fn trial(number: u64) {
             }
         }
     });
-    // Wait for the first acknowledgement, then let it run 100-400 ms before the kill.
-    let (_, first) = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the child acknowledges within 30 s");
+    // Completed (and acknowledged as such): a complete is not durable when it returns, so
+    // these may be gone or back in the queue (at least once), never twice. By delivery id.
+    let mut acknowledged = HashSet::new();
+    let mut completed = HashMap::new();
+    let mut compactions = 0u64;
+    let mut note = |(kind, line): (Line, String)| match kind {
+        Line::Ack => {
+            acknowledged.insert(line);
+        }
+        Line::Done => {
+            let (event, id) = line.split_once(' ').expect("DONE event id");
+            completed.insert(event.to_string(), id.parse::<u64>().expect("delivery id"));
+        }
+        Line::Compacted => compactions += 1,
+    };
+    // Wait for the first acknowledgement (and compaction), then let it run 100-400 ms before
+    // the kill.
+    let waiting = Instant::now() + Duration::from_secs(30);
+    let mut seen_ack = false;
+    let mut seen_compaction = !compacting;
+    while !(seen_ack && seen_compaction) {
+        let left = waiting.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("the child acknowledges (and compacts) within 30 s");
+        seen_ack |= line.0 == Line::Ack;
+        seen_compaction |= line.0 == Line::Compacted;
+        note(line);
+    }
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -97,18 +146,8 @@ fn trial(number: u64) {
     child.kill().unwrap();
     child.wait().unwrap();
     reader.join().unwrap();
-    let mut acknowledged = HashSet::from([first]);
-    // Completed (and acknowledged as such): a complete is not durable when it returns, so
-    // these may be gone or back in the queue (at least once), never twice. By delivery id.
-    let mut completed = HashMap::new();
-    for (done, line) in rx.try_iter() {
-        if done {
-            let (event, id) = line.split_once(' ').expect("DONE event id");
-            completed.insert(event.to_string(), id.parse::<u64>().expect("delivery id"));
-        } else {
-            let event = line;
-            acknowledged.insert(event);
-        }
+    for line in rx.try_iter() {
+        note(line);
     }
 
     let started = Instant::now();
@@ -160,17 +199,25 @@ fn trial(number: u64) {
     // A reopen of what the child left costs no more than a moment.
     assert!(started.elapsed() < Duration::from_secs(20));
     eprintln!(
-        "crash trial {number}: {} acknowledged, {} completed, {} stored, killed after {run:?}",
+        "crash trial {number}: {} acknowledged, {} completed, {} stored, {compactions} \
+         compactions, killed after {run:?}",
         acknowledged.len(),
         completed.len(),
         found.len()
     );
 }
 
-#[test]
-fn killed_writer_loses_no_acknowledged_event() {
+/// What a line of the child's says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    Ack,
+    Done,
+    Compacted,
+}
+
+fn trials(compacting: bool) {
     if let Some(dir) = std::env::var_os(CHILD_DIR) {
-        child(Path::new(&dir));
+        child(Path::new(&dir), std::env::var_os(COMPACTING).is_some());
         return;
     }
     let trials = std::env::var(TRIALS)
@@ -178,6 +225,16 @@ fn killed_writer_loses_no_acknowledged_event() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(3u64);
     for number in 0..trials {
-        trial(number);
+        trial(number, compacting);
     }
+}
+
+#[test]
+fn killed_writer_loses_no_acknowledged_event() {
+    trials(false);
+}
+
+#[test]
+fn killed_while_compacting_loses_no_acknowledged_event() {
+    trials(true);
 }

@@ -273,3 +273,29 @@ fn a_store_not_even_a_copy_of_which_opens_is_unsalvageable() {
         .collect();
     assert_eq!(leftovers, ["store"], "the copy is removed");
 }
+
+#[test]
+fn a_compacted_store_is_repaired_from_its_current_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("store");
+    let ids = populated(&source);
+    {
+        let store = open(&source);
+        store.compact().unwrap();
+        store.compact().unwrap();
+    }
+    assert!(source.join("gen-2").join("db").is_file());
+    let before = files(&source);
+    let target = dir.path().join("repaired");
+    let report = SledStore::repair(&source, &target).unwrap();
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(files(&source), before, "the store repaired is untouched");
+    let repaired = open(&target);
+    let counts = repaired.counts().unwrap();
+    assert_eq!(
+        (counts.due, counts.held, counts.dead, counts.delivered),
+        (2, 1, 1, 1)
+    );
+    assert_eq!(repaired.attempts_for_delivery(ids[0]).unwrap().len(), 1);
+    assert!(repaired.get_subscription(2).unwrap().is_some());
+}
