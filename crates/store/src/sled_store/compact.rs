@@ -24,8 +24,13 @@ use super::generation;
 use super::open::open_sled;
 use super::{Files, OrStoreError, SledStore};
 
-/// How many records a compaction copies per sled batch.
-const COPY_BATCH: usize = 10_000;
+/// How many records a compaction copies per sled batch: bigger batches hold more of sled's
+/// nodes in memory at once, for a copy only a little faster (docs/BENCHMARKS.md, Compaction).
+const COPY_BATCH: usize = 100;
+
+/// The page cache of the new generation while it is written (at most the store's own): the copy
+/// writes each page once and never reads it back.
+const COPY_CACHE: u64 = 1024 * 1024;
 
 /// How often leases look whether a compaction is due: a look reads the size of sled's files,
 /// and churn can grow them by several MB a second.
@@ -155,7 +160,11 @@ impl SledStore {
     /// Writes generation `n` beside the current one: every tree's records, flushed and synced.
     fn copy_into(&self, old: &Files, n: u64, syncs: u64) -> Result<(Files, u64), StoreError> {
         let dir = generation::dir(&self.path, n);
-        let db = open_sled(&dir, &self.config)?;
+        let copying = super::StoreConfig {
+            cache_capacity: self.config.cache_capacity.min(COPY_CACHE),
+            ..self.config.clone()
+        };
+        let db = open_sled(&dir, &copying)?;
         let mut records = 0;
         for name in old.db.tree_names() {
             let (from, to) = (old.db.open_tree(&name).db()?, db.open_tree(&name).db()?);
@@ -175,9 +184,26 @@ impl SledStore {
             records += in_batch as u64;
         }
         db.flush().db()?;
+        drop(db);
         generation::sync_all(&dir)?;
+        // Opened again with the store's own cache, and without what the copy left in memory.
+        let db = reopen(&dir, &self.config)?;
         let files = Files::of(n, db, &dir, &self.config, syncs)?;
         Ok((files, records))
+    }
+}
+
+/// Opens the sled database just dropped in `dir`, waiting for sled's background threads to let
+/// go of its lock.
+fn reopen(dir: &std::path::Path, config: &super::StoreConfig) -> Result<sled::Db, StoreError> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match open_sled(dir, config) {
+            Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            opened => return opened,
+        }
     }
 }
 
