@@ -57,6 +57,9 @@ struct Options {
     max_p99_ms: f64,
     time_limit_s: Option<u64>,
     dir: Option<PathBuf>,
+    /// The store's compaction headroom (`EngineBuilder::compaction`; 0 turns it off), or the
+    /// engine's default.
+    compact_headroom_mb: Option<u64>,
 }
 
 impl Default for Options {
@@ -76,13 +79,15 @@ impl Default for Options {
             max_p99_ms: 1000.0,
             time_limit_s: None,
             dir: None,
+            compact_headroom_mb: None,
         }
     }
 }
 
 const USAGE: &str = "usage: soak [--deliveries N] [--backlog N] [--subscriptions N] \
 [--hostile-share F] [--hostile-pending N] [--window N] [--probe-ms MS] [--pad BYTES] \
-[--max-rss-mb MB] [--max-disk-growth F] [--max-p99-ms MS] [--time-limit-s S] [--dir PATH]";
+[--max-rss-mb MB] [--max-disk-growth F] [--max-p99-ms MS] [--time-limit-s S] [--dir PATH] \
+[--compact-headroom-mb MB]";
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     fn value<T: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<T, String> {
@@ -108,6 +113,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--max-p99-ms" => options.max_p99_ms = value(&flag, next)?,
             "--time-limit-s" => options.time_limit_s = Some(value(&flag, next)?),
             "--dir" => options.dir = Some(value(&flag, next)?),
+            "--compact-headroom-mb" => options.compact_headroom_mb = Some(value(&flag, next)?),
             "--help" | "-h" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown flag {other:?}\n{USAGE}")),
         }
@@ -331,8 +337,11 @@ fn run(options: &Options) -> Result<Soak, String> {
         .dir
         .clone()
         .unwrap_or_else(|| temp.path().join("store"));
-    let engine = Engine::builder(&dir)
-        .allow_address("127.0.0.1")
+    let mut builder = Engine::builder(&dir).allow_address("127.0.0.1");
+    if let Some(headroom) = options.compact_headroom_mb {
+        builder = builder.compaction(headroom * 1024 * 1024, 100_000);
+    }
+    let engine = builder
         .open()
         .map_err(|e| format!("engine open at {}: {e}", dir.display()))?;
     let create = |url: String, entity: &str| {
@@ -487,12 +496,13 @@ fn report(
     let rate = (arrived - at_start) as f64 / started.elapsed().as_secs_f64().max(1e-9);
     println!(
         "soak: {arrived:>9} deliveries {rate:>6.0}/s  rss {:>6.1} MB  disk {:>7.1} MB  \
-         probe p50 {:>6.1} ms p99 {:>7.1} ms ({})  bulk p50 {:>7.1} ms p99 {:>7.1} ms  \
-         due {} in_flight {} retrying {} held {} delivered {} dead {}",
+         probe p50 {:>6.1} ms p99 {:>7.1} ms max {:>7.1} ms ({})  bulk p50 {:>7.1} ms \
+         p99 {:>7.1} ms  due {} in_flight {} retrying {} held {} delivered {} dead {}",
         window.rss_mb,
         measure::mib(window.disk),
         quantile_ms(&probe_samples, 0.5),
         window.probe_p99_ms,
+        quantile_ms(&probe_samples, 1.0),
         probe_samples.len(),
         quantile_ms(&bulk_samples, 0.5),
         quantile_ms(&bulk_samples, 0.99),

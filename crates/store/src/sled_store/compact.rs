@@ -5,9 +5,9 @@
 //! live set churns: its log, and the page table it keeps in memory, grow with every delivery
 //! written (docs/BENCHMARKS.md, Backlog and soak). A copy holds only what is live. It runs with
 //! the gate closed, so no operation runs during it: they wait, a pause as long as the copy.
-//! The store starts one itself from `prune` once its files have grown
-//! [`StoreConfig::compact_headroom`](super::StoreConfig::compact_headroom) past twice what the
-//! last compaction left, while at most
+//! The store starts one itself, from leases and prunes, once its files have grown
+//! [`StoreConfig::compact_headroom`](super::StoreConfig::compact_headroom) past [`GROWTH`]
+//! times what is live, while at most
 //! [`StoreConfig::compact_max_queued`](super::StoreConfig::compact_max_queued) deliveries are
 //! queued, so that the copy, and the pause, stay short.
 
@@ -31,6 +31,18 @@ const COPY_BATCH: usize = 100;
 /// The page cache of the new generation while it is written (at most the store's own): the copy
 /// writes each page once and never reads it back.
 const COPY_CACHE: u64 = 1024 * 1024;
+
+/// How many times what is live a store's files may grow to (plus the headroom) before a
+/// compaction is due. sled reuses the space of removed records once its file is several times
+/// what is live, so its files grow slowly there, and fast again in a fresh generation: a
+/// smaller factor compacts often for little (docs/BENCHMARKS.md, Compaction).
+const GROWTH: u64 = 4;
+
+/// What a queued delivery and a kept attempt take on disk, about, for the estimate of what is
+/// live before the first compaction (bodies of a few hundred bytes; larger ones are counted
+/// right once a compaction has measured them).
+const DELIVERY_BYTES: u64 = 512;
+const ATTEMPT_BYTES: u64 = 128;
 
 /// How often leases look whether a compaction is due: a look reads the size of sled's files,
 /// and churn can grow them by several MB a second.
@@ -134,22 +146,21 @@ impl SledStore {
         }
     }
 
-    /// Compacts when it is due: the files have grown `compact_headroom` past twice what the
-    /// last compaction left (0 before the first in this process), and no more than
-    /// `compact_max_queued` deliveries are queued.
+    /// Compacts when it is due: the files are more than [`GROWTH`] times what is live plus
+    /// `compact_headroom`, and no more than `compact_max_queued` deliveries are queued. What is
+    /// live is what the last compaction left, or if more, an estimate from the counts.
     fn compact_if_due(&self) -> Result<Option<Compacted>, StoreError> {
-        let (size, queued) = {
+        let (size, queued, estimate) = {
             let _pass = self.pass()?;
             let counts = self.counts()?;
-            let size = self.files().db.size_on_disk().db()?;
-            (
-                size,
-                counts.due + counts.in_flight + counts.held + counts.dead,
-            )
+            let queued = counts.due + counts.in_flight + counts.held + counts.dead;
+            let attempts: u64 = self.book()?.disk.values().map(|d| d.attempts).sum();
+            let estimate = queued * DELIVERY_BYTES + attempts * ATTEMPT_BYTES;
+            (self.files().db.size_on_disk().db()?, queued, estimate)
         };
-        let left = self.compacted_size.load(Ordering::Relaxed);
-        let due = left
-            .saturating_mul(2)
+        let live = estimate.max(self.compacted_size.load(Ordering::Relaxed));
+        let due = live
+            .saturating_mul(GROWTH)
             .saturating_add(self.config.compact_headroom);
         if size < due || queued > self.config.compact_max_queued {
             return Ok(None);
@@ -352,23 +363,25 @@ mod tests {
     fn prune_compacts_once_the_files_outgrow_the_headroom_with_a_short_queue() {
         let dir = tempfile::tempdir().unwrap();
         let config = StoreConfig {
-            compact_headroom: 2 * 1024 * 1024,
+            compact_headroom: 1024 * 1024,
             compact_max_queued: 1_000,
             ..StoreConfig::default()
         };
         let store = SledStore::open(dir.path(), config).unwrap();
-        // Past the headroom, but with the queue longer than allowed: no compaction.
-        for round in 0..30u64 {
+        // Past four times what is live plus the headroom (what is live is estimated at 512 B a
+        // delivery, 128 B an attempt: 3 MiB, then 0.75 MiB), but with the queue longer than
+        // allowed: no compaction.
+        for round in 0..60u64 {
             let batch = (0..100).map(|n| new(round * 100 + n, 1)).collect();
             store.enqueue(&[], batch, 5).unwrap();
         }
         store.flush().unwrap();
-        assert!(store.size_on_disk().unwrap() > 2 * 1024 * 1024);
+        assert!(store.size_on_disk().unwrap() > 4 * 1024 * 1024);
         // The store's first look is now (enqueues do not look).
         store.prune(10, 100).unwrap();
         assert!(
             dir.path().join("db").is_file(),
-            "compacted with 3,000 queued"
+            "compacted with 6,000 queued"
         );
         for leased in store.lease(5, 10_000).unwrap() {
             store.complete(leased.token, delivered(1)).unwrap();

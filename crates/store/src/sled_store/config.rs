@@ -46,11 +46,12 @@ pub struct StoreConfig {
     /// deliveries of 300 B; 0 keeps none; each MiB costs about 2 MiB resident). Past
     /// it, leases read records from disk as usual.
     pub fresh_capacity: usize,
-    /// When the store compacts itself ([`SledStore::compact`](super::SledStore::compact), from
-    /// [`History::prune`](crate::History::prune)): once its files have grown this many bytes past
-    /// twice what the last compaction left (default 64 MiB; 0 never). sled 0.34 hardly gives
-    /// back the space of removed records, so without compaction a store's files grow with
-    /// every delivery it has carried.
+    /// When the store compacts itself ([`SledStore::compact`](super::SledStore::compact), looked
+    /// at from leases and [`History::prune`](crate::History::prune)): once its files are more
+    /// than four times what is live plus this many bytes (default 256 MiB; 0 never). sled 0.34
+    /// hardly gives back the space of removed records, so without compaction a store's files
+    /// grow with every delivery it has carried; what is live is what the last compaction left,
+    /// or an estimate from the counts.
     pub compact_headroom: u64,
     /// A compaction starts by itself only while at most this many deliveries are queued
     /// (default 100,000): it copies every record with operations waiting, about a second per
@@ -68,7 +69,7 @@ impl Default for StoreConfig {
             attempt_retention: Duration::from_secs(30 * 86_400),
             attempts_kept: 10_000,
             fresh_capacity: 4 * 1024 * 1024,
-            compact_headroom: 64 * 1024 * 1024,
+            compact_headroom: 256 * 1024 * 1024,
             compact_max_queued: 100_000,
         }
     }
