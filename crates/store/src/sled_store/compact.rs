@@ -93,7 +93,7 @@ impl SledStore {
         old.db.flush().db()?;
         let size_before = old.db.size_on_disk().db()?;
         let next = old.generation + 1;
-        let dir = generation::dir(&self.path, next);
+        let dir = generation::dir(&self.root, next);
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
         }
@@ -106,7 +106,7 @@ impl SledStore {
             }
         };
         let size_after = files.db.size_on_disk().db()?;
-        let durable = generation::make_current(&self.path, next)?;
+        let durable = generation::make_current(&self.root, next)?;
         let replaced = match self.files.write() {
             Ok(mut current) => std::mem::replace(&mut *current, Arc::new(files)),
             Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), Arc::new(files)),
@@ -114,9 +114,13 @@ impl SledStore {
         drop(old);
         // The last handles of the old generation: sled closes its files as they go.
         drop(replaced);
-        // Kept when the switch may not survive a power loss; the next open removes it.
-        if durable {
-            if let Err(error) = generation::sweep(&self.path, next) {
+        // Kept when the switch may not survive a power loss (the next open removes it), and
+        // flushes sync the directory until it does, so that a power loss cannot take back a
+        // write they made durable.
+        if !durable {
+            self.root_unsynced.store(true, Ordering::SeqCst);
+        } else {
+            if let Err(error) = generation::sweep(&self.root, next) {
                 tracing::warn!(%error, "could not remove the store's previous generation");
             }
         }
@@ -170,7 +174,7 @@ impl SledStore {
 
     /// Writes generation `n` beside the current one: every tree's records, flushed and synced.
     fn copy_into(&self, old: &Files, n: u64, syncs: u64) -> Result<(Files, u64), StoreError> {
-        let dir = generation::dir(&self.path, n);
+        let dir = generation::dir(&self.root, n);
         let copying = super::StoreConfig {
             cache_capacity: self.config.cache_capacity.min(COPY_CACHE),
             ..self.config.clone()
@@ -196,6 +200,7 @@ impl SledStore {
         }
         db.flush().db()?;
         drop(db);
+        generation::mark_complete(&dir)?;
         generation::sync_all(&dir)?;
         // Opened again with the store's own cache, and without what the copy left in memory.
         let db = reopen(&dir, &self.config)?;

@@ -14,6 +14,9 @@ use crate::error::StoreError;
 const CURRENT: &str = "CURRENT";
 const LOCK: &str = "lock";
 const PREFIX: &str = "gen-";
+/// Written into a generation once all of it is on disk, before it is made current: a repair of
+/// a store whose `CURRENT` is damaged reads the newest generation that has it.
+const COMPLETE: &str = "complete";
 
 /// What sled 0.34 keeps in its directory (`snap.` names a prefix).
 const SLED_FILES: [&str; 3] = ["conf", "db", "blobs"];
@@ -33,6 +36,35 @@ pub(super) fn lock(root: &Path) -> Result<File, StoreError> {
         }),
         Err(std::fs::TryLockError::Error(error)) => Err(error.into()),
     }
+}
+
+/// The store's lock, if a store of this version has ever been opened at `root` (a store that
+/// has never had one has no generations for another process to replace): for a repair,
+/// which must not create files in the store it reads.
+pub(super) fn lock_existing(root: &Path) -> Result<Option<File>, StoreError> {
+    let file = match File::open(root.join(LOCK)) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            path: root.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(error)) => Err(error.into()),
+    }
+}
+
+/// Whether `name`, in a generation's directory, is one of sled's files.
+pub(super) fn is_sleds(name: &str) -> bool {
+    SLED_FILES.contains(&name) || name.starts_with(SLED_SNAPSHOT)
+}
+
+/// Marks generation `dir` as whole; [`sync_all`] after makes the mark durable with the rest.
+pub(super) fn mark_complete(dir: &Path) -> Result<(), StoreError> {
+    File::create(dir.join(COMPLETE))?;
+    Ok(())
 }
 
 /// The directory of generation `n`.
@@ -70,7 +102,8 @@ pub(super) fn current(root: &Path) -> Result<u64, StoreError> {
 }
 
 /// The directory a repair reads: the current generation's, or when `CURRENT` is damaged the
-/// newest generation's that has a log.
+/// newest generation's that was written whole (a compaction a crash cut short leaves one
+/// that was not), or the store's directory itself.
 pub(super) fn salvageable(root: &Path) -> PathBuf {
     if let Ok(n) = current(root) {
         return dir(root, n);
@@ -86,7 +119,7 @@ pub(super) fn salvageable(root: &Path) -> PathBuf {
                 .strip_prefix(PREFIX)?
                 .parse::<u64>()
                 .ok()?;
-            dir(root, n).join("db").is_file().then_some(n)
+            dir(root, n).join(COMPLETE).is_file().then_some(n)
         });
     dir(root, newest.max().unwrap_or(0))
 }
@@ -201,6 +234,44 @@ mod tests {
         std::fs::write(root.join("db"), b"x").unwrap();
         sweep(root, 0).unwrap();
         assert!(root.join("db").is_file() && !dir(root, 2).exists());
+    }
+
+    #[test]
+    fn with_current_damaged_a_repair_reads_the_newest_generation_written_whole() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        assert_eq!(
+            salvageable(root),
+            root,
+            "no generations: the directory itself"
+        );
+        for n in [1, 2, 3] {
+            std::fs::create_dir_all(dir(root, n)).unwrap();
+            std::fs::write(dir(root, n).join("db"), b"x").unwrap();
+        }
+        mark_complete(&dir(root, 1)).unwrap();
+        mark_complete(&dir(root, 2)).unwrap();
+        // 3 is what a compaction cut short leaves: a log, no mark.
+        make_current(root, 2).unwrap();
+        assert_eq!(salvageable(root), dir(root, 2));
+        std::fs::write(root.join(CURRENT), b"gen-?").unwrap();
+        assert_eq!(salvageable(root), dir(root, 2));
+        std::fs::remove_dir_all(dir(root, 2)).unwrap();
+        assert_eq!(salvageable(root), dir(root, 1));
+    }
+
+    #[test]
+    fn a_repair_waits_for_no_lock_of_a_store_never_opened_and_is_kept_out_of_an_open_one() {
+        let root = tempfile::tempdir().unwrap();
+        assert!(lock_existing(root.path()).unwrap().is_none());
+        assert!(!root.path().join(LOCK).exists(), "a repair creates nothing");
+        let held = lock(root.path()).unwrap();
+        assert!(matches!(
+            lock_existing(root.path()),
+            Err(StoreError::Locked { .. })
+        ));
+        drop(held);
+        assert!(lock_existing(root.path()).unwrap().is_some());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! sled makes every `apply_batch` pay a log write of its own. A group whose flush fails takes
 //! its journal back, and every writer in it hears the error.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -275,6 +276,10 @@ impl SledStore {
         files.db.flush().db()?;
         if let Some(sync) = &files.power_loss {
             sync.sync()?;
+            if self.root_unsynced.load(Ordering::SeqCst) {
+                std::fs::File::open(&self.root)?.sync_all()?;
+                self.root_unsynced.store(false, Ordering::SeqCst);
+            }
         }
         Ok(())
     }

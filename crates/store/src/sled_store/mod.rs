@@ -84,6 +84,8 @@ use self::ops::Ops;
 /// ```
 pub struct SledStore {
     path: PathBuf,
+    /// `path` made canonical when it was opened: where the generations are.
+    root: PathBuf,
     /// The store's lock (`generation.rs`), held while it is open.
     _lock: std::fs::File,
     /// The sled database of the current generation; replaced only by a compaction, with the
@@ -93,6 +95,9 @@ pub struct SledStore {
     gate: gate::Gate,
     /// The size on disk a compaction left, or 0 before the first of this process.
     compacted_size: std::sync::atomic::AtomicU64,
+    /// Set when a compaction's switch to a new generation is not known to be on disk (its
+    /// directory's sync failed): flushes sync the directory until it is.
+    root_unsynced: std::sync::atomic::AtomicBool,
     /// When a lease or prune next looks whether a compaction is due.
     next_compaction_look: Mutex<std::time::Instant>,
     config: StoreConfig,
@@ -273,17 +278,21 @@ impl SledStore {
 
 impl Drop for SledStore {
     fn drop(&mut self) {
-        let Ok(_pass) = self.pass() else { return };
-        let _ = self.catch_up();
-        // Give back the rest of the reserved id block, so a clean reopen counts on where this
-        // left off (only a crash skips ids).
-        if let Ok(book) = self.book() {
-            let _ = self
-                .queue()
-                .insert(NEXT_DELIVERY, &book.next_delivery.to_be_bytes()[..]);
+        if let Ok(_pass) = self.pass() {
+            let _ = self.catch_up();
+            // Give back the rest of the reserved id block, so a clean reopen counts on where
+            // this left off (only a crash skips ids). Not for a store whose open failed
+            // before it read the next id: 0 would hand out stored ids again.
+            if let Ok(book) = self.book() {
+                if book.next_delivery > 0 {
+                    let _ = self
+                        .queue()
+                        .insert(NEXT_DELIVERY, &book.next_delivery.to_be_bytes()[..]);
+                }
+            }
+            let _ = self.files().db.flush();
         }
-        let _ = self.files().db.flush();
-        open::closed(&self.path);
+        open::closed(&self.root);
     }
 }
 

@@ -160,7 +160,7 @@ impl SledStore {
             }
             open.push(canonical.clone());
         }
-        let mut opened = SledStore::open_unregistered(&path, config.clone());
+        let mut opened = SledStore::open_unregistered(&path, &canonical, config.clone());
         let closed_here = CLOSED.lock().is_ok_and(|c| c.contains(&canonical));
         let deadline = std::time::Instant::now() + REOPEN_WAIT;
         while closed_here
@@ -168,7 +168,7 @@ impl SledStore {
             && std::time::Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(5));
-            opened = SledStore::open_unregistered(&path, config.clone());
+            opened = SledStore::open_unregistered(&path, &canonical, config.clone());
         }
         if opened.is_err() {
             if let Ok(mut open) = OPEN.lock() {
@@ -178,11 +178,18 @@ impl SledStore {
         opened
     }
 
-    fn open_unregistered(path: &Path, config: StoreConfig) -> Result<SledStore, StoreError> {
-        let lock = generation::lock(path)?;
-        let current = generation::current(path)?;
-        generation::sweep(path, current)?;
-        let files = Files::open(path, current, &config)?;
+    /// Opens the store at `path`, whose canonical form is `root`: the generations are found
+    /// from `root`, so that a host changing its working directory cannot send a compaction
+    /// elsewhere.
+    fn open_unregistered(
+        path: &Path,
+        root: &Path,
+        config: StoreConfig,
+    ) -> Result<SledStore, StoreError> {
+        let lock = generation::lock(root)?;
+        let current = generation::current(root)?;
+        generation::sweep(root, current)?;
+        let files = Files::open(root, current, &config)?;
         let meta = files.db.open_tree("meta").db()?;
         let layout = match meta.get(FORMAT_KEY).db()?.as_deref() {
             None => LAYOUT,
@@ -197,10 +204,12 @@ impl SledStore {
         };
         let store = SledStore {
             path: path.to_path_buf(),
+            root: root.to_path_buf(),
             _lock: lock,
             files: RwLock::new(Arc::new(files)),
             gate: Default::default(),
             compacted_size: Default::default(),
+            root_unsynced: Default::default(),
             next_compaction_look: Mutex::new(std::time::Instant::now()),
             book: Mutex::new(Book {
                 fresh: Fresh {

@@ -149,8 +149,11 @@ impl SledStore {
                 path: to.to_path_buf(),
             });
         }
+        // Held while the files are copied: a process with the store open could compact it
+        // and remove the generation being read.
+        let _lock = generation::lock_existing(from)?;
         let copy = Scratch::beside(to)?;
-        copy_dir(&files, &copy.0)?;
+        copy_dir(&files, &copy.0, true)?;
         let mut report = RepairReport::default();
         let source = open_copy(from, &copy.0, &mut report)?;
         let result = salvage(&source, from, to, report);
@@ -655,14 +658,18 @@ impl Drop for Scratch {
     }
 }
 
-/// Copies the files of `from` (and its subdirectories: sled's `blobs`) into `to`.
-fn copy_dir(from: &Path, to: &Path) -> Result<(), StoreError> {
+/// Copies the files of `from` (and its subdirectories: sled's `blobs`) into `to`; at the top of
+/// a generation (`top`), only sled's, not the store's lock or other generations.
+fn copy_dir(from: &Path, to: &Path, top: bool) -> Result<(), StoreError> {
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
+        if top && !generation::is_sleds(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
         let target = to.join(entry.file_name());
         if entry.file_type()?.is_dir() {
             std::fs::create_dir_all(&target)?;
-            copy_dir(&entry.path(), &target)?;
+            copy_dir(&entry.path(), &target, false)?;
         } else {
             std::fs::copy(entry.path(), &target)?;
         }
