@@ -89,6 +89,10 @@ pub(crate) enum Command {
     /// Copy what still reads of a damaged --store into a new store; the damaged one is left
     /// as it is. Exits 1 if anything could not be read.
     Repair(RepairArgs),
+    /// Copy what is live of a sled --store into a fresh directory inside it, giving back the
+    /// space sled keeps for removed records (a store does this by itself when its files
+    /// outgrow what is live; this is for doing it now).
+    Compact,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,8 @@
 //! an embedding host's engine does, and lets a person or a script manage subscriptions
 //! (callout's JSON or a vendor's registration document), publish events, deliver the queue,
 //! look at counts, attempts and dead letters, check a received request's signature, and salvage
-//! a damaged store (`repair`, which uses the store crate directly, not the engine).
+//! a damaged store (`repair`) or compact one (`compact`), both with the store crate directly,
+//! not the engine.
 //! Output is a table by default and JSON with `--json`. Every failure is one line on stderr,
 //! `callout: <message>`, with an exit code saying which kind (see README.md).
 //!
@@ -13,6 +14,7 @@
 #![deny(missing_docs)]
 
 mod args;
+mod compact;
 mod error;
 mod input;
 mod inspect;
@@ -85,6 +87,7 @@ fn dispatch(ctx: &Context, command: &Command, out: &mut dyn Write) -> Result<(),
         Command::Dead(command) => inspect::dead(ctx, command, out),
         Command::Verify(args) => verify::run(ctx, args, out),
         Command::Repair(args) => repair::run(ctx, args, out),
+        Command::Compact => compact::run(ctx, out),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Tests of the real `callout` binary against temporary stores and a receiver on 127.0.0.1.
 
+mod compact;
 mod delivery;
 mod errors;
 mod postgres;

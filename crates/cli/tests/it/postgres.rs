@@ -97,4 +97,9 @@ fn every_command_works_on_a_postgres_store() {
     );
     let repair = store.run(&["repair", "--to", "elsewhere"]);
     assert_ne!(repair.code, 0, "repair is for sled directories");
+    let compact = store.run(&["compact"]);
+    assert_eq!(
+        compact.code, 2,
+        "compact is for sled directories: {compact:?}"
+    );
 }
