@@ -302,6 +302,16 @@ mod tests {
         // The old generation is gone from the directory; the store goes on in the new one.
         assert!(!dir.path().join("db").exists());
         assert!(dir.path().join("gen-1").join("db").is_file());
+        drop(store);
+        // An older callout opens sled in the directory itself: sled refuses it there, rather
+        // than start an empty store over this one.
+        let older = sled::open(dir.path());
+        assert!(
+            older.is_err(),
+            "sled opened the directory of a compacted store"
+        );
+        drop(older);
+        let store = open_after_raw_sled(dir.path());
         let more = store.enqueue(&[], vec![new(1_000_000, sub)], 6).unwrap();
         assert!(
             more.delivery_ids[0] > 20_000,

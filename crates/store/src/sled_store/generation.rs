@@ -124,8 +124,15 @@ pub(super) fn salvageable(root: &Path) -> PathBuf {
     dir(root, newest.max().unwrap_or(0))
 }
 
+/// What the store's directory holds as sled's `conf` once its database is in a generation
+/// of its own: an older callout, which opens sled in the directory itself, would otherwise
+/// find no database there and start an empty one over the store; sled refuses this one, so
+/// that callout reports the store damaged instead.
+const GUARD: &[u8] = b"moved: this store's database is in the generation that CURRENT names; open it with a callout that knows store generations\n\0\0\0\0";
+
 /// Removes every generation but `keep`: what a compaction a crash cut short left, or the one a
-/// finished compaction replaced.
+/// finished compaction replaced. With `keep` above 0, the directory's own sled files go and
+/// [`GUARD`] takes the place of its `conf`.
 pub(super) fn sweep(root: &Path, keep: u64) -> Result<(), StoreError> {
     for entry in std::fs::read_dir(root)? {
         let entry = entry?;
@@ -144,6 +151,9 @@ pub(super) fn sweep(root: &Path, keep: u64) -> Result<(), StoreError> {
                 std::fs::remove_file(entry.path())?;
             }
         }
+    }
+    if keep != 0 {
+        std::fs::write(root.join("conf"), GUARD)?;
     }
     Ok(())
 }
@@ -229,7 +239,8 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         left.sort();
-        assert_eq!(left, ["CURRENT", "gen-2", "lock", "notes.txt"]);
+        assert_eq!(left, ["CURRENT", "conf", "gen-2", "lock", "notes.txt"]);
+        assert_eq!(std::fs::read(root.join("conf")).unwrap(), GUARD);
         // Generation 0 current: its files stay, the others go.
         std::fs::write(root.join("db"), b"x").unwrap();
         sweep(root, 0).unwrap();
