@@ -337,6 +337,13 @@ pub(crate) mod test_support {
         }
     }
 
+    /// The layout version the store has written.
+    pub(super) fn stored_layout(store: &SledStore) -> Option<u8> {
+        let meta = store.test_db().open_tree("meta").expect("meta tree");
+        let layout = meta.get(FORMAT_KEY).expect("meta read");
+        layout.and_then(|v| v.first().copied())
+    }
+
     pub(super) fn sample(id: u64, sub: u64, ordered: bool) -> Delivery {
         Delivery {
             id,

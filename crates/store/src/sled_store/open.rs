@@ -499,13 +499,7 @@ mod tests {
             store.attempts_for_subscription(1, 10).unwrap(),
             [(7, attempt)]
         );
-        let layout = store
-            .test_db()
-            .open_tree("meta")
-            .unwrap()
-            .get(FORMAT_KEY)
-            .unwrap();
-        assert_eq!(layout.as_deref(), Some(&[LAYOUT][..]));
+        assert_eq!(stored_layout(&store), Some(LAYOUT));
         let day = 24 * 3600 * 1000;
         assert_eq!(store.prune(100 + 31 * day, 10).unwrap(), 1);
         assert_eq!(store.test_queue().scan_prefix(key(ATTEMPT, &[])).count(), 0);
@@ -564,13 +558,7 @@ mod tests {
             .scan_prefix([LEGACY_DELIVERY])
             .next()
             .is_none());
-        let layout = store
-            .test_db()
-            .open_tree("meta")
-            .unwrap()
-            .get(FORMAT_KEY)
-            .unwrap();
-        assert_eq!(layout.as_deref(), Some(&[LAYOUT][..]));
+        assert_eq!(stored_layout(&store), Some(LAYOUT));
     }
 
     #[test]

@@ -950,13 +950,7 @@ mod tests {
                 .all(|k| k.unwrap().len() == 25),
             "no key of layout 4 left"
         );
-        let layout = store
-            .test_db()
-            .open_tree("meta")
-            .unwrap()
-            .get(FORMAT_KEY)
-            .unwrap();
-        assert_eq!(layout.as_deref(), Some(&[LAYOUT][..]));
+        assert_eq!(stored_layout(&store), Some(LAYOUT));
         drop(store);
         let store = open_after_raw_sled(dir.path());
         assert_eq!(store.counts().unwrap().due, 3, "counted on disk");
