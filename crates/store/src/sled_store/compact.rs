@@ -44,6 +44,10 @@ const GROWTH: u64 = 4;
 const DELIVERY_BYTES: u64 = 512;
 const ATTEMPT_BYTES: u64 = 128;
 
+/// How long after a failed compaction (a full disk, say: the copy needs room for what is
+/// live) the next look waits; each attempt makes operations wait for as long as it ran.
+const AFTER_FAILURE: Duration = Duration::from_secs(300);
+
 /// How often leases look whether a compaction is due: a look reads the size of sled's files,
 /// and churn can grow them by several MB a second.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
@@ -136,7 +140,8 @@ impl SledStore {
     }
 
     /// Compacts when it is due, looking at most once per [`LOOK_EVERY`]; for leases and prunes
-    /// to call outside any operation. A compaction that fails is tried again at a later look.
+    /// to call outside any operation. A compaction that fails is tried again [`AFTER_FAILURE`]
+    /// later.
     pub(super) fn compact_when_due(&self) {
         if self.config.compact_headroom == 0 || self.gate.is_inside() {
             return;
@@ -146,7 +151,10 @@ impl SledStore {
             _ => return,
         }
         if let Err(error) = self.compact_if_due() {
-            tracing::warn!(%error, "could not compact the store");
+            tracing::warn!(%error, "could not compact the store; trying again in 5 minutes");
+            if let Ok(mut next) = self.next_compaction_look.lock() {
+                *next = Instant::now() + AFTER_FAILURE;
+            }
         }
     }
 
@@ -372,6 +380,50 @@ mod tests {
         let mut expected = enqueued;
         expected.sort_unstable();
         assert_eq!(leased, expected);
+    }
+
+    #[test]
+    fn a_failed_compaction_is_tried_again_only_after_a_while() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            compact_headroom: 1024 * 1024,
+            compact_max_queued: 1_000,
+            ..StoreConfig::default()
+        };
+        let store = SledStore::open(dir.path(), config).unwrap();
+        for round in 0..60u64 {
+            let batch = (0..100).map(|n| new(round * 100 + n, 1)).collect();
+            store.enqueue(&[], batch, 5).unwrap();
+        }
+        for leased in store.lease(5, 10_000).unwrap() {
+            store.complete(leased.token, delivered(1)).unwrap();
+        }
+        store.flush().unwrap();
+        // 6,000 attempts are estimated at 0.75 MiB: due past 4 MiB.
+        assert!(store.size_on_disk().unwrap() > 4 * 1024 * 1024);
+        // Due, but the next generation's place is taken by a file: the copy cannot start.
+        std::fs::write(dir.path().join("gen-1"), b"in the way").unwrap();
+        // The lease above looked (the queue was long then); the next look is a second on.
+        std::thread::sleep(LOOK_EVERY + Duration::from_millis(100));
+        store.prune(10, 100).unwrap();
+        assert!(dir.path().join("db").is_file(), "not compacted");
+        assert_eq!(
+            store.counts().unwrap().delivered,
+            6_000,
+            "the store goes on"
+        );
+        // With the way clear, looks every second would compact at once; after a failure the
+        // next waits minutes. 2.5 s is two and a half looks' worth.
+        std::fs::remove_file(dir.path().join("gen-1")).unwrap();
+        let until = std::time::Instant::now() + Duration::from_millis(2_500);
+        while std::time::Instant::now() < until {
+            store.prune(10, 100).unwrap();
+            store.lease(5, 10).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!dir.path().join("gen-1").exists(), "tried again at once");
+        store.compact().unwrap();
+        assert!(dir.path().join("gen-1").is_dir());
     }
 
     #[test]

@@ -141,10 +141,8 @@ pub(super) fn sweep(root: &Path, keep: u64) -> Result<(), StoreError> {
         let generation = name
             .strip_prefix(PREFIX)
             .and_then(|n| n.parse::<u64>().ok());
-        if generation.is_some_and(|n| n != keep) {
-            std::fs::remove_dir_all(entry.path())?;
-        } else if keep != 0 && (SLED_FILES.contains(&&*name) || name.starts_with(SLED_SNAPSHOT)) {
-            // Generation 0 lives beside the others, in the store's directory itself.
+        // Generation 0 lives beside the others, in the store's directory itself.
+        if generation.is_some_and(|n| n != keep) || (keep != 0 && is_sleds(&name)) {
             if entry.file_type()?.is_dir() {
                 std::fs::remove_dir_all(entry.path())?;
             } else {
