@@ -382,8 +382,8 @@ mod tests {
         assert_eq!(leased, expected);
     }
 
-    #[test]
-    fn a_failed_compaction_is_tried_again_only_after_a_while() {
+    /// A store compacting past 1 MiB of headroom with at most 1,000 queued, and 6,000 queued.
+    fn small_headroom_with_6000_queued() -> (tempfile::TempDir, SledStore) {
         let dir = tempfile::tempdir().unwrap();
         let config = StoreConfig {
             compact_headroom: 1024 * 1024,
@@ -395,6 +395,12 @@ mod tests {
             let batch = (0..100).map(|n| new(round * 100 + n, 1)).collect();
             store.enqueue(&[], batch, 5).unwrap();
         }
+        (dir, store)
+    }
+
+    #[test]
+    fn a_failed_compaction_is_tried_again_only_after_a_while() {
+        let (dir, store) = small_headroom_with_6000_queued();
         for leased in store.lease(5, 10_000).unwrap() {
             store.complete(leased.token, delivered(1)).unwrap();
         }
@@ -428,20 +434,10 @@ mod tests {
 
     #[test]
     fn prune_compacts_once_the_files_outgrow_the_headroom_with_a_short_queue() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig {
-            compact_headroom: 1024 * 1024,
-            compact_max_queued: 1_000,
-            ..StoreConfig::default()
-        };
-        let store = SledStore::open(dir.path(), config).unwrap();
         // Past four times what is live plus the headroom (what is live is estimated at 512 B a
         // delivery, 128 B an attempt: 3 MiB, then 0.75 MiB), but with the queue longer than
         // allowed: no compaction.
-        for round in 0..60u64 {
-            let batch = (0..100).map(|n| new(round * 100 + n, 1)).collect();
-            store.enqueue(&[], batch, 5).unwrap();
-        }
+        let (dir, store) = small_headroom_with_6000_queued();
         store.flush().unwrap();
         assert!(store.size_on_disk().unwrap() > 4 * 1024 * 1024);
         // The store's first look is now (enqueues do not look).
