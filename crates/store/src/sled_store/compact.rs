@@ -123,10 +123,8 @@ impl SledStore {
         // write they made durable.
         if !durable {
             self.root_unsynced.store(true, Ordering::SeqCst);
-        } else {
-            if let Err(error) = generation::sweep(&self.root, next) {
-                tracing::warn!(%error, "could not remove the store's previous generation");
-            }
+        } else if let Err(error) = generation::sweep(&self.root, next) {
+            tracing::warn!(%error, "could not remove the store's previous generation");
         }
         self.compacted_size.store(size_after, Ordering::Relaxed);
         let compacted = Compacted {

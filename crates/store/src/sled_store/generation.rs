@@ -29,13 +29,8 @@ pub(super) fn lock(root: &Path) -> Result<File, StoreError> {
         .truncate(false)
         .write(true)
         .open(root.join(LOCK))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
-            path: root.to_path_buf(),
-        }),
-        Err(std::fs::TryLockError::Error(error)) => Err(error.into()),
-    }
+    held(root, file.try_lock())?;
+    Ok(file)
 }
 
 /// The store's lock, if a store of this version has ever been opened at `root` (a store that
@@ -47,8 +42,15 @@ pub(super) fn lock_existing(root: &Path) -> Result<Option<File>, StoreError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    match file.try_lock_shared() {
-        Ok(()) => Ok(Some(file)),
+    held(root, file.try_lock_shared())?;
+    Ok(Some(file))
+}
+
+/// A try at the lock of the store at `root` as the store's error: `Locked` when another
+/// holds it.
+fn held(root: &Path, tried: Result<(), std::fs::TryLockError>) -> Result<(), StoreError> {
+    match tried {
+        Ok(()) => Ok(()),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
             path: root.to_path_buf(),
         }),
