@@ -59,11 +59,18 @@ fn a_busy_engines_store_compacts_itself_and_keeps_delivering() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("store");
     let receiver = Receiver::start(|_, _| Reply::status(200));
-    let engine = Engine::builder(&path)
+    // A small headroom, and few attempts kept (they count as live, 128 B each), so that this
+    // many deliveries outgrow it whatever sled reuses; short queues only.
+    let config = StoreConfig {
+        attempts_kept: 100,
+        compact_headroom: 1024 * 1024,
+        compact_max_queued: 2_000,
+        ..StoreConfig::default()
+    };
+    let store = SledStore::open(&path, config).expect("store opens");
+    let engine = Engine::builder(store)
         .allow_address("127.0.0.1")
         .poll_interval(Duration::from_millis(5))
-        // A small headroom, so that this many deliveries outgrow it; short queues only.
-        .compaction(1024 * 1024, 2_000)
         .open()
         .expect("the engine opens");
     engine
