@@ -61,6 +61,7 @@
 #![deny(missing_docs)]
 
 mod changes;
+mod combine;
 mod config;
 mod conn;
 mod history;
@@ -68,6 +69,7 @@ mod queue;
 mod registry;
 mod rows;
 mod schema;
+mod settle;
 mod tallies;
 mod writer;
 
@@ -86,8 +88,9 @@ pub struct PgStore {
     config: PgConfig,
     pool: Pool,
     writer: Writer,
+    settler: settle::Settler,
+    leaser: queue::Leaser,
     changes: changes::Changes,
-    reclaim: queue::ReclaimWatch,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -106,13 +109,15 @@ impl PgStore {
         let settings = Arc::new(Settings::new(&config)?);
         let pool = Pool::start(&settings, config.pool_size, false, "callout-pg")?;
         pool.run(schema::migrate)?;
+        let leaser = queue::Leaser::start(&settings, config.lease)?;
         let writer = Writer::start(&settings, rows::millis(config.dedup_retention))?;
         Ok(PgStore {
             config,
             pool,
             writer,
+            settler: settle::Settler::start(&settings)?,
+            leaser,
             changes: changes::Changes::new(settings),
-            reclaim: queue::ReclaimWatch::new(),
         })
     }
 

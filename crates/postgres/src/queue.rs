@@ -15,6 +15,7 @@
 //! held across a round trip.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use callout_store::{
@@ -23,11 +24,13 @@ use callout_store::{
 };
 
 use crate::changes::notify;
-use crate::conn::{Conn, Fail, Tx};
+use crate::combine::{clone_error, Combiner};
+use crate::conn::{Conn, Fail, Settings, Tx};
 use crate::rows::{
     decode, delivery_columns, int, lock_subscriptions, millis, move_aside, uint, Deltas, DUE, HELD,
     IN_FLIGHT,
 };
+use crate::settle::Finish;
 use crate::PgStore;
 
 /// The most expired leases one lease call returns to the queue (the next call takes more).
@@ -57,6 +60,121 @@ impl ReclaimWatch {
     fn looked(&self, next: u64) {
         self.0.store(next, Ordering::Relaxed);
     }
+}
+
+/// The most lease calls one group takes.
+const GROUP_LEASES: usize = 64;
+
+/// How far apart the clocks of lease calls may read and still go as one lease: workers that
+/// finished together read their clocks a moment apart. Calls further apart (a test's clock,
+/// say) go as leases of their own.
+const LEASE_NOW_SLACK_MS: u64 = 10;
+
+/// One lease call, for the lease thread.
+pub(crate) struct LeaseCall {
+    now_ms: u64,
+    max: usize,
+    limits: LeaseLimits,
+}
+
+/// The lease thread: concurrent lease calls with the same limits and about the same clock (the
+/// workers a group of settles answered, which call again together, and the dispatcher) go as
+/// one lease of all they ask for, and share its statements: so a lease costs a fraction of a
+/// statement per delivery when several workers are free, and no delivery is leased for a
+/// worker that is not. The deliveries are handed out in the lease's order, each call's share
+/// in turn. It also owns the look for expired leases ([`ReclaimWatch`]).
+pub(crate) struct Leaser(Combiner<LeaseCall, Vec<Leased>>);
+
+impl Leaser {
+    pub(crate) fn start(settings: &Arc<Settings>, lease: Duration) -> Result<Leaser, StoreError> {
+        let conn = Conn::new(Arc::clone(settings), false);
+        let reclaim = ReclaimWatch::new();
+        let lease_ms = millis(lease);
+        let work = Box::new(move |conn: &mut Conn, group: &[LeaseCall]| {
+            lease_group(conn, group, &reclaim, lease_ms)
+        });
+        Combiner::start("callout-pg-lease", "lease", conn, GROUP_LEASES, work).map(Leaser)
+    }
+
+    /// Up to `max` due deliveries within `limits`, leased at `now_ms`.
+    pub(crate) fn lease(
+        &self,
+        now_ms: u64,
+        max: usize,
+        limits: &LeaseLimits,
+    ) -> Result<Vec<Leased>, StoreError> {
+        self.0.call(LeaseCall {
+            now_ms,
+            max,
+            limits: limits.clone(),
+        })
+    }
+}
+
+/// A group's lease calls, each one's answer in order: calls with the same limits whose clocks
+/// read within [`LEASE_NOW_SLACK_MS`] of the first of them go as one lease at the latest
+/// clock among them.
+fn lease_group(
+    conn: &mut Conn,
+    group: &[LeaseCall],
+    reclaim: &ReclaimWatch,
+    lease_ms: u64,
+) -> Vec<Result<Vec<Leased>, StoreError>> {
+    let mut answers: Vec<Option<Result<Vec<Leased>, StoreError>>> =
+        group.iter().map(|_| None).collect();
+    for first in 0..group.len() {
+        if answers[first].is_some() {
+            continue;
+        }
+        let lead = &group[first];
+        let members: Vec<usize> = (first..group.len())
+            .filter(|&n| {
+                answers[n].is_none()
+                    && group[n].limits == lead.limits
+                    && group[n].now_ms.abs_diff(lead.now_ms) <= LEASE_NOW_SLACK_MS
+            })
+            .collect();
+        let now_ms = members.iter().map(|&n| group[n].now_ms).max().unwrap_or(0);
+        let max = members.iter().map(|&n| group[n].max).sum();
+        match lease_with_look(conn, now_ms, max, &lead.limits, reclaim, lease_ms) {
+            Ok(leased) => {
+                let mut leased = leased.into_iter();
+                for n in members {
+                    answers[n] = Some(Ok(leased.by_ref().take(group[n].max).collect()));
+                }
+            }
+            Err(error) => {
+                for n in members {
+                    answers[n] = Some(Err(clone_error(&error)));
+                }
+            }
+        }
+    }
+    answers
+        .into_iter()
+        .map(|answer| answer.unwrap_or_else(|| Ok(Vec::new())))
+        .collect()
+}
+
+/// A lease of up to `max` at `now_ms`, after returning expired leases when one may have
+/// expired.
+fn lease_with_look(
+    conn: &mut Conn,
+    now_ms: u64,
+    max: usize,
+    limits: &LeaseLimits,
+    reclaim: &ReclaimWatch,
+    lease_ms: u64,
+) -> Result<Vec<Leased>, StoreError> {
+    if max == 0 {
+        return Ok(Vec::new());
+    }
+    if reclaim.due(now_ms) {
+        let next = conn.transact(|tx| reclaim_expired(tx, now_ms))?;
+        reclaim.looked(next.min(now_ms.saturating_add(lease_ms)));
+    }
+    let until = now_ms.saturating_add(lease_ms);
+    lease(conn, now_ms, until, max, limits)
 }
 
 /// A subscription that may get deliveries in this lease.
@@ -99,27 +217,11 @@ impl Queue for PgStore {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let limits = limits.clone();
-        let until = now_ms.saturating_add(millis(self.config.lease));
-        let look = self.reclaim.due(now_ms);
-        let lease_ms = millis(self.config.lease);
-        let (leased, next) = self.pool.run(move |conn| {
-            let next = if look {
-                let next = conn.transact(|tx| reclaim_expired(tx, now_ms))?;
-                Some(next.min(now_ms.saturating_add(lease_ms)))
-            } else {
-                None
-            };
-            Ok((lease(conn, now_ms, until, max, &limits)?, next))
-        })?;
-        if let Some(next) = next {
-            self.reclaim.looked(next);
-        }
-        Ok(leased)
+        self.leaser.lease(now_ms, max, limits)
     }
 
     fn complete(&self, lease: LeaseToken, attempt: Attempt) -> Result<(), StoreError> {
-        self.settle(lease, Some(attempt), Finish::Delivered)
+        self.settler.settle(lease, Some(attempt), Finish::Delivered)
     }
 
     fn reschedule(
@@ -128,16 +230,17 @@ impl Queue for PgStore {
         due_at: u64,
         attempt: Attempt,
     ) -> Result<(), StoreError> {
-        self.settle(lease, Some(attempt), Finish::Due(due_at))
+        self.settler
+            .settle(lease, Some(attempt), Finish::Due(due_at))
     }
 
     fn release(&self, lease: LeaseToken, due_at: u64) -> Result<(), StoreError> {
-        self.settle(lease, None, Finish::Due(due_at))
+        self.settler.settle(lease, None, Finish::Due(due_at))
     }
 
     fn dead_letter(&self, lease: LeaseToken, attempt: Attempt) -> Result<(), StoreError> {
         let at = attempt.at;
-        self.settle(lease, Some(attempt), Finish::Dead(at))
+        self.settler.settle(lease, Some(attempt), Finish::Dead(at))
     }
 
     fn hold_subscription(&self, sub: u64) -> Result<(), StoreError> {
@@ -638,164 +741,6 @@ fn deal(candidates: &mut [Candidate], max: usize, mut shared_room: u64) {
             return;
         }
     }
-}
-
-/// The settle statements' common part: the attempt ($3-$8: number, at, duration, status,
-/// outcome, excerpt) recorded for the delivery `op` settled, when there is one ($9).
-macro_rules! record_attempt {
-    () => {
-        "a AS (INSERT INTO attempts (delivery, subscription, number, at, duration_ms, status, \
-                                     outcome, excerpt) \
-               SELECT op.id, op.subscription, $3::int4, $4::int8, $5::int8, $6::int4, $7::text, \
-                      $8::text \
-               FROM op WHERE $9::bool), "
-    };
-}
-
-/// The settle statements' first part: the settled delivery's subscription row, locked.
-macro_rules! lock_first {
-    () => {
-        "locked AS (SELECT q.subscription, q.held_sub FROM queue_state q \
-               WHERE q.subscription = (SELECT subscription FROM deliveries WHERE id = $1) \
-               FOR UPDATE), "
-    };
-}
-
-/// Where a settle files its delivery.
-#[derive(Clone, Copy)]
-enum Finish {
-    Delivered,
-    Due(u64),
-    Dead(u64),
-}
-
-impl PgStore {
-    /// Takes a delivery out of flight and files it as `finish` says, with its attempt, in one
-    /// transaction; [`StoreError::UnknownDelivery`] when `token` is not its current lease.
-    /// Committed without waiting for the WAL flush (see the crate docs).
-    fn settle(
-        &self,
-        token: LeaseToken,
-        attempt: Option<Attempt>,
-        finish: Finish,
-    ) -> Result<(), StoreError> {
-        let id = int(token.delivery_id());
-        let lease = int(token.lease());
-        self.pool
-            .run(move |conn| settle(conn, id, lease, attempt.as_ref(), finish))
-    }
-}
-
-/// One statement, committed on its own (one round trip). The subscription's `queue_state` row
-/// is locked first, as every writer locks it (see schema.rs): the settle's other parts wait
-/// for `locked`, a one-time condition of each (`EXISTS (SELECT 1 FROM locked)`).
-fn settle(
-    conn: &mut Conn,
-    id: i64,
-    lease: i64,
-    attempt: Option<&Attempt>,
-    finish: Finish,
-) -> Result<(), StoreError> {
-    let recorded = attempt.is_some();
-    let blank = Attempt {
-        number: 0,
-        at: 0,
-        duration_ms: 0,
-        status: None,
-        outcome: String::new(),
-        excerpt: String::new(),
-    };
-    let attempt = attempt.unwrap_or(&blank);
-    let number = i32::try_from(attempt.number).unwrap_or(i32::MAX);
-    let at = int(attempt.at);
-    let duration = int(attempt.duration_ms);
-    let status = attempt.status.map(i32::from);
-    // Within 1,024 bytes, it is within 1,024 characters.
-    let excerpt: String = if attempt.excerpt.len() > 1024 {
-        attempt.excerpt.chars().take(1024).collect()
-    } else {
-        attempt.excerpt.clone()
-    };
-    let due_at = match finish {
-        Finish::Due(at) | Finish::Dead(at) => int(at),
-        Finish::Delivered => 0,
-    };
-    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![
-        &id,
-        &lease,
-        &number,
-        &at,
-        &duration,
-        &status,
-        &attempt.outcome,
-        &excerpt,
-        &recorded,
-    ];
-    match finish {
-        Finish::Delivered => {}
-        Finish::Due(_) | Finish::Dead(_) => params.push(&due_at),
-    }
-    let sql = match finish {
-        Finish::Delivered => concat!(
-            "WITH ",
-            lock_first!(),
-            "op AS (DELETE FROM deliveries WHERE id = $1 AND state = 1 AND lease = $2 \
-                           AND EXISTS (SELECT 1 FROM locked) \
-                    RETURNING id, subscription, ordered), ",
-            record_attempt!(),
-            "c AS (UPDATE queue_state q SET in_flight = q.in_flight - 1, \
-                          ordered_in_flight = q.ordered_in_flight - op.ordered::int, \
-                          delivered = q.delivered + 1 \
-                   FROM op WHERE q.subscription = op.subscription), \
-             s AS (DELETE FROM failure_streaks f USING op \
-                   WHERE f.subscription = op.subscription) \
-             SELECT op.id FROM op"
-        ),
-        // Due again at $10, or held when the subscription is.
-        Finish::Due(_) => concat!(
-            "WITH ",
-            lock_first!(),
-            "op AS (UPDATE deliveries d \
-                         SET state = CASE WHEN (SELECT held_sub FROM locked) THEN 2 ELSE 0 END, \
-                             due_at = $10::int8, \
-                             attempts = GREATEST(d.attempts, $3::int4), \
-                             lease = NULL, lease_until = NULL \
-                         WHERE d.id = $1 AND d.state = 1 AND d.lease = $2 \
-                           AND EXISTS (SELECT 1 FROM locked) \
-                         RETURNING d.id, d.subscription, d.ordered, d.state, d.attempts), ",
-            record_attempt!(),
-            "c AS (UPDATE queue_state q SET in_flight = q.in_flight - 1, \
-                          ordered_in_flight = q.ordered_in_flight - op.ordered::int, \
-                          due = q.due + (op.state = 0)::int, \
-                          retrying = q.retrying + (op.state = 0 AND op.attempts > 0)::int, \
-                          held = q.held + (op.state = 2)::int \
-                   FROM op WHERE q.subscription = op.subscription) \
-             SELECT op.id FROM op"
-        ),
-        // Dead since $10.
-        Finish::Dead(_) => concat!(
-            "WITH ",
-            lock_first!(),
-            "op AS (UPDATE deliveries d \
-                         SET state = 3, dead_at = $10::int8, \
-                             attempts = GREATEST(d.attempts, $3::int4), \
-                             lease = NULL, lease_until = NULL \
-                         WHERE d.id = $1 AND d.state = 1 AND d.lease = $2 \
-                           AND EXISTS (SELECT 1 FROM locked) \
-                         RETURNING d.id, d.subscription, d.ordered), ",
-            record_attempt!(),
-            "c AS (UPDATE queue_state q SET in_flight = q.in_flight - 1, \
-                          ordered_in_flight = q.ordered_in_flight - op.ordered::int, \
-                          dead = q.dead + 1 \
-                   FROM op WHERE q.subscription = op.subscription) \
-             SELECT op.id FROM op"
-        ),
-    };
-    let rows = conn.query_alone(sql, &params)?;
-    if rows.is_empty() {
-        return Err(StoreError::UnknownDelivery(uint(id)));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

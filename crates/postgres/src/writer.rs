@@ -6,50 +6,35 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-use crossbeam_channel::{Receiver, Sender};
 
 use callout_store::{Change, EnqueueReceipt, NewDelivery, StoreError};
 
 use crate::changes::{channel, payload};
+use crate::combine::{clone_error, Combiner};
 use crate::conn::{Conn, Settings};
 use crate::rows::{int, uint};
 
 /// The most calls one transaction takes; more wait for the next.
 const GROUP_CALLS: usize = 256;
 
-/// How long the writer waits for the publishers of its last group to call again (about a
-/// thread switch or two on a loaded machine; a commit costs more).
-const GATHER_WAIT: Duration = Duration::from_micros(300);
-
 struct Call {
     dedup_event_ids: Vec<String>,
     deliveries: Vec<NewDelivery>,
     now_ms: u64,
-    answer: Sender<Result<EnqueueReceipt, StoreError>>,
 }
 
-pub(crate) struct Writer {
-    calls: Option<Sender<Call>>,
-    thread: Option<JoinHandle<()>>,
-}
+pub(crate) struct Writer(Combiner<Call, EnqueueReceipt>);
 
 impl Writer {
     pub(crate) fn start(
         settings: &Arc<Settings>,
         dedup_retention_ms: u64,
     ) -> Result<Writer, StoreError> {
-        let (calls, taken) = crossbeam_channel::unbounded();
         let conn = Conn::new(Arc::clone(settings), true);
-        let thread = std::thread::Builder::new()
-            .name("callout-pg-writer".into())
-            .spawn(move || run(conn, &taken, dedup_retention_ms))?;
-        Ok(Writer {
-            calls: Some(calls),
-            thread: Some(thread),
-        })
+        let work = Box::new(move |conn: &mut Conn, group: &[Call]| {
+            enqueue_each(conn, group, dedup_retention_ms)
+        });
+        Combiner::start("callout-pg-writer", "writer", conn, GROUP_CALLS, work).map(Writer)
     }
 
     /// Enqueues through the writer thread and waits until the transaction committed.
@@ -59,90 +44,35 @@ impl Writer {
         deliveries: Vec<NewDelivery>,
         now_ms: u64,
     ) -> Result<EnqueueReceipt, StoreError> {
-        let (answer, answered) = crossbeam_channel::bounded(1);
-        let call = Call {
+        self.0.call(Call {
             dedup_event_ids: dedup_event_ids.to_vec(),
             deliveries,
             now_ms,
-            answer,
-        };
-        let stopped = || StoreError::Storage("the PostgreSQL writer thread stopped".into());
-        self.calls
-            .as_ref()
-            .ok_or_else(stopped)?
-            .send(call)
-            .map_err(|_| stopped())?;
-        answered.recv().map_err(|_| stopped())?
+        })
     }
 }
 
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.calls = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+/// A group's enqueues in one statement, each call's receipt in order.
+fn enqueue_each(
+    conn: &mut Conn,
+    group: &[Call],
+    dedup_retention_ms: u64,
+) -> Vec<Result<EnqueueReceipt, StoreError>> {
+    match enqueue_group(conn, group, dedup_retention_ms) {
+        Ok(receipts) => receipts.into_iter().map(Ok).collect(),
+        // Refused by the database (the transaction rolled back): each call on its own.
+        // A lost connection is not retried here: the commit may have happened, and the
+        // callers hear of it as an error (their publish may be stored, never lost
+        // silently).
+        Err(_) if group.len() > 1 && conn.connected() => group
+            .iter()
+            .map(|call| {
+                enqueue_group(conn, std::slice::from_ref(call), dedup_retention_ms)
+                    .map(|mut receipts| receipts.pop().unwrap_or_default())
+            })
+            .collect(),
+        Err(error) => group.iter().map(|_| Err(clone_error(&error))).collect(),
     }
-}
-
-fn run(mut conn: Conn, calls: &Receiver<Call>, dedup_retention_ms: u64) {
-    let mut last_group = 1;
-    while let Ok(first) = calls.recv() {
-        let group = gather(first, calls, last_group);
-        last_group = group.len();
-        let shared = enqueue_group(&mut conn, &group, dedup_retention_ms);
-        match shared {
-            Ok(receipts) => {
-                for (call, receipt) in group.iter().zip(receipts) {
-                    let _ = call.answer.send(Ok(receipt));
-                }
-            }
-            // Refused by the database (the transaction rolled back): each call on its own.
-            // A lost connection is not retried here: the commit may have happened, and the
-            // callers hear of it as an error (their publish may be stored, never lost
-            // silently).
-            Err(_) if group.len() > 1 && conn.connected() => {
-                for call in group {
-                    let alone =
-                        enqueue_group(&mut conn, std::slice::from_ref(&call), dedup_retention_ms)
-                            .map(|mut receipts| receipts.pop().unwrap_or_default());
-                    let _ = call.answer.send(alone);
-                }
-            }
-            Err(error) => {
-                for call in &group {
-                    let _ = call.answer.send(Err(clone_error(&error)));
-                }
-            }
-        }
-    }
-}
-
-/// The calls of one transaction: `first` and every call waiting. When fewer wait than the
-/// last group held, the publishers that group answered are likely about to call again (they
-/// were woken by its commit), so the writer waits a moment for them rather than commit
-/// alone and make them wait a whole commit more.
-fn gather(first: Call, calls: &Receiver<Call>, last_group: usize) -> Vec<Call> {
-    let mut group = vec![first];
-    let deadline = Instant::now() + GATHER_WAIT;
-    while group.len() < GROUP_CALLS {
-        let next = match calls.try_recv() {
-            Ok(call) => Ok(call),
-            Err(_) if group.len() < last_group => calls.recv_deadline(deadline).map_err(|_| ()),
-            Err(_) => Err(()),
-        };
-        match next {
-            Ok(call) => group.push(call),
-            Err(()) => break,
-        }
-    }
-    group
-}
-
-/// The same error for every call of a group (StoreError is not `Clone`: it may hold an
-/// `io::Error`).
-fn clone_error(error: &StoreError) -> StoreError {
-    StoreError::Storage(error.to_string())
 }
 
 /// The calls' writes as one statement, so a group costs one round trip and one commit: each

@@ -229,6 +229,117 @@ pub fn two_workers_never_lease_the_same_delivery(harness: &dyn Harness) {
     assert_eq!(store.counts().expect("counts").in_flight, 60);
 }
 
+/// Completes from many threads at once, each lease completed twice by two threads racing:
+/// exactly one of the two is taken, the other hears [`StoreError::UnknownDelivery`], and every
+/// delivery is delivered once, with one attempt, its count moved once.
+pub fn concurrent_completes_each_take_once(harness: &dyn Harness) {
+    const DELIVERIES: u64 = 120;
+    const THREADS: usize = 8;
+    let store = harness.open(LEASE);
+    let batch = (0..DELIVERIES)
+        .map(|n| delivery(n % 4 + 1, &format!("e{n}"), 0))
+        .collect();
+    store.enqueue(&[], batch, 0).expect("enqueue");
+    let leased = store.lease(0, DELIVERIES as usize).expect("lease");
+    assert_eq!(leased.len(), DELIVERIES as usize);
+    let (tokens, taken) = crossbeam_channel::unbounded();
+    for lease in &leased {
+        tokens.send(lease.token).expect("queue");
+        tokens.send(lease.token).expect("queue");
+    }
+    drop(tokens);
+    let completers: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (store, taken) = (Arc::clone(&store), taken.clone());
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                for token in taken {
+                    let answer = store.complete(token, attempt(1, 1, "delivered"));
+                    match answer {
+                        Ok(()) => answers.push((token.delivery_id(), true)),
+                        Err(StoreError::UnknownDelivery(id)) => {
+                            assert_eq!(id, token.delivery_id());
+                            answers.push((id, false));
+                        }
+                        Err(other) => panic!("complete: {other}"),
+                    }
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut taken_by: std::collections::HashMap<u64, (u32, u32)> = Default::default();
+    for completer in completers {
+        for (id, ok) in completer.join().expect("completer") {
+            let entry = taken_by.entry(id).or_default();
+            if ok {
+                entry.0 += 1;
+            } else {
+                entry.1 += 1;
+            }
+        }
+    }
+    assert_eq!(taken_by.len(), DELIVERIES as usize);
+    assert!(
+        taken_by.values().all(|&answers| answers == (1, 1)),
+        "each lease taken once and refused once"
+    );
+    let counts = store.counts().expect("counts");
+    assert_eq!(
+        (counts.delivered, counts.in_flight, counts.due),
+        (DELIVERIES, 0, 0)
+    );
+    for lease in &leased {
+        let attempts = store
+            .attempts_for_delivery(lease.delivery.id)
+            .expect("attempts");
+        assert_eq!(attempts.len(), 1, "one attempt for {}", lease.delivery.id);
+    }
+}
+
+/// Leases from many threads at once, half of them with a clock before the deliveries are due:
+/// those get none, the others get every delivery between them, none twice.
+pub fn concurrent_leases_go_by_their_own_clock(harness: &dyn Harness) {
+    const DELIVERIES: u64 = 40;
+    const THREADS: usize = 8;
+    let store = harness.open(LEASE);
+    let batch = (0..DELIVERIES)
+        .map(|n| delivery(n % 4 + 1, &format!("e{n}"), 1_000))
+        .collect();
+    store.enqueue(&[], batch, 0).expect("enqueue");
+    let start = Arc::new(std::sync::Barrier::new(THREADS));
+    let leasers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (store, start) = (Arc::clone(&store), Arc::clone(&start));
+            let now = if t % 2 == 0 { 999 } else { 2_000 };
+            std::thread::spawn(move || {
+                start.wait();
+                let mut got = Vec::new();
+                for _ in 0..DELIVERIES {
+                    let leased = store.lease(now, 3).expect("lease");
+                    assert!(leased.len() <= 3, "at most the call's max");
+                    if leased.is_empty() {
+                        break;
+                    }
+                    got.extend(leased.into_iter().map(|l| l.delivery.id));
+                }
+                (now, got)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for leaser in leasers {
+        let (now, got) = leaser.join().expect("leaser");
+        if now < 1_000 {
+            assert!(got.is_empty(), "nothing is due at {now}: {got:?}");
+        }
+        all.extend(got);
+    }
+    let distinct: HashSet<u64> = all.iter().copied().collect();
+    assert_eq!(all.len(), DELIVERIES as usize, "every delivery leased");
+    assert_eq!(distinct.len(), DELIVERIES as usize, "none leased twice");
+}
+
 /// An expired lease returns the delivery to the queue; a settle with the old lease's token is
 /// refused, and the new lease settles.
 pub fn an_expired_lease_returns_and_its_token_is_refused(harness: &dyn Harness) {
@@ -1045,6 +1156,8 @@ macro_rules! conformance_tests {
             host_event_ids_are_deduplicated,
             concurrent_publishes_of_one_event_id_store_it_once,
             two_workers_never_lease_the_same_delivery,
+            concurrent_completes_each_take_once,
+            concurrent_leases_go_by_their_own_clock,
             an_expired_lease_returns_and_its_token_is_refused,
             leases_return_after_reopen,
             ordered_subscriptions_go_one_at_a_time_in_order,

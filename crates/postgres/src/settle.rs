@@ -1,0 +1,344 @@
+//! Settles: one thread takes every settle of a store (complete, reschedule, release, dead
+//! letter). The completes of a group are one statement, so workers that finish together share
+//! a round trip and the statement's start-up, which on a fast receiver cost more than the
+//! send; the other settles of a group, rare beside them, go one statement each.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use callout_store::{Attempt, LeaseToken, StoreError};
+
+use crate::combine::{clone_error, Combiner};
+use crate::conn::{Conn, Settings};
+use crate::rows::{int, uint};
+
+/// The most settles one group takes; more wait for the next.
+const GROUP_SETTLES: usize = 256;
+
+/// One settle: the delivery's id and lease number, its attempt, where it goes.
+pub(crate) struct Settle {
+    id: i64,
+    lease: i64,
+    attempt: Option<Attempt>,
+    finish: Finish,
+}
+
+/// The settle thread (see the module docs).
+pub(crate) struct Settler(Combiner<Settle, ()>);
+
+impl Settler {
+    pub(crate) fn start(settings: &Arc<Settings>) -> Result<Settler, StoreError> {
+        let conn = Conn::new(Arc::clone(settings), false);
+        let work = Box::new(|conn: &mut Conn, group: &[Settle]| settle_group(conn, group));
+        Combiner::start("callout-pg-settle", "settle", conn, GROUP_SETTLES, work).map(Settler)
+    }
+
+    /// Takes a delivery out of flight and files it as `finish` says, with its attempt;
+    /// [`StoreError::UnknownDelivery`] when `token` is not its current lease. Committed
+    /// without waiting for the WAL flush (see the crate docs).
+    pub(crate) fn settle(
+        &self,
+        token: LeaseToken,
+        attempt: Option<Attempt>,
+        finish: Finish,
+    ) -> Result<(), StoreError> {
+        self.0.call(Settle {
+            id: int(token.delivery_id()),
+            lease: int(token.lease()),
+            attempt,
+            finish,
+        })
+    }
+}
+
+/// A group's settles, each one's answer in order: its completes in one statement (a lease
+/// completed twice in the group goes alone after it, so the second hears that it is no
+/// longer current), the rest one statement each.
+fn settle_group(conn: &mut Conn, group: &[Settle]) -> Vec<Result<(), StoreError>> {
+    let mut answers: Vec<Option<Result<(), StoreError>>> = group.iter().map(|_| None).collect();
+    let mut seen = HashSet::new();
+    let together: Vec<usize> = (0..group.len())
+        .filter(|&n| {
+            let settle = &group[n];
+            matches!(settle.finish, Finish::Delivered)
+                && settle.attempt.is_some()
+                && seen.insert((settle.id, settle.lease))
+        })
+        .collect();
+    if together.len() > 1 {
+        match complete_together(conn, group, &together) {
+            Ok(done) => {
+                for n in together {
+                    let settle = &group[n];
+                    answers[n] = Some(if done.contains(&(settle.id, settle.lease)) {
+                        Ok(())
+                    } else {
+                        Err(StoreError::UnknownDelivery(uint(settle.id)))
+                    });
+                }
+            }
+            // Refused by the database: each on its own below, so one's failure is not
+            // another's. A lost connection is not retried: the completes may have committed,
+            // and a settle that did not returns its delivery at its lease's deadline.
+            Err(error) if !conn.connected() => {
+                for n in together {
+                    answers[n] = Some(Err(clone_error(&error)));
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    answers
+        .into_iter()
+        .zip(group)
+        .map(|(answer, settle)| {
+            answer.unwrap_or_else(|| {
+                settle_alone(
+                    conn,
+                    settle.id,
+                    settle.lease,
+                    settle.attempt.as_ref(),
+                    settle.finish,
+                )
+            })
+        })
+        .collect()
+}
+
+/// Completes the settles `which` of `group` (each a distinct lease, each with its attempt) in
+/// one statement; the leases that were current and are now done.
+fn complete_together(
+    conn: &mut Conn,
+    group: &[Settle],
+    which: &[usize],
+) -> Result<HashSet<(i64, i64)>, StoreError> {
+    let mut columns = AttemptColumns::default();
+    for &n in which {
+        if let Some(attempt) = &group[n].attempt {
+            columns.push(group[n].id, group[n].lease, attempt);
+        }
+    }
+    let rows = conn.query_alone(
+        COMPLETE_TOGETHER,
+        &[
+            &columns.ids,
+            &columns.leases,
+            &columns.numbers,
+            &columns.at,
+            &columns.durations,
+            &columns.statuses,
+            &columns.outcomes,
+            &columns.excerpts,
+        ],
+    )?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
+/// The attempts of a group's completes, one array per column, for `unnest`.
+#[derive(Default)]
+struct AttemptColumns {
+    ids: Vec<i64>,
+    leases: Vec<i64>,
+    numbers: Vec<i32>,
+    at: Vec<i64>,
+    durations: Vec<i64>,
+    statuses: Vec<Option<i32>>,
+    outcomes: Vec<String>,
+    excerpts: Vec<String>,
+}
+
+impl AttemptColumns {
+    fn push(&mut self, id: i64, lease: i64, attempt: &Attempt) {
+        self.ids.push(id);
+        self.leases.push(lease);
+        self.numbers.push(attempt_number(attempt));
+        self.at.push(int(attempt.at));
+        self.durations.push(int(attempt.duration_ms));
+        self.statuses.push(attempt.status.map(i32::from));
+        self.outcomes.push(attempt.outcome.clone());
+        self.excerpts.push(excerpt(attempt));
+    }
+}
+
+fn attempt_number(attempt: &Attempt) -> i32 {
+    i32::try_from(attempt.number).unwrap_or(i32::MAX)
+}
+
+/// The attempt's excerpt within the 1,024 characters a record keeps.
+fn excerpt(attempt: &Attempt) -> String {
+    // Within 1,024 bytes, it is within 1,024 characters.
+    if attempt.excerpt.len() > 1024 {
+        attempt.excerpt.chars().take(1024).collect()
+    } else {
+        attempt.excerpt.clone()
+    }
+}
+
+/// Completes of several deliveries ($1 ids, $2 lease numbers; their attempts $3-$8, as the
+/// single statement's): every subscription's `queue_state` row locked first, in order, as
+/// every writer locks them (see schema.rs); `count(*)` reads all of `locked`, where `EXISTS`
+/// would stop at its first row. Then as one complete each: the current leases' deliveries
+/// deleted, their attempts recorded, the counts moved, the failure streaks ended.
+const COMPLETE_TOGETHER: &str = "\
+WITH input AS (
+  SELECT * FROM unnest($1::int8[], $2::int8[], $3::int4[], $4::int8[], $5::int8[], $6::int4[],
+                       $7::text[], $8::text[])
+       AS i(id, lease, number, at, duration_ms, status, outcome, excerpt)),
+locked AS (
+  SELECT q.subscription FROM queue_state q
+  WHERE q.subscription IN (SELECT d.subscription FROM deliveries d JOIN input i ON i.id = d.id)
+  ORDER BY q.subscription FOR UPDATE),
+op AS (
+  DELETE FROM deliveries d USING input i
+  WHERE d.id = i.id AND d.state = 1 AND d.lease = i.lease AND (SELECT count(*) FROM locked) > 0
+  RETURNING d.id, d.lease, d.subscription, d.ordered),
+a AS (
+  INSERT INTO attempts (delivery, subscription, number, at, duration_ms, status, outcome, excerpt)
+  SELECT op.id, op.subscription, i.number, i.at, i.duration_ms, i.status, i.outcome, i.excerpt
+  FROM op JOIN input i ON i.id = op.id AND i.lease = op.lease),
+c AS (
+  UPDATE queue_state q
+  SET in_flight = q.in_flight - c.n, ordered_in_flight = q.ordered_in_flight - c.o,
+      delivered = q.delivered + c.n
+  FROM (SELECT subscription, count(*) AS n, count(*) FILTER (WHERE ordered) AS o
+        FROM op GROUP BY subscription) c
+  WHERE q.subscription = c.subscription),
+s AS (
+  DELETE FROM failure_streaks f WHERE f.subscription IN (SELECT subscription FROM op))
+SELECT op.id, op.lease FROM op";
+
+/// The settle statements' common part: the attempt ($3-$8: number, at, duration, status,
+/// outcome, excerpt) recorded for the delivery `op` settled, when there is one ($9).
+macro_rules! record_attempt {
+    () => {
+        "a AS (INSERT INTO attempts (delivery, subscription, number, at, duration_ms, status, \
+                                     outcome, excerpt) \
+               SELECT op.id, op.subscription, $3::int4, $4::int8, $5::int8, $6::int4, $7::text, \
+                      $8::text \
+               FROM op WHERE $9::bool), "
+    };
+}
+
+/// The settle statements' first part: the settled delivery's subscription row, locked.
+macro_rules! lock_first {
+    () => {
+        "locked AS (SELECT q.subscription, q.held_sub FROM queue_state q \
+               WHERE q.subscription = (SELECT subscription FROM deliveries WHERE id = $1) \
+               FOR UPDATE), "
+    };
+}
+
+/// Where a settle files its delivery.
+#[derive(Clone, Copy)]
+pub(crate) enum Finish {
+    Delivered,
+    Due(u64),
+    Dead(u64),
+}
+
+/// One statement, committed on its own (one round trip). The subscription's `queue_state` row
+/// is locked first, as every writer locks it (see schema.rs): the settle's other parts wait
+/// for `locked`, a one-time condition of each (`EXISTS (SELECT 1 FROM locked)`).
+fn settle_alone(
+    conn: &mut Conn,
+    id: i64,
+    lease: i64,
+    attempt: Option<&Attempt>,
+    finish: Finish,
+) -> Result<(), StoreError> {
+    let recorded = attempt.is_some();
+    let blank = Attempt {
+        number: 0,
+        at: 0,
+        duration_ms: 0,
+        status: None,
+        outcome: String::new(),
+        excerpt: String::new(),
+    };
+    let attempt = attempt.unwrap_or(&blank);
+    let number = attempt_number(attempt);
+    let at = int(attempt.at);
+    let duration = int(attempt.duration_ms);
+    let status = attempt.status.map(i32::from);
+    let excerpt = excerpt(attempt);
+    let due_at = match finish {
+        Finish::Due(at) | Finish::Dead(at) => int(at),
+        Finish::Delivered => 0,
+    };
+    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![
+        &id,
+        &lease,
+        &number,
+        &at,
+        &duration,
+        &status,
+        &attempt.outcome,
+        &excerpt,
+        &recorded,
+    ];
+    match finish {
+        Finish::Delivered => {}
+        Finish::Due(_) | Finish::Dead(_) => params.push(&due_at),
+    }
+    let sql = match finish {
+        Finish::Delivered => concat!(
+            "WITH ",
+            lock_first!(),
+            "op AS (DELETE FROM deliveries WHERE id = $1 AND state = 1 AND lease = $2 \
+                           AND EXISTS (SELECT 1 FROM locked) \
+                    RETURNING id, subscription, ordered), ",
+            record_attempt!(),
+            "c AS (UPDATE queue_state q SET in_flight = q.in_flight - 1, \
+                          ordered_in_flight = q.ordered_in_flight - op.ordered::int, \
+                          delivered = q.delivered + 1 \
+                   FROM op WHERE q.subscription = op.subscription), \
+             s AS (DELETE FROM failure_streaks f USING op \
+                   WHERE f.subscription = op.subscription) \
+             SELECT op.id FROM op"
+        ),
+        // Due again at $10, or held when the subscription is.
+        Finish::Due(_) => concat!(
+            "WITH ",
+            lock_first!(),
+            "op AS (UPDATE deliveries d \
+                         SET state = CASE WHEN (SELECT held_sub FROM locked) THEN 2 ELSE 0 END, \
+                             due_at = $10::int8, \
+                             attempts = GREATEST(d.attempts, $3::int4), \
+                             lease = NULL, lease_until = NULL \
+                         WHERE d.id = $1 AND d.state = 1 AND d.lease = $2 \
+                           AND EXISTS (SELECT 1 FROM locked) \
+                         RETURNING d.id, d.subscription, d.ordered, d.state, d.attempts), ",
+            record_attempt!(),
+            "c AS (UPDATE queue_state q SET in_flight = q.in_flight - 1, \
+                          ordered_in_flight = q.ordered_in_flight - op.ordered::int, \
+                          due = q.due + (op.state = 0)::int, \
+                          retrying = q.retrying + (op.state = 0 AND op.attempts > 0)::int, \
+                          held = q.held + (op.state = 2)::int \
+                   FROM op WHERE q.subscription = op.subscription) \
+             SELECT op.id FROM op"
+        ),
+        // Dead since $10.
+        Finish::Dead(_) => concat!(
+            "WITH ",
+            lock_first!(),
+            "op AS (UPDATE deliveries d \
+                         SET state = 3, dead_at = $10::int8, \
+                             attempts = GREATEST(d.attempts, $3::int4), \
+                             lease = NULL, lease_until = NULL \
+                         WHERE d.id = $1 AND d.state = 1 AND d.lease = $2 \
+                           AND EXISTS (SELECT 1 FROM locked) \
+                         RETURNING d.id, d.subscription, d.ordered), ",
+            record_attempt!(),
+            "c AS (UPDATE queue_state q SET in_flight = q.in_flight - 1, \
+                          ordered_in_flight = q.ordered_in_flight - op.ordered::int, \
+                          dead = q.dead + 1 \
+                   FROM op WHERE q.subscription = op.subscription) \
+             SELECT op.id FROM op"
+        ),
+    };
+    let rows = conn.query_alone(sql, &params)?;
+    if rows.is_empty() {
+        return Err(StoreError::UnknownDelivery(uint(id)));
+    }
+    Ok(())
+}
