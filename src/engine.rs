@@ -86,11 +86,15 @@ impl From<Arc<dyn Backend>> for Storage {
     }
 }
 
+/// Workers an engine runs when neither the host nor the backend says.
+const DEFAULT_WORKERS: usize = 4;
+
 /// Everything [`Engine::builder`] can set.
 pub struct EngineBuilder {
     storage: Storage,
     store_config: StoreConfig,
-    workers: usize,
+    /// `None`: the backend's preference, else [`DEFAULT_WORKERS`].
+    workers: Option<usize>,
     retry: RetryPolicy,
     failure: FailurePolicy,
     timeouts: Timeouts,
@@ -118,9 +122,10 @@ impl EngineBuilder {
         self
     }
 
-    /// Worker threads sending deliveries (default 4).
+    /// Worker threads sending deliveries (default 4, or what the backend prefers: 16 on
+    /// PostgreSQL, where workers that finish together share a statement).
     pub fn workers(mut self, workers: usize) -> Self {
-        self.workers = workers.max(1);
+        self.workers = Some(workers.max(1));
         self
     }
 
@@ -357,7 +362,7 @@ impl Engine {
         EngineBuilder {
             storage: storage.into(),
             store_config: StoreConfig::default(),
-            workers: 4,
+            workers: None,
             retry: RetryPolicy::default(),
             failure: FailurePolicy::default(),
             timeouts: Timeouts::default(),
@@ -382,10 +387,15 @@ impl Engine {
             StorageKind::Backend(backend) => backend,
         };
         check_lease(store.as_ref(), &b.timeouts)?;
+        let workers = b
+            .workers
+            .or_else(|| store.preferred_workers())
+            .unwrap_or(DEFAULT_WORKERS)
+            .max(1);
         let allow = AllowList::parse(&b.allow)?;
         let sender = Sender::new(SenderConfig {
-            max_idle_connections_per_host: b.workers.max(4),
-            max_idle_connections: (b.workers * 4).max(16),
+            max_idle_connections_per_host: workers.max(4),
+            max_idle_connections: (workers * 4).max(16),
             timeouts: b.timeouts,
             allow,
             ..SenderConfig::default()
@@ -393,13 +403,13 @@ impl Engine {
         // All workers but one: a busy subscription may use almost the whole pool, yet one
         // worker always stays free for the others.
         let max_in_flight = if b.max_in_flight_per_subscription == 0 {
-            b.workers.saturating_sub(1).max(1)
+            workers.saturating_sub(1).max(1)
         } else {
             b.max_in_flight_per_subscription
         };
         // Slow subscriptions together hold at most a quarter of the workers (at least one), so
         // healthy ones always have the rest.
-        let slow_share = (b.workers / 4).max(1);
+        let slow_share = (workers / 4).max(1);
         let limits = Arc::new(Limits::new(slow_share));
         // Watched before the subscriptions are read, so a change another instance makes
         // meanwhile is not missed (at worst it is read twice).
@@ -449,7 +459,7 @@ impl Engine {
             changes: Mutex::new(None),
         };
         // On a failed start, dropping `engine` shuts down what was started.
-        engine.start_threads(b.deliver, b.workers, health_jobs, woken)?;
+        engine.start_threads(b.deliver, workers, health_jobs, woken)?;
         if watched {
             engine.follow_changes(changes)?;
         }

@@ -273,9 +273,9 @@ pub(crate) struct RunArgs {
     /// Stop after this long, whatever is left (e.g. 90s, 5m, 2h).
     #[arg(long, value_name = "DURATION", value_parser = crate::time::parse_duration)]
     pub(crate) timeout: Option<std::time::Duration>,
-    /// Worker threads sending deliveries.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub(crate) workers: u16,
+    /// Worker threads sending deliveries [default: 4; 16 on PostgreSQL].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) workers: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -288,9 +288,9 @@ pub(crate) struct ServeArgs {
     /// $CALLOUT_TOKENS.
     #[arg(long, value_name = "FILE")]
     pub(crate) tokens: Option<std::path::PathBuf>,
-    /// Worker threads sending deliveries.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub(crate) workers: u16,
+    /// Worker threads sending deliveries [default: 4; 16 on PostgreSQL].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) workers: Option<u16>,
     /// Largest request body, in bytes; larger ones are refused with 413 before they are read
     /// whole.
     #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]

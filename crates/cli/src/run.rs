@@ -51,7 +51,7 @@ pub(crate) fn run(ctx: &Context, args: &RunArgs, out: &mut dyn Write) -> Result<
         }
     })
     .map_err(|e| Failure::failed(format_args!("cannot catch Ctrl-C: {e}")))?;
-    let engine = ctx.open_delivering(usize::from(args.workers))?;
+    let engine = ctx.open_delivering(args.workers.map(usize::from))?;
     let mut progress = Progress {
         tty: !ctx.json && std::io::stdout().is_terminal(),
         json: ctx.json,

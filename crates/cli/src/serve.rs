@@ -37,7 +37,7 @@ pub(crate) fn run(ctx: &Context, args: &ServeArgs, out: &mut dyn Write) -> Resul
     let metrics = PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| Failure::failed(format_args!("cannot record metrics: {e}")))?;
-    let engine = Arc::new(ctx.open_delivering(usize::from(args.workers))?);
+    let engine = Arc::new(ctx.open_delivering(args.workers.map(usize::from))?);
     let api = Arc::new(Api::new(Arc::clone(&engine), tokens).body_limit(args.body_limit));
     let served = Served {
         api,

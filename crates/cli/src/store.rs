@@ -34,10 +34,16 @@ impl Context {
         Ok(self.builder()?.deliver(false).workers(1).open()?)
     }
 
-    /// The engine on an existing store, delivering with `workers` threads.
-    pub(crate) fn open_delivering(&self, workers: usize) -> Result<Engine, Failure> {
+    /// The engine on an existing store, delivering with `workers` threads (the backend's
+    /// default when `None`).
+    pub(crate) fn open_delivering(&self, workers: Option<usize>) -> Result<Engine, Failure> {
         self.require_store()?;
-        Ok(self.builder()?.workers(workers).open()?)
+        let builder = self.builder()?;
+        let builder = match workers {
+            Some(workers) => builder.workers(workers),
+            None => builder,
+        };
+        Ok(builder.open()?)
     }
 
     /// The engine on the store, created if absent (`init`).

@@ -46,10 +46,18 @@ fn run(url: &str, schema: &str) {
     let raw_8 = raw_inserts(url, schema, 8, 500);
     println!("raw INSERT transactions, 1 connection:  {raw_1:>8.0}/s");
     println!("raw INSERT transactions, 8 connections: {raw_8:>8.0}/s");
+    // `cargo bench ... -- end_to_end`: the raw rates and the end-to-end runs alone.
+    if !std::env::args().any(|a| a == "end_to_end") {
+        store_steps(url, schema, &store, raw_1);
+    }
+    end_to_ends(url, schema);
+}
 
-    let single_1 = enqueues(&store, 1, 2_000, 1);
-    let single_8 = enqueues(&store, 8, 500, 1);
-    let batch_100 = enqueues(&store, 1, 100, 100);
+/// The store's own steps, beside the raw single-insert rate `raw_1`.
+fn store_steps(url: &str, schema: &str, store: &Arc<PgStore>, raw_1: f64) {
+    let single_1 = enqueues(store, 1, 2_000, 1);
+    let single_8 = enqueues(store, 8, 500, 1);
+    let batch_100 = enqueues(store, 1, 100, 100);
     println!(
         "enqueue 1 delivery, 1 thread:  {single_1:>8.0}/s ({:.0}% of raw)",
         100.0 * single_1 / raw_1
@@ -60,25 +68,31 @@ fn run(url: &str, schema: &str) {
     );
     println!("enqueue 100 deliveries a call: {batch_100:>8.0} deliveries/s");
 
-    drain(&store);
-    let cycle_1 = cycles(&store, 1, 4_000);
-    drain(&store);
-    let cycle_4 = cycles(&store, 4, 4_000);
+    drain(store);
+    let cycle_1 = cycles(store, 1, 4_000);
+    drain(store);
+    let cycle_4 = cycles(store, 4, 4_000);
     println!("lease -> complete, 1 thread:  {cycle_1:>8.0} cycles/s");
     println!("lease -> complete, 4 threads: {cycle_4:>8.0} cycles/s");
 
-    let (stats_ms, lease_ms) = at_a_million(url, schema, &store);
+    let (stats_ms, lease_ms) = at_a_million(url, schema, store);
     println!("counts() with 1M queued: median {stats_ms:.2} ms");
     println!("lease(10) with 1M queued: median {lease_ms:.2} ms");
+}
 
-    for instances in [1, 2] {
-        let e2e_schema = format!("{schema}_e2e{instances}");
-        let result = std::panic::catch_unwind(|| end_to_end(url, &e2e_schema, instances));
+/// End to end with 1 and 2 instances at the backend's default worker count, and with 1 and
+/// 2 instances of 4 workers each (the engine's default on sled), each run on a schema of its
+/// own.
+fn end_to_ends(url: &str, schema: &str) {
+    for (workers, instances) in [(None, 1), (None, 2), (Some(4), 1), (Some(4), 2)] {
+        let shown = workers.map_or("default".to_string(), |w: usize| w.to_string());
+        let e2e_schema = format!("{schema}_e2e{instances}_{shown}");
+        let result = std::panic::catch_unwind(|| end_to_end(url, &e2e_schema, instances, workers));
         drop_schema(url, &e2e_schema);
         let (rate, secs) = result.expect("end to end");
         println!(
-            "end to end, publish_batch of 100, {instances} instance(s): {rate:>8.0} deliveries/s \
-             ({E2E_DELIVERIES} in {secs:.2} s)"
+            "end to end, publish_batch of 100, {instances} instance(s), {shown} workers: \
+             {rate:>8.0} deliveries/s ({E2E_DELIVERIES} in {secs:.2} s)"
         );
     }
 }
@@ -89,9 +103,9 @@ const E2E_SUBSCRIPTIONS: usize = 10;
 const E2E_DELIVERIES: usize = 20_000;
 
 /// Publishes `E2E_DELIVERIES` in `publish_batch` calls of 100 events, taking turns across
-/// `instances` engines on one schema (each with 4 workers), and times them from the first
-/// publish until the receiver has every one: deliveries a second, and the seconds.
-fn end_to_end(url: &str, schema: &str, instances: usize) -> (f64, f64) {
+/// `instances` engines on one schema (each with `workers`, or the default), and times them from
+/// the first publish until the receiver has every one: deliveries a second, and the seconds.
+fn end_to_end(url: &str, schema: &str, instances: usize, workers: Option<usize>) -> (f64, f64) {
     // Counts requests without keeping them, as benches/end_to_end.rs does.
     let receiver = RawReceiver::counting_ok();
     let engines: Vec<Engine> = (0..instances)
@@ -99,10 +113,13 @@ fn end_to_end(url: &str, schema: &str, instances: usize) -> (f64, f64) {
             let mut config = PgConfig::new(url);
             config.schema = schema.to_string();
             let store = PgStore::open(config).expect("store opens");
-            Engine::builder(Arc::new(store))
-                .allow_address("127.0.0.1")
-                .open()
-                .expect("engine opens")
+            let builder = Engine::builder(Arc::new(store)).allow_address("127.0.0.1");
+            match workers {
+                Some(workers) => builder.workers(workers),
+                None => builder,
+            }
+            .open()
+            .expect("engine opens")
         })
         .collect();
     for n in 0..E2E_SUBSCRIPTIONS {

@@ -164,6 +164,13 @@ pub trait Queue: Send + Sync {
     fn lease_duration(&self) -> Option<std::time::Duration> {
         None
     }
+
+    /// How many workers an engine on this backend runs when the host does not say: `None`
+    /// (the default) leaves it to the engine. A backend whose every lease and settle is a
+    /// round trip wants more, so that workers that finish together share statements.
+    fn preferred_workers(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// What happened to deliveries: single deliveries, attempts, dead letters, and the pruning of

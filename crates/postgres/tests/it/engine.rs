@@ -1,12 +1,13 @@
 //! The engine on PostgreSQL: a host calling `publish` from async code (inside a tokio runtime,
 //! where the `postgres` client alone would panic) gets its deliveries sent, and a lease too
-//! short for the engine's request timeouts is refused when the engine opens.
+//! short for the engine's request timeouts is refused when the engine opens, and an engine
+//! runs the backend's preferred number of workers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use callout::{Engine, Event, Subscription};
-use callout_testkit::Receiver;
+use callout_testkit::{Hold, RawReceiver, Receiver};
 
 use crate::support::Schema;
 
@@ -90,4 +91,47 @@ fn an_instance_sends_deliveries_of_a_subscription_another_created_after_it_opene
     assert_eq!(b.stats().expect("stats").dead, 0);
     a.shutdown(Duration::from_secs(5)).expect("shutdown");
     b.shutdown(Duration::from_secs(5)).expect("shutdown");
+}
+
+#[test]
+fn an_engine_on_postgres_runs_sixteen_workers_unless_told() {
+    let schema = Schema::new();
+    // Each request is kept until released (at most 10 s, within the default response
+    // timeout), so the requests held at one moment are the workers sending at once. A thread
+    // per connection: tiny_http's pool can leave a fifth connection queued behind four held.
+    let hold = Hold::new(Duration::from_secs(10));
+    let receiver = {
+        let hold = Arc::clone(&hold);
+        RawReceiver::start(move |mut connection| {
+            while connection.read_request().is_some() {
+                hold.keep();
+                if !connection.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n") {
+                    return;
+                }
+            }
+        })
+    };
+    let engine = Engine::builder(Arc::new(schema.open(Duration::from_secs(300))))
+        .allow_address("127.0.0.1")
+        .open()
+        .expect("the engine opens");
+    // One delivery each to 20 subscriptions: a subscription's pace starts at one in flight,
+    // so only the worker count bounds how many go at once.
+    for n in 0..20 {
+        engine
+            .subscriptions()
+            .create(Subscription::new(format!("{}/s{n}", receiver.url)).events(["contact.*"]))
+            .expect("create");
+    }
+    hold.start();
+    engine
+        .publish(Event::created("Contact", "1"))
+        .expect("publish");
+    let sixteen = hold.wait_held(16, Duration::from_secs(20));
+    let held = hold.held();
+    hold.release();
+    assert!(sixteen, "16 workers sending at once; held {held}");
+    assert!(held <= 16, "no more than 16 at once: {held}");
+    assert_eq!(receiver.wait_count(20, Duration::from_secs(20)), 20);
+    engine.shutdown(Duration::from_secs(5)).expect("shutdown");
 }
