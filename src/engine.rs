@@ -122,7 +122,7 @@ impl EngineBuilder {
         self
     }
 
-    /// Worker threads sending deliveries (default 4, or what the backend prefers: 16 on
+    /// Worker threads sending deliveries (default 4, or what the backend prefers: 32 on
     /// PostgreSQL, where workers that finish together share a statement).
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = Some(workers.max(1));

@@ -273,7 +273,7 @@ pub(crate) struct RunArgs {
     /// Stop after this long, whatever is left (e.g. 90s, 5m, 2h).
     #[arg(long, value_name = "DURATION", value_parser = crate::time::parse_duration)]
     pub(crate) timeout: Option<std::time::Duration>,
-    /// Worker threads sending deliveries [default: 4; 16 on PostgreSQL].
+    /// Worker threads sending deliveries [default: 4; 32 on PostgreSQL].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) workers: Option<u16>,
 }
@@ -288,7 +288,7 @@ pub(crate) struct ServeArgs {
     /// $CALLOUT_TOKENS.
     #[arg(long, value_name = "FILE")]
     pub(crate) tokens: Option<std::path::PathBuf>,
-    /// Worker threads sending deliveries [default: 4; 16 on PostgreSQL].
+    /// Worker threads sending deliveries [default: 4; 32 on PostgreSQL].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) workers: Option<u16>,
     /// Largest request body, in bytes; larger ones are refused with 413 before they are read

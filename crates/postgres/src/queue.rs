@@ -66,7 +66,7 @@ impl ReclaimWatch {
 /// round trip, during which a worker only waits, and the workers that finish together share
 /// one settle and one lease (see [`Leaser`]), so more of them cost the server less per
 /// delivery.
-const PREFERRED_WORKERS: usize = 16;
+const PREFERRED_WORKERS: usize = 32;
 
 /// The most lease calls one group takes.
 const GROUP_LEASES: usize = 64;

@@ -94,7 +94,7 @@ fn an_instance_sends_deliveries_of_a_subscription_another_created_after_it_opene
 }
 
 #[test]
-fn an_engine_on_postgres_runs_sixteen_workers_unless_told() {
+fn an_engine_on_postgres_runs_thirty_two_workers_unless_told() {
     let schema = Schema::new();
     // Each request is kept until released (at most 10 s, within the default response
     // timeout), so the requests held at one moment are the workers sending at once. A thread
@@ -115,9 +115,9 @@ fn an_engine_on_postgres_runs_sixteen_workers_unless_told() {
         .allow_address("127.0.0.1")
         .open()
         .expect("the engine opens");
-    // One delivery each to 20 subscriptions: a subscription's pace starts at one in flight,
+    // One delivery each to 40 subscriptions: a subscription's pace starts at one in flight,
     // so only the worker count bounds how many go at once.
-    for n in 0..20 {
+    for n in 0..40 {
         engine
             .subscriptions()
             .create(Subscription::new(format!("{}/s{n}", receiver.url)).events(["contact.*"]))
@@ -127,11 +127,11 @@ fn an_engine_on_postgres_runs_sixteen_workers_unless_told() {
     engine
         .publish(Event::created("Contact", "1"))
         .expect("publish");
-    let sixteen = hold.wait_held(16, Duration::from_secs(20));
+    let all = hold.wait_held(32, Duration::from_secs(20));
     let held = hold.held();
     hold.release();
-    assert!(sixteen, "16 workers sending at once; held {held}");
-    assert!(held <= 16, "no more than 16 at once: {held}");
-    assert_eq!(receiver.wait_count(20, Duration::from_secs(20)), 20);
+    assert!(all, "32 workers sending at once; held {held}");
+    assert!(held <= 32, "no more than 32 at once: {held}");
+    assert_eq!(receiver.wait_count(40, Duration::from_secs(20)), 40);
     engine.shutdown(Duration::from_secs(5)).expect("shutdown");
 }
