@@ -17,9 +17,15 @@
 //!
 //! What it promises, beyond the traits:
 //! - **Threads**: every PostgreSQL call runs on a connection thread of this crate (a pool of
-//!   [`PgConfig::pool_size`], and one writer for enqueues), never on the caller's: the
-//!   `postgres` client panics on a thread that runs a tokio runtime, as hosts' async code
-//!   does. Calls hand their work over a channel and wait.
+//!   [`PgConfig::pool_size`], and one thread each for enqueues, settles and leases), never on
+//!   the caller's: the `postgres` client panics on a thread that runs a tokio runtime, as
+//!   hosts' async code does. Calls hand their work over a channel and wait.
+//! - **Groups**: calls of one kind that arrive together share a statement. Concurrent
+//!   completes are one statement; concurrent leases with the same limits, whose clocks read
+//!   within 10 ms of each other, are one lease whose deliveries are handed out in turn. An
+//!   engine on this store runs 32 workers unless told otherwise: workers that finish together
+//!   settle and lease together, so the more there are, the less each delivery costs the
+//!   server (see docs/BENCHMARKS.md).
 //! - **Enqueues** are durable when they return (committed with `synchronous_commit` on).
 //!   Concurrent ones share one statement, committed on its own (one round trip), and one WAL
 //!   flush (group commit); each stays atomic. Host event ids are remembered in a table with a
