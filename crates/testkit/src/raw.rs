@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use crate::hold::Hold;
 use crate::http::{read_request, RawRequest};
 use crate::log::Log;
 use crate::IDLE_LIMIT;
@@ -62,6 +63,21 @@ impl RawReceiver {
     pub fn counting_ok() -> RawReceiver {
         RawReceiver::start_counting(|mut connection| {
             while connection.read_request().is_some() {
+                if !connection.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n") {
+                    return;
+                }
+            }
+        })
+    }
+
+    /// Answers every request with an empty 200 once `hold` lets it go ([`Hold::keep`]), each
+    /// connection on a thread of its own: so as many requests as clients send at once can be
+    /// held at once (tiny_http's pool, behind [`Receiver`](crate::Receiver), can leave a
+    /// connection queued behind four held ones).
+    pub fn holding(hold: Arc<Hold>) -> RawReceiver {
+        RawReceiver::start(move |mut connection| {
+            while connection.read_request().is_some() {
+                hold.keep();
                 if !connection.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n") {
                     return;
                 }

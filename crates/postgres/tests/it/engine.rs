@@ -97,20 +97,9 @@ fn an_instance_sends_deliveries_of_a_subscription_another_created_after_it_opene
 fn an_engine_on_postgres_runs_thirty_two_workers_unless_told() {
     let schema = Schema::new();
     // Each request is kept until released (at most 10 s, within the default response
-    // timeout), so the requests held at one moment are the workers sending at once. A thread
-    // per connection: tiny_http's pool can leave a fifth connection queued behind four held.
+    // timeout), so the requests held at one moment are the workers sending at once.
     let hold = Hold::new(Duration::from_secs(10));
-    let receiver = {
-        let hold = Arc::clone(&hold);
-        RawReceiver::start(move |mut connection| {
-            while connection.read_request().is_some() {
-                hold.keep();
-                if !connection.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n") {
-                    return;
-                }
-            }
-        })
-    };
+    let receiver = RawReceiver::holding(Arc::clone(&hold));
     let engine = Engine::builder(Arc::new(schema.open(Duration::from_secs(300))))
         .allow_address("127.0.0.1")
         .open()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use callout::{Engine, EngineBuilder, Event, FailurePolicy, NoticeKind, RetryPolicy, State};
 use callout::{Notice, Subscription};
-use callout_testkit::{Hold, Receiver, Reply};
+use callout_testkit::{Hold, RawReceiver, Receiver, Reply};
 
 use crate::support::{wait_until, Schema};
 
@@ -83,13 +83,7 @@ fn an_instance_that_has_sent_nothing_paces_by_what_the_others_learned() {
     // Once started, each request is kept until released (at most 10 s, within the default
     // response timeout).
     let hold = Hold::new(Duration::from_secs(10));
-    let receiver = {
-        let hold = Arc::clone(&hold);
-        Receiver::start(move |_, _| {
-            hold.keep();
-            Reply::status(200)
-        })
-    };
+    let receiver = RawReceiver::holding(Arc::clone(&hold));
     let open = || {
         engine(&schema)
             .max_in_flight_per_subscription(4)
@@ -107,7 +101,7 @@ fn an_instance_that_has_sent_nothing_paces_by_what_the_others_learned() {
             .publish(Event::created("Ticket", n.to_string()))
             .expect("publish");
     }
-    assert_eq!(receiver.wait_for("/hook", 6, WAIT).len(), 6);
+    assert_eq!(receiver.wait_count(6, WAIT), 6);
 
     // The second has sent nothing: by a pace of its own it would start at one in flight, and
     // with the first's two workers busy it would lease nothing (or one, if it came first).
@@ -122,7 +116,7 @@ fn an_instance_that_has_sent_nothing_paces_by_what_the_others_learned() {
     let most = hold.held();
     hold.release();
     assert!(four, "four in flight, two per engine; held {most}");
-    assert_eq!(receiver.wait_for("/hook", 14, WAIT).len(), 14);
+    assert_eq!(receiver.wait_count(14, WAIT), 14);
     first.shutdown(Duration::from_secs(10)).expect("shutdown");
     second.shutdown(Duration::from_secs(10)).expect("shutdown");
 }
