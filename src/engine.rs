@@ -193,7 +193,9 @@ impl EngineBuilder {
     }
 
     /// Deliveries of one subscription in flight at once (default: all workers but one, at
-    /// least one), so a slow receiver cannot take every worker. Ordered subscriptions have one.
+    /// least one: 3 with the 4 workers of sled, 31 with the 32 of PostgreSQL), so a slow
+    /// receiver cannot take every worker. A subscription starts at one and widens with quick
+    /// attempts up to this bound (its pace). Ordered subscriptions have one.
     pub fn max_in_flight_per_subscription(mut self, max: usize) -> Self {
         self.max_in_flight_per_subscription = max.max(1);
         self

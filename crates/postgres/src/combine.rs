@@ -17,6 +17,11 @@ use crate::conn::Conn;
 /// switch or two on a loaded machine; a statement costs more).
 const GATHER_WAIT: Duration = Duration::from_micros(300);
 
+/// How long a group's statement waits for a row lock (another instance's hold of a
+/// subscription with a large backlog, say) before it fails and its calls go on their own: a
+/// group thread serves every caller of its kind, so one held row must not stall them all.
+pub(crate) const GROUP_LOCK_WAIT: Duration = Duration::from_millis(200);
+
 /// What a group's thread does with a group: one answer per call, in the calls' order.
 pub(crate) type Work<C, R> = Box<dyn FnMut(&mut Conn, &[C]) -> Vec<Result<R, StoreError>> + Send>;
 

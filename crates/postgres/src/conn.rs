@@ -105,6 +105,9 @@ pub(crate) struct Conn {
     /// Whether commits wait for the WAL flush (`synchronous_commit`). Enqueues and registry
     /// changes do; leases and settles need not (see the crate docs).
     durable: bool,
+    /// How long a statement waits for a row lock before it fails (PostgreSQL's
+    /// `lock_timeout`); `None`: as long as it takes.
+    lock_timeout: Option<Duration>,
 }
 
 impl Conn {
@@ -114,7 +117,14 @@ impl Conn {
             client: None,
             statements: HashMap::new(),
             durable,
+            lock_timeout: None,
         }
+    }
+
+    /// This connection with statements that wait at most `wait` for a row lock, then fail.
+    pub(crate) fn with_lock_timeout(mut self, wait: Duration) -> Conn {
+        self.lock_timeout = Some(wait);
+        self
     }
 
     /// Whether the connection is up (a failed call may have lost it).
@@ -162,9 +172,10 @@ impl Conn {
         // Generic plans: the statements are prepared once and their shapes do not depend on
         // the values, but PostgreSQL would plan the lease (whose arrays it cannot size) anew
         // at every call, which cost more than running it.
+        let lock_timeout = self.lock_timeout.map_or(0, |wait| wait.as_millis().max(1));
         client.batch_execute(&format!(
             "SET search_path TO \"{}\"; SET synchronous_commit TO {commit}; \
-             SET plan_cache_mode TO force_generic_plan",
+             SET plan_cache_mode TO force_generic_plan; SET lock_timeout TO {lock_timeout}",
             self.settings.schema
         ))?;
         Ok(client)

@@ -22,10 +22,13 @@
 //!   hosts' async code does. Calls hand their work over a channel and wait.
 //! - **Groups**: calls of one kind that arrive together share a statement. Concurrent
 //!   completes are one statement; concurrent leases with the same limits, whose clocks read
-//!   within 10 ms of each other, are one lease whose deliveries are handed out in turn. An
-//!   engine on this store runs 32 workers unless told otherwise: workers that finish together
-//!   settle and lease together, so the more there are, the less each delivery costs the
-//!   server (see docs/BENCHMARKS.md).
+//!   within 10 ms of each other, are one lease whose deliveries are handed out in turn. A
+//!   group waits at most 200 ms for a row lock: then its completes go again one by one on the
+//!   pool (a lease fails and is tried again), so a subscription row held for long (another
+//!   instance's hold of a big backlog) delays only that subscription. An engine on this store
+//!   runs 32 workers unless told otherwise: workers that finish together settle and lease
+//!   together, so the more there are, the less each delivery costs the server (see
+//!   docs/BENCHMARKS.md).
 //! - **Enqueues** are durable when they return (committed with `synchronous_commit` on).
 //!   Concurrent ones share one statement, committed on its own (one round trip), and one WAL
 //!   flush (group commit); each stays atomic. Host event ids are remembered in a table with a

@@ -24,7 +24,7 @@ use callout_store::{
 };
 
 use crate::changes::notify;
-use crate::combine::{clone_error, Combiner};
+use crate::combine::{clone_error, Combiner, GROUP_LOCK_WAIT};
 use crate::conn::{Conn, Fail, Settings, Tx};
 use crate::rows::{
     decode, delivery_columns, int, lock_subscriptions, millis, move_aside, uint, Deltas, DUE, HELD,
@@ -93,7 +93,7 @@ pub(crate) struct Leaser(Combiner<LeaseCall, Vec<Leased>>);
 
 impl Leaser {
     pub(crate) fn start(settings: &Arc<Settings>, lease: Duration) -> Result<Leaser, StoreError> {
-        let conn = Conn::new(Arc::clone(settings), false);
+        let conn = Conn::new(Arc::clone(settings), false).with_lock_timeout(GROUP_LOCK_WAIT);
         let reclaim = ReclaimWatch::new();
         let lease_ms = millis(lease);
         let work = Box::new(move |conn: &mut Conn, group: &[LeaseCall]| {
@@ -117,9 +117,10 @@ impl Leaser {
     }
 }
 
-/// A group's lease calls, each one's answer in order: calls with the same limits whose clocks
-/// read within [`LEASE_NOW_SLACK_MS`] of the first of them go as one lease at the latest
-/// clock among them.
+/// A group's lease calls, each one's answer in order. The earliest clock among the calls not
+/// yet served leads: the calls with its limits whose clocks read at most
+/// [`LEASE_NOW_SLACK_MS`] after it go as one lease at the latest clock among them, so no call
+/// gets a delivery due more than that after its own clock.
 fn lease_group(
     conn: &mut Conn,
     group: &[LeaseCall],
@@ -128,16 +129,16 @@ fn lease_group(
 ) -> Vec<Result<Vec<Leased>, StoreError>> {
     let mut answers: Vec<Option<Result<Vec<Leased>, StoreError>>> =
         group.iter().map(|_| None).collect();
-    for first in 0..group.len() {
-        if answers[first].is_some() {
-            continue;
-        }
+    while let Some(first) = (0..group.len())
+        .filter(|&n| answers[n].is_none())
+        .min_by_key(|&n| group[n].now_ms)
+    {
         let lead = &group[first];
-        let members: Vec<usize> = (first..group.len())
+        let members: Vec<usize> = (0..group.len())
             .filter(|&n| {
                 answers[n].is_none()
                     && group[n].limits == lead.limits
-                    && group[n].now_ms.abs_diff(lead.now_ms) <= LEASE_NOW_SLACK_MS
+                    && group[n].now_ms.saturating_sub(lead.now_ms) <= LEASE_NOW_SLACK_MS
             })
             .collect();
         let now_ms = members.iter().map(|&n| group[n].now_ms).max().unwrap_or(0);
@@ -175,9 +176,15 @@ fn lease_with_look(
     if max == 0 {
         return Ok(Vec::new());
     }
+    // A look that fails (a row held past the connection's lock timeout, say) is tried again
+    // at the next lease; the lease goes on, so one held row does not stop every lease.
     if reclaim.due(now_ms) {
-        let next = conn.transact(|tx| reclaim_expired(tx, now_ms))?;
-        reclaim.looked(next.min(now_ms.saturating_add(lease_ms)));
+        match conn.transact(|tx| reclaim_expired(tx, now_ms)) {
+            Ok(next) => reclaim.looked(next.min(now_ms.saturating_add(lease_ms))),
+            Err(error) => {
+                tracing::warn!(%error, "could not return expired leases; next lease tries again")
+            }
+        }
     }
     let until = now_ms.saturating_add(lease_ms);
     lease(conn, now_ms, until, max, limits)
@@ -227,7 +234,7 @@ impl Queue for PgStore {
     }
 
     fn complete(&self, lease: LeaseToken, attempt: Attempt) -> Result<(), StoreError> {
-        self.settler.settle(lease, Some(attempt), Finish::Delivered)
+        self.complete_delivery(lease, attempt)
     }
 
     fn reschedule(
@@ -236,17 +243,16 @@ impl Queue for PgStore {
         due_at: u64,
         attempt: Attempt,
     ) -> Result<(), StoreError> {
-        self.settler
-            .settle(lease, Some(attempt), Finish::Due(due_at))
+        self.settle(lease, Some(attempt), Finish::Due(due_at))
     }
 
     fn release(&self, lease: LeaseToken, due_at: u64) -> Result<(), StoreError> {
-        self.settler.settle(lease, None, Finish::Due(due_at))
+        self.settle(lease, None, Finish::Due(due_at))
     }
 
     fn dead_letter(&self, lease: LeaseToken, attempt: Attempt) -> Result<(), StoreError> {
         let at = attempt.at;
-        self.settler.settle(lease, Some(attempt), Finish::Dead(at))
+        self.settle(lease, Some(attempt), Finish::Dead(at))
     }
 
     fn hold_subscription(&self, sub: u64) -> Result<(), StoreError> {

@@ -1,122 +1,127 @@
-//! Settles: one thread takes every settle of a store (complete, reschedule, release, dead
-//! letter). The completes of a group are one statement, so workers that finish together share
-//! a round trip and the statement's start-up, which on a fast receiver cost more than the
-//! send; the other settles of a group, rare beside them, go one statement each.
+//! Settles. Completes, the settle of nearly every delivery, go to one thread of the store:
+//! the completes of a group are one statement, so workers that finish together share a round
+//! trip and the statement's start-up, which on a fast receiver cost more than the send. A
+//! group waits at most [`GROUP_LOCK_WAIT`] for a row lock; when it fails that way, or the
+//! database refuses it, each of its completes goes again on its own, on the caller's turn of
+//! the pool, where it waits as long as a lock takes. Reschedules, releases and dead letters,
+//! rare beside them, go to the pool one statement each.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use callout_store::{Attempt, LeaseToken, StoreError};
 
-use crate::combine::{clone_error, Combiner};
+use crate::combine::{clone_error, Combiner, GROUP_LOCK_WAIT};
 use crate::conn::{Conn, Settings};
 use crate::rows::{int, uint};
+use crate::PgStore;
 
-/// The most settles one group takes; more wait for the next.
-const GROUP_SETTLES: usize = 256;
+/// The most completes one group takes; more wait for the next.
+const GROUP_COMPLETES: usize = 256;
 
-/// One settle: the delivery's id and lease number, its attempt, where it goes.
-pub(crate) struct Settle {
+/// One complete: the delivery's id and lease number, and its attempt.
+pub(crate) struct Complete {
     id: i64,
     lease: i64,
-    attempt: Option<Attempt>,
-    finish: Finish,
+    attempt: Attempt,
+}
+
+/// What the settle thread did with a complete.
+pub(crate) enum Completed {
+    Done,
+    /// The lease was not current.
+    NotCurrent,
+    /// Not done: to go on its own (the group failed, or named its lease twice), with its
+    /// attempt back.
+    Alone(Attempt),
 }
 
 /// The settle thread (see the module docs).
-pub(crate) struct Settler(Combiner<Settle, ()>);
+pub(crate) struct Settler(Combiner<Complete, Completed>);
 
 impl Settler {
     pub(crate) fn start(settings: &Arc<Settings>) -> Result<Settler, StoreError> {
-        let conn = Conn::new(Arc::clone(settings), false);
-        let work = Box::new(|conn: &mut Conn, group: &[Settle]| settle_group(conn, group));
-        Combiner::start("callout-pg-settle", "settle", conn, GROUP_SETTLES, work).map(Settler)
+        let conn = Conn::new(Arc::clone(settings), false).with_lock_timeout(GROUP_LOCK_WAIT);
+        let work = Box::new(|conn: &mut Conn, group: &[Complete]| complete_group(conn, group));
+        Combiner::start("callout-pg-settle", "settle", conn, GROUP_COMPLETES, work).map(Settler)
+    }
+}
+
+impl PgStore {
+    /// Completes a delivery in the settle thread's next group, or on its own when the group
+    /// could not.
+    pub(crate) fn complete_delivery(
+        &self,
+        token: LeaseToken,
+        attempt: Attempt,
+    ) -> Result<(), StoreError> {
+        let complete = Complete {
+            id: int(token.delivery_id()),
+            lease: int(token.lease()),
+            attempt,
+        };
+        match self.settler.0.call(complete)? {
+            Completed::Done => Ok(()),
+            Completed::NotCurrent => Err(StoreError::UnknownDelivery(token.delivery_id())),
+            Completed::Alone(attempt) => self.settle(token, Some(attempt), Finish::Delivered),
+        }
     }
 
-    /// Takes a delivery out of flight and files it as `finish` says, with its attempt;
-    /// [`StoreError::UnknownDelivery`] when `token` is not its current lease. Committed
-    /// without waiting for the WAL flush (see the crate docs).
+    /// Takes a delivery out of flight and files it as `finish` says, with its attempt, in one
+    /// statement on the pool; [`StoreError::UnknownDelivery`] when `token` is not its current
+    /// lease. Committed without waiting for the WAL flush (see the crate docs).
     pub(crate) fn settle(
         &self,
         token: LeaseToken,
         attempt: Option<Attempt>,
         finish: Finish,
     ) -> Result<(), StoreError> {
-        self.0.call(Settle {
-            id: int(token.delivery_id()),
-            lease: int(token.lease()),
-            attempt,
-            finish,
-        })
+        let id = int(token.delivery_id());
+        let lease = int(token.lease());
+        self.pool
+            .run(move |conn| settle_alone(conn, id, lease, attempt.as_ref(), finish))
     }
 }
 
-/// A group's settles, each one's answer in order: its completes in one statement (a lease
-/// completed twice in the group goes alone after it, so the second hears that it is no
-/// longer current), the rest one statement each.
-fn settle_group(conn: &mut Conn, group: &[Settle]) -> Vec<Result<(), StoreError>> {
-    let mut answers: Vec<Option<Result<(), StoreError>>> = group.iter().map(|_| None).collect();
+/// A group's completes, each one's answer in order, in one statement. A lease named twice in
+/// the group goes on its own after it, so the second hears that it is no longer current.
+fn complete_group(conn: &mut Conn, group: &[Complete]) -> Vec<Result<Completed, StoreError>> {
     let mut seen = HashSet::new();
-    let together: Vec<usize> = (0..group.len())
-        .filter(|&n| {
-            let settle = &group[n];
-            matches!(settle.finish, Finish::Delivered)
-                && settle.attempt.is_some()
-                && seen.insert((settle.id, settle.lease))
-        })
+    let together: Vec<bool> = group
+        .iter()
+        .map(|complete| seen.insert((complete.id, complete.lease)))
         .collect();
-    if together.len() > 1 {
-        match complete_together(conn, group, &together) {
-            Ok(done) => {
-                for n in together {
-                    let settle = &group[n];
-                    answers[n] = Some(if done.contains(&(settle.id, settle.lease)) {
-                        Ok(())
-                    } else {
-                        Err(StoreError::UnknownDelivery(uint(settle.id)))
-                    });
-                }
+    let done = complete_together(conn, group, &together);
+    group
+        .iter()
+        .zip(together)
+        .map(|(complete, together)| {
+            let alone = || Ok(Completed::Alone(complete.attempt.clone()));
+            match &done {
+                _ if !together => alone(),
+                Ok(done) if done.contains(&(complete.id, complete.lease)) => Ok(Completed::Done),
+                Ok(_) => Ok(Completed::NotCurrent),
+                // A lost connection is not tried again: the completes may have committed, and
+                // one that did not returns its delivery at its lease's deadline.
+                Err(error) if !conn.connected() => Err(clone_error(error)),
+                // Refused, or a row held past the lock wait: each on its own, so one's
+                // failure is not another's and none waits here for a lock.
+                Err(_) => alone(),
             }
-            // Refused by the database: each on its own below, so one's failure is not
-            // another's. A lost connection is not retried: the completes may have committed,
-            // and a settle that did not returns its delivery at its lease's deadline.
-            Err(error) if !conn.connected() => {
-                for n in together {
-                    answers[n] = Some(Err(clone_error(&error)));
-                }
-            }
-            Err(_) => {}
-        }
-    }
-    answers
-        .into_iter()
-        .zip(group)
-        .map(|(answer, settle)| {
-            answer.unwrap_or_else(|| {
-                settle_alone(
-                    conn,
-                    settle.id,
-                    settle.lease,
-                    settle.attempt.as_ref(),
-                    settle.finish,
-                )
-            })
         })
         .collect()
 }
 
-/// Completes the settles `which` of `group` (each a distinct lease, each with its attempt) in
-/// one statement; the leases that were current and are now done.
+/// Completes those of `group` that go `together` (each a distinct lease) in one statement;
+/// the leases that were current and are now done.
 fn complete_together(
     conn: &mut Conn,
-    group: &[Settle],
-    which: &[usize],
+    group: &[Complete],
+    together: &[bool],
 ) -> Result<HashSet<(i64, i64)>, StoreError> {
     let mut columns = AttemptColumns::default();
-    for &n in which {
-        if let Some(attempt) = &group[n].attempt {
-            columns.push(group[n].id, group[n].lease, attempt);
-        }
+    for (complete, _) in group.iter().zip(together).filter(|(_, t)| **t) {
+        columns.push(complete.id, complete.lease, &complete.attempt);
     }
     let rows = conn.query_alone(
         COMPLETE_TOGETHER,
@@ -155,7 +160,7 @@ impl AttemptColumns {
         self.at.push(int(attempt.at));
         self.durations.push(int(attempt.duration_ms));
         self.statuses.push(attempt.status.map(i32::from));
-        self.outcomes.push(attempt.outcome.clone());
+        self.outcomes.push(text(&attempt.outcome));
         self.excerpts.push(excerpt(attempt));
     }
 }
@@ -164,13 +169,24 @@ fn attempt_number(attempt: &Attempt) -> i32 {
     i32::try_from(attempt.number).unwrap_or(i32::MAX)
 }
 
-/// The attempt's excerpt within the 1,024 characters a record keeps.
+/// The attempt's excerpt within the 1,024 characters a record keeps, as [`text`].
 fn excerpt(attempt: &Attempt) -> String {
     // Within 1,024 bytes, it is within 1,024 characters.
     if attempt.excerpt.len() > 1024 {
-        attempt.excerpt.chars().take(1024).collect()
+        text(&attempt.excerpt.chars().take(1024).collect::<String>())
     } else {
-        attempt.excerpt.clone()
+        text(&attempt.excerpt)
+    }
+}
+
+/// `s` as PostgreSQL's `text` takes it: a NUL, which it refuses (and a receiver's answer may
+/// hold), becomes U+FFFD. Refused, the attempt could never be recorded, and its delivery would
+/// be sent again at every lease's deadline.
+fn text(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s.to_string()
     }
 }
 
@@ -261,20 +277,13 @@ fn settle_alone(
     let duration = int(attempt.duration_ms);
     let status = attempt.status.map(i32::from);
     let excerpt = excerpt(attempt);
+    let outcome = text(&attempt.outcome);
     let due_at = match finish {
         Finish::Due(at) | Finish::Dead(at) => int(at),
         Finish::Delivered => 0,
     };
     let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![
-        &id,
-        &lease,
-        &number,
-        &at,
-        &duration,
-        &status,
-        &attempt.outcome,
-        &excerpt,
-        &recorded,
+        &id, &lease, &number, &at, &duration, &status, &outcome, &excerpt, &recorded,
     ];
     match finish {
         Finish::Delivered => {}

@@ -103,7 +103,10 @@ pub trait Queue: Send + Sync {
     /// subscription with one due that was leased from least recently since the backend was
     /// opened (one never leased from first; between those, the one whose next delivery is due
     /// earliest), and within a subscription deliveries go in due order (the conformance check
-    /// `leases_take_turns_across_subscriptions`). Expired leases return first.
+    /// `leases_take_turns_across_subscriptions`). Expired leases return first. A backend may
+    /// serve concurrent calls with the same limits as one lease at the latest of their clocks
+    /// when those read within 10 ms of each other, so a call may get a delivery due up to 10 ms
+    /// after its own `now_ms`, never later (`concurrent_leases_go_by_their_own_clock`).
     fn lease_within(
         &self,
         now_ms: u64,

@@ -12,4 +12,5 @@ mod ordering;
 mod processes;
 mod restart;
 mod schema;
+mod settles;
 mod support;
