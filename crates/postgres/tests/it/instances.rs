@@ -212,17 +212,7 @@ fn of_one_subscription_a_later_commit_has_the_higher_ids_across_instances() {
         .expect("enqueue");
     // A transaction of the test holds subscription 1's row, so A's next publish, to 1 and 2,
     // waits for it (rows are locked in subscription order) while B publishes to 2 alone.
-    let mut holder = support::client();
-    let mut held = holder.transaction().expect("begin");
-    held.batch_execute(&format!(
-        "SET LOCAL search_path TO {}; SELECT 1 FROM queue_state WHERE subscription = 1 FOR UPDATE",
-        schema.name
-    ))
-    .expect("lock");
-    let holder_pid: i32 = held
-        .query_one("SELECT pg_backend_pid()", &[])
-        .expect("pid")
-        .get(0);
+    let held = support::RowHold::take(&schema, 1);
     let publisher = {
         let a = Arc::clone(&a);
         std::thread::spawn(move || {
@@ -230,21 +220,13 @@ fn of_one_subscription_a_later_commit_has_the_higher_ids_across_instances() {
                 .expect("enqueue")
         })
     };
-    let blocked = support::wait_until(Duration::from_secs(10), || {
-        let row = support::client()
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
-                &[&holder_pid],
-            )
-            .expect("pg_stat_activity");
-        row.get::<_, i64>(0) > 0
-    });
+    let blocked = held.waited_for(Duration::from_secs(10));
     assert!(blocked, "A's publish waits for subscription 1");
     let b_id = b
         .enqueue(&[], vec![delivery(2, "b2", 0)], 0)
         .expect("enqueue")
         .delivery_ids[0];
-    held.commit().expect("commit");
+    held.release();
     let a_ids = publisher.join().expect("publisher").delivery_ids;
     assert!(
         b_id < a_ids[1],

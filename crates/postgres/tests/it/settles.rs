@@ -9,7 +9,7 @@ use std::time::Duration;
 use callout_store::conformance::{attempt, delivery};
 use callout_store::{History, Queue, Tallies};
 
-use crate::support::{self, Schema};
+use crate::support::{RowHold, Schema};
 
 const LEASE: Duration = Duration::from_secs(300);
 
@@ -101,30 +101,12 @@ fn a_held_subscription_row_delays_only_its_own_completes() {
     };
     let (held_token, free_token) = (token_of(1), token_of(2));
     // A transaction of the test holds subscription 1's row, as a long hold or replay would.
-    let mut holder = support::client();
-    let mut held = holder.transaction().expect("begin");
-    held.batch_execute(&format!(
-        "SET LOCAL search_path TO {}; SELECT 1 FROM queue_state WHERE subscription = 1 FOR UPDATE",
-        schema.name
-    ))
-    .expect("lock");
-    let holder_pid: i32 = held
-        .query_one("SELECT pg_backend_pid()", &[])
-        .expect("pid")
-        .get(0);
+    let held = RowHold::take(&schema, 1);
     let waiting = {
         let store = Arc::clone(&store);
         std::thread::spawn(move || store.complete(held_token, attempt(1, 1, "delivered")))
     };
-    let blocked = support::wait_until(Duration::from_secs(10), || {
-        let row = support::client()
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
-                &[&holder_pid],
-            )
-            .expect("pg_stat_activity");
-        row.get::<_, i64>(0) > 0
-    });
+    let blocked = held.waited_for(Duration::from_secs(10));
     assert!(blocked, "the complete of 1 waits for its row");
     // Subscription 2's complete returns while 1's row is still held: within the 10 s bound,
     // after which the row is let go either way so the test cannot hang.
@@ -136,7 +118,7 @@ fn a_held_subscription_row_delays_only_its_own_completes() {
         })
     };
     let free_answer = answered.recv_timeout(Duration::from_secs(10));
-    held.commit().expect("let go");
+    held.release();
     free.join().expect("free completer");
     assert!(
         matches!(free_answer, Ok(Ok(()))),

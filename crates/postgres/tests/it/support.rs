@@ -83,3 +83,47 @@ pub fn wait_until(limit: Duration, done: impl Fn() -> bool) -> bool {
     }
     done()
 }
+
+/// A transaction of the test holding one subscription's `queue_state` row, as a long hold or
+/// replay of another instance would; let go by [`RowHold::release`] (or when dropped).
+pub struct RowHold {
+    client: postgres::Client,
+    pid: i32,
+}
+
+impl RowHold {
+    /// Locks subscription `sub`'s row in `schema`.
+    pub fn take(schema: &Schema, sub: i64) -> RowHold {
+        let mut client = client();
+        client
+            .batch_execute(&format!(
+                "BEGIN; SET LOCAL search_path TO {}; \
+                 SELECT 1 FROM queue_state WHERE subscription = {sub} FOR UPDATE",
+                schema.name
+            ))
+            .expect("lock");
+        let pid = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .expect("pid")
+            .get(0);
+        RowHold { client, pid }
+    }
+
+    /// Waits, for at most `limit`, until some session waits for this hold; whether one did.
+    pub fn waited_for(&self, limit: Duration) -> bool {
+        wait_until(limit, || {
+            let row = client()
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                    &[&self.pid],
+                )
+                .expect("pg_stat_activity");
+            row.get::<_, i64>(0) > 0
+        })
+    }
+
+    /// Lets the row go.
+    pub fn release(mut self) {
+        self.client.batch_execute("COMMIT").expect("commit");
+    }
+}
