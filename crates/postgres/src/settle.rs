@@ -55,15 +55,22 @@ impl PgStore {
         token: LeaseToken,
         attempt: Attempt,
     ) -> Result<(), StoreError> {
-        let complete = Complete {
-            id: int(token.delivery_id()),
-            lease: int(token.lease()),
-            attempt,
+        let (id, lease) = (int(token.delivery_id()), int(token.lease()));
+        let done = match self.settler.0.call(Complete { id, lease, attempt })? {
+            Completed::Done => true,
+            Completed::NotCurrent => false,
+            // The same statement, alone, on a pool connection, which waits for locks.
+            Completed::Alone(attempt) => {
+                let alone = Complete { id, lease, attempt };
+                self.pool
+                    .run(move |conn| complete_together(conn, &[&alone]))?
+                    .contains(&(id, lease))
+            }
         };
-        match self.settler.0.call(complete)? {
-            Completed::Done => Ok(()),
-            Completed::NotCurrent => Err(StoreError::UnknownDelivery(token.delivery_id())),
-            Completed::Alone(attempt) => self.settle(token, Some(attempt), Finish::Delivered),
+        if done {
+            Ok(())
+        } else {
+            Err(StoreError::UnknownDelivery(token.delivery_id()))
         }
     }
 
@@ -91,7 +98,12 @@ fn complete_group(conn: &mut Conn, group: &[Complete]) -> Vec<Result<Completed, 
         .iter()
         .map(|complete| seen.insert((complete.id, complete.lease)))
         .collect();
-    let done = complete_together(conn, group, &together);
+    let firsts: Vec<&Complete> = group
+        .iter()
+        .zip(&together)
+        .filter_map(|(complete, first)| first.then_some(complete))
+        .collect();
+    let done = complete_together(conn, &firsts);
     group
         .iter()
         .zip(together)
@@ -112,15 +124,14 @@ fn complete_group(conn: &mut Conn, group: &[Complete]) -> Vec<Result<Completed, 
         .collect()
 }
 
-/// Completes those of `group` that go `together` (each a distinct lease) in one statement;
-/// the leases that were current and are now done.
+/// Completes `completes` (each a distinct lease) in one statement; the leases that were current
+/// and are now done.
 fn complete_together(
     conn: &mut Conn,
-    group: &[Complete],
-    together: &[bool],
+    completes: &[&Complete],
 ) -> Result<HashSet<(i64, i64)>, StoreError> {
     let mut columns = AttemptColumns::default();
-    for (complete, _) in group.iter().zip(together).filter(|(_, t)| **t) {
+    for complete in completes {
         columns.push(complete.id, complete.lease, &complete.attempt);
     }
     let rows = conn.query_alone(
@@ -244,10 +255,9 @@ macro_rules! lock_first {
     };
 }
 
-/// Where a settle files its delivery.
+/// Where a settle other than a complete files its delivery.
 #[derive(Clone, Copy)]
 pub(crate) enum Finish {
-    Delivered,
     Due(u64),
     Dead(u64),
 }
@@ -278,33 +288,12 @@ fn settle_alone(
     let status = attempt.status.map(i32::from);
     let excerpt = excerpt(attempt);
     let outcome = text(&attempt.outcome);
-    let due_at = match finish {
-        Finish::Due(at) | Finish::Dead(at) => int(at),
-        Finish::Delivered => 0,
-    };
-    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![
-        &id, &lease, &number, &at, &duration, &status, &outcome, &excerpt, &recorded,
+    let (Finish::Due(due_at) | Finish::Dead(due_at)) = finish;
+    let due_at = int(due_at);
+    let params: [&(dyn postgres::types::ToSql + Sync); 10] = [
+        &id, &lease, &number, &at, &duration, &status, &outcome, &excerpt, &recorded, &due_at,
     ];
-    match finish {
-        Finish::Delivered => {}
-        Finish::Due(_) | Finish::Dead(_) => params.push(&due_at),
-    }
     let sql = match finish {
-        Finish::Delivered => concat!(
-            "WITH ",
-            lock_first!(),
-            "op AS (DELETE FROM deliveries WHERE id = $1 AND state = 1 AND lease = $2 \
-                           AND EXISTS (SELECT 1 FROM locked) \
-                    RETURNING id, subscription, ordered), ",
-            record_attempt!(),
-            "c AS (UPDATE queue_state q SET in_flight = q.in_flight - 1, \
-                          ordered_in_flight = q.ordered_in_flight - op.ordered::int, \
-                          delivered = q.delivered + 1 \
-                   FROM op WHERE q.subscription = op.subscription), \
-             s AS (DELETE FROM failure_streaks f USING op \
-                   WHERE f.subscription = op.subscription) \
-             SELECT op.id FROM op"
-        ),
         // Due again at $10, or held when the subscription is.
         Finish::Due(_) => concat!(
             "WITH ",
