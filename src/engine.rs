@@ -249,7 +249,7 @@ impl EngineBuilder {
 
     /// How many bytes of just-published deliveries a sled store the engine opens keeps in
     /// memory until their first attempt, so that sending them needs no read back from sled
-    /// (default 4 MiB; 0 keeps none and every lease reads from sled). With
+    /// (default 1 MiB; 0 keeps none and every lease reads from sled). With
     /// [`EngineBuilder::cache_capacity`] it is most of what the store holds in memory.
     pub fn fresh_capacity(mut self, bytes: usize) -> Self {
         self.store_config.fresh_capacity = bytes;

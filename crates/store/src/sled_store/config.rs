@@ -42,9 +42,10 @@ pub struct StoreConfig {
     /// with its excerpt; 10,000 are at most 11 MiB, about 1 MiB with short excerpts).
     pub attempts_kept: u64,
     /// How many bytes of enqueued deliveries are also kept in memory until their first lease,
-    /// so leasing them need not read them back from sled (default 4 MiB, a backlog of about 10,000
-    /// deliveries of 300 B; 0 keeps none; each MiB costs about 2 MiB resident). Past
-    /// it, leases read records from disk as usual.
+    /// so leasing them need not read them back from sled (default 1 MiB, a backlog of about 2,300
+    /// deliveries of 300 B; 0 keeps none; each MiB costs about 4 MiB resident). Past it, leases
+    /// read records from disk as usual; 4 MiB was no faster end to end (docs/BENCHMARKS.md,
+    /// Backlog and soak).
     pub fresh_capacity: usize,
     /// When the store compacts itself ([`SledStore::compact`](super::SledStore::compact), looked
     /// at from leases and [`History::prune`](crate::History::prune)): once its files are more
@@ -68,7 +69,7 @@ impl Default for StoreConfig {
             dedup_retention: Duration::from_secs(86_400),
             attempt_retention: Duration::from_secs(30 * 86_400),
             attempts_kept: 10_000,
-            fresh_capacity: 4 * 1024 * 1024,
+            fresh_capacity: 1024 * 1024,
             compact_headroom: 256 * 1024 * 1024,
             compact_max_queued: 100_000,
         }
