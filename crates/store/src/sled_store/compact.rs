@@ -11,7 +11,6 @@
 //! [`StoreConfig::compact_max_queued`](super::StoreConfig::compact_max_queued) deliveries are
 //! queued, so that the copy, and the pause, stay short.
 
-use std::ops::Bound;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +22,7 @@ use crate::error::StoreError;
 
 use super::generation;
 use super::open::open_sled;
+use super::scan;
 use super::{Files, OrStoreError, SledStore};
 
 /// How many records a compaction copies per sled batch: bigger batches hold more of sled's
@@ -192,7 +192,7 @@ impl SledStore {
             let (from, to) = (old.db.open_tree(&name).db()?, db.open_tree(&name).db()?);
             let mut batch = Batch::default();
             let mut in_batch = 0;
-            for item in seeking(&from) {
+            for item in scan::whole(&from) {
                 let (k, v) = item?;
                 batch.insert(k, v);
                 in_batch += 1;
@@ -214,44 +214,6 @@ impl SledStore {
         let files = Files::of(n, db, &dir, &self.config, syncs)?;
         Ok((files, records))
     }
-}
-
-/// Every record of `tree` in key order, each found by a lookup of its own rather than by one
-/// long scan. sled 0.34 counts a page against its cache only once 64 accesses have queued in
-/// that page's shard (of 256), so one scan, which touches each page once, evicts nothing: the
-/// whole tree stays resident until the database is dropped. A lookup per record touches the
-/// tree's upper pages every time, which lets the cache evict as it goes (docs/BENCHMARKS.md,
-/// Compaction).
-fn seeking(
-    tree: &sled::Tree,
-) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec), StoreError>> + '_ {
-    let mut after: Option<sled::IVec> = None;
-    let mut done = false;
-    std::iter::from_fn(move || {
-        if done {
-            return None;
-        }
-        let next = match &after {
-            None => tree.iter().next(),
-            Some(key) => tree
-                .range::<&[u8], _>((Bound::Excluded(&key[..]), Bound::Unbounded))
-                .next(),
-        };
-        match next {
-            Some(Ok((key, value))) => {
-                after = Some(key.clone());
-                Some(Ok((key, value)))
-            }
-            Some(Err(error)) => {
-                done = true;
-                Some(Err(error).db())
-            }
-            None => {
-                done = true;
-                None
-            }
-        }
-    })
 }
 
 /// Opens the sled database just dropped in `dir`, waiting for sled's background threads to let
@@ -498,27 +460,5 @@ mod tests {
         }
         assert!(!dir.path().join("db").exists());
         assert_eq!(store.counts().unwrap().due, 0);
-    }
-
-    #[test]
-    fn seeking_yields_every_record_in_order_even_keys_that_prefix_others() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        let tree = db.open_tree("t").unwrap();
-        let keys: [&[u8]; 6] = [b"", b"a", b"a\x00", b"a\x00\x00", b"ab", b"b"];
-        for (n, key) in keys.iter().enumerate() {
-            tree.insert(key, vec![n as u8; 300]).unwrap();
-        }
-        let read: Vec<(Vec<u8>, Vec<u8>)> = seeking(&tree)
-            .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())))
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let expected: Vec<(Vec<u8>, Vec<u8>)> = keys
-            .iter()
-            .enumerate()
-            .map(|(n, key)| (key.to_vec(), vec![n as u8; 300]))
-            .collect();
-        assert_eq!(read, expected);
-        assert_eq!(seeking(&db.open_tree("empty").unwrap()).count(), 0);
     }
 }

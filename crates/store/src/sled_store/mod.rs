@@ -54,6 +54,7 @@ mod prune;
 mod queue;
 mod registry;
 mod repair;
+mod scan;
 mod tallies;
 mod write_behind;
 

@@ -380,7 +380,7 @@ impl<'a> Walk<'a> {
         record: impl Fn(&mut Walk<'a>, &[u8], &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let mut last: Option<Vec<u8>> = None;
-        for item in tree.iter() {
+        for item in super::scan::whole(tree) {
             let (k, v) = match item {
                 Ok(kv) => kv,
                 Err(error) => {
