@@ -73,6 +73,8 @@ pub(super) struct Book {
     pub(super) deadlines: BTreeSet<(u64, u64)>,
     /// Where the next `prune` goes on in the attempt index (empty: from the start).
     pub(super) prune_cursor: Vec<u8>,
+    /// Host event ids ever forgotten (`FORGOTTEN`), written by prune alone.
+    pub(super) forgotten: u64,
     /// The number of the last lease handed out.
     pub(super) next_lease: u64,
     /// Records of deliveries enqueued by this process and not yet leased, so a lease need not

@@ -33,6 +33,12 @@ pub struct StoreConfig {
     pub lease: Duration,
     /// How long a host-supplied event id is remembered for de-duplication.
     pub dedup_retention: Duration,
+    /// How many host-supplied event ids are remembered, at most (default 1,000,000, about
+    /// 100 bytes each on disk before sled's own overhead): past it,
+    /// [`History::prune`](crate::History::prune) forgets the oldest early, whatever their age
+    /// (those of one group commit together), and a repeat of one forgotten is published again. Ids remembered by builds before this
+    /// bound are not counted; the age bound forgets them.
+    pub dedup_kept: u64,
     /// How long an attempt is kept after it was made, by [`History::prune`](crate::History::prune) (for every delivery:
     /// a dead letter older than this keeps its record but loses its attempt history).
     pub attempt_retention: Duration,
@@ -67,6 +73,7 @@ impl Default for StoreConfig {
             durability: Durability::Flush,
             lease: Duration::from_secs(300),
             dedup_retention: Duration::from_secs(86_400),
+            dedup_kept: 1_000_000,
             attempt_retention: Duration::from_secs(30 * 86_400),
             attempts_kept: 10_000,
             fresh_capacity: 1024 * 1024,

@@ -3,7 +3,7 @@
 //! sled makes every `apply_batch` pay a log write of its own. A group whose flush fails takes
 //! its journal back, and every writer in it hears the error.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use crate::model::{Delivery, DeliveryState};
 
 use super::config::Durability;
 use super::keys::part;
-use super::keys::{expiry_record, key, ENQUEUED, JOURNAL, NEXT_DELIVERY};
+use super::keys::{expiry_record, key, ENQUEUED, JOURNAL, NEXT_DELIVERY, REMEMBERED};
 use super::ops::Ops;
 use super::{OrStoreError, SledStore};
 
@@ -24,6 +24,9 @@ pub(super) struct Flusher {
     pub(super) done: Condvar,
     /// Signalled when a write joins `pending`, for a leader gathering its group.
     pub(super) arrived: Condvar,
+    /// Host event ids ever remembered (`REMEMBERED`): what the last group commit wrote, or is
+    /// writing. Group commits run one at a time, and only they and relaxed enqueues add to it.
+    pub(super) remembered: AtomicU64,
 }
 
 #[derive(Default)]
@@ -160,10 +163,21 @@ impl SledStore {
                 // Each writer's batch names its subscriptions' enqueued totals; the group's
                 // last is all of them, and sled's cost is per write.
                 ops.keep_last_of(ENQUEUED);
+                let remembered = applied_ids.len() as u64;
                 if let Some((k, v)) = expiry_record(&applied_ids) {
                     ops.insert(k, v);
+                    let total = self
+                        .flusher
+                        .remembered
+                        .fetch_add(remembered, Ordering::SeqCst);
+                    ops.insert(REMEMBERED.to_vec(), (total + remembered).to_be_bytes());
                 }
                 let result = self.commit(target, ops);
+                if result.is_err() {
+                    self.flusher
+                        .remembered
+                        .fetch_sub(remembered, Ordering::SeqCst);
+                }
                 if let Ok(mut book) = self.book() {
                     for (id, _) in &applied_ids {
                         book.pending_seen.remove(id);
@@ -246,13 +260,10 @@ impl SledStore {
     pub(super) fn write_out(&self, journal: &[u8], ops: Ops) -> Result<(), StoreError> {
         for (k, v) in ops.writes {
             match v {
-                // Id blocks only grow, whichever journal is written out last.
-                Some(v) if k == NEXT_DELIVERY => {
-                    let on_disk = self
-                        .queue()
-                        .get(NEXT_DELIVERY)
-                        .db()?
-                        .map_or(0, |n| part(&n, 0));
+                // Id blocks and the remembered total only grow, whichever journal is written
+                // out last.
+                Some(v) if k == NEXT_DELIVERY || k == REMEMBERED => {
+                    let on_disk = self.queue().get(&k).db()?.map_or(0, |n| part(&n, 0));
                     if part(&v, 0) > on_disk {
                         self.queue().insert(k, v).db()?;
                     }

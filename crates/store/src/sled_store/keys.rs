@@ -56,6 +56,11 @@ pub(super) const SEEN: u8 = b'e'; // e event_id -> at
 /// others in its value (`expiry_record`), so a publish's event ids cost one write each plus a
 /// share of one.
 pub(super) const SEEN_AT: u8 = b't'; // t at event_id -> further event ids
+/// Host event ids ever remembered and ever forgotten, as entries of expiry records, so that
+/// prune knows how many are remembered without reading them (`StoreConfig::dedup_kept`). Each
+/// has one writer (group commits; prune) and only grows.
+pub(super) const REMEMBERED: &[u8] = b"R"; // R -> u64 event ids ever remembered
+pub(super) const FORGOTTEN: &[u8] = b"U"; // U -> u64 event ids ever forgotten
 pub(super) const NEXT_DELIVERY: &[u8] = b"N"; // N -> the next id not yet reserved
 /// A group commit's writes as one record (`Ops::encode`), flushed, then written out as plain
 /// inserts and removed (`SledStore::write_out`); one a crash left is written out on open.

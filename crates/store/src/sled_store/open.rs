@@ -18,9 +18,9 @@ use super::generation;
 use super::group_commit::Flusher;
 use super::keys::part;
 use super::keys::{
-    due_key_of, due_value, key, BY_SUB, COUNTS, DEAD, DELIVERED, DUE, ENQUEUED, FORMAT_KEY, HELD,
-    HELD_SUB, JOURNAL, LAYOUT, LAYOUT_BY_SUBSCRIPTION, LEGACY_DELIVERY, LEGACY_LEASED,
-    LEGACY_PENDING, NEXT_DELIVERY, ORDERED,
+    due_key_of, due_value, key, BY_SUB, COUNTS, DEAD, DELIVERED, DUE, ENQUEUED, FORGOTTEN,
+    FORMAT_KEY, HELD, HELD_SUB, JOURNAL, LAYOUT, LAYOUT_BY_SUBSCRIPTION, LEGACY_DELIVERY,
+    LEGACY_LEASED, LEGACY_PENDING, NEXT_DELIVERY, ORDERED, REMEMBERED,
 };
 use super::ops::Ops;
 use super::power_loss::PowerLossSync;
@@ -399,6 +399,13 @@ impl SledStore {
             Some(v) => part(&v, 0).max(1),
             None => 1,
         };
+        let counter = |k: &[u8]| -> Result<u64, StoreError> {
+            Ok(self.queue().get(k).db()?.map_or(0, |v| part(&v, 0)))
+        };
+        self.flusher
+            .remembered
+            .store(counter(REMEMBERED)?, std::sync::atomic::Ordering::SeqCst);
+        book.forgotten = counter(FORGOTTEN)?;
         // Everything on disk is filed: no group commit is under way.
         book.filed_below = u64::MAX;
         for item in self.queue().scan_prefix([HELD_SUB]) {

@@ -1,11 +1,14 @@
 //! Retention on sled: attempts past their retention or past the number kept per subscription,
-//! and remembered event ids past the dedup window go, a bounded slice per call.
+//! and remembered event ids past the dedup window or past the number kept go, a bounded slice
+//! per call.
+
+use std::sync::atomic::Ordering;
 
 use crate::error::StoreError;
 
 use super::attempts;
 use super::keys::part;
-use super::keys::{expiry_ids, key, ATTEMPT, BY_SUB, SEEN, SEEN_AT};
+use super::keys::{expiry_ids, key, ATTEMPT, BY_SUB, FORGOTTEN, SEEN, SEEN_AT};
 use super::ops::Ops;
 use super::{OrStoreError, SledStore};
 
@@ -68,32 +71,48 @@ impl SledStore {
         }
         book.prune_cursor = cursor;
         let seen_before = now_ms.saturating_sub(self.config.dedup_retention.as_millis() as u64);
-        for item in self
-            .queue()
-            .range(key(SEEN_AT, &[0])..key(SEEN_AT, &[seen_before]))
-            .take(max)
-        {
+        // Past `dedup_kept`, the oldest go whatever their age; a call forgets at most `max`
+        // expiry records either way.
+        let remembered = self.flusher.remembered.load(Ordering::SeqCst);
+        let mut over = remembered
+            .saturating_sub(book.forgotten)
+            .saturating_sub(self.config.dedup_kept);
+        let forgotten_before = book.forgotten;
+        for item in self.queue().scan_prefix([SEEN_AT]).take(max) {
             let (tk, further) = item.db()?;
+            let record_at = part(&tk, 1);
+            if record_at >= seen_before && over == 0 {
+                break;
+            }
             let first = tk.get(9..).unwrap_or_default();
             for id in std::iter::once(first).chain(expiry_ids(&further)) {
                 let seen = [&[SEEN], id].concat();
-                // An id seen again after its retention was remembered anew under a later
-                // time: only this old expiry goes, not the fresh memory of it. One waiting
-                // for its group commit is about to be (outside the book lock): removing its
-                // memory now could come after that, and let the id through again.
-                let renewed = self
-                    .queue()
-                    .get(&seen)
-                    .db()?
-                    .is_some_and(|at| part(&at, 0) >= seen_before);
+                // An id seen again after its retention (or, forgotten early, after this record)
+                // was remembered anew under a later time: only this old expiry goes, not the
+                // fresh memory of it. One waiting for its group commit is about to be
+                // (outside the book lock): removing its memory now could come after that, and
+                // let the id through again.
+                let renewed = self.queue().get(&seen).db()?.is_some_and(|at| {
+                    let at = part(&at, 0);
+                    if record_at < seen_before {
+                        at >= seen_before
+                    } else {
+                        at > record_at
+                    }
+                });
                 let pending =
                     std::str::from_utf8(id).is_ok_and(|id| book.pending_seen.contains(id));
                 if !renewed && !pending {
                     batch.remove(seen);
                 }
                 removed += 1;
+                book.forgotten += 1;
+                over = over.saturating_sub(1);
             }
             batch.remove(tk);
+        }
+        if book.forgotten != forgotten_before {
+            batch.insert(FORGOTTEN.to_vec(), book.forgotten.to_be_bytes());
         }
         self.write_now(&mut book, batch)?;
         Ok(removed)

@@ -19,9 +19,9 @@ use super::codec;
 use super::generation;
 use super::keys::{
     decode_due, due_key_of, due_value, id_in_key, key, part, ATTEMPT, BY_SUB, COUNTS, DEAD,
-    DELIVERED, DUE, ENQUEUED, FAILING, FORMAT_KEY, HELD, HELD_SUB, ID_BLOCK, JOURNAL, LAYOUT,
-    LEGACY_DELIVERY, LEGACY_LEASED, LEGACY_PENDING, NEXT_DELIVERY, NEXT_SUB, ORDERED, ORDER_KEY,
-    POINTER, SEEN, SEEN_AT, SEQUENCE, SUB, WHOLE,
+    DELIVERED, DUE, ENQUEUED, FAILING, FORGOTTEN, FORMAT_KEY, HELD, HELD_SUB, ID_BLOCK, JOURNAL,
+    LAYOUT, LEGACY_DELIVERY, LEGACY_LEASED, LEGACY_PENDING, NEXT_DELIVERY, NEXT_SUB, ORDERED,
+    ORDER_KEY, POINTER, REMEMBERED, SEEN, SEEN_AT, SEQUENCE, SUB, WHOLE,
 };
 use super::open::damaged;
 use super::ops::Ops;
@@ -463,6 +463,13 @@ impl<'a> Walk<'a> {
         if k == NEXT_DELIVERY {
             let next = counter(k, v)?;
             self.ids.next_delivery = Some(self.ids.next_delivery.map_or(next, |n| n.max(next)));
+            return Ok(());
+        }
+        // The remembered and forgotten totals carry on: the bound on remembered ids counts
+        // the expiry records copied, give or take one that did not read.
+        if k == REMEMBERED || k == FORGOTTEN {
+            counter(k, v)?;
+            self.target.queue().insert(k, v).db()?;
             return Ok(());
         }
         let queue = &self.target.queue();

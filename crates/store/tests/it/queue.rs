@@ -3,8 +3,8 @@
 use std::sync::{Arc, Barrier};
 
 use callout_store::{
-    Counts, DeadFilter, DeliveryState, History, LeaseLimits, LeaseToken, NewDelivery, Queue,
-    StoreError,
+    Counts, DeadFilter, DeliveryState, Durability, History, LeaseLimits, LeaseToken, NewDelivery,
+    Queue, SledStore, StoreConfig, StoreError,
 };
 
 use crate::{attempt, delivery, open, open_with_lease, ordered};
@@ -100,6 +100,46 @@ fn prune_forgets_expired_event_ids_but_not_fresh_ones() {
         .enqueue(&renewed, vec![delivery(1, "renewed", 0)], now + 1)
         .unwrap();
     assert_eq!(dup.duplicate_event_ids, ["renewed"]);
+}
+
+/// Each of `ids` enqueued on its own at `at`, `at + 1`, ...; the ids reported duplicate.
+fn enqueue_each(store: &SledStore, ids: &[&str], at: u64) -> Vec<String> {
+    let mut duplicates = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        let receipt = store
+            .enqueue(&[id.to_string()], vec![delivery(1, id, 0)], at + n as u64)
+            .unwrap();
+        duplicates.extend(receipt.duplicate_event_ids);
+    }
+    duplicates
+}
+
+#[test]
+fn prune_forgets_the_oldest_event_ids_past_the_number_kept_across_reopens() {
+    for durability in [Durability::Flush, Durability::Relaxed] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            dedup_kept: 5,
+            durability,
+            ..StoreConfig::default()
+        };
+        let store = SledStore::open(dir.path(), config.clone()).unwrap();
+        let ids = ["e0", "e1", "e2", "e3", "e4", "e5", "e6", "e7", "e8", "e9"];
+        assert!(enqueue_each(&store, &ids, 1_000).is_empty());
+        // All within the day's retention: only the number kept makes any go, oldest first.
+        assert_eq!(store.prune(2_000, 1_000).unwrap(), 5, "{durability:?}");
+        assert_eq!(store.prune(2_000, 1_000).unwrap(), 0, "{durability:?}");
+        assert_eq!(enqueue_each(&store, &ids[5..], 2_000), ids[5..]);
+        // The totals are on disk: after a reopen the five left are still the number kept.
+        drop(store);
+        let store = SledStore::open(dir.path(), config.clone()).unwrap();
+        assert_eq!(store.prune(3_000, 1_000).unwrap(), 0, "{durability:?}");
+        // A forgotten id is new again, and remembering it puts the oldest one left out.
+        assert!(enqueue_each(&store, &["e0"], 3_000).is_empty());
+        assert_eq!(store.prune(3_000, 1_000).unwrap(), 1, "{durability:?}");
+        assert!(enqueue_each(&store, &["e5"], 3_001).is_empty());
+        assert_eq!(enqueue_each(&store, &["e6", "e0"], 3_002), ["e6", "e0"]);
+    }
 }
 
 #[test]

@@ -171,6 +171,19 @@ fn repair_copies_every_record_that_decodes_and_reports_the_one_that_does_not() {
     let receipt = store.enqueue(&[], vec![delivery(1, "e7", 20)], 20).unwrap();
     assert!(receipt.delivery_ids[0] > ids[4]);
     assert_eq!(store.resume_subscription(2, 30).unwrap(), 1, "still held");
+    // The remembered total carries on too: of the two ids remembered, one is past a bound of
+    // one (nothing is past its age at 40 ms).
+    drop(store);
+    let config = StoreConfig {
+        dedup_kept: 1,
+        ..StoreConfig::default()
+    };
+    let store = SledStore::open(&repaired, config).unwrap();
+    assert_eq!(
+        store.prune(40, 100).unwrap(),
+        2,
+        "evt-a and evt-b, one record"
+    );
 }
 
 #[test]
