@@ -198,6 +198,14 @@ fn trial(number: u64, compacting: bool) {
     }
     // A reopen of what the child left costs no more than a moment.
     assert!(started.elapsed() < Duration::from_secs(20));
+    // An acknowledged publish's event id is remembered: publishing it again is refused.
+    let mut acked: Vec<String> = acknowledged.iter().cloned().collect();
+    acked.sort();
+    let again = store.enqueue(&acked, Vec::new(), 1).unwrap();
+    assert_eq!(
+        again.duplicate_event_ids, acked,
+        "trial {number}: an acknowledged event id forgotten"
+    );
     eprintln!(
         "crash trial {number}: {} acknowledged, {} completed, {} stored, {compactions} \
          compactions, killed after {run:?}",

@@ -236,6 +236,14 @@ fn trial(number: u64, compacting: bool) {
         acknowledged.len() > 10,
         "trial {number}: the child published"
     );
+    // An acknowledged publish's event id is remembered: publishing it again is refused.
+    let mut acked: Vec<String> = acknowledged.into_iter().collect();
+    acked.sort();
+    let again = store.enqueue(&acked, Vec::new(), 1).unwrap();
+    assert_eq!(
+        again.duplicate_event_ids, acked,
+        "trial {number}: an acknowledged event id forgotten"
+    );
     drop(store);
 }
 
