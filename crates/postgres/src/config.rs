@@ -34,6 +34,11 @@ pub struct PgConfig {
     pub lease: Duration,
     /// How long a host-supplied event id is remembered for de-duplication (default 1 day).
     pub dedup_retention: Duration,
+    /// How many host-supplied event ids are remembered, at most (default 1,000,000): past it,
+    /// [`History::prune`](callout_store::History::prune) forgets the oldest early, whatever
+    /// their age, and a repeat of one forgotten is published again. Each prune counts the
+    /// table's rows to know.
+    pub dedup_kept: u64,
     /// How long an attempt is kept after it was made (default 30 days).
     pub attempt_retention: Duration,
     /// Connections (each on its own thread) for leases, settles and reads; enqueues have one
@@ -53,6 +58,7 @@ impl PgConfig {
             schema: schema.unwrap_or_else(|| "callout".to_string()),
             lease: Duration::from_secs(300),
             dedup_retention: Duration::from_secs(86_400),
+            dedup_kept: 1_000_000,
             attempt_retention: Duration::from_secs(30 * 86_400),
             pool_size: 4,
             reconnect_within: Duration::from_secs(5),
@@ -103,6 +109,7 @@ impl std::fmt::Debug for PgConfig {
             .field("schema", &self.schema)
             .field("lease", &self.lease)
             .field("dedup_retention", &self.dedup_retention)
+            .field("dedup_kept", &self.dedup_kept)
             .field("attempt_retention", &self.attempt_retention)
             .field("pool_size", &self.pool_size)
             .field("reconnect_within", &self.reconnect_within)

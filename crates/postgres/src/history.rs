@@ -180,6 +180,7 @@ impl History for PgStore {
         let attempts_before = int(now_ms.saturating_sub(millis(self.config.attempt_retention)));
         let seen_before = int(now_ms.saturating_sub(millis(self.config.dedup_retention)));
         let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let kept = i64::try_from(self.config.dedup_kept).unwrap_or(i64::MAX);
         self.pool.run(move |conn| {
             conn.transact(|tx| {
                 // Bounded batches, oldest first through the age indexes, so a call never holds
@@ -194,7 +195,14 @@ impl History for PgStore {
                        SELECT ctid FROM seen_events WHERE seen_at < $1 ORDER BY seen_at LIMIT $2))",
                     &[&seen_before, &max],
                 )?;
-                Ok(usize::try_from(attempts + seen).unwrap_or(usize::MAX))
+                // Past the number kept, the oldest go whatever their age.
+                let over = tx.execute(
+                    "DELETE FROM seen_events WHERE ctid = ANY(ARRAY( \
+                       SELECT ctid FROM seen_events ORDER BY seen_at \
+                       LIMIT LEAST($1, GREATEST(0, (SELECT count(*) FROM seen_events) - $2))))",
+                    &[&max, &kept],
+                )?;
+                Ok(usize::try_from(attempts + seen + over).unwrap_or(usize::MAX))
             })
         })
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use callout_postgres::PgStore;
 use callout_store::conformance::{attempt, delivery};
-use callout_store::{LeaseLimits, NewDelivery, Queue, StoreError};
+use callout_store::{History, LeaseLimits, NewDelivery, Queue, StoreError};
 
 use crate::support::{self, Schema};
 
@@ -178,6 +178,33 @@ fn an_event_id_is_new_again_after_the_retention() {
         publish(2_500).duplicate_event_ids,
         ["evt"],
         "remembered anew from then"
+    );
+}
+
+#[test]
+fn prune_forgets_the_oldest_event_ids_past_the_number_kept() {
+    let schema = Schema::new();
+    let mut config = schema.config(LEASE);
+    config.dedup_kept = 3;
+    let store = PgStore::open(config).expect("the store opens");
+    let publish = |id: &str, at: u64| {
+        store
+            .enqueue(&[id.to_string()], vec![delivery(1, id, 0)], at)
+            .expect("enqueue")
+            .duplicate_event_ids
+    };
+    for (n, id) in ["e0", "e1", "e2", "e3", "e4"].iter().enumerate() {
+        assert!(publish(id, 1_000 + n as u64).is_empty());
+    }
+    // All within the day's retention: only the number kept makes any go, oldest first.
+    assert_eq!(store.prune(2_000, 100).expect("prune"), 2);
+    assert_eq!(store.prune(2_000, 100).expect("prune"), 0);
+    assert_eq!(publish("e2", 2_001), ["e2"], "kept");
+    assert!(publish("e1", 2_002).is_empty(), "forgotten, so new again");
+    assert_eq!(store.prune(2_003, 100).expect("prune"), 1);
+    assert!(
+        publish("e2", 2_004).is_empty(),
+        "now the oldest, so forgotten"
     );
 }
 
