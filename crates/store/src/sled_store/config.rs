@@ -36,8 +36,8 @@ pub struct StoreConfig {
     /// How many host-supplied event ids are remembered, at most (default 1,000,000, about
     /// 100 bytes each on disk before sled's own overhead): past it,
     /// [`History::prune`](crate::History::prune) forgets the oldest early, whatever their age
-    /// (those of one group commit together), and a repeat of one forgotten is published again. Ids remembered by builds before this
-    /// bound are not counted; the age bound forgets them.
+    /// (those of one group commit together), and a repeat of one forgotten is published again.
+    /// Ids remembered by builds before this bound are not counted; the age bound forgets them.
     pub dedup_kept: u64,
     /// How long an attempt is kept after it was made, by [`History::prune`](crate::History::prune) (for every delivery:
     /// a dead letter older than this keeps its record but loses its attempt history).

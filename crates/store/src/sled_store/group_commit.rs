@@ -163,20 +163,10 @@ impl SledStore {
                 // Each writer's batch names its subscriptions' enqueued totals; the group's
                 // last is all of them, and sled's cost is per write.
                 ops.keep_last_of(ENQUEUED);
-                let remembered = applied_ids.len() as u64;
-                if let Some((k, v)) = expiry_record(&applied_ids) {
-                    ops.insert(k, v);
-                    let total = self
-                        .flusher
-                        .remembered
-                        .fetch_add(remembered, Ordering::SeqCst);
-                    ops.insert(REMEMBERED.to_vec(), (total + remembered).to_be_bytes());
-                }
+                let remembered = self.remember(&mut ops, &applied_ids);
                 let result = self.commit(target, ops);
                 if result.is_err() {
-                    self.flusher
-                        .remembered
-                        .fetch_sub(remembered, Ordering::SeqCst);
+                    self.unremember(remembered);
                 }
                 if let Ok(mut book) = self.book() {
                     for (id, _) in &applied_ids {
@@ -251,6 +241,26 @@ impl SledStore {
             return Err(error);
         }
         self.write_out(&journal, ops)
+    }
+
+    /// Puts the expiry record of host event ids `ids` into `ops`, with the remembered total
+    /// raised by their number (`REMEMBERED`); returns that number, for [`Self::unremember`]
+    /// if the write fails. Callers write one at a time: group commits, or relaxed enqueues
+    /// under the book lock.
+    pub(super) fn remember(&self, ops: &mut Ops, ids: &[(String, u64)]) -> u64 {
+        let Some((k, v)) = expiry_record(ids) else {
+            return 0;
+        };
+        ops.insert(k, v);
+        let more = ids.len() as u64;
+        let total = self.flusher.remembered.fetch_add(more, Ordering::SeqCst) + more;
+        ops.insert(REMEMBERED.to_vec(), total.to_be_bytes());
+        more
+    }
+
+    /// Takes back what [`Self::remember`] added, for a write that failed.
+    pub(super) fn unremember(&self, added: u64) {
+        self.flusher.remembered.fetch_sub(added, Ordering::SeqCst);
     }
 
     /// Writes a flushed journal record's writes out as plain inserts, then removes it. sled

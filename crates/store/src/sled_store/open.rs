@@ -395,13 +395,10 @@ impl SledStore {
     /// `reschedule` would have put them.
     fn recover(&self) -> Result<(), StoreError> {
         let mut book = self.book()?;
-        book.next_delivery = match self.queue().get(NEXT_DELIVERY).db()? {
-            Some(v) => part(&v, 0).max(1),
-            None => 1,
-        };
         let counter = |k: &[u8]| -> Result<u64, StoreError> {
             Ok(self.queue().get(k).db()?.map_or(0, |v| part(&v, 0)))
         };
+        book.next_delivery = counter(NEXT_DELIVERY)?.max(1);
         self.flusher
             .remembered
             .store(counter(REMEMBERED)?, std::sync::atomic::Ordering::SeqCst);

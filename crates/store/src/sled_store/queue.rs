@@ -2,7 +2,6 @@
 //! due index, settle into the write-behind buffer, hold and resume, counts.
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use sled::{Batch, IVec};
@@ -23,8 +22,8 @@ use super::group_commit::Writing;
 use super::ids::{IdMap, IdSet};
 use super::keys::part;
 use super::keys::{
-    due_key, due_key_of, due_value, entry_of, expiry_record, id_in_key, key, key_str, DEAD,
-    DELIVERED, DUE, HELD, HELD_SUB, ID_BLOCK, NEXT_DELIVERY, ORDERED, REMEMBERED, SEEN,
+    due_key, due_key_of, due_value, entry_of, id_in_key, key, key_str, DEAD, DELIVERED, DUE, HELD,
+    HELD_SUB, ID_BLOCK, NEXT_DELIVERY, ORDERED, SEEN,
 };
 use super::ops::Ops;
 use super::order::{file_order_key, order_range};
@@ -121,22 +120,11 @@ impl Queue for SledStore {
             dups.sort();
             receipt.duplicate_event_ids = dups;
             if self.config.durability == Durability::Relaxed {
-                // Under the book lock: relaxed enqueues write it one at a time.
-                let remembered = fresh_ids.len() as u64;
-                if let Some((k, v)) = expiry_record(&fresh_ids) {
-                    batch.insert(k, v);
-                    let total = self
-                        .flusher
-                        .remembered
-                        .fetch_add(remembered, Ordering::SeqCst);
-                    batch.insert(REMEMBERED.to_vec(), (total + remembered).to_be_bytes());
-                }
+                let remembered = self.remember(&mut batch, &fresh_ids);
                 let mut sled_batch = Batch::default();
                 batch.into_batch(&mut sled_batch);
                 if let Err(error) = self.queue().apply_batch(sled_batch) {
-                    self.flusher
-                        .remembered
-                        .fetch_sub(remembered, Ordering::SeqCst);
+                    self.unremember(remembered);
                     book.reserved_until = 0;
                     for delivery in due {
                         book.leave(delivery.subscription_id, DeliveryState::Due);
