@@ -9,6 +9,12 @@
 //! none of them. Bounded: each step stops at `CALLOUT_BACKLOG_LIMIT_S` (default 600 s) and
 //! reports how far it got; the parent kills a child that overruns that by a minute.
 //! Without `--bench` (as `cargo test --benches` runs it) it does nothing.
+//!
+//! For trying the engine's memory settings: `CALLOUT_BACKLOG_CACHE` (bytes, sled's cache;
+//! `EngineBuilder::cache_capacity`), `CALLOUT_BACKLOG_COMPACT_MAX` (deliveries queued at most
+//! for a compaction to start; `EngineBuilder::compaction`) and `CALLOUT_BACKLOG_REPORT_S`
+//! (seconds between the drain's lines, default 10). The allocator's own settings, such as
+//! glibc's `MALLOC_ARENA_MAX`, pass to the children with the environment.
 
 // A bench binary, not a library.
 #![allow(missing_docs)]
@@ -39,10 +45,13 @@ const RESULT: &str = "#result ";
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
 
 fn env_u64(name: &str, default: u64) -> u64 {
+    env_opt(name).unwrap_or(default)
+}
+
+fn env_opt(name: &str) -> Option<u64> {
     std::env::var(name)
         .ok()
         .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(default)
 }
 
 fn main() {
@@ -259,7 +268,19 @@ fn results(figures: &[(&str, f64)]) {
 fn child(step: &str, dir: &Path, limit: Duration) -> Result<(), String> {
     let n = env_u64("CALLOUT_BACKLOG", 1_000_000);
     let url = std::env::var("CALLOUT_BACKLOG_URL").unwrap_or_default();
-    let builder = || Engine::builder(dir).allow_address("127.0.0.1");
+    let builder = || {
+        let mut builder = Engine::builder(dir).allow_address("127.0.0.1");
+        if let Some(bytes) = env_opt("CALLOUT_BACKLOG_CACHE") {
+            builder = builder.cache_capacity(bytes);
+        }
+        if let Some(max_queued) = env_opt("CALLOUT_BACKLOG_COMPACT_MAX") {
+            builder = builder.compaction(
+                callout::store::StoreConfig::default().compact_headroom,
+                max_queued,
+            );
+        }
+        builder
+    };
     match step {
         "enqueue" => enqueue(builder().deliver(false), (dir, n, &url), limit),
         "reopen" | "reopen-again" => {
@@ -364,6 +385,7 @@ fn drain(builder: callout::EngineBuilder, limit: Duration) -> Result<(), String>
             peak.max(rss_mib())
         })
     };
+    let report_every = Duration::from_secs(env_u64("CALLOUT_BACKLOG_REPORT_S", 10));
     let started = Instant::now();
     let engine = builder.open().map_err(|e| format!("open: {e}"))?;
     let open_s = started.elapsed().as_secs_f64();
@@ -382,7 +404,7 @@ fn drain(builder: callout::EngineBuilder, limit: Duration) -> Result<(), String>
         }
         std::thread::sleep(Duration::from_millis(200));
         counts = engine.stats().map_err(|e| format!("stats: {e}"))?;
-        if last_report.elapsed() >= Duration::from_secs(10) {
+        if last_report.elapsed() >= report_every {
             last_report = Instant::now();
             println!(
                 "backlog: drain: {} delivered in {:.0} s, {} due, RSS {:.1} MB",
