@@ -36,11 +36,17 @@ pub struct PgConfig {
     pub dedup_retention: Duration,
     /// How many host-supplied event ids are remembered, at most (default 1,000,000): past it,
     /// [`History::prune`](callout_store::History::prune) forgets the oldest early, whatever
-    /// their age, and a repeat of one forgotten is published again. Each prune counts the
-    /// table's rows to know.
+    /// their age, and a repeat of one forgotten is published again. Prune counts the table's
+    /// rows to know, at most once a minute (of the clock it is given), so the table may pass
+    /// the bound by what a minute remembers.
     pub dedup_kept: u64,
     /// How long an attempt is kept after it was made (default 30 days).
     pub attempt_retention: Duration,
+    /// How many attempts are kept per subscription, at most (default 10,000, as on sled):
+    /// past it, [`History::prune`](callout_store::History::prune) deletes a subscription's
+    /// oldest early, whatever their age. Each subscription's row counts its own, so a prune
+    /// reads one row per subscription, not the attempts.
+    pub attempts_kept: u64,
     /// Connections (each on its own thread) for leases, settles and reads; enqueues have one
     /// more of their own. Default 4.
     pub pool_size: usize,
@@ -60,6 +66,7 @@ impl PgConfig {
             dedup_retention: Duration::from_secs(86_400),
             dedup_kept: 1_000_000,
             attempt_retention: Duration::from_secs(30 * 86_400),
+            attempts_kept: 10_000,
             pool_size: 4,
             reconnect_within: Duration::from_secs(5),
         }
@@ -111,6 +118,7 @@ impl std::fmt::Debug for PgConfig {
             .field("dedup_retention", &self.dedup_retention)
             .field("dedup_kept", &self.dedup_kept)
             .field("attempt_retention", &self.attempt_retention)
+            .field("attempts_kept", &self.attempts_kept)
             .field("pool_size", &self.pool_size)
             .field("reconnect_within", &self.reconnect_within)
             .finish()

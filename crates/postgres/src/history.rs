@@ -1,6 +1,8 @@
 //! What happened to deliveries, on PostgreSQL: single deliveries, attempts, dead letters with
-//! their replay and purge, and retention (attempts and remembered event ids past their age
-//! go, a bounded batch per call).
+//! their replay and purge, and retention (attempts and remembered event ids past their age or
+//! their number kept go, a bounded batch per call).
+
+use std::sync::atomic::Ordering;
 
 use callout_store::{Attempt, Change, DeadFilter, Delivery, History, StoreError};
 
@@ -181,32 +183,101 @@ impl History for PgStore {
         let seen_before = int(now_ms.saturating_sub(millis(self.config.dedup_retention)));
         let max = i64::try_from(max).unwrap_or(i64::MAX);
         let kept = i64::try_from(self.config.dedup_kept).unwrap_or(i64::MAX);
-        self.pool.run(move |conn| {
+        let attempts_kept = i64::try_from(self.config.attempts_kept).unwrap_or(i64::MAX);
+        // Counting the remembered event ids reads all of them, so it runs at most once per
+        // `SEEN_COUNT_EVERY_MS`, and again at once after a full slice.
+        let count_seen = self.next_seen_count_ms.load(Ordering::Relaxed) <= now_ms;
+        let removed = self.pool.run(move |conn| {
             conn.transact(|tx| {
                 // Bounded batches, oldest first through the age indexes, so a call never holds
                 // many rows locked.
-                let attempts = tx.execute(
-                    "DELETE FROM attempts WHERE ctid = ANY(ARRAY( \
-                       SELECT ctid FROM attempts WHERE at < $1 ORDER BY at LIMIT $2))",
-                    &[&attempts_before, &max],
-                )?;
+                let aged: i64 = tx
+                    .query_one(PRUNE_AGED_ATTEMPTS, &[&attempts_before, &max])?
+                    .get(0);
+                let over_kept: i64 = tx
+                    .query_one(PRUNE_ATTEMPTS_OVER, &[&attempts_kept, &max])?
+                    .get(0);
                 let seen = tx.execute(
                     "DELETE FROM seen_events WHERE ctid = ANY(ARRAY( \
                        SELECT ctid FROM seen_events WHERE seen_at < $1 ORDER BY seen_at LIMIT $2))",
                     &[&seen_before, &max],
                 )?;
                 // Past the number kept, the oldest go whatever their age.
-                let over = tx.execute(
-                    "DELETE FROM seen_events WHERE ctid = ANY(ARRAY( \
-                       SELECT ctid FROM seen_events ORDER BY seen_at \
-                       LIMIT LEAST($1, GREATEST(0, (SELECT count(*) FROM seen_events) - $2))))",
-                    &[&max, &kept],
-                )?;
-                Ok(usize::try_from(attempts + seen + over).unwrap_or(usize::MAX))
+                let over = if count_seen {
+                    tx.execute(
+                        "DELETE FROM seen_events WHERE ctid = ANY(ARRAY( \
+                           SELECT ctid FROM seen_events ORDER BY seen_at \
+                           LIMIT LEAST($1, GREATEST(0, (SELECT count(*) FROM seen_events) - $2))))",
+                        &[&max, &kept],
+                    )?
+                } else {
+                    0
+                };
+                let attempts = u64::try_from(aged + over_kept).unwrap_or(0);
+                Ok((attempts + seen, over))
             })
-        })
+        })?;
+        let (others, over) = removed;
+        if count_seen {
+            let full = i64::try_from(over).unwrap_or(i64::MAX) >= max;
+            let next = if full {
+                now_ms
+            } else {
+                now_ms.saturating_add(SEEN_COUNT_EVERY_MS)
+            };
+            self.next_seen_count_ms.store(next, Ordering::Relaxed);
+        }
+        Ok(usize::try_from(others + over).unwrap_or(usize::MAX))
     }
 }
+
+/// How often prune counts the remembered event ids for `PgConfig::dedup_kept`: the count
+/// reads every row (docs/BENCHMARKS.md, PostgreSQL), and prune runs every second. Past the
+/// bound by at most what a minute remembers, in between.
+const SEEN_COUNT_EVERY_MS: u64 = 60_000;
+
+/// The attempts `doomed` names deleted, and each subscription's count of attempts kept taken
+/// down by its share: its `queue_state` row locked first, in order, as every writer locks
+/// them (see schema.rs). Returns how many went.
+macro_rules! delete_doomed_attempts {
+    () => {
+        "locked AS (
+          SELECT q.subscription FROM queue_state q
+          WHERE q.subscription IN (SELECT subscription FROM doomed)
+          ORDER BY q.subscription FOR UPDATE),
+        gone AS (
+          DELETE FROM attempts a
+          WHERE a.ctid = ANY(ARRAY(SELECT ctid FROM doomed)) AND (SELECT count(*) FROM locked) >= 0
+          RETURNING a.subscription),
+        counted AS (SELECT subscription, count(*) AS n FROM gone GROUP BY subscription),
+        c AS (
+          UPDATE queue_state q SET kept_attempts = q.kept_attempts - counted.n
+          FROM counted WHERE q.subscription = counted.subscription)
+        SELECT COALESCE(sum(n), 0)::int8 FROM counted"
+    };
+}
+
+/// Attempts made before $1, at most $2 of them, oldest first (`attempts_by_age`).
+const PRUNE_AGED_ATTEMPTS: &str = concat!(
+    "WITH doomed AS (
+      SELECT ctid, subscription FROM attempts WHERE at < $1 ORDER BY at LIMIT $2), ",
+    delete_doomed_attempts!()
+);
+
+/// Of each subscription that has more than $1 attempts kept, its oldest past $1, at most $2
+/// in all (`attempts_by_subscription`). The subscriptions' rows are locked before their
+/// counts are read, so a settle that records one meanwhile is counted.
+const PRUNE_ATTEMPTS_OVER: &str = concat!(
+    "WITH over AS (
+      SELECT q.subscription, q.kept_attempts - $1 AS n FROM queue_state q
+      WHERE q.kept_attempts > $1 ORDER BY q.subscription FOR UPDATE),
+    doomed AS (
+      SELECT a.ctid, over.subscription FROM over CROSS JOIN LATERAL (
+        SELECT ctid FROM attempts WHERE subscription = over.subscription
+        ORDER BY at, delivery, number LIMIT LEAST(over.n, $2)) a
+      LIMIT $2), ",
+    delete_doomed_attempts!()
+);
 
 /// The filter as the statements' parameters: subscription (or NULL), from, to.
 fn bounds(filter: &DeadFilter) -> (Option<i64>, i64, i64) {

@@ -100,6 +100,9 @@ pub struct PgStore {
     settler: settle::Settler,
     leaser: queue::Leaser,
     changes: changes::Changes,
+    /// When prune next counts the remembered event ids (`History::prune`), in the caller's
+    /// milliseconds.
+    next_seen_count_ms: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -127,6 +130,7 @@ impl PgStore {
             settler: settle::Settler::start(&settings)?,
             leaser,
             changes: changes::Changes::new(settings),
+            next_seen_count_ms: std::sync::atomic::AtomicU64::new(0),
         })
     }
 

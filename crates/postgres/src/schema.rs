@@ -32,6 +32,11 @@ const LOCK_CLASS: i32 = 0x6361_6c6c;
 /// Version 3, the tallies every instance counts into: each subscription's failure streak
 /// (ended by a delivered settle, in its transaction), its callouts per entity in the current
 /// clock hour, its next rate-limit slot and its pace.
+///
+/// Version 4, attempts bounded by count: each subscription's `queue_state` row counts the
+/// attempts kept for it (`kept_attempts`), added to by the settle that records one and taken
+/// from by the prune that deletes one, so that a prune finds the subscriptions past
+/// `PgConfig::attempts_kept` without counting the table.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE SEQUENCE subscription_ids;
@@ -136,6 +141,12 @@ CREATE TABLE paces (
     quick_streak integer NOT NULL,
     slow boolean NOT NULL
 );
+"#,
+    r#"
+ALTER TABLE queue_state ADD COLUMN kept_attempts bigint NOT NULL DEFAULT 0;
+UPDATE queue_state q SET kept_attempts = c.n
+    FROM (SELECT subscription, count(*) AS n FROM attempts GROUP BY subscription) c
+    WHERE q.subscription = c.subscription;
 "#,
 ];
 

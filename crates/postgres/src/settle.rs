@@ -226,7 +226,7 @@ a AS (
 c AS (
   UPDATE queue_state q
   SET in_flight = q.in_flight - c.n, ordered_in_flight = q.ordered_in_flight - c.o,
-      delivered = q.delivered + c.n
+      delivered = q.delivered + c.n, kept_attempts = q.kept_attempts + c.n
   FROM (SELECT subscription, count(*) AS n, count(*) FILTER (WHERE ordered) AS o
         FROM op GROUP BY subscription) c
   WHERE q.subscription = c.subscription),
@@ -311,7 +311,8 @@ fn settle_alone(
                           ordered_in_flight = q.ordered_in_flight - op.ordered::int, \
                           due = q.due + (op.state = 0)::int, \
                           retrying = q.retrying + (op.state = 0 AND op.attempts > 0)::int, \
-                          held = q.held + (op.state = 2)::int \
+                          held = q.held + (op.state = 2)::int, \
+                          kept_attempts = q.kept_attempts + $9::bool::int \
                    FROM op WHERE q.subscription = op.subscription) \
              SELECT op.id FROM op"
         ),
@@ -329,7 +330,8 @@ fn settle_alone(
             record_attempt!(),
             "c AS (UPDATE queue_state q SET in_flight = q.in_flight - 1, \
                           ordered_in_flight = q.ordered_in_flight - op.ordered::int, \
-                          dead = q.dead + 1 \
+                          dead = q.dead + 1, \
+                          kept_attempts = q.kept_attempts + $9::bool::int \
                    FROM op WHERE q.subscription = op.subscription) \
              SELECT op.id FROM op"
         ),

@@ -201,11 +201,101 @@ fn prune_forgets_the_oldest_event_ids_past_the_number_kept() {
     assert_eq!(store.prune(2_000, 100).expect("prune"), 0);
     assert_eq!(publish("e2", 2_001), ["e2"], "kept");
     assert!(publish("e1", 2_002).is_empty(), "forgotten, so new again");
-    assert_eq!(store.prune(2_003, 100).expect("prune"), 1);
+    // The ids are counted at most once a minute of the caller's clock.
+    assert_eq!(
+        store.prune(2_003, 100).expect("prune"),
+        0,
+        "counted at 2,000"
+    );
+    assert_eq!(publish("e2", 2_004), ["e2"], "so kept for now");
+    assert_eq!(store.prune(62_000, 100).expect("prune"), 1);
     assert!(
-        publish("e2", 2_004).is_empty(),
+        publish("e2", 62_001).is_empty(),
         "now the oldest, so forgotten"
     );
+}
+
+#[test]
+fn prune_keeps_at_most_the_configured_attempts_per_subscription_across_instances() {
+    const DAY_MS: u64 = 86_400_000;
+    let schema = Schema::new();
+    let mut config = schema.config(LEASE);
+    config.attempts_kept = 5;
+    config.attempt_retention = Duration::from_millis(DAY_MS);
+    let open = |config: &callout_postgres::PgConfig| {
+        PgStore::open(config.clone()).expect("the store opens")
+    };
+    let (a, b) = (open(&config), open(&config));
+    // Of subscription 1, `settles` deliveries settled at `at`, `at + 1`, ... each way that
+    // records an attempt (complete, reschedule, dead letter) in turn, and one released,
+    // which records none; of subscription 2, one complete.
+    let round = |store: &PgStore, name: &str, at: u64, settles: u64| {
+        let batch = (0..=settles)
+            .map(|n| delivery(1, &format!("{name}-{n}"), at))
+            .chain([delivery(2, &format!("{name}-other"), at)])
+            .collect();
+        store.enqueue(&[], batch, at).expect("enqueue");
+        let mut leased = store.lease(at, 100).expect("lease");
+        leased.sort_by_key(|l| l.delivery.id);
+        assert_eq!(leased.len() as u64, settles + 2);
+        let mut n = 0;
+        for l in leased {
+            let attempt = attempt(1, at + n, "delivered");
+            match (l.delivery.subscription_id, n % 3) {
+                (2, _) => store.complete(l.token, attempt).expect("complete"),
+                (_, _) if n == settles => store.release(l.token, at + DAY_MS).expect("release"),
+                (_, 0) => store.complete(l.token, attempt).expect("complete"),
+                (_, 1) => store
+                    .reschedule(l.token, at + DAY_MS, attempt)
+                    .expect("reschedule"),
+                _ => store.dead_letter(l.token, attempt).expect("dead letter"),
+            }
+            if l.delivery.subscription_id == 1 {
+                n += 1;
+            }
+        }
+    };
+    let kept_times = |store: &PgStore, sub: u64| {
+        let mut times: Vec<u64> = store
+            .attempts_for_subscription(sub, 100)
+            .expect("attempts")
+            .iter()
+            .map(|(_, attempt)| attempt.at)
+            .collect();
+        times.sort_unstable();
+        times
+    };
+    round(&a, "r1", 100, 6);
+    assert_eq!(kept_times(&a, 1), [100, 101, 102, 103, 104, 105]);
+    // All within the day's retention: only the number kept makes any go, oldest first.
+    assert_eq!(a.prune(1_000, 100).expect("prune"), 1);
+    assert_eq!(kept_times(&a, 1), [101, 102, 103, 104, 105]);
+    assert_eq!(
+        kept_times(&a, 2).len(),
+        1,
+        "another subscription's own count"
+    );
+    // The other instance settles; its prunes go a bounded batch at a time.
+    round(&b, "r2", 200, 3);
+    assert_eq!(b.prune(1_000, 1).expect("prune"), 1);
+    assert_eq!(a.prune(1_000, 100).expect("prune"), 2);
+    assert_eq!(a.prune(1_000, 100).expect("prune"), 0);
+    assert_eq!(kept_times(&b, 1), [104, 105, 200, 201, 202]);
+    drop((a, b));
+    // Reopened: the counts were kept. A day on, the attempts before 200 go by age, and the
+    // counts go down with them, so the next round's two push out none of the three left.
+    let c = open(&config);
+    assert_eq!(c.prune(1_000, 100).expect("prune"), 0);
+    assert_eq!(
+        c.prune(200 + DAY_MS, 100).expect("prune"),
+        3,
+        "104 and 105 of subscription 1, 107 of 2"
+    );
+    assert_eq!(kept_times(&c, 1), [200, 201, 202]);
+    assert_eq!(kept_times(&c, 2), [204]);
+    round(&c, "r3", 250, 2);
+    assert_eq!(c.prune(200 + DAY_MS, 100).expect("prune"), 0);
+    assert_eq!(kept_times(&c, 1), [200, 201, 202, 250, 251]);
 }
 
 #[test]

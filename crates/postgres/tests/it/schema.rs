@@ -5,7 +5,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use callout_postgres::PgStore;
-use callout_store::conformance::delivery;
+use callout_store::conformance::{attempt, delivery};
 use callout_store::{History, Queue, Registry, StoreError, SubscriptionFilter};
 
 use crate::support::{client, Schema};
@@ -39,7 +39,7 @@ fn instances_that_open_a_new_schema_at_once_migrate_it_once() {
         )
         .expect("version");
     let versions: Vec<i32> = rows.iter().map(|row| row.get(0)).collect();
-    assert_eq!(versions, [3]);
+    assert_eq!(versions, [4]);
 }
 
 #[test]
@@ -51,7 +51,7 @@ fn a_schema_of_a_newer_version_is_refused() {
     match refused {
         Err(StoreError::NewerFormat {
             found, supported, ..
-        }) => assert_eq!((found, supported), (7, 3)),
+        }) => assert_eq!((found, supported), (7, 4)),
         other => panic!("expected NewerFormat, got {other:?}"),
     }
 }
@@ -65,10 +65,12 @@ fn a_version_1_schema_is_migrated_to_the_current_version_on_open_and_keeps_its_d
         .expect("enqueue")
         .delivery_ids[0];
     drop(store);
-    // Version 1 as released: no order_key column, no index on it, no tallies.
+    // Version 1 as released: no order_key column, no index on it, no tallies, no counts of
+    // attempts kept.
     schema.sql(
         "DROP INDEX deliveries_by_order_key; ALTER TABLE deliveries DROP COLUMN order_key; \
          DROP TABLE failure_streaks, callout_windows, send_slots, paces; \
+         ALTER TABLE queue_state DROP COLUMN kept_attempts; \
          UPDATE schema_version SET version = 1",
     );
     let store = schema.open(LEASE);
@@ -79,7 +81,7 @@ fn a_version_1_schema_is_migrated_to_the_current_version_on_open_and_keeps_its_d
         )
         .expect("version");
     let versions: Vec<i32> = rows.iter().map(|row| row.get(0)).collect();
-    assert_eq!(versions, [3]);
+    assert_eq!(versions, [4]);
     let before = store.delivery(old).expect("read").expect("kept");
     assert_eq!(before.order_key, None);
     let keyed = callout_store::NewDelivery {
@@ -92,6 +94,43 @@ fn a_version_1_schema_is_migrated_to_the_current_version_on_open_and_keeps_its_d
         .delivery_ids[0];
     let after = store.delivery(new).expect("read").expect("stored");
     assert_eq!(after.order_key.as_deref(), Some("contact/7"));
+}
+
+#[test]
+fn a_version_3_schema_counts_the_attempts_it_kept_when_migrated() {
+    let schema = Schema::new();
+    let mut config = schema.config(LEASE);
+    config.attempts_kept = 2;
+    let store = PgStore::open(config.clone()).expect("the store opens");
+    let batch = (0..4).map(|n| delivery(1, &format!("e{n}"), 0)).collect();
+    store.enqueue(&[], batch, 0).expect("enqueue");
+    let mut leased = store.lease(0, 10).expect("lease");
+    leased.sort_by_key(|l| l.delivery.id);
+    for (n, l) in leased.into_iter().enumerate() {
+        store
+            .complete(l.token, attempt(1, 10 + n as u64, "delivered"))
+            .expect("complete");
+    }
+    drop(store);
+    // Version 3 as released: attempts, but no count of them.
+    schema.sql(
+        "ALTER TABLE queue_state DROP COLUMN kept_attempts; \
+         UPDATE schema_version SET version = 3",
+    );
+    let store = PgStore::open(config).expect("the store opens");
+    assert_eq!(
+        store.prune(1_000, 100).expect("prune"),
+        2,
+        "the migration counted the four kept"
+    );
+    let mut kept: Vec<u64> = store
+        .attempts_for_subscription(1, 10)
+        .expect("attempts")
+        .iter()
+        .map(|(_, a)| a.at)
+        .collect();
+    kept.sort_unstable();
+    assert_eq!(kept, [12, 13]);
 }
 
 #[test]
