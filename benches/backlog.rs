@@ -10,8 +10,8 @@
 //! reports how far it got; the parent kills a child that overruns that by a minute.
 //! Without `--bench` (as `cargo test --benches` runs it) it does nothing.
 //!
-//! For trying the engine's memory settings: `CALLOUT_BACKLOG_CACHE` (bytes, sled's cache;
-//! `EngineBuilder::cache_capacity`), `CALLOUT_BACKLOG_COMPACT_MAX` (deliveries queued at most
+//! For trying the engine's memory settings: `CALLOUT_BACKLOG_WORKERS` (`EngineBuilder::workers`),
+//! `CALLOUT_BACKLOG_CACHE` (bytes, sled's cache; `EngineBuilder::cache_capacity`), `CALLOUT_BACKLOG_COMPACT_MAX` (deliveries queued at most
 //! for a compaction to start; `EngineBuilder::compaction`) and `CALLOUT_BACKLOG_REPORT_S`
 //! (seconds between the drain's lines, default 10). The allocator's own settings, such as
 //! glibc's `MALLOC_ARENA_MAX`, pass to the children with the environment.
@@ -270,6 +270,9 @@ fn child(step: &str, dir: &Path, limit: Duration) -> Result<(), String> {
     let url = std::env::var("CALLOUT_BACKLOG_URL").unwrap_or_default();
     let builder = || {
         let mut builder = Engine::builder(dir).allow_address("127.0.0.1");
+        if let Some(n) = env_opt("CALLOUT_BACKLOG_WORKERS") {
+            builder = builder.workers(n as usize);
+        }
         if let Some(bytes) = env_opt("CALLOUT_BACKLOG_CACHE") {
             builder = builder.cache_capacity(bytes);
         }
