@@ -188,15 +188,18 @@ impl History for PgStore {
         // `SEEN_COUNT_EVERY_MS`, and again at once after a full slice.
         let count_seen = self.next_seen_count_ms.load(Ordering::Relaxed) <= now_ms;
         let removed = self.pool.run(move |conn| {
-            conn.transact(|tx| {
-                // Bounded batches, oldest first through the age indexes, so a call never holds
-                // many rows locked.
-                let aged: i64 = tx
-                    .query_one(PRUNE_AGED_ATTEMPTS, &[&attempts_before, &max])?
-                    .get(0);
-                let over_kept: i64 = tx
-                    .query_one(PRUNE_ATTEMPTS_OVER, &[&attempts_kept, &max])?
-                    .get(0);
+            // Bounded batches, oldest first through the age and subscription indexes, so a call
+            // never holds many rows locked. Each step commits on its own: the attempt steps
+            // lock subscriptions' rows, each step in subscription order, and a transaction
+            // that went on to a second set, or to remembered event ids (which an enqueue locks
+            // before subscriptions), would take locks out of the order every writer keeps.
+            let count = |rows: Vec<postgres::Row>| -> u64 {
+                rows.first()
+                    .map_or(0, |row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+            };
+            let aged = count(conn.query_alone(PRUNE_AGED_ATTEMPTS, &[&attempts_before, &max])?);
+            let over_kept = count(conn.query_alone(PRUNE_ATTEMPTS_OVER, &[&attempts_kept, &max])?);
+            let (seen, over) = conn.transact(|tx| {
                 let seen = tx.execute(
                     "DELETE FROM seen_events WHERE ctid = ANY(ARRAY( \
                        SELECT ctid FROM seen_events WHERE seen_at < $1 ORDER BY seen_at LIMIT $2))",
@@ -213,9 +216,9 @@ impl History for PgStore {
                 } else {
                     0
                 };
-                let attempts = u64::try_from(aged + over_kept).unwrap_or(0);
-                Ok((attempts + seen, over))
-            })
+                Ok((seen, over))
+            })?;
+            Ok((aged + over_kept + seen, over))
         })?;
         let (others, over) = removed;
         if count_seen {

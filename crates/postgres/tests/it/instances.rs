@@ -299,6 +299,49 @@ fn prune_keeps_at_most_the_configured_attempts_per_subscription_across_instances
 }
 
 #[test]
+fn prune_holds_no_subscription_row_while_it_forgets_event_ids() {
+    // An enqueue locks the event ids it remembers, then its subscriptions' rows. A prune that
+    // still held a subscription's row (from bounding its attempts) while it waited for an
+    // event id an enqueue holds would deadlock with that enqueue.
+    let schema = Schema::new();
+    let mut config = schema.config(LEASE);
+    config.attempts_kept = 1;
+    config.dedup_kept = 1;
+    let store = Arc::new(PgStore::open(config).expect("the store opens"));
+    for id in ["x", "y"] {
+        store
+            .enqueue(&[id.to_string()], vec![delivery(1, id, 0)], 10)
+            .expect("enqueue");
+    }
+    for (n, leased) in store.lease(20, 10).expect("lease").into_iter().enumerate() {
+        store
+            .complete(leased.token, attempt(1, 30 + n as u64, "delivered"))
+            .expect("complete");
+    }
+    // "x", the older, is the one past the number kept; the test holds it.
+    let held = support::RowHold::take_event(&schema, "x");
+    let prune = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || store.prune(1_000, 100))
+    };
+    assert!(
+        held.waited_for(Duration::from_secs(10)),
+        "the prune waits for the event id"
+    );
+    let mut other = support::client();
+    other
+        .batch_execute(&format!(
+            "BEGIN; SET LOCAL search_path TO {}; \
+             SELECT 1 FROM queue_state WHERE subscription = 1 FOR UPDATE NOWAIT; COMMIT",
+            schema.name
+        ))
+        .expect("subscription 1's row is free while the prune waits");
+    held.release();
+    let removed = prune.join().expect("prune thread").expect("prune");
+    assert_eq!(removed, 2, "one attempt and one event id");
+}
+
+#[test]
 fn leases_taken_after_an_instance_last_looked_still_come_back_at_their_deadline() {
     let schema = Schema::new();
     let lease = Duration::from_millis(200);

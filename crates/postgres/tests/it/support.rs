@@ -84,8 +84,8 @@ pub fn wait_until(limit: Duration, done: impl Fn() -> bool) -> bool {
     done()
 }
 
-/// A transaction of the test holding one subscription's `queue_state` row, as a long hold or
-/// replay of another instance would; let go by [`RowHold::release`] (or when dropped).
+/// A transaction of the test holding one subscription's `queue_state` row (or a remembered
+/// event id's row), as a long hold or replay of another instance would; let go by [`RowHold::release`] (or when dropped).
 pub struct RowHold {
     client: postgres::Client,
     pid: i32,
@@ -94,11 +94,25 @@ pub struct RowHold {
 impl RowHold {
     /// Locks subscription `sub`'s row in `schema`.
     pub fn take(schema: &Schema, sub: i64) -> RowHold {
+        RowHold::locking(
+            schema,
+            &format!("SELECT 1 FROM queue_state WHERE subscription = {sub} FOR UPDATE"),
+        )
+    }
+
+    /// Locks the remembered event id `event_id`'s row in `schema`, as an enqueue of it does.
+    pub fn take_event(schema: &Schema, event_id: &str) -> RowHold {
+        RowHold::locking(
+            schema,
+            &format!("SELECT 1 FROM seen_events WHERE event_id = '{event_id}' FOR UPDATE"),
+        )
+    }
+
+    fn locking(schema: &Schema, select: &str) -> RowHold {
         let mut client = client();
         client
             .batch_execute(&format!(
-                "BEGIN; SET LOCAL search_path TO {}; \
-                 SELECT 1 FROM queue_state WHERE subscription = {sub} FOR UPDATE",
+                "BEGIN; SET LOCAL search_path TO {}; {select}",
                 schema.name
             ))
             .expect("lock");
