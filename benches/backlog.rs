@@ -303,7 +303,7 @@ fn child(step: &str, dir: &Path, limit: Duration) -> Result<(), String> {
             results(&[("reopen_s", reopen_s), ("rss_mb", rss), ("due", due as f64)]);
             Ok(())
         }
-        "drain" => drain(builder(), limit),
+        "drain" => drain(builder(), dir, limit),
         other => Err(format!("unknown step {other:?}")),
     }
 }
@@ -374,7 +374,7 @@ fn enqueue(
     Ok(())
 }
 
-fn drain(builder: callout::EngineBuilder, limit: Duration) -> Result<(), String> {
+fn drain(builder: callout::EngineBuilder, dir: &Path, limit: Duration) -> Result<(), String> {
     // RSS sampled every 100 ms from before the open to the end.
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
@@ -419,6 +419,19 @@ fn drain(builder: callout::EngineBuilder, limit: Duration) -> Result<(), String>
         }
     }
     let drain_s = started.elapsed().as_secs_f64();
+    // The store compacts once its queue has settled, which an empty one has: up to 10 s for its
+    // files to fall to half, so that the disk figure after the drain is the running engine's.
+    let emptied = dir_bytes(dir);
+    let settled = Instant::now();
+    while finished && dir_bytes(dir) > emptied / 2 && settled.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "backlog: drain: disk {:.1} MB when the queue emptied, {:.1} MB {:.1} s later",
+        mib(emptied),
+        mib(dir_bytes(dir)),
+        settled.elapsed().as_secs_f64()
+    );
     let _ = engine.shutdown(Duration::from_secs(10));
     drop(engine);
     stop.store(true, Ordering::SeqCst);

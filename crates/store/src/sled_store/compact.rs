@@ -9,7 +9,7 @@
 //! [`StoreConfig::compact_headroom`](super::StoreConfig::compact_headroom) past [`GROWTH`]
 //! times what is live, while at most
 //! [`StoreConfig::compact_max_queued`](super::StoreConfig::compact_max_queued) deliveries are
-//! queued, so that the copy, and the pause, stay short.
+//! queued and the queue is not shrinking fast, so that the copy, and the pause, stay short.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -158,8 +158,9 @@ impl SledStore {
     }
 
     /// Compacts when it is due: the files are more than [`GROWTH`] times what is live plus
-    /// `compact_headroom`, and no more than `compact_max_queued` deliveries are queued. What is
-    /// live is what the last compaction left, or if more, an estimate from the counts.
+    /// `compact_headroom`, no more than `compact_max_queued` deliveries are queued, and the
+    /// queue did not shrink by more than a tenth since the last look. What is live is what the
+    /// last compaction left, or if more, an estimate from the counts.
     fn compact_if_due(&self) -> Result<Option<Compacted>, StoreError> {
         let (size, queued, estimate) = {
             let _pass = self.pass()?;
@@ -173,7 +174,8 @@ impl SledStore {
         let due = live
             .saturating_mul(GROWTH)
             .saturating_add(self.config.compact_headroom);
-        if size < due || queued > self.config.compact_max_queued {
+        let before = self.queued_at_last_look.swap(queued, Ordering::Relaxed);
+        if size < due || queued > self.config.compact_max_queued || shrinking(before, queued) {
             return Ok(None);
         }
         self.compact().map(Some)
@@ -214,6 +216,12 @@ impl SledStore {
         let files = Files::of(n, db, &dir, &self.config, syncs)?;
         Ok((files, records))
     }
+}
+
+/// Whether the queue shrank by more than a tenth between two looks: then a compaction waits,
+/// since what it would copy, and how long operations would wait for it, is shrinking too.
+fn shrinking(before: u64, now: u64) -> bool {
+    now < before - before / 10
 }
 
 /// Opens the sled database just dropped in `dir`, waiting for sled's background threads to let
@@ -398,6 +406,33 @@ mod tests {
     }
 
     #[test]
+    fn a_due_compaction_waits_while_the_queue_shrinks_fast_and_runs_once_it_settles() {
+        let (dir, store) = small_headroom_with_6000_queued();
+        assert!(store.compact_if_due().unwrap().is_none(), "6,000 queued");
+        let leased = store.lease(5, 10_000).unwrap();
+        assert_eq!(leased.len(), 6_000);
+        for leased in leased.into_iter().skip(100) {
+            store.complete(leased.token, delivered(1)).unwrap();
+        }
+        store.flush().unwrap();
+        // 100 in flight: few enough, and the files are past four times what is live plus the
+        // headroom, but the queue fell from 6,000 since the last look.
+        assert!(store.compact_if_due().unwrap().is_none());
+        assert!(
+            !dir.path().join("gen-1").exists(),
+            "compacted while draining"
+        );
+        // 100 again: settled, so the copy runs, and copies those 100.
+        let compacted = store
+            .compact_if_due()
+            .unwrap()
+            .expect("compacted once settled");
+        assert!(dir.path().join("gen-1").is_dir());
+        assert!(compacted.size_after < compacted.size_before);
+        assert_eq!(store.counts().unwrap().in_flight, 100);
+    }
+
+    #[test]
     fn a_failed_compaction_is_tried_again_only_after_a_while() {
         let (dir, store) = small_headroom_with_6000_queued();
         for leased in store.lease(5, 10_000).unwrap() {
@@ -408,9 +443,12 @@ mod tests {
         assert!(store.size_on_disk().unwrap() > 4 * 1024 * 1024);
         // Due, but the next generation's place is taken by a file: the copy cannot start.
         std::fs::write(dir.path().join("gen-1"), b"in the way").unwrap();
-        // The lease above looked (the queue was long then); the next look is a second on.
-        std::thread::sleep(LOOK_EVERY + Duration::from_millis(100));
-        store.prune(10, 100).unwrap();
+        // The lease above looked (the queue was long then); the next look is a second on, and
+        // sees the queue fallen from 6,000 to none, so it waits; the one after tries.
+        for _ in 0..2 {
+            std::thread::sleep(LOOK_EVERY + Duration::from_millis(100));
+            store.prune(10, 100).unwrap();
+        }
         assert!(dir.path().join("db").is_file(), "not compacted");
         assert_eq!(
             store.counts().unwrap().delivered,

@@ -61,8 +61,10 @@ pub struct StoreConfig {
     /// or an estimate from the counts.
     pub compact_headroom: u64,
     /// A compaction starts by itself only while at most this many deliveries are queued
-    /// (default 100,000): it copies every record with operations waiting, about a second per
-    /// 100,000 records here (docs/BENCHMARKS.md, Backlog and soak).
+    /// (default 100,000), and not while the queue shrinks fast (by more than a tenth since the
+    /// look a second before, as a backlog draining does): it copies every record with
+    /// operations waiting, about a second per 100,000 records here, and a copy once the queue
+    /// has settled is shorter (docs/BENCHMARKS.md, Backlog and soak).
     pub compact_max_queued: u64,
 }
 

@@ -101,6 +101,8 @@ pub struct SledStore {
     root_unsynced: std::sync::atomic::AtomicBool,
     /// When a lease or prune next looks whether a compaction is due.
     next_compaction_look: Mutex<std::time::Instant>,
+    /// How many deliveries were queued at the last look (0 before the first).
+    queued_at_last_look: std::sync::atomic::AtomicU64,
     config: StoreConfig,
     book: Mutex<Book>,
     /// Held while a handed-off write-behind buffer is applied, and taken by every other

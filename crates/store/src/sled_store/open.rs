@@ -211,6 +211,7 @@ impl SledStore {
             compacted_size: Default::default(),
             root_unsynced: Default::default(),
             next_compaction_look: Mutex::new(std::time::Instant::now()),
+            queued_at_last_look: Default::default(),
             book: Mutex::new(Book {
                 fresh: Fresh {
                     capacity: config.fresh_capacity,
