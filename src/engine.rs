@@ -259,7 +259,8 @@ impl EngineBuilder {
     /// When a sled store the engine opens compacts itself into a fresh directory, giving back
     /// the space sled keeps for removed records: once its files are more than four times what
     /// is live plus `headroom` bytes (default 256 MiB; 0 never), while at most
-    /// `max_queued` deliveries are queued (default 100,000), since publishes and sends wait
+    /// `max_queued` deliveries are queued (default 100,000) and the queue is not shrinking
+    /// fast (a draining backlog is copied once it settles), since publishes and sends wait
     /// while the records are copied. See
     /// [`StoreConfig::compact_headroom`](callout_store::StoreConfig::compact_headroom).
     pub fn compaction(mut self, headroom: u64, max_queued: u64) -> Self {
