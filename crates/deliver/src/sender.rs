@@ -470,33 +470,36 @@ impl Sender {
                 .map(|since| since.as_secs())
                 .unwrap_or(0)
         });
-        let content_type = request
-            .content_type
-            .as_deref()
-            .unwrap_or(DEFAULT_CONTENT_TYPE);
         let mut headers = Vec::with_capacity(8);
         let mut spelling = Vec::with_capacity(8);
-        let mut push = |name: &'a str, value: &str| -> Result<(), String> {
-            let spelled = name.trim();
-            let name = match known_header_name(spelled) {
-                Some(known) => known,
-                None => HeaderName::from_bytes(spelled.as_bytes())
-                    .map_err(|_| format!("invalid header name `{name}`"))?,
+        let mut push_value =
+            |name: &'a str, value: Result<HeaderValue, ()>| -> Result<(), String> {
+                let spelled = name.trim();
+                let name = match known_header_name(spelled) {
+                    Some(known) => known,
+                    None => HeaderName::from_bytes(spelled.as_bytes())
+                        .map_err(|_| format!("invalid header name `{name}`"))?,
+                };
+                let value = value.map_err(|_| format!("invalid value for header `{name}`"))?;
+                headers.push((name, value));
+                spelling.push(spelled);
+                Ok(())
             };
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| format!("invalid value for header `{name}`"))?;
-            headers.push((name, value));
-            spelling.push(spelled);
-            Ok(())
+        // The default is a constant, so it costs no copy.
+        let content_type = match &request.content_type {
+            Some(given) => HeaderValue::from_str(given).map_err(|_| ()),
+            None => Ok(HeaderValue::from_static(DEFAULT_CONTENT_TYPE)),
         };
-        push("Content-Type", content_type)?;
-        push(DELIVERY_ID_HEADER, &request.delivery_id)?;
+        push_value("Content-Type", content_type)?;
+        let copied = |value: &str| HeaderValue::from_str(value).map_err(|_| ());
+        push_value(DELIVERY_ID_HEADER, copied(&request.delivery_id))?;
+        // Owned values become the header's storage rather than copied into one.
         for (name, value) in
             request
                 .signature
                 .headers(&request.delivery_id, timestamp, &request.body)
         {
-            push(name, &value)?;
+            push_value(name, HeaderValue::try_from(value).map_err(|_| ()))?;
         }
         for (name, value) in &request.profile_headers {
             let reserved = SENDER_HEADERS
@@ -507,14 +510,14 @@ impl Sender {
                     "the profile header `{name}` would replace the sender's"
                 ));
             }
-            push(name, value)?;
+            push_value(name, copied(value))?;
         }
         for (name, value) in &request.custom_headers {
             if request.is_reserved(name) {
                 tracing::warn!(delivery_id = %request.delivery_id, header = %name, "custom header dropped: the sender, signature or profile sets it");
                 continue;
             }
-            if push(name, value).is_err() {
+            if push_value(name, copied(value)).is_err() {
                 tracing::warn!(delivery_id = %request.delivery_id, header = %name, "custom header dropped: not a valid HTTP header");
             }
         }

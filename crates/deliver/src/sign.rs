@@ -74,7 +74,11 @@ impl Signature {
             Signature::Standard { secrets } => {
                 let mut headers = vec![
                     (standard::ID_HEADER, delivery_id.to_string()),
-                    (standard::TIMESTAMP_HEADER, timestamp.to_string()),
+                    // Sized exactly (as is the id's), so the sender keeps it without a copy.
+                    (
+                        standard::TIMESTAMP_HEADER,
+                        standard::Decimal::of(timestamp).as_str().to_string(),
+                    ),
                 ];
                 if !secrets.is_empty() {
                     headers.push((

@@ -205,28 +205,89 @@ fn signed_content(msg_id: &str, timestamp: &str, body: &[u8]) -> Vec<u8> {
 /// # Ok::<(), callout_deliver::DeliverError>(())
 /// ```
 pub fn sign(secret: &Secret, msg_id: &str, timestamp: u64, body: &[u8]) -> Option<String> {
-    let timestamp = timestamp.to_string();
+    let mut out = String::new();
+    let digits = Decimal::of(timestamp);
+    sign_into(&mut out, secret, msg_id, digits.as_str(), body).then_some(out)
+}
+
+/// Appends `secret`'s signature entry to `out`; false (nothing appended) for a public key.
+fn sign_into(
+    out: &mut String,
+    secret: &Secret,
+    msg_id: &str,
+    timestamp: &str,
+    body: &[u8],
+) -> bool {
     match &secret.key {
         Key::Symmetric(key) => {
-            let tag = mac(key, msg_id, &timestamp, body).finalize().into_bytes();
-            Some(format!("v1,{}", BASE64.encode(tag)))
+            let tag = mac(key, msg_id, timestamp, body).finalize().into_bytes();
+            out.push_str("v1,");
+            BASE64.encode_string(tag, out);
+            true
         }
         Key::Signing(key) => {
-            let signature = key.sign(&signed_content(msg_id, &timestamp, body));
-            Some(format!("v1a,{}", BASE64.encode(signature.to_bytes())))
+            let signature = key.sign(&signed_content(msg_id, timestamp, body));
+            out.push_str("v1a,");
+            BASE64.encode_string(signature.to_bytes(), out);
+            true
         }
-        Key::Public(_) => None,
+        Key::Public(_) => false,
     }
 }
 
 /// The `webhook-signature` value for several keys (rotation, or `v1` beside `v1a`): one entry
-/// per key that signs, space-separated, in the given order.
+/// per key that signs, space-separated, in the given order. Written into one string of
+/// exactly its size: this runs for every request, and the sender makes the string the
+/// header's storage, which takes no copy only when nothing of it is spare.
 pub fn signature_header(secrets: &[Secret], msg_id: &str, timestamp: u64, body: &[u8]) -> String {
-    let signatures: Vec<String> = secrets
-        .iter()
-        .filter_map(|secret| sign(secret, msg_id, timestamp, body))
-        .collect();
-    signatures.join(" ")
+    let entry_len = |secret: &Secret| match secret.key {
+        // "v1," and the base64 of a 32-byte HMAC-SHA256 tag.
+        Key::Symmetric(_) => 3 + 44,
+        // "v1a," and the base64 of a 64-byte ed25519 signature.
+        Key::Signing(_) => 4 + 88,
+        Key::Public(_) => 0,
+    };
+    let signing = secrets.iter().filter(|s| entry_len(s) > 0).count();
+    let len: usize = secrets.iter().map(entry_len).sum::<usize>() + signing.saturating_sub(1);
+    let mut out = String::with_capacity(len);
+    let digits = Decimal::of(timestamp);
+    for secret in secrets {
+        let before = out.len();
+        if before > 0 {
+            out.push(' ');
+        }
+        if !sign_into(&mut out, secret, msg_id, digits.as_str(), body) {
+            out.truncate(before);
+        }
+    }
+    out
+}
+
+/// A `u64` written in decimal on the stack, as the signed content spells the timestamp.
+pub(crate) struct Decimal {
+    digits: [u8; 20],
+    start: usize,
+}
+
+impl Decimal {
+    pub(crate) fn of(mut n: u64) -> Decimal {
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        Decimal { digits, start }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII digits were written.
+        std::str::from_utf8(&self.digits[self.start..]).unwrap_or("0")
+    }
 }
 
 /// Verifies a received request as the reference verifiers do: the three headers must be present
@@ -437,8 +498,25 @@ mod tests {
         let public = Secret::parse(PUBLIC_KEY).unwrap();
         verify(&public, &headers(&header, &ts), BODY, TS).unwrap();
         // A public key among the keys signs nothing.
-        let with_public = [public, secret()];
+        let with_public = [public.clone(), secret()];
         assert_eq!(signature_header(&with_public, ID, TS, BODY), EXPECTED);
+        // Last, or between two that sign: no stray space either.
+        let public_last = [secret(), public.clone()];
+        assert_eq!(signature_header(&public_last, ID, TS, BODY), EXPECTED);
+        let between = [secret(), public, secret()];
+        let header = signature_header(&between, ID, TS, BODY);
+        assert_eq!(header, format!("{EXPECTED} {EXPECTED}"));
+        // Sized exactly, so that it becomes the header value without a copy.
+        assert_eq!(header.capacity(), header.len());
+        let header = signature_header(&both, ID, TS, BODY);
+        assert_eq!(header.capacity(), header.len());
+    }
+
+    #[test]
+    fn timestamps_are_spelled_as_decimal_text() {
+        for n in [0, 7, 10, 1614265330, u64::MAX] {
+            assert_eq!(Decimal::of(n).as_str(), n.to_string());
+        }
     }
 
     #[test]
