@@ -77,7 +77,7 @@ impl Signature {
                     // Sized exactly (as is the id's), so the sender keeps it without a copy.
                     (
                         standard::TIMESTAMP_HEADER,
-                        standard::Decimal::of(timestamp).as_str().to_string(),
+                        itoa::Buffer::new().format(timestamp).to_string(),
                     ),
                 ];
                 if !secrets.is_empty() {
