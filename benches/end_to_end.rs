@@ -5,6 +5,10 @@
 //! raw ureq writes head and body apart), and the ceiling of an engine with that sender on
 //! sled: the sender plus bare sled doing the writes a delivery needs in the store's layout (see
 //! [`raw_sled_and_sender`]).
+//!
+//! The engines use the builder's memory defaults; `CALLOUT_E2E_CACHE` (bytes, sled's cache,
+//! `EngineBuilder::cache_capacity`) and `CALLOUT_E2E_FRESH` (bytes of just-published records,
+//! `EngineBuilder::fresh_capacity`) set others, to measure what memory buys.
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
@@ -47,12 +51,19 @@ fn rig_with(shape: impl Fn(Subscription) -> Subscription) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     // One subscription: all workers may serve it, as many requests in flight as the raw
     // rate's threads (the default keeps one worker free for other subscriptions).
-    let engine = Engine::builder(dir.path().join("store"))
+    let mut builder = Engine::builder(dir.path().join("store"))
         .workers(WORKERS)
         .max_in_flight_per_subscription(WORKERS)
-        .allow_address("127.0.0.1")
-        .open()
-        .expect("engine opens");
+        .allow_address("127.0.0.1");
+    // The engine's memory defaults unless set, to measure what memory buys (BENCHMARKS.md).
+    let bytes = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    if let Some(cache) = bytes("CALLOUT_E2E_CACHE") {
+        builder = builder.cache_capacity(cache);
+    }
+    if let Some(fresh) = bytes("CALLOUT_E2E_FRESH") {
+        builder = builder.fresh_capacity(usize::try_from(fresh).unwrap_or(usize::MAX));
+    }
+    let engine = builder.open().expect("engine opens");
     engine
         .subscriptions()
         .create(shape(
