@@ -32,7 +32,10 @@ use callout_testkit::RawReceiver;
 
 #[path = "support/measure.rs"]
 mod measure;
+#[path = "support/mod.rs"]
+mod support;
 use measure::{dir_bytes, mib, peak_rss_mib, rss_mib};
+use support::env_opt;
 
 /// Subscriptions the deliveries are spread over (one event each: chunk size 1).
 const SUBSCRIPTIONS: usize = 10;
@@ -46,12 +49,6 @@ const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
 
 fn env_u64(name: &str, default: u64) -> u64 {
     env_opt(name).unwrap_or(default)
-}
-
-fn env_opt(name: &str) -> Option<u64> {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.replace('_', "").parse().ok())
 }
 
 fn main() {

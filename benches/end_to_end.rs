@@ -23,7 +23,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 mod support;
 use callout_deliver::{Request, Sender};
 use callout_testkit::RawReceiver;
-use support::{raw_agent, raw_send, raw_sled, run_split, sender_send, signed_sender};
+use support::{env_opt, raw_agent, raw_send, raw_sled, run_split, sender_send, signed_sender};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const WORKERS: usize = 4;
@@ -56,11 +56,10 @@ fn rig_with(shape: impl Fn(Subscription) -> Subscription) -> Rig {
         .max_in_flight_per_subscription(WORKERS)
         .allow_address("127.0.0.1");
     // The engine's memory defaults unless set, to measure what memory buys (BENCHMARKS.md).
-    let bytes = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
-    if let Some(cache) = bytes("CALLOUT_E2E_CACHE") {
+    if let Some(cache) = env_opt("CALLOUT_E2E_CACHE") {
         builder = builder.cache_capacity(cache);
     }
-    if let Some(fresh) = bytes("CALLOUT_E2E_FRESH") {
+    if let Some(fresh) = env_opt("CALLOUT_E2E_FRESH") {
         builder = builder.fresh_capacity(usize::try_from(fresh).unwrap_or(usize::MAX));
     }
     let engine = builder.open().expect("engine opens");

@@ -1,6 +1,7 @@
 //! Shared bench fixtures (the receiver is `callout_testkit::RawReceiver::counting_ok`): the raw
 //! ureq agent the sender is compared with, the sender itself with a signed request, a bare sled
-//! for the raw storage limits, and a helper that splits work over threads.
+//! for the raw storage limits, a helper that splits work over threads, and the benches' settings
+//! from the environment.
 
 #![allow(dead_code)] // each bench uses a different part
 
@@ -100,4 +101,12 @@ pub fn raw_sled(dir: &tempfile::TempDir) -> (sled::Db, sled::Tree) {
         .expect("sled opens");
     let tree = db.open_tree("queue").expect("tree");
     (db, tree)
+}
+
+/// A bench setting from the environment: a whole number, `_` allowed between digits
+/// (`1_000_000`); `None` when unset or not a number.
+pub fn env_opt(name: &str) -> Option<u64> {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
 }
